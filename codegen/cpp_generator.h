@@ -1,0 +1,56 @@
+// CppGenerator: writes `<stem>_flatstore.h` for a schema model.
+//
+// One genX() per construct: the entity class, the field descriptors, the change
+// request, the table description and the EntityTraits specialization. The output
+// depends only on the schema, never on paths or time, so it can be checked in as a
+// golden.
+#ifndef FLATSTORE_CODEGEN_CPP_GENERATOR_H_
+#define FLATSTORE_CODEGEN_CPP_GENERATOR_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "codegen/code_writer.h"
+#include "codegen/schema_model.h"
+
+namespace flatstore::codegen {
+
+class CppGenerator {
+ public:
+  // `stem` is the schema's file name without ".fbs"; `binary_schema` its serialized
+  // reflection schema.
+  CppGenerator(const SchemaModel& model, std::string stem, std::vector<uint8_t> binary_schema);
+
+  std::string generate();
+
+ private:
+  void genEntityDetail(const Entity& e);
+  void genReadFunction(const Entity& e, size_t index);
+  void genPathStructs(const Entity& e);
+  void genDescription(const Entity& e);
+  void genEntityClass(const Entity& e);
+  void genFieldsStruct(const Entity& e);
+  void genChangeRequest(const Entity& e);
+  void genSetter(const Entity& e, const flatbuffers::FieldDef& f, size_t bit);
+  void genTraits(const Entity& e);
+
+  void setEntityVars(const Entity& e);
+
+  // The top-level members of the field-descriptor struct, left by genPathStructs.
+  struct RootMember {
+    std::string member;
+    int leaf = -1;
+    int struct_id = -1;
+  };
+  std::vector<RootMember> root_members_;
+
+  const SchemaModel& model_;
+  std::string stem_;
+  std::vector<uint8_t> binary_schema_;
+  CodeWriter w_;
+};
+
+}  // namespace flatstore::codegen
+
+#endif  // FLATSTORE_CODEGEN_CPP_GENERATOR_H_

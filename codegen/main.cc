@@ -1,0 +1,228 @@
+// flatstore-codegen: FlatBuffers schemas in, flatstore C++ headers out.
+//
+//   flatstore-codegen [-I DIR]... [-o OUT_DIR] [--depfile FILE] SCHEMA.fbs...
+//
+// For each SCHEMA.fbs writes OUT_DIR/SCHEMA_flatstore.h, which includes flatc's
+// SCHEMA_generated.h (flatc --cpp --gen-object-api --gen-compare --scoped-enums). On any
+// error, prints `file:line:col: error: message` lines, writes nothing, and exits 1.
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "codegen/cpp_generator.h"
+#include "codegen/schema_model.h"
+#include "codegen/source_locator.h"
+#include "flatbuffers/idl.h"
+#include "flatbuffers/util.h"
+
+namespace fs = std::filesystem;
+
+namespace flatstore::codegen {
+namespace {
+
+struct Options {
+  std::vector<std::string> include_dirs;
+  std::string out_dir = ".";
+  std::string depfile;
+  std::vector<std::string> schemas;
+};
+
+void usage() {
+  std::fprintf(stderr,
+               "usage: flatstore-codegen [-I DIR]... [-o OUT_DIR] [--depfile FILE] "
+               "SCHEMA.fbs...\n");
+}
+
+bool parseArgs(int argc, char** argv, Options* opts) {
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto value = [&](std::string* out) {
+      if (i + 1 >= argc) return false;
+      *out = argv[++i];
+      return true;
+    };
+    if (a == "-I") {
+      std::string dir;
+      if (!value(&dir)) return false;
+      opts->include_dirs.push_back(dir);
+    } else if (a.rfind("-I", 0) == 0 && a.size() > 2) {
+      opts->include_dirs.push_back(a.substr(2));
+    } else if (a == "-o") {
+      if (!value(&opts->out_dir)) return false;
+    } else if (a == "--depfile") {
+      if (!value(&opts->depfile)) return false;
+    } else if (a == "-h" || a == "--help") {
+      return false;
+    } else if (!a.empty() && a[0] == '-') {
+      std::fprintf(stderr, "flatstore-codegen: unknown option %s\n", a.c_str());
+      return false;
+    } else {
+      opts->schemas.push_back(a);
+    }
+  }
+  return !opts->schemas.empty();
+}
+
+bool readFile(const std::string& path, std::string* out) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return false;
+  std::stringstream ss;
+  ss << in.rdbuf();
+  *out = ss.str();
+  return true;
+}
+
+// Rewrites FlatBuffers' "path:line: col: error: msg" as "path:line:col: error: msg".
+// An undefined type is reported at the end of the file with "originally at: f:LINE";
+// it is moved to where the type is used.
+std::string formatParserError(const std::string& raw) {
+  static const std::regex kLine(R"(^(.*):(\d+): (\d+): (error|warning): (.*)$)");
+  static const std::regex kUndefined(
+      R"(type referenced but not defined \(check namespace\): ([A-Za-z0-9_.]+), originally at: .*:(\d+)$)");
+  std::string out;
+  std::istringstream lines(raw);
+  std::string line;
+  while (std::getline(lines, line)) {
+    std::smatch m;
+    if (!std::regex_match(line, m, kLine)) {
+      if (!line.empty()) out += line + "\n";
+      continue;
+    }
+    std::string file = m[1];
+    int lineno = std::stoi(m[2]);
+    int col = std::max(1, std::stoi(m[3]));
+    std::string message = m[5];
+    std::smatch u;
+    if (std::regex_search(message, u, kUndefined)) {
+      std::string type = u[1];
+      lineno = std::stoi(u[2]);
+      col = 1;
+      std::string text;
+      if (readFile(file, &text)) {
+        std::string last =
+            type.substr(type.rfind('.') == std::string::npos ? 0 : type.rfind('.') + 1);
+        if (auto pos = SourceLocator(text).identifierOnLine(lineno, last)) col = pos->column;
+      }
+      message = "unknown type '" + type + "'";
+    }
+    out += file + ":" + std::to_string(lineno) + ":" + std::to_string(col) + ": " +
+           std::string(m[4]) + ": " + message + "\n";
+  }
+  return out;
+}
+
+struct Output {
+  std::string path;
+  std::string text;
+  std::vector<std::string> dependencies;
+};
+
+// Parses and checks one schema; on success fills `out`, otherwise prints diagnostics.
+bool compileSchema(const Options& opts, const std::string& schema, Output* out) {
+  std::string source;
+  if (!readFile(schema, &source)) {
+    std::fprintf(stderr, "%s:1:1: error: cannot read schema file\n", schema.c_str());
+    return false;
+  }
+  flatbuffers::IDLOptions idl;
+  idl.lang_to_generate = flatbuffers::IDLOptions::kCpp;
+  flatbuffers::Parser parser(idl);
+  for (const char* attr : kFlatstoreAttributes) parser.known_attributes_[attr] = false;
+
+  std::string schema_dir = fs::path(schema).parent_path().string();
+  std::vector<std::string> dirs;
+  dirs.push_back(schema_dir.empty() ? std::string(".") : schema_dir);
+  for (const auto& d : opts.include_dirs) dirs.push_back(d);
+  std::vector<const char*> include_paths;
+  for (const auto& d : dirs) include_paths.push_back(d.c_str());
+  include_paths.push_back(nullptr);
+
+  std::string main_file = flatbuffers::PosixPath(schema.c_str());
+  if (!parser.Parse(source.c_str(), include_paths.data(), main_file.c_str())) {
+    std::fputs(formatParserError(parser.error_).c_str(), stderr);
+    return false;
+  }
+  SchemaModel model;
+  std::vector<Diagnostic> errors;
+  if (!buildSchemaModel(parser, main_file, &model, &errors)) {
+    for (const Diagnostic& d : errors) std::fprintf(stderr, "%s\n", d.format().c_str());
+    return false;
+  }
+  for (const Diagnostic& d : model.warnings) {
+    std::string text = d.format();
+    text.replace(text.find(": error: "), 9, ": warning: ");
+    std::fprintf(stderr, "%s\n", text.c_str());
+  }
+  parser.Serialize();
+  std::vector<uint8_t> bfbs(parser.builder_.GetBufferPointer(),
+                            parser.builder_.GetBufferPointer() + parser.builder_.GetSize());
+  std::string stem = fs::path(schema).stem().string();
+  out->path = (fs::path(opts.out_dir) / (stem + "_flatstore.h")).string();
+  out->text = CppGenerator(model, stem, std::move(bfbs)).generate();
+  for (const std::string& f : parser.GetIncludedFilesRecursive(main_file)) {
+    out->dependencies.push_back(f);
+  }
+  return true;
+}
+
+bool writeAtomically(const std::string& path, const std::string& text) {
+  std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out) return false;
+    out << text;
+    if (!out.flush()) return false;
+  }
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
+  if (ec) fs::remove(tmp, ec);
+  return !ec;
+}
+
+int run(int argc, char** argv) {
+  Options opts;
+  if (!parseArgs(argc, argv, &opts)) {
+    usage();
+    return 2;
+  }
+  std::vector<Output> outputs(opts.schemas.size());
+  bool ok = true;
+  for (size_t i = 0; i < opts.schemas.size(); ++i) {
+    ok = compileSchema(opts, opts.schemas[i], &outputs[i]) && ok;
+  }
+  if (!ok) return 1;
+  std::error_code ec;
+  fs::create_directories(opts.out_dir, ec);
+  for (const Output& o : outputs) {
+    // Leave an unchanged header alone so that builds do not recompile needlessly.
+    std::string existing;
+    if (readFile(o.path, &existing) && existing == o.text) continue;
+    if (!writeAtomically(o.path, o.text)) {
+      std::fprintf(stderr, "flatstore-codegen: cannot write %s\n", o.path.c_str());
+      return 1;
+    }
+  }
+  if (!opts.depfile.empty()) {
+    std::string deps;
+    for (const Output& o : outputs) {
+      deps += o.path + ":";
+      for (const auto& d : o.dependencies) deps += " " + d;
+      deps += "\n";
+    }
+    if (!writeAtomically(opts.depfile, deps)) {
+      std::fprintf(stderr, "flatstore-codegen: cannot write %s\n", opts.depfile.c_str());
+      return 1;
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace flatstore::codegen
+
+int main(int argc, char** argv) { return flatstore::codegen::run(argc, argv); }

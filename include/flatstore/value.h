@@ -1,0 +1,87 @@
+// Value: one queryable value (a primary-key column, an index entry, a query operand).
+//
+// Values follow SQLite's storage classes, because the same value is bound into SQL and
+// compared in memory, and both paths must agree:
+//   - null: an absent string, nested table, struct or union member, or optional scalar;
+//   - integer: every integral field, bools (0/1) and enums (their underlying value);
+//   - real: float and double fields;
+//   - text: strings, compared bytewise like SQLite's BINARY collation.
+// A uint64 field is stored as the int64 with the same bits, so values above 2^63 - 1
+// sort below zero; this matches what SQLite can store.
+//
+// Thread-safety: a Value is a plain value type; distinct objects may be used from
+// distinct threads freely.
+#ifndef FLATSTORE_VALUE_H_
+#define FLATSTORE_VALUE_H_
+
+#include <compare>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <variant>
+
+namespace flatstore {
+
+class Value {
+ public:
+  enum class Kind { kNull, kInteger, kReal, kText };
+
+  // A null value.
+  Value() = default;
+
+  static Value integer(int64_t v) { return Value(Storage(std::in_place_index<1>, v)); }
+  static Value real(double v) { return Value(Storage(std::in_place_index<2>, v)); }
+  static Value text(std::string v) { return Value(Storage(std::in_place_index<3>, std::move(v))); }
+
+  // Converts a field value of any queryable C++ type: arithmetic types, bools, enums and
+  // anything convertible to std::string_view.
+  template <class T>
+  static Value of(const T& v) {
+    using D = std::decay_t<T>;
+    if constexpr (std::is_enum_v<D>) {
+      return integer(static_cast<int64_t>(v));
+    } else if constexpr (std::is_integral_v<D>) {
+      return integer(static_cast<int64_t>(v));
+    } else if constexpr (std::is_floating_point_v<D>) {
+      return real(static_cast<double>(v));
+    } else {
+      static_assert(std::is_convertible_v<const T&, std::string_view>,
+                    "Value::of takes arithmetic, enum or string-like values");
+      return text(std::string(std::string_view(v)));
+    }
+  }
+
+  Kind kind() const { return static_cast<Kind>(storage_.index()); }
+  bool isNull() const { return kind() == Kind::kNull; }
+
+  // REQUIRES: the matching kind().
+  int64_t asInteger() const { return std::get<1>(storage_); }
+  double asReal() const { return std::get<2>(storage_); }
+  const std::string& asText() const { return std::get<3>(storage_); }
+
+  // SQL-style comparison of two non-null values: integers and reals compare
+  // numerically, texts bytewise, and any number sorts before any text (SQLite's rule).
+  // Returns nullopt when either side is null.
+  friend std::optional<std::strong_ordering> compare(const Value& a, const Value& b);
+
+  // Total order used for sorting: null first, then as compare().
+  friend std::strong_ordering sortOrder(const Value& a, const Value& b);
+
+  // Exact equality of kind and content (null == null here, unlike SQL).
+  friend bool operator==(const Value& a, const Value& b) { return a.storage_ == b.storage_; }
+
+  // A readable rendering for messages: NULL, 42, 1.5, "text".
+  std::string toString() const;
+
+ private:
+  using Storage = std::variant<std::monostate, int64_t, double, std::string>;
+  explicit Value(Storage s) : storage_(std::move(s)) {}
+  Storage storage_;
+};
+
+}  // namespace flatstore
+
+#endif  // FLATSTORE_VALUE_H_

@@ -1,0 +1,1 @@
+// Anchors the generated headers of the test schemas in a target.
