@@ -1,0 +1,165 @@
+// Fetching objects: typed query builders and their results.
+//
+//   auto result = ws->fetch<game::Monster>()
+//                     .where(F::hp > 10 && F::color == game::Color::Red)
+//                     .orderBy(F::hp.descending())
+//                     .limit(20)
+//                     .all();                      // StatusOr<FetchedResult<Monster>>
+//
+// A query compiles to SQL where its fields are primary-key columns or complete indexes,
+// and is evaluated in memory on the FlatBuffers objects otherwise; both give the same
+// answer (three-valued logic, SQLite's ordering with nulls first when ascending, ties
+// broken by rowid). Values are always bound as SQL parameters.
+//
+// Thread-safety: a Query is a value used by one thread; a FetchedResult is immutable and
+// may be shared across threads.
+#ifndef FLATSTORE_FETCH_H_
+#define FLATSTORE_FETCH_H_
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "flatstore/entity.h"
+#include "flatstore/query.h"
+#include "flatstore/status.h"
+#include "flatstore/table_description.h"
+
+namespace flatstore {
+
+namespace internal {
+
+// An untyped query: what Query<T> builds and the runtime executes.
+struct QuerySpec {
+  std::shared_ptr<const ExprNode> where;                 // null: every object
+  std::vector<std::pair<const FieldInfo*, bool>> order;  // (field, descending)
+  std::optional<int64_t> limit;
+  int64_t offset = 0;
+  // Primary key (or automatic id) lookup; set by Query::byKey / byId.
+  std::optional<std::vector<Value>> key;
+};
+
+// One fetched object, verified.
+struct RawRow {
+  int64_t rowid = 0;
+  Versionstamp versionstamp;
+  ObjectBuffer bytes;
+};
+
+// Something queries run against: the workspace (a pooled read transaction per query),
+// a snapshot, or a transaction (its snapshot plus its own changes).
+class QuerySource {
+ public:
+  virtual ~QuerySource() = default;
+  virtual absl::StatusOr<std::vector<RawRow>> runQuery(const TableDescription& table,
+                                                       const QuerySpec& spec) = 0;
+  virtual absl::StatusOr<int64_t> runCount(const TableDescription& table,
+                                           const QuerySpec& spec) = 0;
+};
+
+}  // namespace internal
+
+// The objects a query returned, in query order, shared and immutable.
+template <class T>
+class FetchedResult {
+ public:
+  using Entity = typename EntityTraits<T>::Entity;
+  using Pointer = std::shared_ptr<const Entity>;
+
+  FetchedResult() = default;
+  FetchedResult(std::vector<Pointer> objects, internal::QuerySpec spec)
+      : objects_(std::move(objects)), spec_(std::move(spec)) {}
+
+  size_t size() const { return objects_.size(); }
+  bool empty() const { return objects_.empty(); }
+  const Pointer& operator[](size_t i) const { return objects_[i]; }
+  auto begin() const { return objects_.begin(); }
+  auto end() const { return objects_.end(); }
+  const std::vector<Pointer>& objects() const { return objects_; }
+  // The query that produced this result.
+  const internal::QuerySpec& spec() const { return spec_; }
+
+ private:
+  std::vector<Pointer> objects_;
+  internal::QuerySpec spec_;
+};
+
+// A typed query over entity T. Build it with where/orderBy/limit/offset, then run it
+// with all(), first() or count().
+template <class T>
+class Query {
+ public:
+  using Entity = typename EntityTraits<T>::Entity;
+
+  explicit Query(internal::QuerySource* source) : source_(source) {}
+
+  // Keeps objects for which `predicate` is true (not false, not unknown). Several
+  // where() calls are combined with &&.
+  Query& where(const Predicate<T>& predicate) {
+    spec_.where = spec_.where == nullptr ? predicate.shared()
+                                         : (Predicate<T>(spec_.where) && predicate).shared();
+    return *this;
+  }
+  // Adds sort keys, most significant first.
+  template <class... O>
+  Query& orderBy(const Ordering<T>& first, const O&... rest) {
+    spec_.order.emplace_back(first.field, first.descending);
+    (spec_.order.emplace_back(rest.field, rest.descending), ...);
+    return *this;
+  }
+  Query& limit(int64_t n) {
+    spec_.limit = n;
+    return *this;
+  }
+  Query& offset(int64_t n) {
+    spec_.offset = n;
+    return *this;
+  }
+
+  // All matching objects. DataLoss if a stored object fails verification.
+  absl::StatusOr<FetchedResult<T>> all() const {
+    FLATSTORE_ASSIGN_OR_RETURN(auto rows, source_->runQuery(Entity::description(), spec_));
+    std::vector<std::shared_ptr<const Entity>> objects;
+    objects.reserve(rows.size());
+    for (auto& r : rows) {
+      objects.push_back(Entity::fromVerified(std::move(r.bytes), r.rowid, r.versionstamp));
+    }
+    return FetchedResult<T>(std::move(objects), spec_);
+  }
+  // The first matching object, or null when none matches.
+  absl::StatusOr<std::shared_ptr<const Entity>> first() const {
+    Query q = *this;
+    q.spec_.limit = 1;
+    FLATSTORE_ASSIGN_OR_RETURN(auto result, q.all());
+    return result.empty() ? nullptr : result[0];
+  }
+  // The number of matching objects (limit and offset apply).
+  absl::StatusOr<int64_t> count() const { return source_->runCount(Entity::description(), spec_); }
+
+  const internal::QuerySpec& spec() const { return spec_; }
+
+ private:
+  internal::QuerySource* source_;
+  internal::QuerySpec spec_;
+};
+
+// Looks up one object of T by primary key (or automatic id) through `source`: null
+// when absent.
+template <class T, class... K>
+absl::StatusOr<std::shared_ptr<const typename EntityTraits<T>::Entity>> getByKey(
+    internal::QuerySource* source, const K&... key) {
+  using Entity = typename EntityTraits<T>::Entity;
+  internal::QuerySpec spec;
+  spec.key = std::vector<Value>{Value::of(key)...};
+  FLATSTORE_ASSIGN_OR_RETURN(auto rows, source->runQuery(Entity::description(), spec));
+  if (rows.empty()) return std::shared_ptr<const Entity>();
+  auto& r = rows.front();
+  return Entity::fromVerified(std::move(r.bytes), r.rowid, r.versionstamp);
+}
+
+}  // namespace flatstore
+
+#endif  // FLATSTORE_FETCH_H_

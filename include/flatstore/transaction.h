@@ -1,0 +1,143 @@
+// Transactions: the context a closure runs with, and the handle that reports its end.
+//
+//   auto handle = ws->performChanges<game::Monster>([](flatstore::TransactionContext& txn) {
+//     auto orc = game::MonsterChangeRequest::creation();
+//     orc.setName("orc").setRealm(1).setHp(30);
+//     return txn.submit(std::move(orc)).status();
+//   });
+//   absl::StatusOr<flatstore::TransactionResult> done = handle.wait();
+//
+// The closure runs on a worker thread once every table it declared is free. It reads one
+// snapshot for its whole run plus its own submitted changes, and its changes are
+// committed by the workspace's single writer, together with other closures' changes, in
+// one SQLite transaction. The closure's tables are released only after that commit, so
+// the next closure on a table sees this one's writes.
+//
+// A closure must not touch tables it did not declare (FailedPrecondition), must not keep
+// the context after it returns, and should be re-runnable (it may be run again when
+// another process changed what it read).
+#ifndef FLATSTORE_TRANSACTION_H_
+#define FLATSTORE_TRANSACTION_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "flatstore/change_request.h"
+#include "flatstore/entity.h"
+#include "flatstore/fetch.h"
+#include "flatstore/table_description.h"
+
+namespace flatstore {
+
+// What a submitted change did.
+enum class SubmitOutcome {
+  kInserted,   // a new object
+  kUpdated,    // an existing object changed
+  kUnchanged,  // the object already was as requested: nothing is written
+  kDeleted,    // an existing object is gone
+};
+
+// The result of a committed transaction.
+struct TransactionResult {
+  // The versionstamp of the commit (commit sequence, position of the transaction in
+  // its group commit). Zero when the transaction wrote nothing.
+  Versionstamp versionstamp;
+  // Number of objects inserted, updated and deleted.
+  int64_t inserted = 0;
+  int64_t updated = 0;
+  int64_t deleted = 0;
+};
+
+namespace internal {
+class TransactionState;
+struct ErasedChange {
+  ChangeKind kind;
+  int64_t target_rowid;
+  const std::vector<Value>* target_key;
+  const void* request;
+  absl::StatusOr<EncodedObject> (*encode)(const void* request, const uint8_t* current);
+};
+class HandleState;
+}  // namespace internal
+
+// The context of one running closure. Used only on the closure's thread, only during
+// the closure's run.
+class TransactionContext {
+ public:
+  explicit TransactionContext(internal::TransactionState* state) : state_(state) {}
+  TransactionContext(const TransactionContext&) = delete;
+  TransactionContext& operator=(const TransactionContext&) = delete;
+
+  // Encodes `request` against the object as this transaction sees it and records the
+  // change. Errors: FailedPrecondition for a table the closure did not declare;
+  // AlreadyExists when a creation's primary key is taken; NotFound when a change or
+  // deletion finds no object; InvalidArgument for a missing primary key. A failed
+  // submit records nothing; the closure decides whether to go on.
+  template <class R>
+  absl::StatusOr<SubmitOutcome> submit(const R& request) {
+    internal::ErasedChange change{request.kind(), request.targetRowid(), &request.targetKey(),
+                                  &request, [](const void* r, const uint8_t* current) {
+                                    return static_cast<const R*>(r)->encodeOver(current);
+                                  }};
+    return submitErased(R::Entity::description(), change);
+  }
+
+  // Queries see the transaction's snapshot plus its own submitted changes.
+  template <class T>
+  Query<T> fetch() {
+    return Query<T>(source(EntityTraits<T>::description()));
+  }
+  // Looks up by primary key (or automatic id); null when absent.
+  template <class T, class... K>
+  absl::StatusOr<std::shared_ptr<const typename EntityTraits<T>::Entity>> get(const K&... key) {
+    return getByKey<T>(source(EntityTraits<T>::description()), key...);
+  }
+
+  // Marks the transaction aborted: nothing it submitted is written. Returns the status
+  // the closure should return (Aborted).
+  absl::Status abort(std::string_view reason = "aborted by its closure");
+
+ private:
+  absl::StatusOr<SubmitOutcome> submitErased(const TableDescription& table,
+                                             const internal::ErasedChange& change);
+  // The query source for `table`; a source that fails every query when the table was
+  // not declared.
+  internal::QuerySource* source(const TableDescription& table);
+
+  internal::TransactionState* state_;
+};
+
+// The completion of a submitted transaction. Copyable; every copy refers to the same
+// transaction. Thread-safe.
+class TransactionHandle {
+ public:
+  explicit TransactionHandle(std::shared_ptr<internal::HandleState> state)
+      : state_(std::move(state)) {}
+
+  // Blocks until the transaction committed or failed.
+  absl::StatusOr<TransactionResult> wait() const;
+  // True once the transaction committed or failed.
+  bool done() const;
+  // Runs `callback` with the outcome once it is known: right away on this thread if it
+  // already is, otherwise on the thread that completes the transaction (keep it short).
+  void onComplete(std::function<void(const absl::StatusOr<TransactionResult>&)> callback) const;
+
+ private:
+  std::shared_ptr<internal::HandleState> state_;
+};
+
+// How a transaction is scheduled.
+struct TransactionOptions {
+  // A name for metrics and error messages.
+  std::string name;
+};
+
+}  // namespace flatstore
+
+#endif  // FLATSTORE_TRANSACTION_H_

@@ -1,0 +1,150 @@
+// Workspace: one flatstore database file, opened.
+//
+//   auto ws = flatstore::Workspace::open("game.db", {.synchronous =
+//   flatstore::Synchronous::kFull}); if (!ws.ok()) return ws.status();
+//   (*ws)->performChanges<game::Monster>([](flatstore::TransactionContext& txn) {...});
+//   auto strong = (*ws)->fetch<game::Monster>().where(F::hp > 10).all();
+//
+// Thread-safety: every method may be called from any thread at any time, except that
+// shutdown() and the destructor must not race with other calls' returns being used.
+#ifndef FLATSTORE_WORKSPACE_H_
+#define FLATSTORE_WORKSPACE_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "flatstore/dictionary.h"
+#include "flatstore/entity.h"
+#include "flatstore/fetch.h"
+#include "flatstore/status.h"
+#include "flatstore/transaction.h"
+
+namespace flatstore {
+
+// SQLite's `synchronous` setting for the writer. In WAL mode:
+//   kNormal: a commit is durable once the WAL is synced at the next checkpoint; a power
+//            loss may lose the last commits, never corrupt the file. The default.
+//   kFull:   every group commit syncs the WAL before its handles complete.
+enum class Synchronous { kNormal, kFull };
+
+struct WorkspaceOptions {
+  Synchronous synchronous = Synchronous::kNormal;
+  // Threads that run closures. 0: the number of cores, at least 2.
+  int worker_threads = 0;
+  // Read-only connections for fetches (the writer never uses them).
+  int reader_connections = 4;
+  // A group commit takes at most this many transactions and this many bytes of objects.
+  int max_group_transactions = 4096;
+  int64_t max_group_bytes = 64 << 20;
+  // Objects per background index back-fill step.
+  int backfill_batch = 1000;
+  // How long the writer waits for another process's write lock before failing a group.
+  absl::Duration lock_timeout = absl::Seconds(30);
+};
+
+namespace internal {
+class WorkspaceImpl;
+}
+
+class Workspace {
+ public:
+  // Opens (creating if missing) the database at `path` in WAL mode. Errors:
+  // NotFound when the directory does not exist; PermissionDenied when the file or its
+  // directory cannot be written; FailedPrecondition when the file is not a SQLite
+  // database, is a SQLite database that flatstore did not create, or was written by a
+  // newer flatstore format. On error the file is left untouched.
+  static absl::StatusOr<std::unique_ptr<Workspace>> open(const std::string& path,
+                                                         WorkspaceOptions options = {});
+
+  // Shuts down (see shutdown()) and closes the file.
+  ~Workspace();
+
+  Workspace(const Workspace&) = delete;
+  Workspace& operator=(const Workspace&) = delete;
+
+  // Runs `closure(TransactionContext&)` -> absl::Status on a worker thread once the
+  // tables Ts... are free, then commits what it submitted. Closures on one table run in
+  // submission order, closures on disjoint tables in parallel. The handle completes with
+  // the commit's result, the closure's error (nothing written), or the commit's error.
+  // A closure that throws fails with Aborted carrying the exception's text.
+  template <class... Ts, class Fn>
+  TransactionHandle performChanges(Fn&& closure, TransactionOptions options = {}) {
+    static_assert(sizeof...(Ts) > 0, "performChanges<Ts...> names the tables it touches");
+    std::vector<const TableDescription*> tables = {&EntityTraits<Ts>::description()...};
+    return performChangesErased(
+        std::move(tables),
+        std::function<absl::Status(TransactionContext&)>(std::forward<Fn>(closure)),
+        std::move(options));
+  }
+
+  // performChanges and wait: the result of the transaction.
+  template <class... Ts, class Fn>
+  absl::StatusOr<TransactionResult> performChangesAndWait(Fn&& closure,
+                                                          TransactionOptions options = {}) {
+    return performChanges<Ts...>(std::forward<Fn>(closure), std::move(options)).wait();
+  }
+
+  // A query over T, run in its own read transaction on a pooled reader connection.
+  template <class T>
+  Query<T> fetch() {
+    return Query<T>(querySource());
+  }
+  // Looks up one object by primary key (or automatic id); null when absent.
+  template <class T, class... K>
+  absl::StatusOr<std::shared_ptr<const typename EntityTraits<T>::Entity>> get(const K&... key) {
+    return getByKey<T>(querySource(), key...);
+  }
+
+  // A read snapshot: every query through it sees the same committed state.
+  class Snapshot {
+   public:
+    template <class T>
+    Query<T> fetch() {
+      return Query<T>(source_);
+    }
+    template <class T, class... K>
+    absl::StatusOr<std::shared_ptr<const typename EntityTraits<T>::Entity>> get(const K&... key) {
+      return getByKey<T>(source_, key...);
+    }
+    explicit Snapshot(internal::QuerySource* source) : source_(source) {}
+
+   private:
+    internal::QuerySource* source_;
+  };
+  // Runs `fn(Snapshot&)` -> absl::Status with one read transaction for all its fetches.
+  absl::Status snapshot(const std::function<absl::Status(Snapshot&)>& fn);
+
+  // The key-value dictionary stored in the same file.
+  Dictionary& dictionary();
+
+  // The commit sequence of the last commit this workspace made or saw.
+  uint64_t lastCommitSequence() const;
+
+  // Stops taking transactions (later calls fail with FailedPrecondition), lets the ones
+  // already submitted run and commit, waits for them, and closes the connections.
+  // Idempotent. Returns the first error met while closing.
+  absl::Status shutdown();
+
+  // The path the workspace was opened with.
+  const std::string& path() const;
+
+ private:
+  explicit Workspace(std::unique_ptr<internal::WorkspaceImpl> impl);
+  TransactionHandle performChangesErased(std::vector<const TableDescription*> tables,
+                                         std::function<absl::Status(TransactionContext&)> closure,
+                                         TransactionOptions options);
+  internal::QuerySource* querySource();
+
+  std::unique_ptr<internal::WorkspaceImpl> impl_;
+};
+
+}  // namespace flatstore
+
+#endif  // FLATSTORE_WORKSPACE_H_

@@ -1,0 +1,71 @@
+// Catalog: the database's own tables, and the state of every entity table in use.
+//
+//   flatstore_meta(key TEXT PRIMARY KEY, value)      format version, commit sequence
+//   flatstore_tables(name TEXT PRIMARY KEY, version INTEGER, schema_hash INTEGER,
+//                    schema BLOB)                    one row per entity table
+//   flatstore_indexes(index_table TEXT PRIMARY KEY, table_name TEXT,
+//                     next_rowid INTEGER)            back-fill progress; NULL: complete
+//   flatstore_kv(key TEXT PRIMARY KEY, kind INTEGER, type TEXT, value BLOB)
+//
+// Functions taking a Connection run on the writer's connection (the only writer).
+#ifndef FLATSTORE_RUNTIME_CATALOG_H_
+#define FLATSTORE_RUNTIME_CATALOG_H_
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "flatstore/table_description.h"
+#include "runtime/sqlite.h"
+
+namespace flatstore::internal {
+
+inline constexpr int64_t kFormatVersion = 1;
+
+// Checks that `c` holds an empty database or a flatstore database of a format this
+// version reads, then sets WAL mode and creates the catalog tables. Leaves a foreign
+// file untouched (every check happens before the first write).
+absl::Status initializeDatabase(Connection& c, bool synchronous_full);
+
+// An entity table in use: its description, its SQL, and which indexes are complete.
+// Index readiness is read by query threads and changed by the writer's back-fill.
+class TableState {
+ public:
+  explicit TableState(const TableDescription& d);
+
+  const TableDescription& desc;
+  std::string quoted;                         // "ns.Name"
+  std::string insert_sql;                     // INSERT INTO "T"(keys..., p, vs) VALUES(...)
+  std::string update_sql;                     // UPDATE "T" SET keys..., p=?, vs=? WHERE rowid=?
+  std::string delete_sql;                     // DELETE FROM "T" WHERE rowid=?
+  std::vector<std::string> index_insert_sql;  // per index
+  std::vector<std::string> index_upsert_sql;
+  std::vector<std::string> index_delete_sql;
+
+  bool indexReady(int i) const {
+    return ready_[static_cast<size_t>(i)].load(std::memory_order_acquire);
+  }
+  void setIndexReady(int i, bool ready) {
+    ready_[static_cast<size_t>(i)].store(ready, std::memory_order_release);
+  }
+
+ private:
+  std::unique_ptr<std::atomic<bool>[]> ready_;
+};
+
+// Creates `state`'s table and indexes if missing, checks the stored layout hash, and
+// records which indexes need a back-fill. Must run inside a write transaction.
+absl::Status ensureTable(Connection& c, TableState& state);
+
+// Fills up to `batch` rows of the first incomplete index of `state`. Returns true when
+// more work remains. Must run inside a write transaction.
+absl::StatusOr<bool> backfillStep(Connection& c, TableState& state, int batch);
+
+}  // namespace flatstore::internal
+
+#endif  // FLATSTORE_RUNTIME_CATALOG_H_

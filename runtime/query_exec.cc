@@ -1,0 +1,381 @@
+#include "runtime/query_exec.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "flatstore/status.h"
+#include "runtime/absl_compat.h"
+
+namespace flatstore::internal {
+
+bool KeyLess::operator()(const std::vector<Value>& a, const std::vector<Value>& b) const {
+  size_t n = std::min(a.size(), b.size());
+  for (size_t i = 0; i < n; ++i) {
+    auto c = sortOrder(a[i], b[i]);
+    if (c != 0) return c < 0;
+  }
+  return a.size() < b.size();
+}
+
+namespace {
+
+using Kind = ExprNode::Kind;
+
+const char* sqlOperator(CompareOp op) {
+  switch (op) {
+    case CompareOp::kEq:
+      return " = ";
+    case CompareOp::kNe:
+      return " <> ";
+    case CompareOp::kLt:
+      return " < ";
+    case CompareOp::kLe:
+      return " <= ";
+    case CompareOp::kGt:
+      return " > ";
+    case CompareOp::kGe:
+      return " >= ";
+  }
+  return " = ";
+}
+
+// Builds the FROM/JOIN/WHERE/ORDER BY parts of one query.
+class SqlBuilder {
+ public:
+  explicit SqlBuilder(const TableState& t) : t_(t) {}
+
+  bool fieldInSql(const FieldInfo& f) const {
+    if (f.storage == FieldStorage::kPrimaryKey) return true;
+    return f.storage == FieldStorage::kIndexed && t_.indexReady(f.slot);
+  }
+
+  bool compilable(const ExprNode& n) const {
+    switch (n.kind) {
+      case Kind::kTrue:
+        return true;
+      case Kind::kCompare:
+      case Kind::kIn:
+      case Kind::kIsNull:
+        return fieldInSql(*n.field);
+      case Kind::kAnd:
+      case Kind::kOr:
+        return compilable(*n.lhs) && compilable(*n.rhs);
+      case Kind::kNot:
+        return compilable(*n.lhs);
+    }
+    return false;
+  }
+
+  std::string column(const FieldInfo& f) {
+    if (f.storage == FieldStorage::kPrimaryKey) {
+      return "t." + quoteIdentifier(t_.desc.key_columns[static_cast<size_t>(f.slot)].column);
+    }
+    auto it = aliases_.find(f.slot);
+    if (it == aliases_.end()) {
+      std::string alias = absl::StrCat("j", f.slot);
+      absl::StrAppend(&joins_, " JOIN ",
+                      quoteIdentifier(t_.desc.indexes[static_cast<size_t>(f.slot)].table), " ",
+                      alias, " ON ", alias, ".rowid = t.rowid");
+      it = aliases_.emplace(f.slot, alias + ".value").first;
+    }
+    return it->second;
+  }
+
+  std::string compile(const ExprNode& n) {
+    switch (n.kind) {
+      case Kind::kTrue:
+        return "1";
+      case Kind::kCompare:
+        binds_.push_back(n.values.front());
+        return "(" + column(*n.field) + sqlOperator(n.op) + "?)";
+      case Kind::kIn: {
+        // SQLite: x IN () is false and x NOT IN () true, even for a null x.
+        if (n.values.empty()) return n.negated ? "1" : "0";
+        std::string out = "(" + column(*n.field) + (n.negated ? " NOT IN (" : " IN (");
+        for (size_t i = 0; i < n.values.size(); ++i) {
+          out += i == 0 ? "?" : ", ?";
+          binds_.push_back(n.values[i]);
+        }
+        return out + "))";
+      }
+      case Kind::kIsNull:
+        return "(" + column(*n.field) + (n.negated ? " IS NOT NULL)" : " IS NULL)");
+      case Kind::kAnd:
+        return "(" + compile(*n.lhs) + " AND " + compile(*n.rhs) + ")";
+      case Kind::kOr:
+        return "(" + compile(*n.lhs) + " OR " + compile(*n.rhs) + ")";
+      case Kind::kNot:
+        return "(NOT " + compile(*n.lhs) + ")";
+    }
+    return "1";
+  }
+
+  std::string from() const { return " FROM " + t_.quoted + " t" + joins_; }
+  std::vector<Value>& binds() { return binds_; }
+
+ private:
+  const TableState& t_;
+  std::string joins_;
+  std::map<int, std::string> aliases_;
+  std::vector<Value> binds_;
+};
+
+void flattenAnd(const std::shared_ptr<const ExprNode>& n,
+                std::vector<std::shared_ptr<const ExprNode>>* out) {
+  if (n == nullptr) return;
+  if (n->kind == Kind::kAnd) {
+    flattenAnd(n->lhs, out);
+    flattenAnd(n->rhs, out);
+  } else if (n->kind != Kind::kTrue) {
+    out->push_back(n);
+  }
+}
+
+// One candidate row with its sort keys.
+struct Candidate {
+  RawRow row;
+  int64_t sort_id;
+  std::vector<Value> order_values;
+};
+
+bool matches(const std::vector<std::shared_ptr<const ExprNode>>& terms, const uint8_t* buffer) {
+  for (const auto& t : terms) {
+    if (evaluate(*t, buffer) != Truth::kTrue) return false;
+  }
+  return true;
+}
+
+// A plan: the SQL to run and what is left for memory.
+struct Plan {
+  std::string sql;
+  std::vector<Value> binds;
+  std::vector<std::shared_ptr<const ExprNode>> residual;
+  bool order_in_sql = false;
+  bool limit_in_sql = false;
+};
+
+Plan plan(const TableState& t, const QuerySpec& spec, bool has_pending, const char* select) {
+  Plan p;
+  SqlBuilder b(t);
+  std::vector<std::shared_ptr<const ExprNode>> terms;
+  flattenAnd(spec.where, &terms);
+  std::vector<std::string> where;
+  for (const auto& term : terms) {
+    if (b.compilable(*term)) {
+      where.push_back(b.compile(*term));
+    } else {
+      p.residual.push_back(term);
+    }
+  }
+  bool order_ok = std::all_of(spec.order.begin(), spec.order.end(),
+                              [&](const auto& o) { return b.fieldInSql(*o.first); });
+  p.order_in_sql = order_ok && !has_pending;
+  p.limit_in_sql = p.order_in_sql && p.residual.empty();
+  std::string order;
+  if (p.order_in_sql) {
+    for (const auto& [field, desc] : spec.order) {
+      absl::StrAppend(&order, b.column(*field), desc ? " DESC, " : ", ");
+    }
+    absl::StrAppend(&order, "t.rowid");
+  }
+  p.sql = absl::StrCat(select, b.from());
+  for (size_t i = 0; i < where.size(); ++i) {
+    absl::StrAppend(&p.sql, i == 0 ? " WHERE " : " AND ", where[i]);
+  }
+  if (!order.empty()) absl::StrAppend(&p.sql, " ORDER BY ", order);
+  if (p.limit_in_sql && (spec.limit.has_value() || spec.offset > 0)) {
+    absl::StrAppend(&p.sql, " LIMIT ", spec.limit.value_or(-1), " OFFSET ", spec.offset);
+  }
+  p.binds = std::move(b.binds());
+  return p;
+}
+
+absl::StatusOr<RawRow> materialize(const TableState& t, const Statement& s) {
+  RawRow r;
+  r.rowid = s.columnInt(0);
+  FLATSTORE_ASSIGN_OR_RETURN(r.bytes, verifiedCopy(t.desc, s.columnBlob(1), r.rowid));
+  r.versionstamp = Versionstamp::fromPacked(s.columnInt(2));
+  return r;
+}
+
+std::string what(const TableState& t) { return absl::StrCat("query on ", av(t.desc.table_name)); }
+
+absl::StatusOr<std::vector<RawRow>> executeKeyLookup(Connection& c, const TableState& t,
+                                                     const std::vector<Value>& key,
+                                                     const PendingTable* pending) {
+  std::vector<RawRow> out;
+  if (pending != nullptr && !t.desc.hasAutomaticId()) {
+    auto it = pending->key_to_sort_id.find(key);
+    if (it != pending->key_to_sort_id.end()) {
+      const PendingTable::Entry* e = nullptr;
+      auto ins = pending->inserts.find(it->second);
+      if (ins != pending->inserts.end()) {
+        e = &ins->second;
+      } else {
+        auto up = pending->by_rowid.find(it->second);
+        if (up != pending->by_rowid.end()) e = &up->second;
+      }
+      if (e != nullptr && !e->deleted) {
+        out.push_back(RawRow{e->rowid, Versionstamp(), ObjectBuffer::copyOf(e->bytes.span())});
+      }
+      return out;
+    }
+    if (pending->removed_keys.count(key) != 0) return out;
+  }
+  absl::StatusOr<std::optional<RawRow>> row =
+      t.desc.hasAutomaticId() ? (key.size() == 1 && key[0].kind() == Value::Kind::kInteger
+                                     ? readRowByRowid(c, t, key[0].asInteger())
+                                     : absl::StatusOr<std::optional<RawRow>>(std::nullopt))
+                              : readRowByKey(c, t, key);
+  if (!row.ok()) return row.status();
+  if (!row->has_value()) return out;
+  if (pending != nullptr) {
+    auto up = pending->by_rowid.find((*row)->rowid);
+    if (up != pending->by_rowid.end()) {
+      if (!up->second.deleted) {
+        out.push_back(RawRow{up->second.rowid, Versionstamp(),
+                             ObjectBuffer::copyOf(up->second.bytes.span())});
+      }
+      return out;
+    }
+  }
+  out.push_back(std::move(**row));
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<std::optional<RawRow>> readRowByRowid(Connection& c, const TableState& t,
+                                                     int64_t rowid) {
+  FLATSTORE_ASSIGN_OR_RETURN(
+      Statement * s,
+      c.cached(absl::StrCat("SELECT rowid, p, vs FROM ", t.quoted, " WHERE rowid = ?"), what(t)));
+  s->bindInt(1, rowid);
+  absl::StatusOr<bool> row = s->step(what(t));
+  std::optional<RawRow> out;
+  absl::Status status = row.status();
+  if (row.ok() && *row) {
+    absl::StatusOr<RawRow> r = materialize(t, *s);
+    if (r.ok()) {
+      out = std::move(*r);
+    } else {
+      status = r.status();
+    }
+  }
+  s->reset();
+  if (!status.ok()) return status;
+  return out;
+}
+
+absl::StatusOr<std::optional<RawRow>> readRowByKey(Connection& c, const TableState& t,
+                                                   const std::vector<Value>& key) {
+  std::string sql = absl::StrCat("SELECT rowid, p, vs FROM ", t.quoted, " WHERE ");
+  for (size_t i = 0; i < t.desc.key_columns.size(); ++i) {
+    absl::StrAppend(&sql, i == 0 ? "" : " AND ", quoteIdentifier(t.desc.key_columns[i].column),
+                    " = ?");
+  }
+  FLATSTORE_ASSIGN_OR_RETURN(Statement * s, c.cached(sql, what(t)));
+  for (size_t i = 0; i < key.size() && i < t.desc.key_columns.size(); ++i) {
+    s->bind(static_cast<int>(i + 1), key[i]);
+  }
+  absl::StatusOr<bool> row = s->step(what(t));
+  std::optional<RawRow> out;
+  absl::Status status = row.status();
+  if (row.ok() && *row) {
+    absl::StatusOr<RawRow> r = materialize(t, *s);
+    if (r.ok()) {
+      out = std::move(*r);
+    } else {
+      status = r.status();
+    }
+  }
+  s->reset();
+  if (!status.ok()) return status;
+  return out;
+}
+
+absl::StatusOr<std::vector<RawRow>> executeQuery(Connection& c, const TableState& t,
+                                                 const QuerySpec& spec,
+                                                 const PendingTable* pending) {
+  if (pending != nullptr && pending->empty()) pending = nullptr;
+  if (spec.key.has_value()) return executeKeyLookup(c, t, *spec.key, pending);
+
+  Plan p = plan(t, spec, pending != nullptr, "SELECT t.rowid, t.p, t.vs");
+  FLATSTORE_ASSIGN_OR_RETURN(Statement s, c.prepare(p.sql, what(t)));
+  for (size_t i = 0; i < p.binds.size(); ++i) s.bind(static_cast<int>(i + 1), p.binds[i]);
+
+  // With SQL ordering but a residual filter, rows stream in order: stop once the
+  // requested window is full.
+  std::optional<int64_t> stop_after;
+  if (p.order_in_sql && !p.limit_in_sql && spec.limit.has_value()) {
+    stop_after = spec.offset + *spec.limit;
+  }
+  std::vector<Candidate> rows;
+  while (!stop_after.has_value() || static_cast<int64_t>(rows.size()) < *stop_after) {
+    FLATSTORE_ASSIGN_OR_RETURN(bool more, s.step(what(t)));
+    if (!more) break;
+    int64_t rowid = s.columnInt(0);
+    if (pending != nullptr && pending->by_rowid.count(rowid) != 0) continue;
+    FLATSTORE_ASSIGN_OR_RETURN(RawRow r, materialize(t, s));
+    if (!matches(p.residual, r.bytes.data())) continue;
+    rows.push_back(Candidate{std::move(r), rowid, {}});
+  }
+  if (pending != nullptr) {
+    auto add = [&](const PendingTable::Entry& e) {
+      if (e.deleted) return;
+      if (spec.where != nullptr && evaluate(*spec.where, e.bytes.data()) != Truth::kTrue) return;
+      rows.push_back(Candidate{
+          RawRow{e.rowid, Versionstamp(), ObjectBuffer::copyOf(e.bytes.span())}, e.sort_id, {}});
+    };
+    for (const auto& [rowid, e] : pending->by_rowid) add(e);
+    for (const auto& [id, e] : pending->inserts) add(e);
+  }
+  if (!p.order_in_sql) {
+    for (Candidate& cand : rows) {
+      for (const auto& o : spec.order)
+        cand.order_values.push_back(o.first->read(cand.row.bytes.data()));
+    }
+    std::stable_sort(rows.begin(), rows.end(), [&](const Candidate& a, const Candidate& b) {
+      for (size_t i = 0; i < spec.order.size(); ++i) {
+        auto c = sortOrder(a.order_values[i], b.order_values[i]);
+        if (c != 0) return spec.order[i].second ? c > 0 : c < 0;
+      }
+      return a.sort_id < b.sort_id;
+    });
+  }
+  std::vector<RawRow> out;
+  if (p.limit_in_sql) {
+    out.reserve(rows.size());
+    for (Candidate& cand : rows) out.push_back(std::move(cand.row));
+    return out;
+  }
+  size_t begin =
+      static_cast<size_t>(std::min<int64_t>(spec.offset, static_cast<int64_t>(rows.size())));
+  size_t end = rows.size();
+  if (spec.limit.has_value())
+    end = std::min(end, begin + static_cast<size_t>(std::max<int64_t>(0, *spec.limit)));
+  out.reserve(end - begin);
+  for (size_t i = begin; i < end; ++i) out.push_back(std::move(rows[i].row));
+  return out;
+}
+
+absl::StatusOr<int64_t> executeCount(Connection& c, const TableState& t, const QuerySpec& spec,
+                                     const PendingTable* pending) {
+  if (pending != nullptr && pending->empty()) pending = nullptr;
+  if (pending == nullptr && !spec.key.has_value()) {
+    QuerySpec unordered = spec;
+    unordered.order.clear();
+    Plan p = plan(t, unordered, false, "SELECT 1");
+    if (p.residual.empty()) {
+      FLATSTORE_ASSIGN_OR_RETURN(
+          Statement s, c.prepare(absl::StrCat("SELECT count(*) FROM (", p.sql, ")"), what(t)));
+      for (size_t i = 0; i < p.binds.size(); ++i) s.bind(static_cast<int>(i + 1), p.binds[i]);
+      FLATSTORE_ASSIGN_OR_RETURN(bool row, s.step(what(t)));
+      return row ? s.columnInt(0) : 0;
+    }
+  }
+  FLATSTORE_ASSIGN_OR_RETURN(auto rows, executeQuery(c, t, spec, pending));
+  return static_cast<int64_t>(rows.size());
+}
+
+}  // namespace flatstore::internal

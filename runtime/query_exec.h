@@ -1,0 +1,66 @@
+// Query execution: a QuerySpec compiled to SQL where it can be, the rest evaluated in
+// memory, optionally merged with a transaction's own pending changes.
+//
+// The SQL path handles predicate terms whose fields are primary-key columns or complete
+// indexes (joined index tables). Other terms, ordering by unindexed fields, and merging
+// with pending changes are done in memory with the same semantics: three-valued logic,
+// nulls first ascending and last descending, ties broken by rowid.
+//
+// Thread-safety: stateless functions; the Connection belongs to the caller.
+#ifndef FLATSTORE_RUNTIME_QUERY_EXEC_H_
+#define FLATSTORE_RUNTIME_QUERY_EXEC_H_
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "flatstore/fetch.h"
+#include "runtime/catalog.h"
+#include "runtime/sqlite.h"
+
+namespace flatstore::internal {
+
+// Orders vectors of values (primary keys) with sortOrder().
+struct KeyLess {
+  bool operator()(const std::vector<Value>& a, const std::vector<Value>& b) const;
+};
+
+// A transaction's pending view of one table: objects it changed or deleted, and objects
+// it created (which get rowids only when committed).
+struct PendingTable {
+  struct Entry {
+    bool deleted = false;
+    int64_t rowid = 0;    // 0 for a pending insert
+    int64_t sort_id = 0;  // rowid, or a number above every rowid for pending inserts
+    ObjectBuffer bytes;   // current bytes unless deleted
+    std::vector<Value> key;
+    size_t change = 0;  // index of its EncodedChange
+  };
+  std::map<int64_t, Entry> by_rowid;  // existing rows changed or deleted
+  std::map<int64_t, Entry> inserts;   // by sort_id
+  std::map<std::vector<Value>, int64_t, KeyLess> key_to_sort_id;  // live pending keys
+  std::map<std::vector<Value>, bool, KeyLess> removed_keys;       // keys no longer present
+  int64_t next_insert_id = int64_t{1} << 62;
+
+  bool empty() const { return by_rowid.empty() && inserts.empty(); }
+};
+
+// Runs `spec` on `c` (inside the caller's read transaction), merged with `pending`
+// when it is not null.
+absl::StatusOr<std::vector<RawRow>> executeQuery(Connection& c, const TableState& table,
+                                                 const QuerySpec& spec,
+                                                 const PendingTable* pending);
+absl::StatusOr<int64_t> executeCount(Connection& c, const TableState& table, const QuerySpec& spec,
+                                     const PendingTable* pending);
+
+// Reads one committed row by rowid or by primary key (no pending changes).
+absl::StatusOr<std::optional<RawRow>> readRowByRowid(Connection& c, const TableState& table,
+                                                     int64_t rowid);
+absl::StatusOr<std::optional<RawRow>> readRowByKey(Connection& c, const TableState& table,
+                                                   const std::vector<Value>& key);
+
+}  // namespace flatstore::internal
+
+#endif  // FLATSTORE_RUNTIME_QUERY_EXEC_H_

@@ -1,0 +1,61 @@
+// Scheduler: per-table FIFO queues and a bounded pool of worker threads.
+//
+// A job names its tables up front and enters the queue of every one of them atomically
+// (under one mutex), so jobs on one table run in submission order, a multi-table job
+// waits for all of its tables, and no cycle can form: the earliest pending job is always
+// at the head of all of its queues. A job is runnable when it heads every queue it is
+// in; it leaves the queues only when release() is called for it, which the workspace
+// does after the job's changes are committed.
+//
+// Thread-safety: all methods are thread-safe.
+#ifndef FLATSTORE_RUNTIME_SCHEDULER_H_
+#define FLATSTORE_RUNTIME_SCHEDULER_H_
+
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+
+namespace flatstore::internal {
+
+class Scheduler {
+ public:
+  struct Job {
+    std::vector<std::string> tables;  // sorted, unique
+    std::function<void(Job*)> run;    // runs on a worker; must lead to release(job)
+  };
+
+  explicit Scheduler(int threads);
+  ~Scheduler();
+
+  // Enqueues `job`. FailedPrecondition after stop().
+  absl::Status submit(std::shared_ptr<Job> job);
+  // Removes `job` from its queues; the jobs behind it may become runnable.
+  void release(Job* job);
+  // Refuses new jobs, waits until every submitted job was released, and joins the
+  // workers. Idempotent.
+  void stop();
+
+ private:
+  void workerLoop();
+  bool headsAllQueues(const Job* job) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  absl::Mutex mu_;
+  std::map<std::string, std::deque<Job*>> queues_ ABSL_GUARDED_BY(mu_);
+  std::map<Job*, std::shared_ptr<Job>> pending_ ABSL_GUARDED_BY(mu_);
+  std::deque<Job*> runnable_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool exiting_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<std::thread> workers_;
+};
+
+}  // namespace flatstore::internal
+
+#endif  // FLATSTORE_RUNTIME_SCHEDULER_H_

@@ -1,0 +1,190 @@
+#include "runtime/sqlite.h"
+
+#include "absl/strings/str_cat.h"
+#include "runtime/absl_compat.h"
+
+namespace flatstore::internal {
+
+absl::Status sqliteStatus(int rc, sqlite3* db, std::string_view sql, std::string_view what) {
+  if (rc == SQLITE_OK || rc == SQLITE_DONE || rc == SQLITE_ROW) return absl::OkStatus();
+  std::string message = absl::StrCat(sqlite3_errstr(rc));
+  if (db != nullptr) {
+    const char* detail = sqlite3_errmsg(db);
+    if (detail != nullptr && message != detail) absl::StrAppend(&message, ": ", detail);
+  }
+  if (!what.empty()) message = absl::StrCat(av(what), ": ", message);
+  if (!sql.empty()) absl::StrAppend(&message, " (in `", av(sql), "`)");
+  absl::StrAppend(&message, " [SQLite error ", rc, "]");
+  switch (rc & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+      return absl::UnavailableError(message);
+    case SQLITE_CONSTRAINT:
+      if (rc == SQLITE_CONSTRAINT_UNIQUE || rc == SQLITE_CONSTRAINT_PRIMARYKEY) {
+        return absl::AlreadyExistsError(message);
+      }
+      return absl::FailedPreconditionError(message);
+    case SQLITE_FULL:
+    case SQLITE_NOMEM:
+      return absl::ResourceExhaustedError(message);
+    case SQLITE_READONLY:
+    case SQLITE_PERM:
+    case SQLITE_AUTH:
+      return absl::PermissionDeniedError(message);
+    case SQLITE_CANTOPEN:
+      return absl::UnavailableError(message);
+    case SQLITE_CORRUPT:
+      return absl::DataLossError(message);
+    case SQLITE_NOTADB:
+      return absl::FailedPreconditionError(message);
+    case SQLITE_INTERRUPT:
+      return absl::CancelledError(message);
+    case SQLITE_TOOBIG:
+    case SQLITE_RANGE:
+      return absl::InvalidArgumentError(message);
+    case SQLITE_IOERR:
+      return absl::UnavailableError(message);
+    default:
+      return absl::InternalError(message);
+  }
+}
+
+Statement& Statement::operator=(Statement&& o) noexcept {
+  if (this != &o) {
+    if (stmt_ != nullptr) sqlite3_finalize(stmt_);
+    stmt_ = o.stmt_;
+    db_ = o.db_;
+    o.stmt_ = nullptr;
+  }
+  return *this;
+}
+
+Statement::~Statement() {
+  if (stmt_ != nullptr) sqlite3_finalize(stmt_);
+}
+
+void Statement::bind(int index, const Value& v) {
+  switch (v.kind()) {
+    case Value::Kind::kNull:
+      sqlite3_bind_null(stmt_, index);
+      break;
+    case Value::Kind::kInteger:
+      sqlite3_bind_int64(stmt_, index, v.asInteger());
+      break;
+    case Value::Kind::kReal:
+      sqlite3_bind_double(stmt_, index, v.asReal());
+      break;
+    case Value::Kind::kText:
+      bindText(index, v.asText());
+      break;
+  }
+}
+
+absl::StatusOr<bool> Statement::step(std::string_view what) {
+  int rc = sqlite3_step(stmt_);
+  if (rc == SQLITE_ROW) return true;
+  if (rc == SQLITE_DONE) return false;
+  absl::Status s = sqliteStatus(sqlite3_extended_errcode(db_), db_, sqlite3_sql(stmt_), what);
+  sqlite3_reset(stmt_);
+  return s;
+}
+
+absl::Status Statement::run(std::string_view what) {
+  while (true) {
+    absl::StatusOr<bool> row = step(what);
+    if (!row.ok()) {
+      reset();
+      return row.status();
+    }
+    if (!*row) break;
+  }
+  reset();
+  return absl::OkStatus();
+}
+
+std::string_view Statement::columnText(int i) const {
+  const unsigned char* p = sqlite3_column_text(stmt_, i);
+  int n = sqlite3_column_bytes(stmt_, i);
+  return p == nullptr ? std::string_view() : std::string_view(reinterpret_cast<const char*>(p), n);
+}
+
+std::span<const uint8_t> Statement::columnBlob(int i) const {
+  const void* p = sqlite3_column_blob(stmt_, i);
+  int n = sqlite3_column_bytes(stmt_, i);
+  return p == nullptr ? std::span<const uint8_t>()
+                      : std::span<const uint8_t>(static_cast<const uint8_t*>(p), n);
+}
+
+Value Statement::columnValue(int i) const {
+  switch (sqlite3_column_type(stmt_, i)) {
+    case SQLITE_INTEGER:
+      return Value::integer(sqlite3_column_int64(stmt_, i));
+    case SQLITE_FLOAT:
+      return Value::real(sqlite3_column_double(stmt_, i));
+    case SQLITE_TEXT:
+      return Value::text(std::string(columnText(i)));
+    default:
+      return Value();
+  }
+}
+
+absl::StatusOr<std::unique_ptr<Connection>> Connection::open(const std::string& path,
+                                                             bool read_only) {
+  sqlite3* db = nullptr;
+  int flags = SQLITE_OPEN_NOMUTEX |
+              (read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+  int rc = sqlite3_open_v2(path.c_str(), &db, flags, nullptr);
+  if (rc != SQLITE_OK) {
+    absl::Status s = sqliteStatus(rc, db, {}, absl::StrCat("opening ", path));
+    sqlite3_close_v2(db);
+    return s;
+  }
+  sqlite3_extended_result_codes(db, 1);
+  return std::unique_ptr<Connection>(new Connection(db, path));
+}
+
+Connection::~Connection() {
+  cache_.clear();
+  sqlite3_close_v2(db_);
+}
+
+absl::Status Connection::exec(std::string_view sql, std::string_view what) {
+  std::string text(sql);
+  int rc = sqlite3_exec(db_, text.c_str(), nullptr, nullptr, nullptr);
+  if (rc != SQLITE_OK) return sqliteStatus(sqlite3_extended_errcode(db_), db_, sql, what);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Statement> Connection::prepare(std::string_view sql, std::string_view what) {
+  sqlite3_stmt* stmt = nullptr;
+  int rc = sqlite3_prepare_v3(db_, sql.data(), static_cast<int>(sql.size()),
+                              SQLITE_PREPARE_PERSISTENT, &stmt, nullptr);
+  if (rc != SQLITE_OK) return sqliteStatus(sqlite3_extended_errcode(db_), db_, sql, what);
+  return Statement(stmt, db_);
+}
+
+absl::StatusOr<Statement*> Connection::cached(const std::string& sql, std::string_view what) {
+  auto it = cache_.find(sql);
+  if (it == cache_.end()) {
+    absl::StatusOr<Statement> s = prepare(sql, what);
+    if (!s.ok()) return s.status();
+    it = cache_.emplace(sql, std::move(*s)).first;
+  }
+  return &it->second;
+}
+
+void Connection::rollbackQuietly() {
+  if (!sqlite3_get_autocommit(db_)) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+}
+
+std::string quoteIdentifier(std::string_view name) {
+  std::string out = "\"";
+  for (char c : name) {
+    if (c == '"') out += '"';
+    out += c;
+  }
+  out += '"';
+  return out;
+}
+
+}  // namespace flatstore::internal

@@ -1,0 +1,104 @@
+// Thin RAII wrappers over the SQLite C API, and the one place that maps SQLite result
+// codes to absl::Status.
+//
+// A Connection and its Statements belong to one thread at a time (the SQLite handle is
+// opened with SQLITE_OPEN_NOMUTEX); the owner serializes access.
+#ifndef FLATSTORE_RUNTIME_SQLITE_H_
+#define FLATSTORE_RUNTIME_SQLITE_H_
+
+#include <sqlite3.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "flatstore/value.h"
+
+namespace flatstore::internal {
+
+// Maps a SQLite result code to the most specific status code, with a message naming
+// the SQLite error, the SQL (if any) and the table or file it concerns.
+absl::Status sqliteStatus(int rc, sqlite3* db, std::string_view sql, std::string_view what);
+
+class Statement {
+ public:
+  Statement() = default;
+  Statement(sqlite3_stmt* stmt, sqlite3* db) : stmt_(stmt), db_(db) {}
+  Statement(Statement&& o) noexcept : stmt_(o.stmt_), db_(o.db_) { o.stmt_ = nullptr; }
+  Statement& operator=(Statement&& o) noexcept;
+  ~Statement();
+
+  // Binds are 1-based, as in SQLite.
+  void bind(int index, const Value& v);
+  void bindInt(int index, int64_t v) { sqlite3_bind_int64(stmt_, index, v); }
+  void bindText(int index, std::string_view v) {
+    sqlite3_bind_text(stmt_, index, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+  }
+  // The blob must stay valid until the statement is reset.
+  void bindBlobStatic(int index, std::span<const uint8_t> v) {
+    sqlite3_bind_blob(stmt_, index, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
+  }
+  void bindBlob(int index, std::span<const uint8_t> v) {
+    sqlite3_bind_blob(stmt_, index, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+  }
+
+  // Steps once: true with a row, false when done; an error otherwise. `what` names the
+  // table or purpose for error messages.
+  absl::StatusOr<bool> step(std::string_view what = {});
+  // Steps to completion, ignoring rows, then resets.
+  absl::Status run(std::string_view what = {});
+  void reset() {
+    sqlite3_reset(stmt_);
+    sqlite3_clear_bindings(stmt_);
+  }
+
+  int64_t columnInt(int i) const { return sqlite3_column_int64(stmt_, i); }
+  bool columnIsNull(int i) const { return sqlite3_column_type(stmt_, i) == SQLITE_NULL; }
+  std::string_view columnText(int i) const;
+  std::span<const uint8_t> columnBlob(int i) const;
+  Value columnValue(int i) const;
+
+  sqlite3_stmt* get() const { return stmt_; }
+
+ private:
+  sqlite3_stmt* stmt_ = nullptr;
+  sqlite3* db_ = nullptr;
+};
+
+class Connection {
+ public:
+  // Opens `path`: read-write (creating it) or read-only.
+  static absl::StatusOr<std::unique_ptr<Connection>> open(const std::string& path, bool read_only);
+  ~Connection();
+
+  // Runs one or more statements without results.
+  absl::Status exec(std::string_view sql, std::string_view what = {});
+  absl::StatusOr<Statement> prepare(std::string_view sql, std::string_view what = {});
+  // A statement prepared once and kept for this connection's life, reset on return.
+  absl::StatusOr<Statement*> cached(const std::string& sql, std::string_view what = {});
+  // Rolls back an open transaction, if any. Never fails loudly: used on error paths.
+  void rollbackQuietly();
+
+  sqlite3* db() const { return db_; }
+  const std::string& path() const { return path_; }
+  int64_t lastInsertRowid() const { return sqlite3_last_insert_rowid(db_); }
+  int changes() const { return sqlite3_changes(db_); }
+
+ private:
+  Connection(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
+  sqlite3* db_;
+  std::string path_;
+  std::map<std::string, Statement> cache_;
+};
+
+// Quotes an SQL identifier ("name" with inner quotes doubled).
+std::string quoteIdentifier(std::string_view name);
+
+}  // namespace flatstore::internal
+
+#endif  // FLATSTORE_RUNTIME_SQLITE_H_

@@ -1,0 +1,452 @@
+#include "flatstore/workspace.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <exception>
+#include <filesystem>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "flatstore/status.h"
+#include "runtime/absl_compat.h"
+#include "runtime/workspace_impl.h"
+
+namespace flatstore {
+namespace internal {
+
+// ---------------------------------------------------------------------------------------
+// ReaderPool
+
+absl::StatusOr<std::unique_ptr<ReaderPool>> ReaderPool::open(const std::string& path, int size) {
+  auto pool = std::make_unique<ReaderPool>();
+  absl::MutexLock lock(&pool->mu_);
+  for (int i = 0; i < std::max(1, size); ++i) {
+    FLATSTORE_ASSIGN_OR_RETURN(auto c, Connection::open(path, /*read_only=*/true));
+    pool->free_.push_back(std::move(c));
+  }
+  return pool;
+}
+
+ReaderPool::Lease ReaderPool::checkout() {
+  absl::MutexLock lock(&mu_);
+  mu_.Await(absl::Condition(
+      +[](ReaderPool* p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(p->mu_) { return !p->free_.empty(); },
+      this));
+  std::unique_ptr<Connection> c = std::move(free_.back());
+  free_.pop_back();
+  return Lease(this, std::move(c));
+}
+
+ReaderPool::Lease::~Lease() {
+  if (c_ == nullptr) return;
+  absl::MutexLock lock(&pool_->mu_);
+  pool_->free_.push_back(std::move(c_));
+}
+
+absl::Status inReadTransaction(Connection& c, const std::function<absl::Status()>& fn) {
+  FLATSTORE_RETURN_IF_ERROR(c.exec("BEGIN", "read transaction"));
+  absl::Status s = fn();
+  absl::Status end = c.exec(s.ok() ? "COMMIT" : "ROLLBACK", "read transaction");
+  if (!end.ok()) c.rollbackQuietly();
+  return s.ok() ? end : s;
+}
+
+// ---------------------------------------------------------------------------------------
+// Dictionary
+
+namespace {
+
+class DictionaryImpl : public Dictionary {
+ public:
+  explicit DictionaryImpl(WorkspaceImpl* ws) : ws_(ws) {}
+
+ protected:
+  absl::Status write(std::string_view key, Kind kind, std::string_view type,
+                     std::span<const uint8_t> value) override {
+    std::string k(key);
+    std::string t(type);
+    std::vector<uint8_t> v(value.begin(), value.end());
+    return ws_->writer().runSync([k, kind, t, v](Connection& c) -> absl::Status {
+      FLATSTORE_ASSIGN_OR_RETURN(
+          Statement * s,
+          c.cached("INSERT INTO flatstore_kv(key, kind, type, value) VALUES(?, ?, ?, ?) "
+                   "ON CONFLICT(key) DO UPDATE SET kind = excluded.kind, type = excluded.type, "
+                   "value = excluded.value",
+                   "dictionary"));
+      s->bindText(1, k);
+      s->bindInt(2, static_cast<int64_t>(kind));
+      s->bindText(3, t);
+      s->bindBlob(4, v);
+      return s->run(absl::StrCat("dictionary key '", k, "'"));
+    });
+  }
+
+  absl::Status remove(std::string_view key) override {
+    std::string k(key);
+    return ws_->writer().runSync([k](Connection& c) -> absl::Status {
+      FLATSTORE_ASSIGN_OR_RETURN(Statement * s,
+                                 c.cached("DELETE FROM flatstore_kv WHERE key = ?", "dictionary"));
+      s->bindText(1, k);
+      return s->run(absl::StrCat("dictionary key '", k, "'"));
+    });
+  }
+
+  absl::StatusOr<std::optional<Record>> load(std::string_view key) override {
+    ReaderPool::Lease c = ws_->readers().checkout();
+    std::optional<Record> out;
+    FLATSTORE_RETURN_IF_ERROR(inReadTransaction(*c, [&]() -> absl::Status {
+      FLATSTORE_ASSIGN_OR_RETURN(
+          Statement * s,
+          c->cached("SELECT kind, type, value FROM flatstore_kv WHERE key = ?", "dictionary"));
+      s->bindText(1, key);
+      absl::StatusOr<bool> row = s->step("dictionary");
+      if (row.ok() && *row) {
+        auto blob = s->columnBlob(2);
+        out = Record{static_cast<Kind>(s->columnInt(0)), std::string(s->columnText(1)),
+                     std::vector<uint8_t>(blob.begin(), blob.end())};
+      }
+      s->reset();
+      return row.status();
+    }));
+    return out;
+  }
+
+ private:
+  WorkspaceImpl* ws_;
+};
+
+int defaultWorkers() {
+  unsigned n = std::thread::hardware_concurrency();
+  return static_cast<int>(std::max(2u, n));
+}
+
+// Clear errors for paths SQLite would only call "unable to open".
+absl::Status checkPath(const std::string& path) {
+  std::filesystem::path p(path);
+  std::filesystem::path dir =
+      p.parent_path().empty() ? std::filesystem::path(".") : p.parent_path();
+  std::error_code ec;
+  if (!std::filesystem::is_directory(dir, ec)) {
+    return absl::NotFoundError(
+        absl::StrCat("cannot open ", path, ": directory ", dir.string(), " does not exist"));
+  }
+  bool exists = std::filesystem::exists(p, ec);
+  if (exists && std::filesystem::is_directory(p, ec)) {
+    return absl::FailedPreconditionError(absl::StrCat("cannot open ", path, ": it is a directory"));
+  }
+  if (exists && ::access(path.c_str(), R_OK | W_OK) != 0) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("cannot open ", path, ": the file is not readable and writable"));
+  }
+  // WAL mode needs the -wal and -shm files beside the database.
+  if (::access(dir.c_str(), W_OK | X_OK) != 0) {
+    return absl::PermissionDeniedError(absl::StrCat("cannot open ", path, ": directory ",
+                                                    dir.string(),
+                                                    " is not writable (WAL mode needs it)"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------
+// WorkspaceImpl
+
+absl::StatusOr<std::unique_ptr<WorkspaceImpl>> WorkspaceImpl::open(
+    const std::string& path, const WorkspaceOptions& options) {
+  FLATSTORE_RETURN_IF_ERROR(checkPath(path));
+  FLATSTORE_ASSIGN_OR_RETURN(auto writer_connection, Connection::open(path, /*read_only=*/false));
+  sqlite3_busy_timeout(writer_connection->db(),
+                       static_cast<int>(absl::ToInt64Milliseconds(options.lock_timeout)));
+  FLATSTORE_RETURN_IF_ERROR(
+      initializeDatabase(*writer_connection, options.synchronous == Synchronous::kFull));
+  std::unique_ptr<WorkspaceImpl> ws(new WorkspaceImpl(path, options));
+  FLATSTORE_ASSIGN_OR_RETURN(ws->readers_, ReaderPool::open(path, options.reader_connections));
+  WriterOptions wo;
+  wo.max_group_transactions = std::clamp(options.max_group_transactions, 1, 65535);
+  wo.max_group_bytes = options.max_group_bytes;
+  wo.backfill_batch = std::max(1, options.backfill_batch);
+  ws->writer_ = std::make_unique<Writer>(std::move(writer_connection), wo);
+  ws->scheduler_ = std::make_unique<Scheduler>(options.worker_threads > 0 ? options.worker_threads
+                                                                          : defaultWorkers());
+  ws->dictionary_ = std::make_unique<DictionaryImpl>(ws.get());
+  return ws;
+}
+
+WorkspaceImpl::~WorkspaceImpl() { shutdown().IgnoreError(); }
+
+absl::Status WorkspaceImpl::shutdown() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (shut_down_) return absl::OkStatus();
+    shut_down_ = true;
+  }
+  // Order matters: closures still queued need the writer to commit and release them.
+  if (scheduler_ != nullptr) scheduler_->stop();
+  if (writer_ != nullptr) writer_->stop();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<TableState*> WorkspaceImpl::table(const TableDescription& d) {
+  std::string name(d.table_name);
+  {
+    absl::MutexLock lock(&mu_);
+    if (shut_down_) return absl::FailedPreconditionError("the workspace is shut down");
+    auto it = tables_.find(name);
+    if (it != tables_.end()) return it->second.get();
+  }
+  auto state = std::make_unique<TableState>(d);
+  TableState* raw = state.get();
+  FLATSTORE_RETURN_IF_ERROR(
+      writer_->runSync([raw](Connection& c) { return ensureTable(c, *raw); }));
+  absl::MutexLock lock(&mu_);
+  auto [it, inserted] = tables_.emplace(name, std::move(state));
+  if (inserted) {
+    for (size_t i = 0; i < d.indexes.size(); ++i) {
+      if (!raw->indexReady(static_cast<int>(i))) {
+        writer_->addBackfill(raw);
+        break;
+      }
+    }
+  }
+  return it->second.get();
+}
+
+TransactionHandle WorkspaceImpl::performChanges(
+    std::vector<const TableDescription*> descriptions,
+    std::function<absl::Status(TransactionContext&)> closure, TransactionOptions options) {
+  auto handle = std::make_shared<HandleState>();
+  std::vector<TableState*> tables;
+  for (const TableDescription* d : descriptions) {
+    absl::StatusOr<TableState*> t = table(*d);
+    if (!t.ok()) {
+      handle->complete(t.status());
+      return TransactionHandle(handle);
+    }
+    if (std::find(tables.begin(), tables.end(), *t) == tables.end()) tables.push_back(*t);
+  }
+  auto job = std::make_shared<Scheduler::Job>();
+  for (TableState* t : tables) job->tables.emplace_back(t->desc.table_name);
+  std::sort(job->tables.begin(), job->tables.end());
+  job->run = [this, tables, closure = std::move(closure), handle](Scheduler::Job* self) {
+    runClosure(self, tables, closure, handle);
+  };
+  absl::Status s = scheduler_->submit(std::move(job));
+  if (!s.ok()) handle->complete(s);
+  return TransactionHandle(handle);
+}
+
+void WorkspaceImpl::runClosure(Scheduler::Job* job, const std::vector<TableState*>& tables,
+                               const std::function<absl::Status(TransactionContext&)>& closure,
+                               const std::shared_ptr<HandleState>& handle) {
+  std::vector<EncodedChange> changes;
+  int64_t bytes = 0;
+  absl::Status status;
+  {
+    ReaderPool::Lease snapshot = readers_->checkout();
+    status = inReadTransaction(*snapshot, [&]() -> absl::Status {
+      TransactionState state(this, &*snapshot, tables);
+      TransactionContext context(&state);
+      absl::Status result;
+      try {
+        result = closure(context);
+      } catch (const std::exception& e) {
+        result = absl::AbortedError(absl::StrCat("the closure threw: ", e.what()));
+      } catch (...) {
+        result = absl::AbortedError("the closure threw a non-standard exception");
+      }
+      if (result.ok() && state.aborted()) result = absl::AbortedError("aborted by its closure");
+      if (result.ok()) {
+        changes = state.takeChanges();
+        bytes = state.pendingBytes();
+      }
+      return result;
+    });
+  }
+  if (!status.ok() || changes.empty()) {
+    handle->complete(status.ok() ? absl::StatusOr<TransactionResult>(TransactionResult{})
+                                 : absl::StatusOr<TransactionResult>(status));
+    scheduler_->release(job);
+    return;
+  }
+  auto request = std::make_unique<CommitRequest>();
+  request->changes = std::move(changes);
+  request->bytes = bytes;
+  Scheduler* scheduler = scheduler_.get();
+  request->complete = [handle, scheduler, job](absl::StatusOr<TransactionResult> result) {
+    handle->complete(std::move(result));
+    scheduler->release(job);
+  };
+  writer_->submit(std::move(request));
+}
+
+absl::StatusOr<std::vector<RawRow>> WorkspaceImpl::runQuery(const TableDescription& d,
+                                                            const QuerySpec& spec) {
+  FLATSTORE_ASSIGN_OR_RETURN(TableState * t, table(d));
+  ReaderPool::Lease c = readers_->checkout();
+  std::vector<RawRow> rows;
+  FLATSTORE_RETURN_IF_ERROR(inReadTransaction(*c, [&]() -> absl::Status {
+    FLATSTORE_ASSIGN_OR_RETURN(rows, executeQuery(*c, *t, spec, nullptr));
+    return absl::OkStatus();
+  }));
+  return rows;
+}
+
+absl::StatusOr<int64_t> WorkspaceImpl::runCount(const TableDescription& d, const QuerySpec& spec) {
+  FLATSTORE_ASSIGN_OR_RETURN(TableState * t, table(d));
+  ReaderPool::Lease c = readers_->checkout();
+  int64_t n = 0;
+  FLATSTORE_RETURN_IF_ERROR(inReadTransaction(*c, [&]() -> absl::Status {
+    FLATSTORE_ASSIGN_OR_RETURN(n, executeCount(*c, *t, spec, nullptr));
+    return absl::OkStatus();
+  }));
+  return n;
+}
+
+absl::Status WorkspaceImpl::snapshot(const std::function<absl::Status(Workspace::Snapshot&)>& fn) {
+  // A source that runs every query on one held read transaction.
+  class HeldSource : public QuerySource {
+   public:
+    HeldSource(WorkspaceImpl* ws, Connection* c) : ws_(ws), c_(c) {}
+    absl::StatusOr<std::vector<RawRow>> runQuery(const TableDescription& d,
+                                                 const QuerySpec& spec) override {
+      FLATSTORE_ASSIGN_OR_RETURN(TableState * t, ws_->table(d));
+      return executeQuery(*c_, *t, spec, nullptr);
+    }
+    absl::StatusOr<int64_t> runCount(const TableDescription& d, const QuerySpec& spec) override {
+      FLATSTORE_ASSIGN_OR_RETURN(TableState * t, ws_->table(d));
+      return executeCount(*c_, *t, spec, nullptr);
+    }
+
+   private:
+    WorkspaceImpl* ws_;
+    Connection* c_;
+  };
+  ReaderPool::Lease c = readers_->checkout();
+  return inReadTransaction(*c, [&]() -> absl::Status {
+    // Pin the snapshot now: SQLite starts it at the first read.
+    FLATSTORE_RETURN_IF_ERROR(c->exec("SELECT 1 FROM flatstore_meta LIMIT 1", "snapshot"));
+    HeldSource source(this, &*c);
+    Workspace::Snapshot snap(&source);
+    return fn(snap);
+  });
+}
+
+Dictionary& WorkspaceImpl::dictionary() { return *dictionary_; }
+
+}  // namespace internal
+
+// ---------------------------------------------------------------------------------------
+// Workspace
+
+absl::StatusOr<std::unique_ptr<Workspace>> Workspace::open(const std::string& path,
+                                                           WorkspaceOptions options) {
+  FLATSTORE_ASSIGN_OR_RETURN(auto impl, internal::WorkspaceImpl::open(path, options));
+  return std::unique_ptr<Workspace>(new Workspace(std::move(impl)));
+}
+
+Workspace::Workspace(std::unique_ptr<internal::WorkspaceImpl> impl) : impl_(std::move(impl)) {}
+Workspace::~Workspace() = default;
+
+TransactionHandle Workspace::performChangesErased(
+    std::vector<const TableDescription*> tables,
+    std::function<absl::Status(TransactionContext&)> closure, TransactionOptions options) {
+  return impl_->performChanges(std::move(tables), std::move(closure), std::move(options));
+}
+
+internal::QuerySource* Workspace::querySource() { return impl_.get(); }
+
+absl::Status Workspace::snapshot(const std::function<absl::Status(Snapshot&)>& fn) {
+  return impl_->snapshot(fn);
+}
+
+Dictionary& Workspace::dictionary() { return impl_->dictionary(); }
+uint64_t Workspace::lastCommitSequence() const { return impl_->lastCommitSequence(); }
+absl::Status Workspace::shutdown() { return impl_->shutdown(); }
+const std::string& Workspace::path() const { return impl_->path(); }
+
+// ---------------------------------------------------------------------------------------
+// Dictionary (public, non-virtual parts)
+
+namespace {
+const char* kindName(Dictionary::Kind k) {
+  switch (k) {
+    case Dictionary::Kind::kString:
+      return "a string";
+    case Dictionary::Kind::kInteger:
+      return "an integer";
+    case Dictionary::Kind::kDouble:
+      return "a double";
+    case Dictionary::Kind::kBytes:
+      return "bytes";
+    case Dictionary::Kind::kObject:
+      return "an object";
+  }
+  return "an unknown kind";
+}
+}  // namespace
+
+absl::Status Dictionary::setString(std::string_view key, std::string_view value) {
+  return write(key, Kind::kString, {},
+               {reinterpret_cast<const uint8_t*>(value.data()), value.size()});
+}
+absl::Status Dictionary::setInteger(std::string_view key, int64_t value) {
+  return write(key, Kind::kInteger, {}, {reinterpret_cast<const uint8_t*>(&value), sizeof value});
+}
+absl::Status Dictionary::setDouble(std::string_view key, double value) {
+  return write(key, Kind::kDouble, {}, {reinterpret_cast<const uint8_t*>(&value), sizeof value});
+}
+absl::Status Dictionary::setBytes(std::string_view key, std::span<const uint8_t> value) {
+  return write(key, Kind::kBytes, {}, value);
+}
+absl::Status Dictionary::erase(std::string_view key) { return remove(key); }
+
+absl::StatusOr<std::optional<std::vector<uint8_t>>> Dictionary::read(std::string_view key,
+                                                                     Kind kind,
+                                                                     std::string_view type) {
+  FLATSTORE_ASSIGN_OR_RETURN(std::optional<Record> record, load(key));
+  if (!record.has_value()) return std::optional<std::vector<uint8_t>>();
+  if (record->kind != kind || (kind == Kind::kObject && record->type != type)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("dictionary key '", internal::av(key), "' holds ", kindName(record->kind),
+                     record->kind == Kind::kObject ? absl::StrCat(" of type ", record->type) : "",
+                     ", not ", kindName(kind),
+                     kind == Kind::kObject ? absl::StrCat(" of type ", internal::av(type)) : ""));
+  }
+  return std::optional<std::vector<uint8_t>>(std::move(record->value));
+}
+
+absl::StatusOr<std::optional<std::string>> Dictionary::getString(std::string_view key) {
+  FLATSTORE_ASSIGN_OR_RETURN(auto v, read(key, Kind::kString));
+  if (!v.has_value()) return std::optional<std::string>();
+  return std::optional<std::string>(std::string(v->begin(), v->end()));
+}
+
+template <class N>
+static absl::StatusOr<std::optional<N>> fixedWidth(std::string_view key,
+                                                   std::optional<std::vector<uint8_t>> v) {
+  if (!v.has_value()) return std::optional<N>();
+  if (v->size() != sizeof(N)) {
+    return absl::DataLossError(absl::StrCat("dictionary key '", internal::av(key), "' holds ",
+                                            v->size(), " bytes, not ", sizeof(N)));
+  }
+  N n;
+  std::memcpy(&n, v->data(), sizeof n);
+  return std::optional<N>(n);
+}
+
+absl::StatusOr<std::optional<int64_t>> Dictionary::getInteger(std::string_view key) {
+  FLATSTORE_ASSIGN_OR_RETURN(auto v, read(key, Kind::kInteger));
+  return fixedWidth<int64_t>(key, std::move(v));
+}
+absl::StatusOr<std::optional<double>> Dictionary::getDouble(std::string_view key) {
+  FLATSTORE_ASSIGN_OR_RETURN(auto v, read(key, Kind::kDouble));
+  return fixedWidth<double>(key, std::move(v));
+}
+absl::StatusOr<std::optional<std::vector<uint8_t>>> Dictionary::getBytes(std::string_view key) {
+  return read(key, Kind::kBytes);
+}
+
+}  // namespace flatstore

@@ -1,0 +1,170 @@
+// WorkspaceImpl: the parts of an open workspace and how they meet.
+//
+//   callers --performChanges--> Scheduler (per-table queues) --> worker runs closure
+//     closure reads through a ReaderPool connection (one snapshot) + its PendingTables
+//     closure's EncodedChanges --> Writer mailbox --> group commit --> complete handle
+//     --> Scheduler::release (tables free for the next closure)
+//   callers --fetch--> ReaderPool connection, one read transaction per query
+//
+// Thread-safety: all public methods are thread-safe.
+#ifndef FLATSTORE_RUNTIME_WORKSPACE_IMPL_H_
+#define FLATSTORE_RUNTIME_WORKSPACE_IMPL_H_
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "flatstore/dictionary.h"
+#include "flatstore/fetch.h"
+#include "flatstore/transaction.h"
+#include "flatstore/workspace.h"
+#include "runtime/catalog.h"
+#include "runtime/query_exec.h"
+#include "runtime/scheduler.h"
+#include "runtime/sqlite.h"
+#include "runtime/writer.h"
+
+namespace flatstore::internal {
+
+// Read-only connections for queries; the writer never borrows them.
+class ReaderPool {
+ public:
+  static absl::StatusOr<std::unique_ptr<ReaderPool>> open(const std::string& path, int size);
+
+  // A connection checked out for one read transaction; returned on destruction.
+  class Lease {
+   public:
+    Lease(ReaderPool* pool, std::unique_ptr<Connection> c) : pool_(pool), c_(std::move(c)) {}
+    Lease(Lease&&) = default;
+    ~Lease();
+    Connection& operator*() const { return *c_; }
+    Connection* operator->() const { return c_.get(); }
+
+   private:
+    ReaderPool* pool_;
+    std::unique_ptr<Connection> c_;
+  };
+  // Blocks until a connection is free.
+  Lease checkout();
+
+ private:
+  absl::Mutex mu_;
+  std::vector<std::unique_ptr<Connection>> free_ ABSL_GUARDED_BY(mu_);
+};
+
+// Runs fn inside one read transaction on `c`, always ending it.
+absl::Status inReadTransaction(Connection& c, const std::function<absl::Status()>& fn);
+
+// The completion state behind a TransactionHandle.
+class HandleState {
+ public:
+  void complete(absl::StatusOr<TransactionResult> result);
+  absl::StatusOr<TransactionResult> wait();
+  bool done();
+  void onComplete(std::function<void(const absl::StatusOr<TransactionResult>&)> callback);
+
+ private:
+  absl::Mutex mu_;
+  bool done_ ABSL_GUARDED_BY(mu_) = false;
+  absl::StatusOr<TransactionResult> result_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::function<void(const absl::StatusOr<TransactionResult>&)>> callbacks_
+      ABSL_GUARDED_BY(mu_);
+};
+
+class WorkspaceImpl;
+
+// The state of one running closure: its snapshot connection, the tables it declared,
+// and its pending changes. Used only on the closure's thread.
+class TransactionState {
+ public:
+  TransactionState(WorkspaceImpl* ws, Connection* snapshot, std::vector<TableState*> tables);
+  ~TransactionState();
+
+  absl::StatusOr<SubmitOutcome> submit(const TableDescription& table, const ErasedChange& change);
+  QuerySource* source(const TableDescription& table);
+  void abort() { aborted_ = true; }
+  bool aborted() const { return aborted_; }
+  std::vector<EncodedChange> takeChanges();
+  int64_t pendingBytes() const { return bytes_; }
+
+ private:
+  class Source;
+  TableState* declared(const TableDescription& table);
+  // The current version of the target of a change or deletion.
+  struct Current {
+    int64_t rowid = 0;    // 0 for a pending insert
+    int64_t sort_id = 0;  // identifies a pending insert
+    ObjectBuffer bytes;
+    std::vector<Value> key;
+    bool pending_insert = false;
+  };
+  absl::StatusOr<std::optional<Current>> find(TableState& t, int64_t rowid,
+                                              const std::vector<Value>* key);
+  absl::StatusOr<bool> keyTaken(TableState& t, const std::vector<Value>& key);
+  void recordInsert(TableState& t, EncodedObject encoded, std::vector<Value> key,
+                    std::vector<Value> index_values);
+  void recordUpdate(TableState& t, const Current& current, EncodedObject encoded,
+                    std::vector<Value> key, std::vector<Value> index_values);
+  void recordDelete(TableState& t, const Current& current);
+
+  WorkspaceImpl* ws_;
+  Connection* snapshot_;
+  std::vector<TableState*> tables_;
+  std::map<TableState*, PendingTable> pending_;
+  std::map<TableState*, std::unique_ptr<Source>> sources_;
+  std::vector<EncodedChange> changes_;
+  int64_t bytes_ = 0;
+  bool aborted_ = false;
+};
+
+class WorkspaceImpl : public QuerySource {
+ public:
+  static absl::StatusOr<std::unique_ptr<WorkspaceImpl>> open(const std::string& path,
+                                                             const WorkspaceOptions& options);
+  ~WorkspaceImpl() override;
+
+  TransactionHandle performChanges(std::vector<const TableDescription*> tables,
+                                   std::function<absl::Status(TransactionContext&)> closure,
+                                   TransactionOptions options);
+  absl::StatusOr<std::vector<RawRow>> runQuery(const TableDescription& table,
+                                               const QuerySpec& spec) override;
+  absl::StatusOr<int64_t> runCount(const TableDescription& table, const QuerySpec& spec) override;
+  absl::Status snapshot(const std::function<absl::Status(Workspace::Snapshot&)>& fn);
+  Dictionary& dictionary();
+  uint64_t lastCommitSequence() const { return writer_->lastCommitSequence(); }
+  absl::Status shutdown();
+  const std::string& path() const { return path_; }
+
+  // The state of `table`, creating the table in the database on first use.
+  absl::StatusOr<TableState*> table(const TableDescription& table);
+  Writer& writer() { return *writer_; }
+  ReaderPool& readers() { return *readers_; }
+
+ private:
+  WorkspaceImpl(std::string path, WorkspaceOptions options)
+      : path_(std::move(path)), options_(options) {}
+  void runClosure(Scheduler::Job* job, const std::vector<TableState*>& tables,
+                  const std::function<absl::Status(TransactionContext&)>& closure,
+                  const std::shared_ptr<HandleState>& handle);
+
+  const std::string path_;
+  const WorkspaceOptions options_;
+  std::unique_ptr<Writer> writer_;
+  std::unique_ptr<ReaderPool> readers_;
+  std::unique_ptr<Scheduler> scheduler_;
+  std::unique_ptr<Dictionary> dictionary_;
+
+  absl::Mutex mu_;
+  std::map<std::string, std::unique_ptr<TableState>> tables_ ABSL_GUARDED_BY(mu_);
+  bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace flatstore::internal
+
+#endif  // FLATSTORE_RUNTIME_WORKSPACE_IMPL_H_

@@ -1,0 +1,287 @@
+#include "runtime/writer.h"
+
+#include <set>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "flatstore/status.h"
+#include "runtime/absl_compat.h"
+
+namespace flatstore::internal {
+namespace {
+
+std::string keyText(const std::vector<Value>& key) {
+  std::string out = "(";
+  for (size_t i = 0; i < key.size(); ++i) {
+    if (i > 0) out += ", ";
+    out += key[i].toString();
+  }
+  return out + ")";
+}
+
+}  // namespace
+
+Writer::Writer(std::unique_ptr<Connection> connection, WriterOptions options)
+    : db_(std::move(connection)), options_(options) {
+  thread_ = std::thread([this] { loop(); });
+}
+
+Writer::~Writer() { stop(); }
+
+void Writer::submit(std::unique_ptr<CommitRequest> request) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (!stopping_) {
+      queue_.push_back(std::move(request));
+      return;
+    }
+  }
+  request->complete(absl::FailedPreconditionError("the workspace is shut down"));
+}
+
+absl::Status Writer::runSync(std::function<absl::Status(Connection&)> fn) {
+  struct Done {
+    absl::Mutex mu;
+    bool done ABSL_GUARDED_BY(mu) = false;
+    absl::Status status ABSL_GUARDED_BY(mu);
+  };
+  auto done = std::make_shared<Done>();
+  auto request = std::make_unique<CommitRequest>();
+  request->apply = std::move(fn);
+  request->complete = [done](absl::StatusOr<TransactionResult> r) {
+    absl::MutexLock lock(&done->mu);
+    done->status = r.status();
+    done->done = true;
+  };
+  submit(std::move(request));
+  absl::MutexLock lock(&done->mu);
+  done->mu.Await(absl::Condition(&done->done));
+  return done->status;
+}
+
+void Writer::addBackfill(TableState* table) {
+  absl::MutexLock lock(&mu_);
+  backfills_.push_back(table);
+}
+
+uint64_t Writer::lastCommitSequence() const {
+  absl::MutexLock lock(&mu_);
+  return last_sequence_;
+}
+
+void Writer::stop() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
+void Writer::loop() {
+  while (true) {
+    std::vector<std::unique_ptr<CommitRequest>> group;
+    {
+      absl::MutexLock lock(&mu_);
+      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return !queue_.empty() || stopping_ || !backfills_.empty();
+      };
+      mu_.Await(absl::Condition(&ready));
+      if (queue_.empty() && stopping_) return;
+      int64_t bytes = 0;
+      while (!queue_.empty() && static_cast<int>(group.size()) < options_.max_group_transactions &&
+             (group.empty() || bytes + queue_.front()->bytes <= options_.max_group_bytes)) {
+        bytes += queue_.front()->bytes;
+        group.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
+    }
+    if (group.empty()) {
+      // Idle: one bounded back-fill step, then look at the mailbox again.
+      backfillOnce();
+      continue;
+    }
+    commitGroup(group);
+  }
+}
+
+bool Writer::backfillOnce() {
+  TableState* table = nullptr;
+  {
+    absl::MutexLock lock(&mu_);
+    if (backfills_.empty()) return false;
+    table = backfills_.front();
+  }
+  bool more = false;
+  absl::Status s = db_->exec("BEGIN IMMEDIATE", "index back-fill");
+  if (s.ok()) {
+    absl::StatusOr<bool> step = backfillStep(*db_, *table, options_.backfill_batch);
+    if (step.ok()) {
+      more = *step;
+      s = db_->exec("COMMIT", "index back-fill");
+    } else {
+      s = step.status();
+    }
+  }
+  if (!s.ok()) db_->rollbackQuietly();
+  // A failed back-fill (for example duplicates under a new unique index) leaves the
+  // index incomplete; queries keep reading past it.
+  if (!s.ok() || !more) {
+    absl::MutexLock lock(&mu_);
+    backfills_.erase(backfills_.begin());
+  }
+  return more;
+}
+
+absl::Status Writer::applyChange(const EncodedChange& c, int64_t vs) {
+  TableState& t = *c.table;
+  const TableDescription& d = t.desc;
+  std::string what = absl::StrCat("table ", av(d.table_name));
+  switch (c.op) {
+    case EncodedChange::Op::kNone:
+      return absl::OkStatus();
+    case EncodedChange::Op::kInsert:
+    case EncodedChange::Op::kUpdate: {
+      bool insert = c.op == EncodedChange::Op::kInsert;
+      FLATSTORE_ASSIGN_OR_RETURN(Statement * s,
+                                 db_->cached(insert ? t.insert_sql : t.update_sql, what));
+      int i = 1;
+      for (const Value& k : c.key) s->bind(i++, k);
+      s->bindBlobStatic(i++, c.bytes.span());
+      s->bindInt(i++, vs);
+      if (!insert) s->bindInt(i++, c.rowid);
+      absl::Status st = s->run(what);
+      if (absl::IsAlreadyExists(st)) {
+        return absl::AlreadyExistsError(
+            absl::StrCat(what, ": an object with primary key ", keyText(c.key), " already exists"));
+      }
+      FLATSTORE_RETURN_IF_ERROR(st);
+      int64_t rowid = insert ? db_->lastInsertRowid() : c.rowid;
+      for (size_t x = 0; x < d.indexes.size(); ++x) {
+        if (!insert && x < c.old_index_values.size() &&
+            c.old_index_values[x] == c.index_values[x]) {
+          continue;
+        }
+        FLATSTORE_ASSIGN_OR_RETURN(
+            Statement * is,
+            db_->cached(insert ? t.index_insert_sql[x] : t.index_upsert_sql[x], what));
+        is->bindInt(1, rowid);
+        is->bind(2, c.index_values[x]);
+        absl::Status ist = is->run(what);
+        if (absl::IsAlreadyExists(ist)) {
+          return absl::AlreadyExistsError(
+              absl::StrCat(what, ": unique field '", av(d.indexes[x].field_path),
+                           "' already has value ", c.index_values[x].toString()));
+        }
+        FLATSTORE_RETURN_IF_ERROR(ist);
+      }
+      return absl::OkStatus();
+    }
+    case EncodedChange::Op::kDelete: {
+      FLATSTORE_ASSIGN_OR_RETURN(Statement * s, db_->cached(t.delete_sql, what));
+      s->bindInt(1, c.rowid);
+      FLATSTORE_RETURN_IF_ERROR(s->run(what));
+      for (size_t x = 0; x < d.indexes.size(); ++x) {
+        FLATSTORE_ASSIGN_OR_RETURN(Statement * is, db_->cached(t.index_delete_sql[x], what));
+        is->bindInt(1, c.rowid);
+        FLATSTORE_RETURN_IF_ERROR(is->run(what));
+      }
+      return absl::OkStatus();
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Writer::applyRequest(CommitRequest& request, Versionstamp vs,
+                                  TransactionResult* result, std::vector<TableState*>* touched) {
+  if (request.apply) FLATSTORE_RETURN_IF_ERROR(request.apply(*db_));
+  for (const EncodedChange& c : request.changes) {
+    FLATSTORE_RETURN_IF_ERROR(applyChange(c, vs.packed()));
+    switch (c.op) {
+      case EncodedChange::Op::kInsert:
+        result->inserted += 1;
+        break;
+      case EncodedChange::Op::kUpdate:
+        result->updated += 1;
+        break;
+      case EncodedChange::Op::kDelete:
+        result->deleted += 1;
+        break;
+      case EncodedChange::Op::kNone:
+        continue;
+    }
+    touched->push_back(c.table);
+  }
+  if (!request.changes.empty()) result->versionstamp = vs;
+  return absl::OkStatus();
+}
+
+void Writer::commitGroup(std::vector<std::unique_ptr<CommitRequest>>& group) {
+  std::vector<absl::StatusOr<TransactionResult>> results(group.size(), TransactionResult{});
+  absl::Status group_status = db_->exec("BEGIN IMMEDIATE", "group commit");
+  uint64_t seq = 0;
+  if (group_status.ok()) {
+    absl::StatusOr<Statement*> s =
+        db_->cached("SELECT value FROM flatstore_meta WHERE key = 'seq'", "group commit");
+    group_status = s.status();
+    if (s.ok()) {
+      absl::StatusOr<bool> row = (*s)->step("group commit");
+      if (row.ok() && *row) seq = static_cast<uint64_t>((*s)->columnInt(0)) + 1;
+      (*s)->reset();
+      if (!row.ok()) group_status = row.status();
+    }
+  }
+  std::vector<TableState*> touched;
+  if (group_status.ok()) {
+    for (size_t i = 0; i < group.size(); ++i) {
+      // Each request in its own savepoint: a failure rolls back that request alone.
+      group_status = db_->exec("SAVEPOINT request", "group commit");
+      if (!group_status.ok()) break;
+      TransactionResult result;
+      std::vector<TableState*> request_tables;
+      absl::Status s = applyRequest(*group[i], Versionstamp(seq, static_cast<uint16_t>(i)), &result,
+                                    &request_tables);
+      if (s.ok()) {
+        results[i] = result;
+        touched.insert(touched.end(), request_tables.begin(), request_tables.end());
+        group_status = db_->exec("RELEASE request", "group commit");
+      } else {
+        results[i] = s;
+        group_status = db_->exec("ROLLBACK TO request; RELEASE request", "group commit");
+      }
+      if (!group_status.ok()) break;
+    }
+  }
+  if (group_status.ok()) {
+    std::set<TableState*> tables(touched.begin(), touched.end());
+    absl::StatusOr<Statement*> bump = db_->cached(
+        "UPDATE flatstore_tables SET version = version + 1 WHERE name = ?", "group commit");
+    group_status = bump.status();
+    for (TableState* t : tables) {
+      if (!group_status.ok()) break;
+      (*bump)->bindText(1, t->desc.table_name);
+      group_status = (*bump)->run("group commit");
+    }
+    if (group_status.ok()) {
+      absl::StatusOr<Statement*> s =
+          db_->cached("UPDATE flatstore_meta SET value = ? WHERE key = 'seq'", "group commit");
+      group_status = s.status();
+      if (s.ok()) {
+        (*s)->bindInt(1, static_cast<int64_t>(seq));
+        group_status = (*s)->run("group commit");
+      }
+    }
+    if (group_status.ok()) group_status = db_->exec("COMMIT", "group commit");
+  }
+  if (!group_status.ok()) {
+    // Nothing of the group is visible: every request fails with the group's error.
+    db_->rollbackQuietly();
+    for (auto& r : results) r = group_status;
+  } else {
+    absl::MutexLock lock(&mu_);
+    last_sequence_ = seq;
+  }
+  for (size_t i = 0; i < group.size(); ++i) group[i]->complete(std::move(results[i]));
+}
+
+}  // namespace flatstore::internal

@@ -1,0 +1,102 @@
+// Writer: the only code that writes to SQLite.
+//
+// Closures hand their encoded changes to the writer's mailbox. The writer thread takes
+// every request waiting (bounded by count and bytes), opens one BEGIN IMMEDIATE, applies
+// each request inside its own savepoint (a failing request, such as a unique violation,
+// rolls back alone), advances the commit sequence and the changed tables' versions, and
+// commits once: one WAL append (and with synchronous=FULL one fsync) for the group. The
+// write lock is held only for this apply. Then it completes each request.
+//
+// Thread-safety: submit() and stop() may be called from any thread; everything else runs
+// on the writer thread.
+#ifndef FLATSTORE_RUNTIME_WRITER_H_
+#define FLATSTORE_RUNTIME_WRITER_H_
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "flatstore/entity.h"
+#include "flatstore/transaction.h"
+#include "flatstore/value.h"
+#include "runtime/catalog.h"
+#include "runtime/sqlite.h"
+
+namespace flatstore::internal {
+
+// One change, fully encoded on the closure's thread.
+struct EncodedChange {
+  enum class Op { kInsert, kUpdate, kDelete, kNone };
+  Op op = Op::kNone;
+  TableState* table = nullptr;
+  int64_t rowid = 0;  // update, delete
+  ObjectBuffer bytes;
+  std::vector<Value> key;
+  std::vector<Value> index_values;
+  // For updates: the index values before the change, so unchanged ones are skipped.
+  std::vector<Value> old_index_values;
+};
+
+// What one closure (or one internal job) asks the writer to commit.
+struct CommitRequest {
+  std::vector<EncodedChange> changes;
+  // Extra work inside the request's savepoint (catalog DDL, dictionary writes).
+  std::function<absl::Status(Connection&)> apply;
+  // Called on the writer thread after the group committed or failed.
+  std::function<void(absl::StatusOr<TransactionResult>)> complete;
+  int64_t bytes = 0;
+};
+
+struct WriterOptions {
+  int max_group_transactions = 4096;
+  int64_t max_group_bytes = 64 << 20;
+  int backfill_batch = 1000;
+};
+
+class Writer {
+ public:
+  Writer(std::unique_ptr<Connection> connection, WriterOptions options);
+  ~Writer();
+
+  // Queues `request`; its `complete` runs later on the writer thread. After stop(),
+  // completes it at once with FailedPrecondition.
+  void submit(std::unique_ptr<CommitRequest> request);
+  // Runs `fn` in a write transaction of its own on the writer thread and waits.
+  absl::Status runSync(std::function<absl::Status(Connection&)> fn);
+  // Registers a table whose incomplete indexes the writer back-fills when idle.
+  void addBackfill(TableState* table);
+  // Commits everything queued, then stops the thread. Idempotent.
+  void stop();
+
+  // The commit sequence of the last group this writer committed.
+  uint64_t lastCommitSequence() const;
+
+ private:
+  void loop();
+  void commitGroup(std::vector<std::unique_ptr<CommitRequest>>& group);
+  absl::Status applyRequest(CommitRequest& request, Versionstamp vs, TransactionResult* result,
+                            std::vector<TableState*>* touched);
+  absl::Status applyChange(const EncodedChange& change, int64_t vs);
+  bool backfillOnce();
+
+  std::unique_ptr<Connection> db_;  // writer thread only
+  const WriterOptions options_;
+
+  mutable absl::Mutex mu_;
+  std::deque<std::unique_ptr<CommitRequest>> queue_ ABSL_GUARDED_BY(mu_);
+  std::vector<TableState*> backfills_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t last_sequence_ ABSL_GUARDED_BY(mu_) = 0;
+  std::thread thread_;
+};
+
+}  // namespace flatstore::internal
+
+#endif  // FLATSTORE_RUNTIME_WRITER_H_

@@ -1,0 +1,260 @@
+// Workspace basics: open and its errors, CRUD for every request kind, composite keys,
+// unique violations, abort, read-your-writes, shutdown.
+#include "flatstore/workspace.h"
+
+#include <sqlite3.h>
+
+#include <fstream>
+
+#include "game_flatstore.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/storage/test_util.h"
+
+namespace flatstore::test::game {
+namespace {
+
+using ::flatstore::testing::TempDir;
+using ::testing::HasSubstr;
+using F = MonsterFields;
+
+absl::StatusOr<SubmitOutcome> create(TransactionContext& txn, std::string_view name, int realm,
+                                     int16_t hp) {
+  auto r = MonsterChangeRequest::creation();
+  r.setName(name).setRealm(realm).setHp(hp);
+  return txn.submit(r);
+}
+
+class WorkspaceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto ws = Workspace::open(dir_.file("test.db"));
+    ASSERT_TRUE(ws.ok()) << ws.status();
+    ws_ = std::move(*ws);
+  }
+  TempDir dir_;
+  std::unique_ptr<Workspace> ws_;
+};
+
+TEST_F(WorkspaceTest, InsertFetchUpdateDelete) {
+  auto done = ws_->performChangesAndWait<Monster>([](TransactionContext& txn) -> absl::Status {
+    EXPECT_EQ(*create(txn, "orc", 1, 30), SubmitOutcome::kInserted);
+    EXPECT_EQ(*create(txn, "troll", 1, 120), SubmitOutcome::kInserted);
+    return absl::OkStatus();
+  });
+  ASSERT_OK(done);
+  EXPECT_EQ(done->inserted, 2);
+  EXPECT_GT(done->versionstamp, Versionstamp());
+
+  auto all = ws_->fetch<Monster>().orderBy(F::hp.descending()).all();
+  ASSERT_OK(all);
+  ASSERT_EQ(all->size(), 2u);
+  EXPECT_EQ((*all)[0]->name(), "troll");
+  EXPECT_EQ((*all)[0]->versionstamp(), done->versionstamp);
+  EXPECT_GT((*all)[0]->rowid(), 0);
+
+  auto orc = ws_->get<Monster>("orc", 1);
+  ASSERT_OK(orc);
+  ASSERT_NE(*orc, nullptr);
+  EXPECT_EQ((*orc)->hp(), 30);
+
+  auto updated = ws_->performChangesAndWait<Monster>([&](TransactionContext& txn) -> absl::Status {
+    auto r = MonsterChangeRequest::changeOf(**orc);
+    r.setHp(31);
+    EXPECT_EQ(*txn.submit(r), SubmitOutcome::kUpdated);
+    auto same = MonsterChangeRequest::changeOf(**orc);
+    same.setHp(31);
+    EXPECT_EQ(*txn.submit(same), SubmitOutcome::kUnchanged);
+    return absl::OkStatus();
+  });
+  ASSERT_OK(updated);
+  EXPECT_EQ(updated->updated, 1);
+  EXPECT_GT(updated->versionstamp, done->versionstamp);
+  EXPECT_EQ((*ws_->get<Monster>("orc", 1))->hp(), 31);
+
+  ASSERT_OK(ws_->performChangesAndWait<Monster>([&](TransactionContext& txn) -> absl::Status {
+    EXPECT_EQ(*txn.submit(MonsterChangeRequest::deletion("orc", 1)), SubmitOutcome::kDeleted);
+    return absl::OkStatus();
+  }));
+  EXPECT_EQ(*ws_->get<Monster>("orc", 1), nullptr);
+  EXPECT_EQ(*ws_->fetch<Monster>().count(), 1);
+}
+
+TEST_F(WorkspaceTest, UpsertInsertsThenUpdates) {
+  const std::pair<int, SubmitOutcome> steps[] = {
+      {5, SubmitOutcome::kInserted}, {6, SubmitOutcome::kUpdated}, {6, SubmitOutcome::kUnchanged}};
+  for (auto [hp, expected] : steps) {
+    auto r = ws_->performChangesAndWait<Monster>(
+        [hp, expected](TransactionContext& txn) -> absl::Status {
+          auto u = MonsterChangeRequest::upsert();
+          u.setName("imp").setRealm(2).setHp(static_cast<int16_t>(hp));
+          auto outcome = txn.submit(u);
+          if (!outcome.ok()) return outcome.status();
+          EXPECT_EQ(*outcome, expected);
+          return absl::OkStatus();
+        });
+    ASSERT_OK(r);
+  }
+  EXPECT_EQ((*ws_->get<Monster>("imp", 2))->hp(), 6);
+}
+
+TEST_F(WorkspaceTest, DuplicateKeyAndUniqueViolations) {
+  ASSERT_OK(ws_->performChangesAndWait<Monster>([](TransactionContext& txn) {
+    auto r = MonsterChangeRequest::creation();
+    r.setName("orc").setRealm(1).setEmail("orc@x");
+    return txn.submit(r).status();
+  }));
+  auto dup = ws_->performChangesAndWait<Monster>(
+      [](TransactionContext& txn) { return create(txn, "orc", 1, 9).status(); });
+  EXPECT_EQ(dup.status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_THAT(std::string(dup.status().message()), HasSubstr("(\"orc\", 1)"));
+
+  auto unique = ws_->performChangesAndWait<Monster>([](TransactionContext& txn) {
+    auto r = MonsterChangeRequest::creation();
+    r.setName("orc2").setRealm(1).setEmail("orc@x");
+    return txn.submit(r).status();
+  });
+  EXPECT_EQ(unique.status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_THAT(std::string(unique.status().message()), HasSubstr("email"));
+  EXPECT_THAT(std::string(unique.status().message()), HasSubstr("\"orc@x\""));
+  EXPECT_EQ(*ws_->fetch<Monster>().count(), 1);
+}
+
+TEST_F(WorkspaceTest, AbortAndClosureErrorsWriteNothing) {
+  auto aborted = ws_->performChangesAndWait<Monster>([](TransactionContext& txn) {
+    EXPECT_OK(create(txn, "orc", 1, 30));
+    return txn.abort("changed my mind");
+  });
+  EXPECT_EQ(aborted.status().code(), absl::StatusCode::kAborted);
+  EXPECT_THAT(std::string(aborted.status().message()), HasSubstr("changed my mind"));
+  auto thrown = ws_->performChangesAndWait<Monster>([](TransactionContext& txn) -> absl::Status {
+    EXPECT_OK(create(txn, "orc", 1, 30));
+    throw std::runtime_error("boom");
+  });
+  EXPECT_EQ(thrown.status().code(), absl::StatusCode::kAborted);
+  EXPECT_THAT(std::string(thrown.status().message()), HasSubstr("boom"));
+  EXPECT_EQ(*ws_->fetch<Monster>().count(), 0);
+}
+
+TEST_F(WorkspaceTest, UndeclaredTableIsFailedPrecondition) {
+  auto r = ws_->performChangesAndWait<Monster>([](TransactionContext& txn) -> absl::Status {
+    auto e = EventChangeRequest::creation();
+    e.setKind("x");
+    auto submitted = txn.submit(e);
+    EXPECT_EQ(submitted.status().code(), absl::StatusCode::kFailedPrecondition);
+    EXPECT_THAT(std::string(submitted.status().message()), HasSubstr("flatstore.test.game.Event"));
+    auto fetched = txn.fetch<Event>().all();
+    EXPECT_EQ(fetched.status().code(), absl::StatusCode::kFailedPrecondition);
+    return submitted.status();
+  });
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(WorkspaceTest, ReadYourWritesInsideTheClosure) {
+  ASSERT_OK(ws_->performChangesAndWait<Monster>(
+      [](TransactionContext& txn) { return create(txn, "orc", 1, 30).status(); }));
+  ASSERT_OK(ws_->performChangesAndWait<Monster>([](TransactionContext& txn) -> absl::Status {
+    EXPECT_OK(create(txn, "imp", 1, 8));
+    auto orc = *txn.get<Monster>("orc", 1);
+    auto hurt = MonsterChangeRequest::changeOf(*orc);
+    hurt.setHp(3);
+    EXPECT_OK(txn.submit(hurt));
+    auto weak = txn.fetch<Monster>().where(F::hp < 10).orderBy(F::name.ascending()).all();
+    EXPECT_OK(weak);
+    EXPECT_EQ(weak->size(), 2u);
+    EXPECT_EQ((*weak)[0]->name(), "imp");
+    EXPECT_EQ((*weak)[1]->name(), "orc");
+    EXPECT_EQ(*txn.fetch<Monster>().count(), 2);
+    EXPECT_OK(txn.submit(MonsterChangeRequest::deletion("imp", 1)));
+    EXPECT_EQ(*txn.get<Monster>("imp", 1), nullptr);
+    EXPECT_EQ(*txn.fetch<Monster>().where(F::hp < 10).count(), 1);
+    return absl::OkStatus();
+  }));
+  EXPECT_EQ(*ws_->fetch<Monster>().count(), 1);
+  EXPECT_EQ((*ws_->get<Monster>("orc", 1))->hp(), 3);
+}
+
+TEST_F(WorkspaceTest, AutomaticIds) {
+  auto r = ws_->performChangesAndWait<Event>([](TransactionContext& txn) -> absl::Status {
+    for (int i = 0; i < 3; ++i) {
+      auto e = EventChangeRequest::creation();
+      e.setKind("tick").setAt(i);
+      EXPECT_OK(txn.submit(e));
+    }
+    return absl::OkStatus();
+  });
+  ASSERT_OK(r);
+  auto events = ws_->fetch<Event>().orderBy(EventFields::at.ascending()).all();
+  ASSERT_OK(events);
+  ASSERT_EQ(events->size(), 3u);
+  int64_t id = (*events)[1]->rowid();
+  auto one = ws_->get<Event>(id);
+  ASSERT_OK(one);
+  EXPECT_EQ((*one)->at(), 1);
+  ASSERT_OK(ws_->performChangesAndWait<Event>([id](TransactionContext& txn) {
+    return txn.submit(EventChangeRequest::deletion(id)).status();
+  }));
+  EXPECT_EQ(*ws_->fetch<Event>().count(), 2);
+}
+
+TEST_F(WorkspaceTest, ShutdownCompletesPendingWorkAndRefusesNew) {
+  std::vector<TransactionHandle> handles;
+  for (int i = 0; i < 50; ++i) {
+    handles.push_back(ws_->performChanges<Monster>([i](TransactionContext& txn) {
+      return create(txn, "m" + std::to_string(i), 0, 1).status();
+    }));
+  }
+  ASSERT_OK(ws_->shutdown());
+  for (auto& h : handles) {
+    EXPECT_TRUE(h.done());
+    EXPECT_OK(h.wait());
+  }
+  auto late = ws_->performChangesAndWait<Monster>(
+      [](TransactionContext& txn) { return create(txn, "late", 0, 1).status(); });
+  EXPECT_EQ(late.status().code(), absl::StatusCode::kFailedPrecondition);
+  ws_.reset();
+  auto reopened = Workspace::open(dir_.file("test.db"));
+  ASSERT_OK(reopened);
+  EXPECT_EQ(*(*reopened)->fetch<Monster>().count(), 50);
+}
+
+TEST(WorkspaceOpen, ClearErrorsAndUntouchedFiles) {
+  TempDir dir;
+  auto missing = Workspace::open(dir.file("no/such/dir/x.db"));
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(std::string(missing.status().message()), HasSubstr("does not exist"));
+
+  std::string junk = dir.file("junk.db");
+  { std::ofstream(junk) << std::string(8192, 'x'); }
+  auto foreign = Workspace::open(junk);
+  EXPECT_EQ(foreign.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(foreign.status().message()), HasSubstr("not a database"));
+  EXPECT_EQ(std::filesystem::file_size(junk), 8192u);
+
+  std::string other = dir.file("other.db");
+  {
+    sqlite3* db;
+    sqlite3_open(other.c_str(), &db);
+    sqlite3_exec(db, "CREATE TABLE t(x)", nullptr, nullptr, nullptr);
+    sqlite3_close(db);
+  }
+  auto notours = Workspace::open(other);
+  EXPECT_EQ(notours.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(notours.status().message()), HasSubstr("did not create"));
+
+  std::string newer = dir.file("newer.db");
+  { ASSERT_OK(Workspace::open(newer)); }
+  {
+    sqlite3* db;
+    sqlite3_open(newer.c_str(), &db);
+    sqlite3_exec(db, "UPDATE flatstore_meta SET value = 99 WHERE key = 'format'", nullptr, nullptr,
+                 nullptr);
+    sqlite3_close(db);
+  }
+  auto future = Workspace::open(newer);
+  EXPECT_EQ(future.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(future.status().message()), HasSubstr("newer flatstore (format 99)"));
+}
+
+}  // namespace
+}  // namespace flatstore::test::game
