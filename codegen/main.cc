@@ -77,13 +77,50 @@ bool readFile(const std::string& path, std::string* out) {
   return true;
 }
 
+// Prints file names the way the user named the schema: absolute when the schema was
+// given by an absolute path, otherwise relative to the working directory, as compilers
+// do, so that editors can open them.
+class PathDisplay {
+ public:
+  explicit PathDisplay(const std::string& schema) : absolute_(fs::path(schema).is_absolute()) {
+    std::error_code ec;
+    cwd_ = fs::current_path(ec);
+  }
+  std::string show(const std::string& file) const {
+    std::error_code ec;
+    fs::path abs = fs::absolute(file, ec).lexically_normal();
+    if (absolute_) return abs.string();
+    fs::path rel = abs.lexically_relative(cwd_);
+    return rel.empty() ? abs.string() : rel.string();
+  }
+
+ private:
+  bool absolute_;
+  fs::path cwd_;
+};
+
+// Finds a file the parser named in "originally at:", which may be relative to the
+// working directory, the main schema's directory or an include directory.
+std::string resolveSchemaFile(const std::string& name, const std::vector<std::string>& dirs) {
+  std::error_code ec;
+  if (fs::exists(name, ec)) return name;
+  for (const std::string& d : dirs) {
+    fs::path p = fs::path(d) / name;
+    if (fs::exists(p, ec)) return p.string();
+  }
+  return name;
+}
+
 // Rewrites FlatBuffers' "path:line: col: error: msg" as "path:line:col: error: msg".
-// An undefined type is reported at the end of the file with "originally at: f:LINE";
-// it is moved to where the type is used.
-std::string formatParserError(const std::string& raw) {
+// The parser's column is the end of the token it had read ahead; the column printed is
+// the start of the token the message names. An undefined type is reported at the end
+// of the file with "originally at: f:LINE"; it is moved to where the type is used.
+std::string formatParserError(const std::string& raw, const std::vector<std::string>& dirs,
+                              const PathDisplay& display) {
   static const std::regex kLine(R"(^(.*):(\d+): (\d+): (error|warning): (.*)$)");
   static const std::regex kUndefined(
-      R"(type referenced but not defined \(check namespace\): ([A-Za-z0-9_.]+), originally at: .*:(\d+)$)");
+      R"(type referenced but not defined \(check namespace\): ([A-Za-z0-9_.]+), originally at: (.*):(\d+)$)");
+  static const std::regex kTrailingName(R"(: ([A-Za-z_][A-Za-z0-9_.]*)$)");
   std::string out;
   std::istringstream lines(raw);
   std::string line;
@@ -97,20 +134,25 @@ std::string formatParserError(const std::string& raw) {
     int lineno = std::stoi(m[2]);
     int col = std::max(1, std::stoi(m[3]));
     std::string message = m[5];
+    std::string hint;
     std::smatch u;
     if (std::regex_search(message, u, kUndefined)) {
       std::string type = u[1];
-      lineno = std::stoi(u[2]);
+      file = resolveSchemaFile(u[2], dirs);
+      lineno = std::stoi(u[3]);
       col = 1;
-      std::string text;
-      if (readFile(file, &text)) {
-        std::string last =
-            type.substr(type.rfind('.') == std::string::npos ? 0 : type.rfind('.') + 1);
-        if (auto pos = SourceLocator(text).identifierOnLine(lineno, last)) col = pos->column;
-      }
+      size_t dot = type.rfind('.');
+      hint = dot == std::string::npos ? type : type.substr(dot + 1);
       message = "unknown type '" + type + "'";
+    } else if (std::smatch n; std::regex_search(message, n, kTrailingName)) {
+      hint = n[1];
     }
-    out += file + ":" + std::to_string(lineno) + ":" + std::to_string(col) + ": " +
+    std::string text;
+    if (readFile(file, &text)) {
+      SourceLocator locator(text);
+      if (auto pos = locator.parserToken(lineno, col, hint)) col = pos->column;
+    }
+    out += display.show(file) + ":" + std::to_string(lineno) + ":" + std::to_string(col) + ": " +
            std::string(m[4]) + ": " + message + "\n";
   }
   return out;
@@ -124,8 +166,10 @@ struct Output {
 
 // Parses and checks one schema; on success fills `out`, otherwise prints diagnostics.
 bool compileSchema(const Options& opts, const std::string& schema, Output* out) {
+  PathDisplay display(schema);
   std::string source;
-  if (!readFile(schema, &source)) {
+  std::error_code ec;
+  if (fs::is_directory(schema, ec) || !readFile(schema, &source)) {
     std::fprintf(stderr, "%s:1:1: error: cannot read schema file\n", schema.c_str());
     return false;
   }
@@ -144,16 +188,20 @@ bool compileSchema(const Options& opts, const std::string& schema, Output* out) 
 
   std::string main_file = flatbuffers::PosixPath(schema.c_str());
   if (!parser.Parse(source.c_str(), include_paths.data(), main_file.c_str())) {
-    std::fputs(formatParserError(parser.error_).c_str(), stderr);
+    std::fputs(formatParserError(parser.error_, dirs, display).c_str(), stderr);
     return false;
   }
   SchemaModel model;
   std::vector<Diagnostic> errors;
   if (!buildSchemaModel(parser, main_file, &model, &errors)) {
-    for (const Diagnostic& d : errors) std::fprintf(stderr, "%s\n", d.format().c_str());
+    for (Diagnostic d : errors) {
+      d.file = display.show(d.file);
+      std::fprintf(stderr, "%s\n", d.format().c_str());
+    }
     return false;
   }
-  for (const Diagnostic& d : model.warnings) {
+  for (Diagnostic d : model.warnings) {
+    d.file = display.show(d.file);
     std::string text = d.format();
     text.replace(text.find(": error: "), 9, ": warning: ");
     std::fprintf(stderr, "%s\n", text.c_str());

@@ -54,7 +54,26 @@ SourceLocator::SourceLocator(std::string_view text) {
       advance(1);
     }
   }
-  end_ = {line, column};
+  if (!tokens_.empty()) {
+    const Token& last = tokens_.back();
+    end_ = {last.position.line, last.position.column + static_cast<int>(last.text.size())};
+  }
+}
+
+std::optional<SourcePosition> SourceLocator::parserToken(int line, int column,
+                                                         std::string_view hint) const {
+  if (!hint.empty()) {
+    if (auto pos = identifierOnLine(line, hint)) return pos;
+  }
+  const Token* best = nullptr;
+  for (const Token& t : tokens_) {
+    if (t.position.line != line) continue;
+    int last = t.position.column + static_cast<int>(t.text.size()) - 1;
+    if (t.position.column <= column && column <= last) return t.position;
+    if (t.position.column <= column) best = &t;
+  }
+  if (best != nullptr) return best->position;
+  return std::nullopt;
 }
 
 int SourceLocator::findDeclaration(std::string_view ns, std::string_view name) const {

@@ -34,6 +34,10 @@ class SourceLocator {
                                                std::string_view attribute) const;
   // The first identifier token equal to `text` on `line`.
   std::optional<SourcePosition> identifierOnLine(int line, std::string_view text) const;
+  // The token FlatBuffers' parser meant when it reported `column` on `line`: its column
+  // is the 0-based offset just past the token it had read, that is, the 1-based column
+  // of the token's last byte. Prefers a token spelled `hint` on that line when given.
+  std::optional<SourcePosition> parserToken(int line, int column, std::string_view hint) const;
   // The position just after the last token (where a missing declaration belongs).
   SourcePosition end() const { return end_; }
 
