@@ -363,6 +363,7 @@ absl::Status Workspace::snapshot(const std::function<absl::Status(Snapshot&)>& f
 }
 
 Dictionary& Workspace::dictionary() { return impl_->dictionary(); }
+void Workspace::awaitIndexes() { impl_->writer().awaitBackfills(); }
 uint64_t Workspace::lastCommitSequence() const { return impl_->lastCommitSequence(); }
 absl::Status Workspace::shutdown() { return impl_->shutdown(); }
 const std::string& Workspace::path() const { return impl_->path(); }

@@ -65,6 +65,13 @@ void Writer::addBackfill(TableState* table) {
   backfills_.push_back(table);
 }
 
+void Writer::awaitBackfills() {
+  absl::MutexLock lock(&mu_);
+  auto idle = [this]()
+                  ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return backfills_.empty() || stopping_; };
+  mu_.Await(absl::Condition(&idle));
+}
+
 uint64_t Writer::lastCommitSequence() const {
   absl::MutexLock lock(&mu_);
   return last_sequence_;

@@ -72,6 +72,9 @@ class Writer {
   absl::Status runSync(std::function<absl::Status(Connection&)> fn);
   // Registers a table whose incomplete indexes the writer back-fills when idle.
   void addBackfill(TableState* table);
+  // Blocks until no registered back-fill remains (each finished or failed) or the
+  // writer stops.
+  void awaitBackfills();
   // Commits everything queued, then stops the thread. Idempotent.
   void stop();
 

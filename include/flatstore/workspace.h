@@ -124,6 +124,10 @@ class Workspace {
   // The key-value dictionary stored in the same file.
   Dictionary& dictionary();
 
+  // Blocks until the background back-fill of every index added to a table in use has
+  // finished (queries are correct meanwhile; they read past incomplete indexes).
+  void awaitIndexes();
+
   // The commit sequence of the last commit this workspace made or saw.
   uint64_t lastCommitSequence() const;
 

@@ -258,3 +258,89 @@ TEST(WorkspaceOpen, ClearErrorsAndUntouchedFiles) {
 
 }  // namespace
 }  // namespace flatstore::test::game
+
+namespace flatstore::test::game {
+namespace {
+
+TEST_F(WorkspaceTest, CorruptBlobIsDataLossNamingTableAndRowid) {
+  ASSERT_OK(ws_->performChangesAndWait<Monster>(
+      [](TransactionContext& txn) { return create(txn, "orc", 1, 30).status(); }));
+  int64_t rowid = (*ws_->get<Monster>("orc", 1))->rowid();
+  {
+    sqlite3* db;
+    ASSERT_EQ(sqlite3_open(dir_.file("test.db").c_str(), &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    ASSERT_EQ(sqlite3_exec(db, "UPDATE \"flatstore.test.game.Monster\" SET p = x'0badf00d0badf00d'",
+                           nullptr, nullptr, nullptr),
+              SQLITE_OK);
+    sqlite3_close(db);
+  }
+  for (auto result : {ws_->fetch<Monster>().all().status(), ws_->get<Monster>("orc", 1).status()}) {
+    EXPECT_EQ(result.code(), absl::StatusCode::kDataLoss);
+    EXPECT_THAT(std::string(result.message()), HasSubstr("flatstore.test.game.Monster"));
+    EXPECT_THAT(std::string(result.message()), HasSubstr("rowid " + std::to_string(rowid)));
+  }
+  // A change of the corrupt object fails the same way inside a transaction.
+  auto change = ws_->performChangesAndWait<Monster>([](TransactionContext& txn) {
+    return txn.submit(MonsterChangeRequest::deletion("orc", 1)).status();
+  });
+  EXPECT_EQ(change.status().code(), absl::StatusCode::kDataLoss);
+}
+
+TEST_F(WorkspaceTest, DictionaryKeepsTypedValues) {
+  Dictionary& d = ws_->dictionary();
+  ASSERT_OK(d.setString("name", "flatstore"));
+  ASSERT_OK(d.setInteger("count", -42));
+  ASSERT_OK(d.setDouble("ratio", 0.25));
+  std::vector<uint8_t> blob = {0, 1, 2, 255};
+  ASSERT_OK(d.setBytes("blob", blob));
+  auto m = MonsterChangeRequest::creation();
+  m.setName("orc").setRealm(1).setHp(7);
+  auto entity = MonsterEntity::fromBytes(m.encodeOver(nullptr)->bytes.span());
+  ASSERT_OK(d.setObject("boss", **entity));
+
+  EXPECT_EQ(**d.getString("name"), "flatstore");
+  EXPECT_EQ(**d.getInteger("count"), -42);
+  EXPECT_EQ(**d.getDouble("ratio"), 0.25);
+  EXPECT_EQ(**d.getBytes("blob"), blob);
+  auto boss = d.getObject<MonsterEntity>("boss");
+  ASSERT_OK(boss);
+  EXPECT_EQ((*boss)->hp(), 7);
+  EXPECT_EQ(*d.getString("absent"), std::nullopt);
+
+  auto wrong = d.getInteger("name");
+  EXPECT_EQ(wrong.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(wrong.status().message()), HasSubstr("'name' holds a string"));
+  auto wrong_type = d.getObject<EventEntity>("boss");
+  EXPECT_EQ(wrong_type.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(wrong_type.status().message()), HasSubstr("flatstore.test.game.Monster"));
+
+  ASSERT_OK(d.setString("count", "now a string"));
+  EXPECT_EQ(**d.getString("count"), "now a string");
+  ASSERT_OK(d.erase("count"));
+  EXPECT_EQ(*d.getString("count"), std::nullopt);
+
+  // Values persist in the file.
+  ws_.reset();
+  auto reopened = Workspace::open(dir_.file("test.db"));
+  ASSERT_OK(reopened);
+  EXPECT_EQ(**(*reopened)->dictionary().getDouble("ratio"), 0.25);
+}
+
+TEST_F(WorkspaceTest, SnapshotSeesOneState) {
+  ASSERT_OK(ws_->performChangesAndWait<Monster>(
+      [](TransactionContext& txn) { return create(txn, "orc", 1, 30).status(); }));
+  ASSERT_OK(ws_->snapshot([&](Workspace::Snapshot& s) -> absl::Status {
+    EXPECT_EQ(*s.fetch<Monster>().count(), 1);
+    // A commit made while the snapshot is open is not visible through it.
+    EXPECT_OK(ws_->performChangesAndWait<Monster>(
+        [](TransactionContext& txn) { return create(txn, "imp", 1, 3).status(); }));
+    EXPECT_EQ(*s.fetch<Monster>().count(), 1);
+    EXPECT_EQ(*s.get<Monster>("imp", 1), nullptr);
+    return absl::OkStatus();
+  }));
+  EXPECT_EQ(*ws_->fetch<Monster>().count(), 2);
+}
+
+}  // namespace
+}  // namespace flatstore::test::game
