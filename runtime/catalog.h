@@ -47,6 +47,9 @@ class TableState {
   std::vector<std::string> index_upsert_sql;
   std::vector<std::string> index_delete_sql;
 
+  // Live subscriptions on this table; the writer publishes commits only when > 0.
+  std::atomic<int> subscriptions{0};
+
   bool indexReady(int i) const {
     return ready_[static_cast<size_t>(i)].load(std::memory_order_acquire);
   }

@@ -299,6 +299,12 @@ absl::StatusOr<std::vector<RawRow>> executeQuery(Connection& c, const TableState
                                                  const PendingTable* pending) {
   if (pending != nullptr && pending->empty()) pending = nullptr;
   if (spec.key.has_value()) return executeKeyLookup(c, t, *spec.key, pending);
+  if (spec.rowid.has_value()) {
+    FLATSTORE_ASSIGN_OR_RETURN(auto row, readRowByRowid(c, t, *spec.rowid));
+    std::vector<RawRow> out;
+    if (row.has_value()) out.push_back(std::move(*row));
+    return out;
+  }
 
   Plan p = plan(t, spec, pending != nullptr, "SELECT t.rowid, t.p, t.vs");
   FLATSTORE_ASSIGN_OR_RETURN(Statement s, c.prepare(p.sql, what(t)));

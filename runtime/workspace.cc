@@ -168,7 +168,23 @@ absl::StatusOr<std::unique_ptr<WorkspaceImpl>> WorkspaceImpl::open(
   wo.max_group_transactions = std::clamp(options.max_group_transactions, 1, 65535);
   wo.max_group_bytes = options.max_group_bytes;
   wo.backfill_batch = std::max(1, options.backfill_batch);
-  ws->writer_ = std::make_unique<Writer>(std::move(writer_connection), wo);
+  ws->notifications_ = std::make_unique<NotificationThread>();
+  WorkspaceImpl* raw = ws.get();
+  ws->hub_ = std::make_shared<ObserverHub>(
+      [raw](TableState* t, const QuerySpec& spec) -> absl::StatusOr<std::vector<RawRow>> {
+        ReaderPool::Lease c = raw->readers().checkout();
+        std::vector<RawRow> rows;
+        FLATSTORE_RETURN_IF_ERROR(inReadTransaction(*c, [&]() -> absl::Status {
+          FLATSTORE_ASSIGN_OR_RETURN(rows, executeQuery(*c, *t, spec, nullptr));
+          return absl::OkStatus();
+        }));
+        return rows;
+      },
+      [raw] { return raw->writer().lastCommitSequence(); });
+  ws->hub_->start();
+  ObserverHub* hub = ws->hub_.get();
+  ws->writer_ = std::make_unique<Writer>(std::move(writer_connection), wo,
+                                         [hub](CommitEvent e) { hub->publish(std::move(e)); });
   ws->scheduler_ = std::make_unique<Scheduler>(options.worker_threads > 0 ? options.worker_threads
                                                                           : defaultWorkers());
   ws->dictionary_ = std::make_unique<DictionaryImpl>(ws.get());
@@ -186,6 +202,9 @@ absl::Status WorkspaceImpl::shutdown() {
   // Order matters: closures still queued need the writer to commit and release them.
   if (scheduler_ != nullptr) scheduler_->stop();
   if (writer_ != nullptr) writer_->stop();
+  // Then observers: no callback runs after the workspace is gone.
+  if (hub_ != nullptr) hub_->stop();
+  if (notifications_ != nullptr) notifications_->stop();
   return absl::OkStatus();
 }
 
@@ -336,6 +355,16 @@ absl::Status WorkspaceImpl::snapshot(const std::function<absl::Status(Workspace:
 
 Dictionary& WorkspaceImpl::dictionary() { return *dictionary_; }
 
+absl::StatusOr<std::shared_ptr<SubscriptionCore>> WorkspaceImpl::newSubscription(
+    const TableDescription& d, Executor* executor) {
+  FLATSTORE_ASSIGN_OR_RETURN(TableState * t, table(d));
+  auto core = std::make_shared<SubscriptionCore>();
+  core->table = t;
+  core->executor = executor != nullptr ? executor : notifications_.get();
+  core->hub = hub_;
+  return core;
+}
+
 }  // namespace internal
 
 // ---------------------------------------------------------------------------------------
@@ -364,6 +393,37 @@ absl::Status Workspace::snapshot(const std::function<absl::Status(Snapshot&)>& f
 
 Dictionary& Workspace::dictionary() { return impl_->dictionary(); }
 void Workspace::awaitIndexes() { impl_->writer().awaitBackfills(); }
+void Workspace::awaitObservers() { impl_->hub().drain(); }
+
+absl::StatusOr<SubscriptionToken> Workspace::subscribeErased(
+    const TableDescription& table, const internal::QuerySpec& spec, EntityFactory factory,
+    std::vector<std::shared_ptr<const EntityBase>> initial, uint64_t seen,
+    std::function<void(const std::vector<std::shared_ptr<const EntityBase>>&, const Changeset&)>
+        deliver,
+    Executor* executor) {
+  FLATSTORE_ASSIGN_OR_RETURN(auto core, impl_->newSubscription(table, executor));
+  core->spec = spec;
+  core->factory = factory;
+  core->result_callback = std::move(deliver);
+  impl_->hub().add(core, std::move(initial), seen);
+  return SubscriptionToken(std::move(core));
+}
+
+absl::StatusOr<SubscriptionToken> Workspace::subscribeObjectErased(
+    const TableDescription& table, std::shared_ptr<const EntityBase> object, EntityFactory factory,
+    std::function<void(const std::shared_ptr<const EntityBase>&)> deliver, Executor* executor) {
+  if (object == nullptr) return absl::InvalidArgumentError("subscribe: the object is null");
+  if (object->rowid() == 0) {
+    return absl::InvalidArgumentError("subscribe: the object was not read from the database");
+  }
+  FLATSTORE_ASSIGN_OR_RETURN(auto core, impl_->newSubscription(table, executor));
+  core->object_mode = true;
+  core->object_rowid = object->rowid();
+  core->factory = factory;
+  core->object_callback = std::move(deliver);
+  impl_->hub().add(core, {std::move(object)}, 0);
+  return SubscriptionToken(std::move(core));
+}
 uint64_t Workspace::lastCommitSequence() const { return impl_->lastCommitSequence(); }
 absl::Status Workspace::shutdown() { return impl_->shutdown(); }
 const std::string& Workspace::path() const { return impl_->path(); }

@@ -25,6 +25,7 @@
 #include "flatstore/transaction.h"
 #include "flatstore/workspace.h"
 #include "runtime/catalog.h"
+#include "runtime/observers.h"
 #include "runtime/query_exec.h"
 #include "runtime/scheduler.h"
 #include "runtime/sqlite.h"
@@ -135,6 +136,10 @@ class WorkspaceImpl : public QuerySource {
   absl::StatusOr<std::vector<RawRow>> runQuery(const TableDescription& table,
                                                const QuerySpec& spec) override;
   absl::StatusOr<int64_t> runCount(const TableDescription& table, const QuerySpec& spec) override;
+  uint64_t committedSequence() override { return writer_->lastCommitSequence(); }
+  absl::StatusOr<std::shared_ptr<SubscriptionCore>> newSubscription(const TableDescription& table,
+                                                                    Executor* executor);
+  ObserverHub& hub() { return *hub_; }
   absl::Status snapshot(const std::function<absl::Status(Workspace::Snapshot&)>& fn);
   Dictionary& dictionary();
   uint64_t lastCommitSequence() const { return writer_->lastCommitSequence(); }
@@ -159,6 +164,8 @@ class WorkspaceImpl : public QuerySource {
   std::unique_ptr<ReaderPool> readers_;
   std::unique_ptr<Scheduler> scheduler_;
   std::unique_ptr<Dictionary> dictionary_;
+  std::unique_ptr<NotificationThread> notifications_;
+  std::shared_ptr<ObserverHub> hub_;
 
   absl::Mutex mu_;
   std::map<std::string, std::unique_ptr<TableState>> tables_ ABSL_GUARDED_BY(mu_);

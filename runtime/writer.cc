@@ -1,5 +1,6 @@
 #include "runtime/writer.h"
 
+#include <map>
 #include <set>
 #include <string>
 
@@ -22,8 +23,9 @@ std::string keyText(const std::vector<Value>& key) {
 
 }  // namespace
 
-Writer::Writer(std::unique_ptr<Connection> connection, WriterOptions options)
-    : db_(std::move(connection)), options_(options) {
+Writer::Writer(std::unique_ptr<Connection> connection, WriterOptions options,
+               std::function<void(CommitEvent)> publish)
+    : db_(std::move(connection)), options_(options), publish_(std::move(publish)) {
   thread_ = std::thread([this] { loop(); });
 }
 
@@ -140,7 +142,7 @@ bool Writer::backfillOnce() {
   return more;
 }
 
-absl::Status Writer::applyChange(const EncodedChange& c, int64_t vs) {
+absl::Status Writer::applyChange(EncodedChange& c, int64_t vs) {
   TableState& t = *c.table;
   const TableDescription& d = t.desc;
   std::string what = absl::StrCat("table ", av(d.table_name));
@@ -163,7 +165,8 @@ absl::Status Writer::applyChange(const EncodedChange& c, int64_t vs) {
             absl::StrCat(what, ": an object with primary key ", keyText(c.key), " already exists"));
       }
       FLATSTORE_RETURN_IF_ERROR(st);
-      int64_t rowid = insert ? db_->lastInsertRowid() : c.rowid;
+      if (insert) c.rowid = db_->lastInsertRowid();
+      int64_t rowid = c.rowid;
       for (size_t x = 0; x < d.indexes.size(); ++x) {
         if (!insert && x < c.old_index_values.size() &&
             c.old_index_values[x] == c.index_values[x]) {
@@ -202,7 +205,7 @@ absl::Status Writer::applyChange(const EncodedChange& c, int64_t vs) {
 absl::Status Writer::applyRequest(CommitRequest& request, Versionstamp vs,
                                   TransactionResult* result, std::vector<TableState*>* touched) {
   if (request.apply) FLATSTORE_RETURN_IF_ERROR(request.apply(*db_));
-  for (const EncodedChange& c : request.changes) {
+  for (EncodedChange& c : request.changes) {
     FLATSTORE_RETURN_IF_ERROR(applyChange(c, vs.packed()));
     switch (c.op) {
       case EncodedChange::Op::kInsert:
@@ -221,6 +224,33 @@ absl::Status Writer::applyRequest(CommitRequest& request, Versionstamp vs,
   }
   if (!request.changes.empty()) result->versionstamp = vs;
   return absl::OkStatus();
+}
+
+CommitEvent Writer::observedChanges(std::vector<std::unique_ptr<CommitRequest>>& group,
+                                    const std::vector<absl::StatusOr<TransactionResult>>& results,
+                                    uint64_t seq) {
+  CommitEvent event;
+  event.sequence = seq;
+  std::map<TableState*, size_t> slot;
+  for (size_t i = 0; i < group.size(); ++i) {
+    if (!results[i].ok()) continue;
+    Versionstamp vs = results[i]->versionstamp;
+    for (EncodedChange& c : group[i]->changes) {
+      if (c.op == EncodedChange::Op::kNone ||
+          c.table->subscriptions.load(std::memory_order_acquire) == 0) {
+        continue;
+      }
+      auto [it, inserted] = slot.emplace(c.table, event.tables.size());
+      if (inserted) event.tables.emplace_back(c.table, std::vector<ChangedObject>());
+      ChangedObject changed;
+      changed.rowid = c.rowid;
+      changed.deleted = c.op == EncodedChange::Op::kDelete;
+      changed.bytes = std::move(c.bytes);  // the request is done with them
+      changed.versionstamp = vs;
+      event.tables[it->second].second.push_back(std::move(changed));
+    }
+  }
+  return event;
 }
 
 void Writer::commitGroup(std::vector<std::unique_ptr<CommitRequest>>& group) {
@@ -285,8 +315,11 @@ void Writer::commitGroup(std::vector<std::unique_ptr<CommitRequest>>& group) {
     db_->rollbackQuietly();
     for (auto& r : results) r = group_status;
   } else {
-    absl::MutexLock lock(&mu_);
-    last_sequence_ = seq;
+    {
+      absl::MutexLock lock(&mu_);
+      last_sequence_ = seq;
+    }
+    if (publish_) publish_(observedChanges(group, results, seq));
   }
   for (size_t i = 0; i < group.size(); ++i) group[i]->complete(std::move(results[i]));
 }

@@ -27,6 +27,7 @@
 #include "flatstore/transaction.h"
 #include "flatstore/value.h"
 #include "runtime/catalog.h"
+#include "runtime/observers.h"
 #include "runtime/sqlite.h"
 
 namespace flatstore::internal {
@@ -62,7 +63,10 @@ struct WriterOptions {
 
 class Writer {
  public:
-  Writer(std::unique_ptr<Connection> connection, WriterOptions options);
+  // `publish` receives each committed group's changes to observed tables, on the writer
+  // thread, before the group's handles complete.
+  Writer(std::unique_ptr<Connection> connection, WriterOptions options,
+         std::function<void(CommitEvent)> publish);
   ~Writer();
 
   // Queues `request`; its `complete` runs later on the writer thread. After stop(),
@@ -86,11 +90,16 @@ class Writer {
   void commitGroup(std::vector<std::unique_ptr<CommitRequest>>& group);
   absl::Status applyRequest(CommitRequest& request, Versionstamp vs, TransactionResult* result,
                             std::vector<TableState*>* touched);
-  absl::Status applyChange(const EncodedChange& change, int64_t vs);
+  // Applies one change; sets `change.rowid` for an insert.
+  absl::Status applyChange(EncodedChange& change, int64_t vs);
+  CommitEvent observedChanges(std::vector<std::unique_ptr<CommitRequest>>& group,
+                              const std::vector<absl::StatusOr<TransactionResult>>& results,
+                              uint64_t seq);
   bool backfillOnce();
 
   std::unique_ptr<Connection> db_;  // writer thread only
   const WriterOptions options_;
+  const std::function<void(CommitEvent)> publish_;
 
   mutable absl::Mutex mu_;
   std::deque<std::unique_ptr<CommitRequest>> queue_ ABSL_GUARDED_BY(mu_);

@@ -38,8 +38,9 @@ struct QuerySpec {
   std::vector<std::pair<const FieldInfo*, bool>> order;  // (field, descending)
   std::optional<int64_t> limit;
   int64_t offset = 0;
-  // Primary key (or automatic id) lookup; set by Query::byKey / byId.
+  // Primary key (or automatic id) lookup, set by getByKey; or a rowid lookup.
   std::optional<std::vector<Value>> key;
+  std::optional<int64_t> rowid;
 };
 
 // One fetched object, verified.
@@ -58,6 +59,9 @@ class QuerySource {
                                                        const QuerySpec& spec) = 0;
   virtual absl::StatusOr<int64_t> runCount(const TableDescription& table,
                                            const QuerySpec& spec) = 0;
+  // The last commit sequence known before a query starts (its snapshot is at least as
+  // new); subscriptions use it to tell whether a result may be stale.
+  virtual uint64_t committedSequence() { return 0; }
 };
 
 }  // namespace internal
@@ -70,8 +74,11 @@ class FetchedResult {
   using Pointer = std::shared_ptr<const Entity>;
 
   FetchedResult() = default;
-  FetchedResult(std::vector<Pointer> objects, internal::QuerySpec spec)
-      : objects_(std::move(objects)), spec_(std::move(spec)) {}
+  FetchedResult(std::vector<Pointer> objects, internal::QuerySpec spec,
+                uint64_t observed_sequence = 0)
+      : objects_(std::move(objects)),
+        spec_(std::move(spec)),
+        observed_sequence_(observed_sequence) {}
 
   size_t size() const { return objects_.size(); }
   bool empty() const { return objects_.empty(); }
@@ -81,10 +88,13 @@ class FetchedResult {
   const std::vector<Pointer>& objects() const { return objects_; }
   // The query that produced this result.
   const internal::QuerySpec& spec() const { return spec_; }
+  // A commit sequence the result is at least as new as.
+  uint64_t observedSequence() const { return observed_sequence_; }
 
  private:
   std::vector<Pointer> objects_;
   internal::QuerySpec spec_;
+  uint64_t observed_sequence_ = 0;
 };
 
 // A typed query over entity T. Build it with where/orderBy/limit/offset, then run it
@@ -121,13 +131,14 @@ class Query {
 
   // All matching objects. DataLoss if a stored object fails verification.
   absl::StatusOr<FetchedResult<T>> all() const {
+    uint64_t sequence = source_->committedSequence();
     FLATSTORE_ASSIGN_OR_RETURN(auto rows, source_->runQuery(Entity::description(), spec_));
     std::vector<std::shared_ptr<const Entity>> objects;
     objects.reserve(rows.size());
     for (auto& r : rows) {
       objects.push_back(Entity::fromVerified(std::move(r.bytes), r.rowid, r.versionstamp));
     }
-    return FetchedResult<T>(std::move(objects), spec_);
+    return FetchedResult<T>(std::move(objects), spec_, sequence);
   }
   // The first matching object, or null when none matches.
   absl::StatusOr<std::shared_ptr<const Entity>> first() const {

@@ -14,6 +14,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -23,6 +24,7 @@
 #include "flatstore/dictionary.h"
 #include "flatstore/entity.h"
 #include "flatstore/fetch.h"
+#include "flatstore/observe.h"
 #include "flatstore/status.h"
 #include "flatstore/transaction.h"
 
@@ -102,6 +104,50 @@ class Workspace {
     return getByKey<T>(querySource(), key...);
   }
 
+  // Keeps `result` live: after each commit that changes T, `callback` gets the new
+  // result and the changeset from the result it saw last (at first: `result`). A stale
+  // `result` is brought up to date at once. Callbacks run on `executor` (default: the
+  // workspace's notification thread). Cancel with the token. FailedPrecondition after
+  // shutdown.
+  template <class T>
+  absl::StatusOr<SubscriptionToken> subscribe(
+      const FetchedResult<T>& result,
+      std::type_identity_t<std::function<void(const FetchedResult<T>&, const Changeset&)>> callback,
+      Executor* executor = nullptr) {
+    using Entity = typename EntityTraits<T>::Entity;
+    std::vector<std::shared_ptr<const EntityBase>> initial(result.begin(), result.end());
+    auto deliver = [callback = std::move(callback), spec = result.spec()](
+                       const std::vector<std::shared_ptr<const EntityBase>>& rows,
+                       const Changeset& changes) {
+      std::vector<std::shared_ptr<const Entity>> typed;
+      typed.reserve(rows.size());
+      for (const auto& r : rows) typed.push_back(std::static_pointer_cast<const Entity>(r));
+      callback(FetchedResult<T>(std::move(typed), spec, changes.commit_sequence), changes);
+    };
+    return subscribeErased(Entity::description(), result.spec(), &makeEntity<Entity>,
+                           std::move(initial), result.observedSequence(), std::move(deliver),
+                           executor);
+  }
+
+  // Follows one object: `callback` gets each new version, and null once it is deleted
+  // (which ends the subscription). A stale `object` is brought up to date at once.
+  template <class E>
+  absl::StatusOr<SubscriptionToken> subscribe(
+      const std::shared_ptr<const E>& object,
+      std::type_identity_t<std::function<void(std::shared_ptr<const E>)>> callback,
+      Executor* executor = nullptr) {
+    auto deliver = [callback =
+                        std::move(callback)](const std::shared_ptr<const EntityBase>& latest) {
+      callback(std::static_pointer_cast<const E>(latest));
+    };
+    return subscribeObjectErased(E::description(), object, &makeEntity<E>, std::move(deliver),
+                                 executor);
+  }
+
+  // Blocks until every commit made so far has been applied to the subscriptions and
+  // their deliveries handed to their executors.
+  void awaitObservers();
+
   // A read snapshot: every query through it sees the same committed state.
   class Snapshot {
    public:
@@ -145,6 +191,22 @@ class Workspace {
                                          std::function<absl::Status(TransactionContext&)> closure,
                                          TransactionOptions options);
   internal::QuerySource* querySource();
+  template <class E>
+  static std::shared_ptr<const EntityBase> makeEntity(ObjectBuffer buffer, int64_t rowid,
+                                                      Versionstamp versionstamp) {
+    return E::fromVerified(std::move(buffer), rowid, versionstamp);
+  }
+  using EntityFactory = std::shared_ptr<const EntityBase> (*)(ObjectBuffer, int64_t, Versionstamp);
+  absl::StatusOr<SubscriptionToken> subscribeErased(
+      const TableDescription& table, const internal::QuerySpec& spec, EntityFactory factory,
+      std::vector<std::shared_ptr<const EntityBase>> initial, uint64_t seen,
+      std::function<void(const std::vector<std::shared_ptr<const EntityBase>>&, const Changeset&)>
+          deliver,
+      Executor* executor);
+  absl::StatusOr<SubscriptionToken> subscribeObjectErased(
+      const TableDescription& table, std::shared_ptr<const EntityBase> object,
+      EntityFactory factory, std::function<void(const std::shared_ptr<const EntityBase>&)> deliver,
+      Executor* executor);
 
   std::unique_ptr<internal::WorkspaceImpl> impl_;
 };
