@@ -526,7 +526,7 @@ void CppGenerator::genChangeRequest(const Entity& e) {
   w_.set("NBITS", std::to_string(fields.empty() ? 1 : fields.size()));
   w_.line("");
   w_.line("// A change to one {{NAME}}; see flatstore/change_request.h.");
-  w_.line("class {{REQUEST}} {");
+  w_.line("class {{REQUEST}} : public ::flatstore::ChangeRequestBase<{{REQUEST}}> {");
   w_.line(" public:");
   w_.indent();
   w_.line("using Entity = {{ENTITY}};");
@@ -579,11 +579,6 @@ void CppGenerator::genChangeRequest(const Entity& e) {
   }
   for (size_t i = 0; i < fields.size(); ++i) genSetter(e, *fields[i], i);
   w_.line("");
-  w_.line("::flatstore::ChangeKind kind() const { return kind_; }");
-  w_.line("// The rowid of the target object, when known (0 otherwise).");
-  w_.line("int64_t targetRowid() const { return target_rowid_; }");
-  w_.line("// The primary key of the target object of a change or deletion.");
-  w_.line("const std::vector<::flatstore::Value>& targetKey() const { return target_key_; }");
   w_.line("// Whether a setter touched anything.");
   w_.line("bool touchesAnything() const { return touched_.any(); }");
   w_.line("");
@@ -628,15 +623,12 @@ void CppGenerator::genChangeRequest(const Entity& e) {
   w_.line("");
   w_.line(" private:");
   w_.indent();
-  w_.line("explicit {{REQUEST}}(::flatstore::ChangeKind kind) : kind_(kind) {}");
+  w_.line("explicit {{REQUEST}}(::flatstore::ChangeKind kind) : ChangeRequestBase(kind) {}");
   w_.line("void target(const {{ENTITY}}& object) {");
   w_.line("  target_rowid_ = object.rowid();");
   w_.line("  {{DETAIL}}::keyOf(object.data(), &target_key_);");
   w_.line("}");
   w_.line("");
-  w_.line("::flatstore::ChangeKind kind_;");
-  w_.line("int64_t target_rowid_ = 0;");
-  w_.line("std::vector<::flatstore::Value> target_key_;");
   w_.line("std::bitset<{{NBITS}}> touched_;");
   w_.line("{{NATIVE}} value_;");
   w_.outdent();

@@ -288,14 +288,17 @@ void ObserverHub::loop() {
 }
 
 void ObserverHub::requery(SubscriptionCore& s) {
+  // Read before the query: its snapshot includes at least this commit.
+  uint64_t base = committed_();
   QuerySpec spec = s.spec;
   absl::StatusOr<std::vector<RawRow>> rows = requery_(s.table, spec);
   if (!rows.ok()) return;  // keeps the last good result; the next commit tries again
+  s.base_sequence = std::max(s.base_sequence, base);
   s.rows.clear();
   s.members.clear();
   for (RawRow& r : *rows) {
     EntityPtr e = s.factory(std::move(r.bytes), r.rowid, r.versionstamp);
-    s.members.insert(e->rowid());
+    s.members.emplace(e->rowid(), e->versionstamp());
     s.rows.push_back(std::move(e));
   }
 }
@@ -320,8 +323,9 @@ void ObserverHub::register_(std::shared_ptr<SubscriptionCore> core, std::vector<
     return;
   }
   core->rows = std::move(initial);
-  for (const EntityPtr& e : core->rows) core->members.insert(e->rowid());
+  for (const EntityPtr& e : core->rows) core->members.emplace(e->rowid(), e->versionstamp());
   core->seedDelivered(std::make_shared<const std::vector<EntityPtr>>(core->rows));
+  core->base_sequence = seen;
   // The subscriber's result may predate commits that no event carried (the table was
   // not observed then): bring it up to date from a fresh snapshot. Events published
   // from now on are applied on top; applying one the snapshot already has is harmless.
@@ -349,7 +353,11 @@ bool ObserverHub::applyToResult(SubscriptionCore& s,
   bool changed = false;
   for (const auto& [change, entity] : changes) {
     int64_t rowid = change->rowid;
-    if (s.members.count(rowid) != 0) {
+    auto member = s.members.find(rowid);
+    // An event the result already reflects (a re-query saw it) changes nothing, and the
+    // object already held stays shared.
+    if (member != s.members.end() && member->second >= change->versionstamp) continue;
+    if (member != s.members.end()) {
       // Find the old version by its sort position; fall back to a scan.
       auto probe = std::find_if(s.rows.begin(), s.rows.end(),
                                 [rowid](const EntityPtr& e) { return e->rowid() == rowid; });
@@ -361,7 +369,7 @@ bool ObserverHub::applyToResult(SubscriptionCore& s,
     auto pos = std::lower_bound(s.rows.begin(), s.rows.end(), entity, order);
     if (truncated && pos == s.rows.end()) continue;  // beyond the window
     s.rows.insert(pos, entity);
-    s.members.insert(rowid);
+    s.members.emplace(rowid, entity->versionstamp());
     changed = true;
   }
   if (limited && s.rows.size() > limit) {
@@ -393,12 +401,12 @@ void ObserverHub::applyEvent(CommitEvent& event) {
       entities.emplace_back(&c, std::move(e));
     }
     for (const auto& s : subs) {
-      if (!s->active()) continue;
+      if (!s->active() || event.sequence <= s->base_sequence) continue;
       if (s->object_mode) {
         auto it = by_rowid.find(s->object_rowid);
         if (it == by_rowid.end()) continue;
         const auto& [change, entity] = entities[it->second];
-        if (!change->deleted && change->versionstamp == s->object_version) continue;
+        if (!change->deleted && change->versionstamp <= s->object_version) continue;
         s->object_version = change->versionstamp;
         s->offerObject(entity, event.sequence, change->deleted);
         continue;

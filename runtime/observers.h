@@ -84,8 +84,10 @@ class SubscriptionCore : public std::enable_shared_from_this<SubscriptionCore> {
 
   // Query state, touched only by the hub thread.
   std::vector<EntityPtr> rows;
-  std::unordered_set<int64_t> members;
+  std::unordered_map<int64_t, Versionstamp> members;  // rowid -> versionstamp in `rows`
   Versionstamp object_version;
+  // Commits up to this sequence are already reflected in `rows` (a re-query saw them).
+  uint64_t base_sequence = 0;
 
  private:
   void deliver();

@@ -22,6 +22,28 @@ bool keyComplete(const std::vector<Value>& key) {
   return std::none_of(key.begin(), key.end(), [](const Value& v) { return v.isNull(); });
 }
 
+// Compare-and-set conditions of a request against the object it finds (null: none).
+absl::Status checkCondition(const std::string& what, const std::vector<Value>& key,
+                            const Versionstamp* current, const ErasedChange& change) {
+  if (change.require_absent && current != nullptr) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        what, ": the request requires that no object has key ", keyText(key), ", but one does"));
+  }
+  if (change.required_versionstamp.has_value()) {
+    if (current == nullptr) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(what, ": the request requires object ", keyText(key), " at versionstamp ",
+                       change.required_versionstamp->toString(), ", but it does not exist"));
+    }
+    if (*current != *change.required_versionstamp) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          what, ": the request requires object ", keyText(key), " at versionstamp ",
+          change.required_versionstamp->toString(), ", but it is at ", current->toString()));
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------------
@@ -136,14 +158,14 @@ absl::StatusOr<std::optional<TransactionState::Current>> TransactionState::find(
   PendingTable& p = pending_[&t];
   auto fromEntry = [](const PendingTable::Entry& e, bool insert) -> std::optional<Current> {
     if (e.deleted) return std::nullopt;
-    return Current{e.rowid, e.sort_id, ObjectBuffer::copyOf(e.bytes.span()), e.key, insert};
+    return Current{e.rowid, e.sort_id, ObjectBuffer::copyOf(e.bytes.span()), e.key, insert, {}};
   };
   if (rowid != 0) {
     auto it = p.by_rowid.find(rowid);
     if (it != p.by_rowid.end()) return fromEntry(it->second, false);
     FLATSTORE_ASSIGN_OR_RETURN(auto row, readRowByRowid(*snapshot_, t, rowid));
     if (!row.has_value()) return std::optional<Current>();
-    Current c{row->rowid, row->rowid, std::move(row->bytes), {}, false};
+    Current c{row->rowid, row->rowid, std::move(row->bytes), {}, false, row->versionstamp};
     t.desc.key_of(c.bytes.data(), &c.key);
     return std::optional<Current>(std::move(c));
   }
@@ -160,7 +182,7 @@ absl::StatusOr<std::optional<TransactionState::Current>> TransactionState::find(
   if (!row.has_value()) return std::optional<Current>();
   auto up = p.by_rowid.find(row->rowid);
   if (up != p.by_rowid.end()) return fromEntry(up->second, false);
-  Current c{row->rowid, row->rowid, std::move(row->bytes), *key, false};
+  Current c{row->rowid, row->rowid, std::move(row->bytes), *key, false, row->versionstamp};
   return std::optional<Current>(std::move(c));
 }
 
@@ -299,6 +321,8 @@ absl::StatusOr<SubmitOutcome> TransactionState::submit(const TableDescription& d
       }
       if (!d.hasAutomaticId()) {
         FLATSTORE_ASSIGN_OR_RETURN(auto current, find(*t, 0, &key));
+        FLATSTORE_RETURN_IF_ERROR(
+            checkCondition(what, key, current ? &current->versionstamp : nullptr, change));
         if (current.has_value()) {
           if (change.kind == ChangeKind::kCreation) {
             return absl::AlreadyExistsError(absl::StrCat(what, ": an object with primary key ",
@@ -328,6 +352,7 @@ absl::StatusOr<SubmitOutcome> TransactionState::submit(const TableDescription& d
                              : absl::StrCat("with primary key ", keyText(*change.target_key)),
                          change.kind == ChangeKind::kChange ? " to change" : " to delete"));
       }
+      FLATSTORE_RETURN_IF_ERROR(checkCondition(what, current->key, &current->versionstamp, change));
       if (change.kind == ChangeKind::kDeletion) {
         recordDelete(*t, *current);
         return SubmitOutcome::kDeleted;

@@ -104,6 +104,7 @@ class TransactionState {
     ObjectBuffer bytes;
     std::vector<Value> key;
     bool pending_insert = false;
+    Versionstamp versionstamp;  // of the committed version; zero if changed here
   };
   absl::StatusOr<std::optional<Current>> find(TableState& t, int64_t rowid,
                                               const std::vector<Value>* key);

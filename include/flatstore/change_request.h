@@ -25,11 +25,13 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <type_traits>
 #include <utility>
 #include <vector>
 
 #include "flatstore/entity.h"
+#include "flatstore/value.h"
 
 namespace flatstore {
 
@@ -45,6 +47,44 @@ struct EncodedObject {
   ObjectBuffer bytes;
   // False when the request left the object exactly as it was (nothing to write).
   bool changed = true;
+};
+
+// The part of every generated ChangeRequest that is not about fields: its kind, its
+// target and its compare-and-set condition. `Derived` is the generated class.
+template <class Derived>
+class ChangeRequestBase {
+ public:
+  ChangeKind kind() const { return kind_; }
+  // The rowid of the target object of a change or deletion, when known (0 otherwise).
+  int64_t targetRowid() const { return target_rowid_; }
+  // The primary key of the target object of a change or deletion.
+  const std::vector<Value>& targetKey() const { return target_key_; }
+
+  // Compare-and-set: the request applies only if the object still has versionstamp
+  // `vs` (as read, say, by an earlier fetch); otherwise submit() fails with
+  // FailedPrecondition and nothing is recorded. Across processes, a transaction whose
+  // tables another process changed is run again, so the check sees the newest object.
+  Derived& requireVersionstamp(Versionstamp vs) {
+    required_versionstamp_ = vs;
+    return static_cast<Derived&>(*this);
+  }
+  // For creations and upserts: apply only if no object has the key (FailedPrecondition
+  // otherwise, rather than AlreadyExists or an update).
+  Derived& requireAbsent() {
+    require_absent_ = true;
+    return static_cast<Derived&>(*this);
+  }
+  const std::optional<Versionstamp>& requiredVersionstamp() const { return required_versionstamp_; }
+  bool requiresAbsent() const { return require_absent_; }
+
+ protected:
+  explicit ChangeRequestBase(ChangeKind kind) : kind_(kind) {}
+
+  ChangeKind kind_;
+  int64_t target_rowid_ = 0;
+  std::vector<Value> target_key_;
+  std::optional<Versionstamp> required_versionstamp_;
+  bool require_absent_ = false;
 };
 
 namespace internal {

@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -60,6 +61,8 @@ struct ErasedChange {
   ChangeKind kind;
   int64_t target_rowid;
   const std::vector<Value>* target_key;
+  std::optional<Versionstamp> required_versionstamp;
+  bool require_absent;
   const void* request;
   absl::StatusOr<EncodedObject> (*encode)(const void* request, const uint8_t* current);
 };
@@ -77,12 +80,18 @@ class TransactionContext {
   // Encodes `request` against the object as this transaction sees it and records the
   // change. Errors: FailedPrecondition for a table the closure did not declare;
   // AlreadyExists when a creation's primary key is taken; NotFound when a change or
-  // deletion finds no object; InvalidArgument for a missing primary key. A failed
+  // deletion finds no object; InvalidArgument for a missing primary key;
+  // FailedPrecondition when a compare-and-set condition does not hold. A failed
   // submit records nothing; the closure decides whether to go on.
   template <class R>
   absl::StatusOr<SubmitOutcome> submit(const R& request) {
-    internal::ErasedChange change{request.kind(), request.targetRowid(), &request.targetKey(),
-                                  &request, [](const void* r, const uint8_t* current) {
+    internal::ErasedChange change{request.kind(),
+                                  request.targetRowid(),
+                                  &request.targetKey(),
+                                  request.requiredVersionstamp(),
+                                  request.requiresAbsent(),
+                                  &request,
+                                  [](const void* r, const uint8_t* current) {
                                     return static_cast<const R*>(r)->encodeOver(current);
                                   }};
     return submitErased(R::Entity::description(), change);

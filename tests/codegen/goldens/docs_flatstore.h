@@ -217,7 +217,7 @@ struct DocFields {
 };
 
 // A change to one Doc; see flatstore/change_request.h.
-class DocChangeRequest {
+class DocChangeRequest : public ::flatstore::ChangeRequestBase<DocChangeRequest> {
  public:
   using Entity = DocEntity;
 
@@ -280,11 +280,6 @@ class DocChangeRequest {
     return *this;
   }
 
-  ::flatstore::ChangeKind kind() const { return kind_; }
-  // The rowid of the target object, when known (0 otherwise).
-  int64_t targetRowid() const { return target_rowid_; }
-  // The primary key of the target object of a change or deletion.
-  const std::vector<::flatstore::Value>& targetKey() const { return target_key_; }
   // Whether a setter touched anything.
   bool touchesAnything() const { return touched_.any(); }
 
@@ -328,15 +323,12 @@ class DocChangeRequest {
   }
 
  private:
-  explicit DocChangeRequest(::flatstore::ChangeKind kind) : kind_(kind) {}
+  explicit DocChangeRequest(::flatstore::ChangeKind kind) : ChangeRequestBase(kind) {}
   void target(const DocEntity& object) {
     target_rowid_ = object.rowid();
     Doc_flatstore_detail::keyOf(object.data(), &target_key_);
   }
 
-  ::flatstore::ChangeKind kind_;
-  int64_t target_rowid_ = 0;
-  std::vector<::flatstore::Value> target_key_;
   std::bitset<6> touched_;
   ::flatstore::bench::DocT value_;
 };

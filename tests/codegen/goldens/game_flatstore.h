@@ -622,7 +622,7 @@ struct MonsterFields {
 };
 
 // A change to one Monster; see flatstore/change_request.h.
-class MonsterChangeRequest {
+class MonsterChangeRequest : public ::flatstore::ChangeRequestBase<MonsterChangeRequest> {
  public:
   using Entity = MonsterEntity;
 
@@ -799,11 +799,6 @@ class MonsterChangeRequest {
     return *this;
   }
 
-  ::flatstore::ChangeKind kind() const { return kind_; }
-  // The rowid of the target object, when known (0 otherwise).
-  int64_t targetRowid() const { return target_rowid_; }
-  // The primary key of the target object of a change or deletion.
-  const std::vector<::flatstore::Value>& targetKey() const { return target_key_; }
   // Whether a setter touched anything.
   bool touchesAnything() const { return touched_.any(); }
 
@@ -899,15 +894,12 @@ class MonsterChangeRequest {
   }
 
  private:
-  explicit MonsterChangeRequest(::flatstore::ChangeKind kind) : kind_(kind) {}
+  explicit MonsterChangeRequest(::flatstore::ChangeKind kind) : ChangeRequestBase(kind) {}
   void target(const MonsterEntity& object) {
     target_rowid_ = object.rowid();
     Monster_flatstore_detail::keyOf(object.data(), &target_key_);
   }
 
-  ::flatstore::ChangeKind kind_;
-  int64_t target_rowid_ = 0;
-  std::vector<::flatstore::Value> target_key_;
   std::bitset<19> touched_;
   ::flatstore::test::game::MonsterT value_;
 };
@@ -1280,7 +1272,7 @@ struct EventFields {
 };
 
 // A change to one Event; see flatstore/change_request.h.
-class EventChangeRequest {
+class EventChangeRequest : public ::flatstore::ChangeRequestBase<EventChangeRequest> {
  public:
   using Entity = EventEntity;
 
@@ -1325,11 +1317,6 @@ class EventChangeRequest {
     return *this;
   }
 
-  ::flatstore::ChangeKind kind() const { return kind_; }
-  // The rowid of the target object, when known (0 otherwise).
-  int64_t targetRowid() const { return target_rowid_; }
-  // The primary key of the target object of a change or deletion.
-  const std::vector<::flatstore::Value>& targetKey() const { return target_key_; }
   // Whether a setter touched anything.
   bool touchesAnything() const { return touched_.any(); }
 
@@ -1361,15 +1348,12 @@ class EventChangeRequest {
   }
 
  private:
-  explicit EventChangeRequest(::flatstore::ChangeKind kind) : kind_(kind) {}
+  explicit EventChangeRequest(::flatstore::ChangeKind kind) : ChangeRequestBase(kind) {}
   void target(const EventEntity& object) {
     target_rowid_ = object.rowid();
     Event_flatstore_detail::keyOf(object.data(), &target_key_);
   }
 
-  ::flatstore::ChangeKind kind_;
-  int64_t target_rowid_ = 0;
-  std::vector<::flatstore::Value> target_key_;
   std::bitset<3> touched_;
   ::flatstore::test::game::EventT value_;
 };
