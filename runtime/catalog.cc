@@ -60,7 +60,11 @@ absl::Status initializeDatabase(Connection& c, bool synchronous_full) {
       "CREATE TABLE IF NOT EXISTS flatstore_indexes(index_table TEXT PRIMARY KEY, table_name "
       "TEXT NOT NULL, next_rowid INTEGER);"
       "CREATE TABLE IF NOT EXISTS flatstore_kv(key TEXT PRIMARY KEY, kind INTEGER NOT NULL, "
-      "type TEXT, value BLOB);",
+      "type TEXT, value BLOB);"
+      "CREATE TABLE IF NOT EXISTS flatstore_changes(seq INTEGER PRIMARY KEY, origin INTEGER NOT "
+      "NULL, changes BLOB NOT NULL);"
+      "INSERT OR IGNORE INTO flatstore_meta VALUES('last_vs', 0);"
+      "INSERT OR IGNORE INTO flatstore_meta VALUES('log_pruned_through', 0);",
       kFormatVersion));
   if (!s.ok()) {
     c.rollbackQuietly();
@@ -137,6 +141,13 @@ absl::Status ensureTable(Connection& c, TableState& state) {
       up.bindBlob(3, d.binary_schema);
       FLATSTORE_RETURN_IF_ERROR(up.run(what));
     }
+  }
+  {
+    FLATSTORE_ASSIGN_OR_RETURN(
+        Statement s, c.prepare("SELECT rowid FROM flatstore_tables WHERE name = ?", what));
+    s.bindText(1, d.table_name);
+    FLATSTORE_ASSIGN_OR_RETURN(bool row, s.step(what));
+    if (row) state.id = s.columnInt(0);
   }
   bool empty = created;
   if (!created) {

@@ -6,6 +6,9 @@
 //   flatstore_indexes(index_table TEXT PRIMARY KEY, table_name TEXT,
 //                     next_rowid INTEGER)            back-fill progress; NULL: complete
 //   flatstore_kv(key TEXT PRIMARY KEY, kind INTEGER, type TEXT, value BLOB)
+//   flatstore_changes(seq INTEGER PRIMARY KEY, origin INTEGER, changes BLOB)
+//                                                    the change log: one row per commit,
+//                                                    pruned to a bounded number of commits
 //
 // Functions taking a Connection run on the writer's connection (the only writer).
 #ifndef FLATSTORE_RUNTIME_CATALOG_H_
@@ -39,6 +42,7 @@ class TableState {
   explicit TableState(const TableDescription& d);
 
   const TableDescription& desc;
+  int64_t id = 0;                             // rowid in flatstore_tables, used by the change log
   std::string quoted;                         // "ns.Name"
   std::string insert_sql;                     // INSERT INTO "T"(keys..., p, vs) VALUES(...)
   std::string update_sql;                     // UPDATE "T" SET keys..., p=?, vs=? WHERE rowid=?

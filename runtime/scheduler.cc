@@ -26,6 +26,11 @@ absl::Status Scheduler::submit(std::shared_ptr<Job> job) {
   return absl::OkStatus();
 }
 
+void Scheduler::rerun(Job* job) {
+  absl::MutexLock lock(&mu_);
+  runnable_.push_back(job);
+}
+
 void Scheduler::release(Job* job) {
   absl::MutexLock lock(&mu_);
   for (const std::string& t : job->tables) {

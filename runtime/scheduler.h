@@ -37,6 +37,8 @@ class Scheduler {
 
   // Enqueues `job`. FailedPrecondition after stop().
   absl::Status submit(std::shared_ptr<Job> job);
+  // Runs `job` again (it keeps its place at the head of its queues).
+  void rerun(Job* job);
   // Removes `job` from its queues; the jobs behind it may become runnable.
   void release(Job* job);
   // Refuses new jobs, waits until every submitted job was released, and joins the

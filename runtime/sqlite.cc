@@ -1,6 +1,10 @@
 #include "runtime/sqlite.h"
 
+#include <algorithm>
+#include <random>
+
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "runtime/absl_compat.h"
 
 namespace flatstore::internal {
@@ -171,6 +175,24 @@ absl::StatusOr<Statement*> Connection::cached(const std::string& sql, std::strin
     it = cache_.emplace(sql, std::move(*s)).first;
   }
   return &it->second;
+}
+
+void Connection::setBusyTimeout(absl::Duration timeout) {
+  busy_timeout_ = timeout;
+  sqlite3_busy_handler(db_, &Connection::onBusy, this);
+}
+
+int Connection::onBusy(void* arg, int attempt) {
+  auto* self = static_cast<Connection*>(arg);
+  absl::Time now = absl::Now();
+  if (attempt == 0) self->busy_since_ = now;
+  absl::Duration left = self->busy_timeout_ - (now - self->busy_since_);
+  if (left <= absl::ZeroDuration()) return 0;
+  thread_local std::minstd_rand rng(std::random_device{}());
+  double jitter = std::uniform_real_distribution<double>(0.5, 1.5)(rng);
+  absl::Duration wait = absl::Milliseconds(1 << std::min(attempt, 6)) * jitter;
+  absl::SleepFor(std::min(wait, left));
+  return 1;
 }
 
 void Connection::rollbackQuietly() {

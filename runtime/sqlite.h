@@ -17,6 +17,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "flatstore/value.h"
 
 namespace flatstore::internal {
@@ -83,6 +84,10 @@ class Connection {
   absl::StatusOr<Statement*> cached(const std::string& sql, std::string_view what = {});
   // Rolls back an open transaction, if any. Never fails loudly: used on error paths.
   void rollbackQuietly();
+  // While another connection (of any process) holds a lock, retries with jittered
+  // exponential back-off (1 ms doubling to 64 ms, times 0.5-1.5) until `timeout` has
+  // passed, then lets SQLITE_BUSY surface. Never spins.
+  void setBusyTimeout(absl::Duration timeout);
 
   sqlite3* db() const { return db_; }
   const std::string& path() const { return path_; }
@@ -91,7 +96,10 @@ class Connection {
 
  private:
   Connection(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
+  static int onBusy(void* self, int attempt);
   sqlite3* db_;
+  absl::Duration busy_timeout_ = absl::ZeroDuration();
+  absl::Time busy_since_;
   std::string path_;
   std::map<std::string, Statement> cache_;
 };

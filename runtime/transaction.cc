@@ -282,6 +282,7 @@ void TransactionState::recordDelete(TableState& t, const Current& current) {
   c.op = EncodedChange::Op::kDelete;
   c.table = &t;
   c.rowid = current.rowid;
+  c.key = current.key;
   c.bytes = ObjectBuffer();
 }
 

@@ -6,11 +6,14 @@
 #include <algorithm>
 #include <exception>
 #include <filesystem>
+#include <random>
+#include <set>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "flatstore/status.h"
 #include "runtime/absl_compat.h"
+#include "runtime/change_log.h"
 #include "runtime/workspace_impl.h"
 
 namespace flatstore {
@@ -24,6 +27,9 @@ absl::StatusOr<std::unique_ptr<ReaderPool>> ReaderPool::open(const std::string& 
   absl::MutexLock lock(&pool->mu_);
   for (int i = 0; i < std::max(1, size); ++i) {
     FLATSTORE_ASSIGN_OR_RETURN(auto c, Connection::open(path, /*read_only=*/true));
+    // Readers rarely meet a lock in WAL mode (only while another process recovers the
+    // WAL index); they wait it out rather than report SQLITE_BUSY.
+    c->setBusyTimeout(absl::Seconds(30));
     pool->free_.push_back(std::move(c));
   }
   return pool;
@@ -158,8 +164,7 @@ absl::StatusOr<std::unique_ptr<WorkspaceImpl>> WorkspaceImpl::open(
     const std::string& path, const WorkspaceOptions& options) {
   FLATSTORE_RETURN_IF_ERROR(checkPath(path));
   FLATSTORE_ASSIGN_OR_RETURN(auto writer_connection, Connection::open(path, /*read_only=*/false));
-  sqlite3_busy_timeout(writer_connection->db(),
-                       static_cast<int>(absl::ToInt64Milliseconds(options.lock_timeout)));
+  writer_connection->setBusyTimeout(options.lock_timeout);
   FLATSTORE_RETURN_IF_ERROR(
       initializeDatabase(*writer_connection, options.synchronous == Synchronous::kFull));
   std::unique_ptr<WorkspaceImpl> ws(new WorkspaceImpl(path, options));
@@ -168,6 +173,9 @@ absl::StatusOr<std::unique_ptr<WorkspaceImpl>> WorkspaceImpl::open(
   wo.max_group_transactions = std::clamp(options.max_group_transactions, 1, 65535);
   wo.max_group_bytes = options.max_group_bytes;
   wo.backfill_batch = std::max(1, options.backfill_batch);
+  ws->origin_ = static_cast<int64_t>(std::random_device{}()) << 32 ^ std::random_device{}();
+  wo.origin = ws->origin_;
+  wo.log_retention = std::max<int64_t>(1, options.change_log_retention);
   ws->notifications_ = std::make_unique<NotificationThread>();
   WorkspaceImpl* raw = ws.get();
   ws->hub_ = std::make_shared<ObserverHub>(
@@ -180,7 +188,7 @@ absl::StatusOr<std::unique_ptr<WorkspaceImpl>> WorkspaceImpl::open(
         }));
         return rows;
       },
-      [raw] { return raw->writer().lastCommitSequence(); });
+      [raw] { return raw->committedSequence(); });
   ws->hub_->start();
   ObserverHub* hub = ws->hub_.get();
   ws->writer_ = std::make_unique<Writer>(std::move(writer_connection), wo,
@@ -188,6 +196,7 @@ absl::StatusOr<std::unique_ptr<WorkspaceImpl>> WorkspaceImpl::open(
   ws->scheduler_ = std::make_unique<Scheduler>(options.worker_threads > 0 ? options.worker_threads
                                                                           : defaultWorkers());
   ws->dictionary_ = std::make_unique<DictionaryImpl>(ws.get());
+  ws->watcher_ = std::thread([raw] { raw->watchLoop(); });
   return ws;
 }
 
@@ -202,6 +211,7 @@ absl::Status WorkspaceImpl::shutdown() {
   // Order matters: closures still queued need the writer to commit and release them.
   if (scheduler_ != nullptr) scheduler_->stop();
   if (writer_ != nullptr) writer_->stop();
+  if (watcher_.joinable()) watcher_.join();
   // Then observers: no callback runs after the workspace is gone.
   if (hub_ != nullptr) hub_->stop();
   if (notifications_ != nullptr) notifications_->stop();
@@ -249,8 +259,9 @@ TransactionHandle WorkspaceImpl::performChanges(
   auto job = std::make_shared<Scheduler::Job>();
   for (TableState* t : tables) job->tables.emplace_back(t->desc.table_name);
   std::sort(job->tables.begin(), job->tables.end());
-  job->run = [this, tables, closure = std::move(closure), handle](Scheduler::Job* self) {
-    runClosure(self, tables, closure, handle);
+  auto attempts = std::make_shared<int>(0);
+  job->run = [this, tables, closure = std::move(closure), handle, attempts](Scheduler::Job* self) {
+    runClosure(self, tables, closure, handle, (*attempts)++);
   };
   absl::Status s = scheduler_->submit(std::move(job));
   if (!s.ok()) handle->complete(s);
@@ -259,13 +270,26 @@ TransactionHandle WorkspaceImpl::performChanges(
 
 void WorkspaceImpl::runClosure(Scheduler::Job* job, const std::vector<TableState*>& tables,
                                const std::function<absl::Status(TransactionContext&)>& closure,
-                               const std::shared_ptr<HandleState>& handle) {
+                               const std::shared_ptr<HandleState>& handle, int attempt) {
   std::vector<EncodedChange> changes;
+  std::vector<std::pair<TableState*, int64_t>> versions;
   int64_t bytes = 0;
   absl::Status status;
   {
     ReaderPool::Lease snapshot = readers_->checkout();
     status = inReadTransaction(*snapshot, [&]() -> absl::Status {
+      // The versions this snapshot sees; the writer checks them under the write lock.
+      for (TableState* t : tables) {
+        FLATSTORE_ASSIGN_OR_RETURN(
+            Statement * s,
+            snapshot->cached("SELECT version FROM flatstore_tables WHERE name = ?", "snapshot"));
+        s->bindText(1, t->desc.table_name);
+        absl::StatusOr<bool> row = s->step("snapshot");
+        int64_t version = row.ok() && *row ? s->columnInt(0) : -1;
+        s->reset();
+        FLATSTORE_RETURN_IF_ERROR(row.status());
+        versions.emplace_back(t, version);
+      }
       TransactionState state(this, &*snapshot, tables);
       TransactionContext context(&state);
       absl::Status result;
@@ -292,9 +316,22 @@ void WorkspaceImpl::runClosure(Scheduler::Job* job, const std::vector<TableState
   }
   auto request = std::make_unique<CommitRequest>();
   request->changes = std::move(changes);
+  request->read_versions = std::move(versions);
   request->bytes = bytes;
   Scheduler* scheduler = scheduler_.get();
-  request->complete = [handle, scheduler, job](absl::StatusOr<TransactionResult> result) {
+  int max_retries = options_.max_conflict_retries;
+  request->complete = [handle, scheduler, job, attempt,
+                       max_retries](absl::StatusOr<TransactionResult> result) {
+    // Another process changed a table the closure read: run it again on a fresh
+    // snapshot, keeping its place in the table queues.
+    if (!result.ok() && isConflict(result.status())) {
+      if (attempt < max_retries) {
+        scheduler->rerun(job);
+        return;
+      }
+      result = absl::AbortedError(
+          absl::StrCat(result.status().message(), " (gave up after ", attempt + 1, " runs)"));
+    }
     handle->complete(std::move(result));
     scheduler->release(job);
   };
@@ -355,6 +392,152 @@ absl::Status WorkspaceImpl::snapshot(const std::function<absl::Status(Workspace:
 
 Dictionary& WorkspaceImpl::dictionary() { return *dictionary_; }
 
+uint64_t WorkspaceImpl::committedSequence() {
+  uint64_t own = writer_->lastCommitSequence();
+  absl::MutexLock lock(&mu_);
+  return std::max(own, watched_sequence_);
+}
+
+void WorkspaceImpl::watchLoop() {
+  absl::StatusOr<std::unique_ptr<Connection>> c = Connection::open(path_, /*read_only=*/true);
+  if (!c.ok()) return;
+  (*c)->setBusyTimeout(absl::Seconds(5));
+  int64_t data_version = -1;
+  {
+    // Start after the last commit that exists now.
+    absl::Status s = inReadTransaction(**c, [&]() -> absl::Status {
+      FLATSTORE_ASSIGN_OR_RETURN(
+          Statement st, (*c)->prepare("SELECT value FROM flatstore_meta WHERE key = 'seq'"));
+      FLATSTORE_ASSIGN_OR_RETURN(bool row, st.step("watcher"));
+      absl::MutexLock lock(&mu_);
+      if (row) watched_sequence_ = static_cast<uint64_t>(st.columnInt(0));
+      return absl::OkStatus();
+    });
+    (void)s;
+  }
+  while (true) {
+    {
+      absl::MutexLock lock(&mu_);
+      auto stop = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return shut_down_; };
+      if (mu_.AwaitWithTimeout(absl::Condition(&stop), options_.watch_interval)) return;
+    }
+    // A failed look is retried at the next interval.
+    publishForeignCommits(**c, &data_version).IgnoreError();
+  }
+}
+
+absl::Status WorkspaceImpl::publishForeignCommits(Connection& c, int64_t* data_version) {
+  // data_version changes when any other connection commits, this process's writer too.
+  FLATSTORE_ASSIGN_OR_RETURN(Statement * dv, c.cached("PRAGMA data_version", "watcher"));
+  absl::StatusOr<bool> row = dv->step("watcher");
+  int64_t now = row.ok() && *row ? dv->columnInt(0) : *data_version;
+  dv->reset();
+  FLATSTORE_RETURN_IF_ERROR(row.status());
+  if (now == *data_version) return absl::OkStatus();
+  *data_version = now;
+  uint64_t after;
+  std::map<int64_t, TableState*> observed;
+  {
+    absl::MutexLock lock(&mu_);
+    after = watched_sequence_;
+    for (auto& [name, t] : tables_) {
+      if (t->subscriptions.load() > 0) observed[t->id] = t.get();
+    }
+  }
+  std::vector<CommitEvent> events;
+  uint64_t last = after;
+  FLATSTORE_RETURN_IF_ERROR(inReadTransaction(c, [&]() -> absl::Status {
+    FLATSTORE_ASSIGN_OR_RETURN(std::vector<LogEntry> entries, readLogAfter(c, after));
+    for (LogEntry& e : entries) {
+      last = std::max(last, e.sequence);
+      if (e.origin == origin_ || observed.empty()) continue;
+      CommitEvent event;
+      event.sequence = e.sequence;
+      std::map<TableState*, size_t> slot;
+      for (const LogRecord& r : e.records) {
+        auto t = observed.find(r.table_id);
+        if (t == observed.end()) continue;
+        ChangedObject changed;
+        changed.rowid = r.rowid;
+        changed.versionstamp = Versionstamp(e.sequence, r.position);
+        if (r.deleted) {
+          changed.deleted = true;
+        } else {
+          // The object as it is now; a later commit in this batch may have replaced it.
+          FLATSTORE_ASSIGN_OR_RETURN(auto current, readRowByRowid(c, *t->second, r.rowid));
+          if (!current.has_value()) continue;  // deleted since: a later entry says so
+          changed.bytes = std::move(current->bytes);
+          changed.versionstamp = current->versionstamp;
+        }
+        auto [it, inserted] = slot.emplace(t->second, event.tables.size());
+        if (inserted) event.tables.emplace_back(t->second, std::vector<ChangedObject>());
+        event.tables[it->second].second.push_back(std::move(changed));
+      }
+      if (!event.tables.empty()) events.push_back(std::move(event));
+    }
+    return absl::OkStatus();
+  }));
+  for (CommitEvent& e : events) hub_->publish(std::move(e));
+  absl::MutexLock lock(&mu_);
+  watched_sequence_ = std::max(watched_sequence_, last);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Versionstamp> WorkspaceImpl::latestVersionstamp() {
+  ReaderPool::Lease c = readers_->checkout();
+  Versionstamp vs;
+  FLATSTORE_RETURN_IF_ERROR(inReadTransaction(*c, [&]() -> absl::Status {
+    FLATSTORE_ASSIGN_OR_RETURN(
+        Statement * s, c->cached("SELECT value FROM flatstore_meta WHERE key = 'last_vs'", "meta"));
+    absl::StatusOr<bool> row = s->step("meta");
+    if (row.ok() && *row) vs = Versionstamp::fromPacked(s->columnInt(0));
+    s->reset();
+    return row.status();
+  }));
+  return vs;
+}
+
+absl::Status WorkspaceImpl::changesSince(const TableDescription& d, Versionstamp since,
+                                         std::vector<RawRow>* changed,
+                                         std::vector<std::vector<Value>>* deleted,
+                                         Versionstamp* through) {
+  FLATSTORE_ASSIGN_OR_RETURN(TableState * t, table(d));
+  ReaderPool::Lease c = readers_->checkout();
+  return inReadTransaction(*c, [&]() -> absl::Status {
+    FLATSTORE_ASSIGN_OR_RETURN(uint64_t pruned, logPrunedThrough(*c));
+    if (pruned > 0 && since.commitSequence() <= pruned) {
+      return absl::OutOfRangeError(absl::StrCat(
+          "changes of table ", av(d.table_name), " since versionstamp ", since.toString(),
+          " are no longer in the change log (it keeps commits after ", pruned,
+          "); fetch the table instead"));
+    }
+    uint64_t from = since.commitSequence() > 0 ? since.commitSequence() - 1 : 0;
+    FLATSTORE_ASSIGN_OR_RETURN(std::vector<LogEntry> entries, readLogAfter(*c, from));
+    // The last change of each object since `since`.
+    std::map<int64_t, const LogRecord*> last;
+    for (const LogEntry& e : entries) {
+      for (const LogRecord& r : e.records) {
+        if (r.table_id != t->id || Versionstamp(e.sequence, r.position) <= since) continue;
+        last[r.rowid] = &r;
+      }
+    }
+    for (const auto& [rowid, r] : last) {
+      if (r->deleted) {
+        deleted->push_back(r->key.empty() ? std::vector<Value>{Value::integer(rowid)} : r->key);
+        continue;
+      }
+      FLATSTORE_ASSIGN_OR_RETURN(auto row, readRowByRowid(*c, *t, rowid));
+      if (row.has_value()) changed->push_back(std::move(*row));
+    }
+    FLATSTORE_ASSIGN_OR_RETURN(
+        Statement * s, c->cached("SELECT value FROM flatstore_meta WHERE key = 'last_vs'", "meta"));
+    absl::StatusOr<bool> row = s->step("meta");
+    if (row.ok() && *row) *through = Versionstamp::fromPacked(s->columnInt(0));
+    s->reset();
+    return row.status();
+  });
+}
+
 absl::StatusOr<std::shared_ptr<SubscriptionCore>> WorkspaceImpl::newSubscription(
     const TableDescription& d, Executor* executor) {
   FLATSTORE_ASSIGN_OR_RETURN(TableState * t, table(d));
@@ -393,6 +576,13 @@ absl::Status Workspace::snapshot(const std::function<absl::Status(Snapshot&)>& f
 
 Dictionary& Workspace::dictionary() { return impl_->dictionary(); }
 void Workspace::awaitIndexes() { impl_->writer().awaitBackfills(); }
+absl::StatusOr<Versionstamp> Workspace::latestVersionstamp() { return impl_->latestVersionstamp(); }
+absl::Status Workspace::changesSinceErased(const TableDescription& table, Versionstamp since,
+                                           std::vector<internal::RawRow>* changed,
+                                           std::vector<std::vector<Value>>* deleted,
+                                           Versionstamp* through) {
+  return impl_->changesSince(table, since, changed, deleted, through);
+}
 void Workspace::awaitObservers() { impl_->hub().drain(); }
 
 absl::StatusOr<SubscriptionToken> Workspace::subscribeErased(

@@ -137,7 +137,11 @@ class WorkspaceImpl : public QuerySource {
   absl::StatusOr<std::vector<RawRow>> runQuery(const TableDescription& table,
                                                const QuerySpec& spec) override;
   absl::StatusOr<int64_t> runCount(const TableDescription& table, const QuerySpec& spec) override;
-  uint64_t committedSequence() override { return writer_->lastCommitSequence(); }
+  uint64_t committedSequence() override;
+  absl::Status changesSince(const TableDescription& table, Versionstamp since,
+                            std::vector<RawRow>* changed, std::vector<std::vector<Value>>* deleted,
+                            Versionstamp* through);
+  absl::StatusOr<Versionstamp> latestVersionstamp();
   absl::StatusOr<std::shared_ptr<SubscriptionCore>> newSubscription(const TableDescription& table,
                                                                     Executor* executor);
   ObserverHub& hub() { return *hub_; }
@@ -157,7 +161,10 @@ class WorkspaceImpl : public QuerySource {
       : path_(std::move(path)), options_(options) {}
   void runClosure(Scheduler::Job* job, const std::vector<TableState*>& tables,
                   const std::function<absl::Status(TransactionContext&)>& closure,
-                  const std::shared_ptr<HandleState>& handle);
+                  const std::shared_ptr<HandleState>& handle, int attempt);
+  // Watches for other processes' commits and publishes them to the hub.
+  void watchLoop();
+  absl::Status publishForeignCommits(Connection& c, int64_t* data_version);
 
   const std::string path_;
   const WorkspaceOptions options_;
@@ -168,9 +175,14 @@ class WorkspaceImpl : public QuerySource {
   std::unique_ptr<NotificationThread> notifications_;
   std::shared_ptr<ObserverHub> hub_;
 
+  int64_t origin_ = 0;  // this instance's mark in the change log
+
   absl::Mutex mu_;
   std::map<std::string, std::unique_ptr<TableState>> tables_ ABSL_GUARDED_BY(mu_);
   bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
+  // The last commit sequence the watcher has looked at (any process).
+  uint64_t watched_sequence_ ABSL_GUARDED_BY(mu_) = 0;
+  std::thread watcher_;
 };
 
 }  // namespace flatstore::internal

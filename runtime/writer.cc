@@ -4,10 +4,12 @@
 #include <set>
 #include <string>
 
+#include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "flatstore/status.h"
 #include "runtime/absl_compat.h"
+#include "runtime/change_log.h"
 
 namespace flatstore::internal {
 namespace {
@@ -21,7 +23,21 @@ std::string keyText(const std::vector<Value>& key) {
   return out + ")";
 }
 
+constexpr char kConflictPayload[] = "flatstore.dev/conflict";
+
 }  // namespace
+
+absl::Status conflictError(const TableState& table) {
+  absl::Status s = absl::AbortedError(
+      absl::StrCat("table ", av(table.desc.table_name),
+                   " was changed by another process since the transaction read it"));
+  s.SetPayload(kConflictPayload, absl::Cord("1"));
+  return s;
+}
+
+bool isConflict(const absl::Status& status) {
+  return status.GetPayload(kConflictPayload).has_value();
+}
 
 Writer::Writer(std::unique_ptr<Connection> connection, WriterOptions options,
                std::function<void(CommitEvent)> publish)
@@ -204,6 +220,17 @@ absl::Status Writer::applyChange(EncodedChange& c, int64_t vs) {
 
 absl::Status Writer::applyRequest(CommitRequest& request, Versionstamp vs,
                                   TransactionResult* result, std::vector<TableState*>* touched) {
+  for (const auto& [table, version] : request.read_versions) {
+    FLATSTORE_ASSIGN_OR_RETURN(
+        Statement * s,
+        db_->cached("SELECT version FROM flatstore_tables WHERE name = ?", "version check"));
+    s->bindText(1, table->desc.table_name);
+    absl::StatusOr<bool> row = s->step("version check");
+    int64_t current = row.ok() && *row ? s->columnInt(0) : -1;
+    s->reset();
+    FLATSTORE_RETURN_IF_ERROR(row.status());
+    if (current != version) return conflictError(*table);
+  }
   if (request.apply) FLATSTORE_RETURN_IF_ERROR(request.apply(*db_));
   for (EncodedChange& c : request.changes) {
     FLATSTORE_RETURN_IF_ERROR(applyChange(c, vs.packed()));
@@ -223,6 +250,56 @@ absl::Status Writer::applyRequest(CommitRequest& request, Versionstamp vs,
     touched->push_back(c.table);
   }
   if (!request.changes.empty()) result->versionstamp = vs;
+  return absl::OkStatus();
+}
+
+absl::Status Writer::writeLog(const std::vector<std::unique_ptr<CommitRequest>>& group,
+                              const std::vector<absl::StatusOr<TransactionResult>>& results,
+                              uint64_t seq) {
+  std::string blob;
+  Versionstamp last;
+  for (size_t i = 0; i < group.size(); ++i) {
+    if (!results[i].ok() || group[i]->changes.empty()) continue;
+    last = results[i]->versionstamp;
+    for (const EncodedChange& c : group[i]->changes) {
+      if (c.op == EncodedChange::Op::kNone) continue;
+      LogRecord r;
+      r.table_id = c.table->id;
+      r.rowid = c.rowid;
+      r.position = static_cast<uint16_t>(i);
+      r.deleted = c.op == EncodedChange::Op::kDelete;
+      if (r.deleted) r.key = c.key;
+      appendLogRecord(r, &blob);
+    }
+  }
+  if (blob.empty()) return absl::OkStatus();
+  const char* what = "change log";
+  FLATSTORE_ASSIGN_OR_RETURN(
+      Statement * s,
+      db_->cached("INSERT INTO flatstore_changes(seq, origin, changes) VALUES(?, ?, ?)", what));
+  s->bindInt(1, static_cast<int64_t>(seq));
+  s->bindInt(2, options_.origin);
+  s->bindBlobStatic(3, {reinterpret_cast<const uint8_t*>(blob.data()), blob.size()});
+  FLATSTORE_RETURN_IF_ERROR(s->run(what));
+  FLATSTORE_ASSIGN_OR_RETURN(
+      Statement * vs,
+      db_->cached("UPDATE flatstore_meta SET value = ? WHERE key = 'last_vs'", what));
+  vs->bindInt(1, last.packed());
+  FLATSTORE_RETURN_IF_ERROR(vs->run(what));
+  // Keep the log bounded: every 256 commits, drop entries older than the retention.
+  int64_t horizon = static_cast<int64_t>(seq) - options_.log_retention;
+  if (seq % 256 == 0 && horizon > 0) {
+    FLATSTORE_ASSIGN_OR_RETURN(Statement * prune,
+                               db_->cached("DELETE FROM flatstore_changes WHERE seq <= ?", what));
+    prune->bindInt(1, horizon);
+    FLATSTORE_RETURN_IF_ERROR(prune->run(what));
+    FLATSTORE_ASSIGN_OR_RETURN(
+        Statement * mark, db_->cached("UPDATE flatstore_meta SET value = max(value, ?) WHERE key = "
+                                      "'log_pruned_through'",
+                                      what));
+    mark->bindInt(1, horizon);
+    FLATSTORE_RETURN_IF_ERROR(mark->run(what));
+  }
   return absl::OkStatus();
 }
 
@@ -289,6 +366,7 @@ void Writer::commitGroup(std::vector<std::unique_ptr<CommitRequest>>& group) {
       if (!group_status.ok()) break;
     }
   }
+  if (group_status.ok()) group_status = writeLog(group, results, seq);
   if (group_status.ok()) {
     std::set<TableState*> tables(touched.begin(), touched.end());
     absl::StatusOr<Statement*> bump = db_->cached(

@@ -48,6 +48,10 @@ struct EncodedChange {
 // What one closure (or one internal job) asks the writer to commit.
 struct CommitRequest {
   std::vector<EncodedChange> changes;
+  // The version of each declared table the closure's snapshot saw. If another process
+  // changed one since, the request fails with a conflict (see isConflict) and is run
+  // again on a fresh snapshot.
+  std::vector<std::pair<TableState*, int64_t>> read_versions;
   // Extra work inside the request's savepoint (catalog DDL, dictionary writes).
   std::function<absl::Status(Connection&)> apply;
   // Called on the writer thread after the group committed or failed.
@@ -59,7 +63,15 @@ struct WriterOptions {
   int max_group_transactions = 4096;
   int64_t max_group_bytes = 64 << 20;
   int backfill_batch = 1000;
+  // Identifies this workspace's commits in the change log.
+  int64_t origin = 0;
+  // Commits whose change-log entries are kept.
+  int64_t log_retention = 10000;
 };
+
+// A request failed because another process changed a table it read.
+absl::Status conflictError(const TableState& table);
+bool isConflict(const absl::Status& status);
 
 class Writer {
  public:
@@ -92,6 +104,10 @@ class Writer {
                             std::vector<TableState*>* touched);
   // Applies one change; sets `change.rowid` for an insert.
   absl::Status applyChange(EncodedChange& change, int64_t vs);
+  // Appends the group's change-log entry and prunes old ones.
+  absl::Status writeLog(const std::vector<std::unique_ptr<CommitRequest>>& group,
+                        const std::vector<absl::StatusOr<TransactionResult>>& results,
+                        uint64_t seq);
   CommitEvent observedChanges(std::vector<std::unique_ptr<CommitRequest>>& group,
                               const std::vector<absl::StatusOr<TransactionResult>>& results,
                               uint64_t seq);

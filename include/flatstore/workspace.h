@@ -47,8 +47,29 @@ struct WorkspaceOptions {
   int64_t max_group_bytes = 64 << 20;
   // Objects per background index back-fill step.
   int backfill_batch = 1000;
-  // How long the writer waits for another process's write lock before failing a group.
+  // How long the writer waits for another process's write lock before failing a group
+  // (with Unavailable); it retries with jittered back-off meanwhile.
   absl::Duration lock_timeout = absl::Seconds(30);
+  // How often a transaction is run again when another process changed a table it read
+  // before its commit; then it fails with Aborted naming the table.
+  int max_conflict_retries = 16;
+  // Commits whose entries the change log keeps (for changesSince and other processes).
+  int64_t change_log_retention = 10000;
+  // How often the workspace looks for commits of other processes (PRAGMA data_version).
+  absl::Duration watch_interval = absl::Milliseconds(20);
+};
+
+// What changed in one table since a versionstamp (see Workspace::changesSince).
+template <class T>
+struct Changes {
+  using Entity = typename EntityTraits<T>::Entity;
+  // Objects inserted or updated since, in their current version, by rowid.
+  std::vector<std::shared_ptr<const Entity>> changed;
+  // Primary keys of objects deleted since ({rowid} for automatic ids).
+  std::vector<std::vector<Value>> deleted;
+  // The latest committed versionstamp when the changes were read: pass it to the next
+  // changesSince call.
+  Versionstamp through;
 };
 
 namespace internal {
@@ -170,6 +191,25 @@ class Workspace {
   // The key-value dictionary stored in the same file.
   Dictionary& dictionary();
 
+  // What changed in T after `since` (by any process), from the change log. OutOfRange
+  // when the log no longer reaches back to `since` (it keeps change_log_retention
+  // commits): fetch everything instead.
+  template <class T>
+  absl::StatusOr<Changes<T>> changesSince(Versionstamp since) {
+    using Entity = typename EntityTraits<T>::Entity;
+    Changes<T> out;
+    std::vector<internal::RawRow> rows;
+    FLATSTORE_RETURN_IF_ERROR(
+        changesSinceErased(Entity::description(), since, &rows, &out.deleted, &out.through));
+    for (auto& r : rows) {
+      out.changed.push_back(Entity::fromVerified(std::move(r.bytes), r.rowid, r.versionstamp));
+    }
+    return out;
+  }
+
+  // The versionstamp of the latest commit to the file, by any process.
+  absl::StatusOr<Versionstamp> latestVersionstamp();
+
   // Blocks until the background back-fill of every index added to a table in use has
   // finished (queries are correct meanwhile; they read past incomplete indexes).
   void awaitIndexes();
@@ -191,6 +231,9 @@ class Workspace {
                                          std::function<absl::Status(TransactionContext&)> closure,
                                          TransactionOptions options);
   internal::QuerySource* querySource();
+  absl::Status changesSinceErased(const TableDescription& table, Versionstamp since,
+                                  std::vector<internal::RawRow>* changed,
+                                  std::vector<std::vector<Value>>* deleted, Versionstamp* through);
   template <class E>
   static std::shared_ptr<const EntityBase> makeEntity(ObjectBuffer buffer, int64_t rowid,
                                                       Versionstamp versionstamp) {

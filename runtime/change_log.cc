@@ -1,0 +1,162 @@
+#include "runtime/change_log.h"
+
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "flatstore/status.h"
+
+namespace flatstore::internal {
+namespace {
+
+template <class N>
+void put(std::string* out, N v) {
+  char buf[sizeof(N)];
+  std::memcpy(buf, &v, sizeof(N));  // the platforms flatstore builds for are little-endian
+  out->append(buf, sizeof(N));
+}
+
+class Reader {
+ public:
+  explicit Reader(std::span<const uint8_t> b) : b_(b) {}
+  template <class N>
+  bool get(N* v) {
+    if (b_.size() - pos_ < sizeof(N)) return false;
+    std::memcpy(v, b_.data() + pos_, sizeof(N));
+    pos_ += sizeof(N);
+    return true;
+  }
+  bool bytes(size_t n, std::string* out) {
+    if (b_.size() - pos_ < n) return false;
+    out->assign(reinterpret_cast<const char*>(b_.data() + pos_), n);
+    pos_ += n;
+    return true;
+  }
+  bool done() const { return pos_ == b_.size(); }
+
+ private:
+  std::span<const uint8_t> b_;
+  size_t pos_ = 0;
+};
+
+}  // namespace
+
+void appendLogRecord(const LogRecord& r, std::string* out) {
+  put<int64_t>(out, r.table_id);
+  put<int64_t>(out, r.rowid);
+  put<uint16_t>(out, r.position);
+  put<uint8_t>(out, r.deleted ? 1 : 0);
+  if (!r.deleted) return;
+  put<uint8_t>(out, static_cast<uint8_t>(r.key.size()));
+  for (const Value& v : r.key) {
+    put<uint8_t>(out, static_cast<uint8_t>(v.kind()));
+    switch (v.kind()) {
+      case Value::Kind::kNull:
+        break;
+      case Value::Kind::kInteger:
+        put<int64_t>(out, v.asInteger());
+        break;
+      case Value::Kind::kReal:
+        put<double>(out, v.asReal());
+        break;
+      case Value::Kind::kText:
+        put<uint32_t>(out, static_cast<uint32_t>(v.asText().size()));
+        out->append(v.asText());
+        break;
+    }
+  }
+}
+
+absl::StatusOr<std::vector<LogRecord>> decodeLogRecords(std::span<const uint8_t> bytes) {
+  std::vector<LogRecord> out;
+  Reader r(bytes);
+  auto malformed = [] { return absl::DataLossError("flatstore_changes: a malformed change list"); };
+  while (!r.done()) {
+    LogRecord rec;
+    uint8_t op = 0;
+    if (!r.get(&rec.table_id) || !r.get(&rec.rowid) || !r.get(&rec.position) || !r.get(&op) ||
+        op > 1) {
+      return malformed();
+    }
+    rec.deleted = op == 1;
+    if (rec.deleted) {
+      uint8_t n = 0;
+      if (!r.get(&n)) return malformed();
+      for (uint8_t i = 0; i < n; ++i) {
+        uint8_t kind = 0;
+        if (!r.get(&kind)) return malformed();
+        switch (static_cast<Value::Kind>(kind)) {
+          case Value::Kind::kNull:
+            rec.key.emplace_back();
+            break;
+          case Value::Kind::kInteger: {
+            int64_t v;
+            if (!r.get(&v)) return malformed();
+            rec.key.push_back(Value::integer(v));
+            break;
+          }
+          case Value::Kind::kReal: {
+            double v;
+            if (!r.get(&v)) return malformed();
+            rec.key.push_back(Value::real(v));
+            break;
+          }
+          case Value::Kind::kText: {
+            uint32_t len;
+            std::string text;
+            if (!r.get(&len) || !r.bytes(len, &text)) return malformed();
+            rec.key.push_back(Value::text(std::move(text)));
+            break;
+          }
+          default:
+            return malformed();
+        }
+      }
+    }
+    out.push_back(std::move(rec));
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<LogEntry>> readLogAfter(Connection& c, uint64_t after) {
+  FLATSTORE_ASSIGN_OR_RETURN(
+      Statement * s,
+      c.cached("SELECT seq, origin, changes FROM flatstore_changes WHERE seq > ? ORDER BY seq",
+               "change log"));
+  s->bindInt(1, static_cast<int64_t>(after));
+  std::vector<LogEntry> out;
+  absl::Status status;
+  while (true) {
+    absl::StatusOr<bool> row = s->step("change log");
+    if (!row.ok()) {
+      status = row.status();
+      break;
+    }
+    if (!*row) break;
+    LogEntry e;
+    e.sequence = static_cast<uint64_t>(s->columnInt(0));
+    e.origin = s->columnInt(1);
+    absl::StatusOr<std::vector<LogRecord>> records = decodeLogRecords(s->columnBlob(2));
+    if (!records.ok()) {
+      status = records.status();
+      break;
+    }
+    e.records = std::move(*records);
+    out.push_back(std::move(e));
+  }
+  s->reset();
+  if (!status.ok()) return status;
+  return out;
+}
+
+absl::StatusOr<uint64_t> logPrunedThrough(Connection& c) {
+  FLATSTORE_ASSIGN_OR_RETURN(
+      Statement * s,
+      c.cached("SELECT value FROM flatstore_meta WHERE key = 'log_pruned_through'", "change log"));
+  absl::StatusOr<bool> row = s->step("change log");
+  uint64_t v = row.ok() && *row ? static_cast<uint64_t>(s->columnInt(0)) : 0;
+  s->reset();
+  if (!row.ok()) return row.status();
+  return v;
+}
+
+}  // namespace flatstore::internal
