@@ -22,8 +22,10 @@ namespace internal {
 // ---------------------------------------------------------------------------------------
 // ReaderPool
 
-absl::StatusOr<std::unique_ptr<ReaderPool>> ReaderPool::open(const std::string& path, int size) {
+absl::StatusOr<std::unique_ptr<ReaderPool>> ReaderPool::open(const std::string& path, int size,
+                                                             MetricsRegistry* metrics) {
   auto pool = std::make_unique<ReaderPool>();
+  pool->metrics_ = metrics;
   absl::MutexLock lock(&pool->mu_);
   for (int i = 0; i < std::max(1, size); ++i) {
     FLATSTORE_ASSIGN_OR_RETURN(auto c, Connection::open(path, /*read_only=*/true));
@@ -37,6 +39,13 @@ absl::StatusOr<std::unique_ptr<ReaderPool>> ReaderPool::open(const std::string& 
 
 ReaderPool::Lease ReaderPool::checkout() {
   absl::MutexLock lock(&mu_);
+  if (free_.empty() && metrics_ != nullptr) {
+    absl::Time start = absl::Now();
+    mu_.Await(absl::Condition(
+        +[](ReaderPool* p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(p->mu_) { return !p->free_.empty(); },
+        this));
+    metrics_->recordReaderWait(absl::ToInt64Microseconds(absl::Now() - start));
+  }
   mu_.Await(absl::Condition(
       +[](ReaderPool* p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(p->mu_) { return !p->free_.empty(); },
       this));
@@ -168,7 +177,11 @@ absl::StatusOr<std::unique_ptr<WorkspaceImpl>> WorkspaceImpl::open(
   FLATSTORE_RETURN_IF_ERROR(
       initializeDatabase(*writer_connection, options.synchronous == Synchronous::kFull));
   std::unique_ptr<WorkspaceImpl> ws(new WorkspaceImpl(path, options));
-  FLATSTORE_ASSIGN_OR_RETURN(ws->readers_, ReaderPool::open(path, options.reader_connections));
+  // Start with an empty WAL (a crashed predecessor may have left a long one).
+  sqlite3_wal_checkpoint_v2(writer_connection->db(), nullptr, SQLITE_CHECKPOINT_TRUNCATE, nullptr,
+                            nullptr);
+  FLATSTORE_ASSIGN_OR_RETURN(ws->readers_,
+                             ReaderPool::open(path, options.reader_connections, &ws->metrics_));
   WriterOptions wo;
   wo.max_group_transactions = std::clamp(options.max_group_transactions, 1, 65535);
   wo.max_group_bytes = options.max_group_bytes;
@@ -176,6 +189,10 @@ absl::StatusOr<std::unique_ptr<WorkspaceImpl>> WorkspaceImpl::open(
   ws->origin_ = static_cast<int64_t>(std::random_device{}()) << 32 ^ std::random_device{}();
   wo.origin = ws->origin_;
   wo.log_retention = std::max<int64_t>(1, options.change_log_retention);
+  wo.checkpoint_pages = std::max(1, options.checkpoint_pages);
+  wo.wal_size_limit = options.wal_size_limit;
+  wo.checkpoint_wait = options.checkpoint_wait;
+  wo.lock_timeout = options.lock_timeout;
   ws->notifications_ = std::make_unique<NotificationThread>();
   WorkspaceImpl* raw = ws.get();
   ws->hub_ = std::make_shared<ObserverHub>(
@@ -191,8 +208,9 @@ absl::StatusOr<std::unique_ptr<WorkspaceImpl>> WorkspaceImpl::open(
       [raw] { return raw->committedSequence(); });
   ws->hub_->start();
   ObserverHub* hub = ws->hub_.get();
-  ws->writer_ = std::make_unique<Writer>(std::move(writer_connection), wo,
-                                         [hub](CommitEvent e) { hub->publish(std::move(e)); });
+  ws->writer_ = std::make_unique<Writer>(
+      std::move(writer_connection), wo, [hub](CommitEvent e) { hub->publish(std::move(e)); },
+      &ws->metrics_);
   ws->scheduler_ = std::make_unique<Scheduler>(options.worker_threads > 0 ? options.worker_threads
                                                                           : defaultWorkers());
   ws->dictionary_ = std::make_unique<DictionaryImpl>(ws.get());
@@ -260,17 +278,24 @@ TransactionHandle WorkspaceImpl::performChanges(
   for (TableState* t : tables) job->tables.emplace_back(t->desc.table_name);
   std::sort(job->tables.begin(), job->tables.end());
   auto attempts = std::make_shared<int>(0);
-  job->run = [this, tables, closure = std::move(closure), handle, attempts](Scheduler::Job* self) {
-    runClosure(self, tables, closure, handle, (*attempts)++);
+  auto timing = std::make_shared<Timing>();
+  timing->name = std::move(options.name);
+  timing->submitted = absl::Now();
+  job->run = [this, tables, closure = std::move(closure), handle, attempts,
+              timing](Scheduler::Job* self) {
+    runClosure(self, tables, closure, handle, (*attempts)++, timing);
   };
   absl::Status s = scheduler_->submit(std::move(job));
-  if (!s.ok()) handle->complete(s);
+  if (!s.ok()) finish(handle, *timing, s, -1, 0);
   return TransactionHandle(handle);
 }
 
 void WorkspaceImpl::runClosure(Scheduler::Job* job, const std::vector<TableState*>& tables,
                                const std::function<absl::Status(TransactionContext&)>& closure,
-                               const std::shared_ptr<HandleState>& handle, int attempt) {
+                               const std::shared_ptr<HandleState>& handle, int attempt,
+                               const std::shared_ptr<Timing>& timing) {
+  if (attempt == 0) timing->started = absl::Now();
+  absl::Time run_start = absl::Now();
   std::vector<EncodedChange> changes;
   std::vector<std::pair<TableState*, int64_t>> versions;
   int64_t bytes = 0;
@@ -308,9 +333,12 @@ void WorkspaceImpl::runClosure(Scheduler::Job* job, const std::vector<TableState
       return result;
     });
   }
+  timing->run_us += absl::ToInt64Microseconds(absl::Now() - run_start);
   if (!status.ok() || changes.empty()) {
-    handle->complete(status.ok() ? absl::StatusOr<TransactionResult>(TransactionResult{})
-                                 : absl::StatusOr<TransactionResult>(status));
+    finish(handle, *timing,
+           status.ok() ? absl::StatusOr<TransactionResult>(TransactionResult{})
+                       : absl::StatusOr<TransactionResult>(status),
+           -1, attempt);
     scheduler_->release(job);
     return;
   }
@@ -320,8 +348,9 @@ void WorkspaceImpl::runClosure(Scheduler::Job* job, const std::vector<TableState
   request->bytes = bytes;
   Scheduler* scheduler = scheduler_.get();
   int max_retries = options_.max_conflict_retries;
-  request->complete = [handle, scheduler, job, attempt,
-                       max_retries](absl::StatusOr<TransactionResult> result) {
+  CommitRequest* raw_request = request.get();
+  request->complete = [this, handle, scheduler, job, attempt, max_retries, timing,
+                       raw_request](absl::StatusOr<TransactionResult> result) {
     // Another process changed a table the closure read: run it again on a fresh
     // snapshot, keeping its place in the table queues.
     if (!result.ok() && isConflict(result.status())) {
@@ -332,10 +361,22 @@ void WorkspaceImpl::runClosure(Scheduler::Job* job, const std::vector<TableState
       result = absl::AbortedError(
           absl::StrCat(result.status().message(), " (gave up after ", attempt + 1, " runs)"));
     }
-    handle->complete(std::move(result));
+    finish(handle, *timing, std::move(result), raw_request->lock_hold_us, attempt);
     scheduler->release(job);
   };
   writer_->submit(std::move(request));
+}
+
+void WorkspaceImpl::finish(const std::shared_ptr<HandleState>& handle, const Timing& timing,
+                           absl::StatusOr<TransactionResult> result, int64_t lock_hold_us,
+                           int retries) {
+  absl::Time now = absl::Now();
+  absl::Time started = timing.started == absl::Time() ? now : timing.started;
+  metrics_.recordTransaction(
+      timing.name,
+      {absl::ToInt64Microseconds(started - timing.submitted), timing.run_us, lock_hold_us,
+       absl::ToInt64Microseconds(now - timing.submitted), !result.ok(), retries});
+  handle->complete(std::move(result));
 }
 
 absl::StatusOr<std::vector<RawRow>> WorkspaceImpl::runQuery(const TableDescription& d,
@@ -584,6 +625,7 @@ absl::Status Workspace::changesSinceErased(const TableDescription& table, Versio
   return impl_->changesSince(table, since, changed, deleted, through);
 }
 void Workspace::awaitObservers() { impl_->hub().drain(); }
+Metrics Workspace::metrics() const { return impl_->metrics().snapshot(); }
 
 absl::StatusOr<SubscriptionToken> Workspace::subscribeErased(
     const TableDescription& table, const internal::QuerySpec& spec, EntityFactory factory,

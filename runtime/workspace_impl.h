@@ -25,6 +25,7 @@
 #include "flatstore/transaction.h"
 #include "flatstore/workspace.h"
 #include "runtime/catalog.h"
+#include "runtime/metrics.h"
 #include "runtime/observers.h"
 #include "runtime/query_exec.h"
 #include "runtime/scheduler.h"
@@ -36,7 +37,8 @@ namespace flatstore::internal {
 // Read-only connections for queries; the writer never borrows them.
 class ReaderPool {
  public:
-  static absl::StatusOr<std::unique_ptr<ReaderPool>> open(const std::string& path, int size);
+  static absl::StatusOr<std::unique_ptr<ReaderPool>> open(const std::string& path, int size,
+                                                          MetricsRegistry* metrics);
 
   // A connection checked out for one read transaction; returned on destruction.
   class Lease {
@@ -55,6 +57,7 @@ class ReaderPool {
   Lease checkout();
 
  private:
+  MetricsRegistry* metrics_ = nullptr;
   absl::Mutex mu_;
   std::vector<std::unique_ptr<Connection>> free_ ABSL_GUARDED_BY(mu_);
 };
@@ -150,6 +153,7 @@ class WorkspaceImpl : public QuerySource {
   uint64_t lastCommitSequence() const { return writer_->lastCommitSequence(); }
   absl::Status shutdown();
   const std::string& path() const { return path_; }
+  MetricsRegistry& metrics() { return metrics_; }
 
   // The state of `table`, creating the table in the database on first use.
   absl::StatusOr<TableState*> table(const TableDescription& table);
@@ -159,15 +163,26 @@ class WorkspaceImpl : public QuerySource {
  private:
   WorkspaceImpl(std::string path, WorkspaceOptions options)
       : path_(std::move(path)), options_(options) {}
+  // Timing of one transaction, for metrics.
+  struct Timing {
+    std::string name;
+    absl::Time submitted;
+    absl::Time started;
+    int64_t run_us = 0;
+  };
   void runClosure(Scheduler::Job* job, const std::vector<TableState*>& tables,
                   const std::function<absl::Status(TransactionContext&)>& closure,
-                  const std::shared_ptr<HandleState>& handle, int attempt);
+                  const std::shared_ptr<HandleState>& handle, int attempt,
+                  const std::shared_ptr<Timing>& timing);
+  void finish(const std::shared_ptr<HandleState>& handle, const Timing& timing,
+              absl::StatusOr<TransactionResult> result, int64_t lock_hold_us, int retries);
   // Watches for other processes' commits and publishes them to the hub.
   void watchLoop();
   absl::Status publishForeignCommits(Connection& c, int64_t* data_version);
 
   const std::string path_;
   const WorkspaceOptions options_;
+  MetricsRegistry metrics_;
   std::unique_ptr<Writer> writer_;
   std::unique_ptr<ReaderPool> readers_;
   std::unique_ptr<Scheduler> scheduler_;

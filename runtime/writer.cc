@@ -1,5 +1,7 @@
 #include "runtime/writer.h"
 
+#include <sys/stat.h>
+
 #include <map>
 #include <set>
 #include <string>
@@ -7,6 +9,7 @@
 #include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
 #include "flatstore/status.h"
 #include "runtime/absl_compat.h"
 #include "runtime/change_log.h"
@@ -40,8 +43,13 @@ bool isConflict(const absl::Status& status) {
 }
 
 Writer::Writer(std::unique_ptr<Connection> connection, WriterOptions options,
-               std::function<void(CommitEvent)> publish)
-    : db_(std::move(connection)), options_(options), publish_(std::move(publish)) {
+               std::function<void(CommitEvent)> publish, MetricsRegistry* metrics)
+    : db_(std::move(connection)),
+      options_(options),
+      publish_(std::move(publish)),
+      metrics_(metrics) {
+  // Replaces SQLite's automatic checkpoints: checkpoints are the writer's decision.
+  sqlite3_wal_hook(db_->db(), &Writer::onWalCommit, this);
   thread_ = std::thread([this] { loop(); });
 }
 
@@ -103,16 +111,52 @@ void Writer::stop() {
   if (thread_.joinable()) thread_.join();
 }
 
+int Writer::onWalCommit(void* self, sqlite3*, const char*, int pages) {
+  static_cast<Writer*>(self)->wal_pages_ = pages;
+  return SQLITE_OK;
+}
+
+bool Writer::checkpoint(int mode) {
+  bool truncating = mode == SQLITE_CHECKPOINT_TRUNCATE;
+  // A truncating checkpoint waits for readers on older snapshots, but only briefly:
+  // meanwhile no group commits.
+  if (truncating) db_->setBusyTimeout(options_.checkpoint_wait);
+  int rc = sqlite3_wal_checkpoint_v2(db_->db(), nullptr, mode, nullptr, nullptr);
+  if (truncating) db_->setBusyTimeout(options_.lock_timeout);
+  bool ok = rc == SQLITE_OK;
+  if (ok) wal_pages_ = truncating ? 0 : wal_pages_;
+  if (metrics_ != nullptr) metrics_->recordCheckpoint(truncating, ok);
+  return ok;
+}
+
+void Writer::maybeCheckpoint() {
+  struct stat st;
+  std::string wal = db_->path() + "-wal";
+  int64_t size = ::stat(wal.c_str(), &st) == 0 ? static_cast<int64_t>(st.st_size) : 0;
+  if (metrics_ != nullptr) metrics_->recordWal(size);
+  if (size > options_.wal_size_limit) {
+    if (checkpoint(SQLITE_CHECKPOINT_TRUNCATE) && metrics_ != nullptr) {
+      metrics_->recordWal(::stat(wal.c_str(), &st) == 0 ? static_cast<int64_t>(st.st_size) : 0);
+    }
+    return;
+  }
+  if (wal_pages_ >= options_.checkpoint_pages) {
+    checkpoint(SQLITE_CHECKPOINT_PASSIVE);
+    wal_pages_ = 0;  // counted again from the next commit's report
+  }
+}
+
 void Writer::loop() {
   while (true) {
     std::vector<std::unique_ptr<CommitRequest>> group;
+    bool exiting = false;
     {
       absl::MutexLock lock(&mu_);
       auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
         return !queue_.empty() || stopping_ || !backfills_.empty();
       };
       mu_.Await(absl::Condition(&ready));
-      if (queue_.empty() && stopping_) return;
+      exiting = queue_.empty() && stopping_;
       int64_t bytes = 0;
       while (!queue_.empty() && static_cast<int>(group.size()) < options_.max_group_transactions &&
              (group.empty() || bytes + queue_.front()->bytes <= options_.max_group_bytes)) {
@@ -121,12 +165,18 @@ void Writer::loop() {
         queue_.pop_front();
       }
     }
+    if (exiting) {
+      // A clean shutdown leaves an empty WAL behind.
+      checkpoint(SQLITE_CHECKPOINT_TRUNCATE);
+      return;
+    }
     if (group.empty()) {
       // Idle: one bounded back-fill step, then look at the mailbox again.
       backfillOnce();
       continue;
     }
     commitGroup(group);
+    maybeCheckpoint();
   }
 }
 
@@ -332,7 +382,9 @@ CommitEvent Writer::observedChanges(std::vector<std::unique_ptr<CommitRequest>>&
 
 void Writer::commitGroup(std::vector<std::unique_ptr<CommitRequest>>& group) {
   std::vector<absl::StatusOr<TransactionResult>> results(group.size(), TransactionResult{});
+  absl::Time begin = absl::Now();
   absl::Status group_status = db_->exec("BEGIN IMMEDIATE", "group commit");
+  absl::Time locked = absl::Now();
   uint64_t seq = 0;
   if (group_status.ok()) {
     absl::StatusOr<Statement*> s =
@@ -399,7 +451,15 @@ void Writer::commitGroup(std::vector<std::unique_ptr<CommitRequest>>& group) {
     }
     if (publish_) publish_(observedChanges(group, results, seq));
   }
-  for (size_t i = 0; i < group.size(); ++i) group[i]->complete(std::move(results[i]));
+  int64_t hold_us = absl::ToInt64Microseconds(absl::Now() - locked);
+  if (metrics_ != nullptr) {
+    metrics_->recordGroup(static_cast<int64_t>(group.size()), hold_us,
+                          absl::ToInt64Microseconds(locked - begin));
+  }
+  for (size_t i = 0; i < group.size(); ++i) {
+    group[i]->lock_hold_us = hold_us;
+    group[i]->complete(std::move(results[i]));
+  }
 }
 
 }  // namespace flatstore::internal

@@ -27,6 +27,7 @@
 #include "flatstore/transaction.h"
 #include "flatstore/value.h"
 #include "runtime/catalog.h"
+#include "runtime/metrics.h"
 #include "runtime/observers.h"
 #include "runtime/sqlite.h"
 
@@ -57,6 +58,8 @@ struct CommitRequest {
   // Called on the writer thread after the group committed or failed.
   std::function<void(absl::StatusOr<TransactionResult>)> complete;
   int64_t bytes = 0;
+  // Set by the writer before `complete`: how long the group held the write lock.
+  int64_t lock_hold_us = -1;
 };
 
 struct WriterOptions {
@@ -67,6 +70,11 @@ struct WriterOptions {
   int64_t origin = 0;
   // Commits whose change-log entries are kept.
   int64_t log_retention = 10000;
+  // Checkpoint policy; see WorkspaceOptions.
+  int checkpoint_pages = 1000;
+  int64_t wal_size_limit = 32 << 20;
+  absl::Duration checkpoint_wait = absl::Milliseconds(200);
+  absl::Duration lock_timeout = absl::Seconds(30);
 };
 
 // A request failed because another process changed a table it read.
@@ -78,7 +86,7 @@ class Writer {
   // `publish` receives each committed group's changes to observed tables, on the writer
   // thread, before the group's handles complete.
   Writer(std::unique_ptr<Connection> connection, WriterOptions options,
-         std::function<void(CommitEvent)> publish);
+         std::function<void(CommitEvent)> publish, MetricsRegistry* metrics);
   ~Writer();
 
   // Queues `request`; its `complete` runs later on the writer thread. After stop(),
@@ -112,10 +120,17 @@ class Writer {
                               const std::vector<absl::StatusOr<TransactionResult>>& results,
                               uint64_t seq);
   bool backfillOnce();
+  // The WAL policy, run between groups: passive checkpoints as the WAL fills, a
+  // truncating one (waiting briefly for readers) past the size limit.
+  void maybeCheckpoint();
+  bool checkpoint(int mode);
+  static int onWalCommit(void* self, sqlite3* db, const char* name, int pages);
 
   std::unique_ptr<Connection> db_;  // writer thread only
   const WriterOptions options_;
   const std::function<void(CommitEvent)> publish_;
+  MetricsRegistry* const metrics_;
+  int wal_pages_ = 0;  // writer thread only (set by the WAL hook during COMMIT)
 
   mutable absl::Mutex mu_;
   std::deque<std::unique_ptr<CommitRequest>> queue_ ABSL_GUARDED_BY(mu_);

@@ -70,14 +70,15 @@ int main(int argc, char** argv) {
       std::vector<flatstore::TransactionHandle> handles;
       for (int i = 0; i < kMonstersPerSpawner; ++i) {
         handles.push_back(ws.performChanges<game::Monster>(
-            [s, i](TransactionContext& txn) { return spawn(txn, s, i); }));
+            [s, i](TransactionContext& txn) { return spawn(txn, s, i); }, {.name = "spawn"}));
         if (i % 50 == 49) {
           handles.push_back(ws.performChanges<game::Monster, game::Event>(
               [s, i](TransactionContext& txn) -> absl::Status {
                 auto count = txn.fetch<game::Monster>().where(F::realm == s).count();
                 if (!count.ok()) return count.status();
                 return logEvent(txn, "realm " + std::to_string(s) + " census", *count);
-              }));
+              },
+              {.name = "census"}));
         }
       }
       for (auto& h : handles) {
@@ -92,36 +93,41 @@ int main(int argc, char** argv) {
   // A healer and a combat thread change monsters concurrently; an auditor writes only
   // events, so it runs in parallel with both.
   threads.emplace_back([&ws] {
-    auto r = ws.performChangesAndWait<game::Monster>([](TransactionContext& txn) -> absl::Status {
-      auto weak = txn.fetch<game::Monster>().where(F::hp < 50).all();
-      if (!weak.ok()) return weak.status();
-      for (const auto& m : *weak) {
-        auto heal = game::MonsterChangeRequest::changeOf(*m);
-        heal.setHp(static_cast<int16_t>(m->hp() + 50));
-        if (auto s = txn.submit(heal); !s.ok()) return s.status();
-      }
-      return absl::OkStatus();
-    });
+    auto r = ws.performChangesAndWait<game::Monster>(
+        [](TransactionContext& txn) -> absl::Status {
+          auto weak = txn.fetch<game::Monster>().where(F::hp < 50).all();
+          if (!weak.ok()) return weak.status();
+          for (const auto& m : *weak) {
+            auto heal = game::MonsterChangeRequest::changeOf(*m);
+            heal.setHp(static_cast<int16_t>(m->hp() + 50));
+            if (auto s = txn.submit(heal); !s.ok()) return s.status();
+          }
+          return absl::OkStatus();
+        },
+        {.name = "heal"});
     if (r.ok()) std::printf("healer: %lld monsters healed\n", static_cast<long long>(r->updated));
   });
   threads.emplace_back([&ws] {
-    auto r = ws.performChangesAndWait<game::Monster>([](TransactionContext& txn) -> absl::Status {
-      auto victims = txn.fetch<game::Monster>()
-                         .where(F::color == game::Color::Green && F::equipped.asWeapon.damage < 3)
-                         .all();
-      if (!victims.ok()) return victims.status();
-      for (const auto& m : *victims) {
-        if (auto s = txn.submit(game::MonsterChangeRequest::deletionOf(*m)); !s.ok())
-          return s.status();
-      }
-      return absl::OkStatus();
-    });
+    auto r = ws.performChangesAndWait<game::Monster>(
+        [](TransactionContext& txn) -> absl::Status {
+          auto victims =
+              txn.fetch<game::Monster>()
+                  .where(F::color == game::Color::Green && F::equipped.asWeapon.damage < 3)
+                  .all();
+          if (!victims.ok()) return victims.status();
+          for (const auto& m : *victims) {
+            if (auto s = txn.submit(game::MonsterChangeRequest::deletionOf(*m)); !s.ok())
+              return s.status();
+          }
+          return absl::OkStatus();
+        },
+        {.name = "combat"});
     if (r.ok()) std::printf("combat: %lld monsters defeated\n", static_cast<long long>(r->deleted));
   });
   threads.emplace_back([&ws] {
     for (int i = 0; i < 100; ++i) {
       auto r = ws.performChangesAndWait<game::Event>(
-          [i](TransactionContext& txn) { return logEvent(txn, "audit", i); });
+          [i](TransactionContext& txn) { return logEvent(txn, "audit", i); }, {.name = "audit"});
       if (!r.ok()) std::fprintf(stderr, "audit failed: %s\n", r.status().ToString().c_str());
     }
     std::printf("auditor: 100 events logged\n");
@@ -156,6 +162,7 @@ int main(int argc, char** argv) {
     if (!n.ok()) return fail(n.status());
     std::printf("realm %d: %lld monsters with hp >= 100\n", realm, static_cast<long long>(*n));
   }
+  std::printf("\n%s", ws.metrics().toText().c_str());
   if (auto s = ws.shutdown(); !s.ok()) return fail(s);
   return 0;
 }

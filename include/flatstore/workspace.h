@@ -24,6 +24,7 @@
 #include "flatstore/dictionary.h"
 #include "flatstore/entity.h"
 #include "flatstore/fetch.h"
+#include "flatstore/metrics.h"
 #include "flatstore/observe.h"
 #include "flatstore/status.h"
 #include "flatstore/transaction.h"
@@ -57,6 +58,17 @@ struct WorkspaceOptions {
   int64_t change_log_retention = 10000;
   // How often the workspace looks for commits of other processes (PRAGMA data_version).
   absl::Duration watch_interval = absl::Milliseconds(20);
+
+  // WAL policy. SQLite's automatic checkpoints are off; the writer checkpoints between
+  // group commits. When the WAL holds `checkpoint_pages` pages it runs a passive
+  // checkpoint (never waits). When the WAL file exceeds `wal_size_limit` bytes it runs
+  // a truncating checkpoint, waiting up to `checkpoint_wait` for readers on older
+  // snapshots to finish (new readers are not blocked; commits wait meanwhile), so the
+  // WAL stays bounded even when some read transaction is always open. The WAL is also
+  // truncated at open and at a clean shutdown.
+  int checkpoint_pages = 1000;
+  int64_t wal_size_limit = 32 << 20;
+  absl::Duration checkpoint_wait = absl::Milliseconds(200);
 };
 
 // What changed in one table since a versionstamp (see Workspace::changesSince).
@@ -206,6 +218,9 @@ class Workspace {
     }
     return out;
   }
+
+  // Counts and latency percentiles of transactions, the writer, the WAL and readers.
+  Metrics metrics() const;
 
   // The versionstamp of the latest commit to the file, by any process.
   absl::StatusOr<Versionstamp> latestVersionstamp();
