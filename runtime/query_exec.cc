@@ -17,6 +17,12 @@ bool KeyLess::operator()(const std::vector<Value>& a, const std::vector<Value>& 
   return a.size() < b.size();
 }
 
+absl::StatusOr<std::vector<RawRow>> executeQueryIn(Connection& c, const TableState& t,
+                                                   const QuerySpec& spec,
+                                                   const PendingTable* pending);
+absl::StatusOr<int64_t> executeCountIn(Connection& c, const TableState& t, const QuerySpec& spec,
+                                       const PendingTable* pending);
+
 namespace {
 
 using Kind = ExprNode::Kind;
@@ -294,9 +300,23 @@ absl::StatusOr<std::optional<RawRow>> readRowByKey(Connection& c, const TableSta
   return out;
 }
 
+// A table created after the reader's snapshot began does not exist in that snapshot:
+// there it is empty.
+bool missingTable(const absl::Status& s) {
+  return !s.ok() && s.message().find("no such table") != absl::string_view::npos;
+}
+
 absl::StatusOr<std::vector<RawRow>> executeQuery(Connection& c, const TableState& t,
                                                  const QuerySpec& spec,
                                                  const PendingTable* pending) {
+  absl::StatusOr<std::vector<RawRow>> rows = executeQueryIn(c, t, spec, pending);
+  if (missingTable(rows.status())) return std::vector<RawRow>();
+  return rows;
+}
+
+absl::StatusOr<std::vector<RawRow>> executeQueryIn(Connection& c, const TableState& t,
+                                                   const QuerySpec& spec,
+                                                   const PendingTable* pending) {
   if (pending != nullptr && pending->empty()) pending = nullptr;
   if (spec.key.has_value()) return executeKeyLookup(c, t, *spec.key, pending);
   if (spec.rowid.has_value()) {
@@ -367,6 +387,13 @@ absl::StatusOr<std::vector<RawRow>> executeQuery(Connection& c, const TableState
 
 absl::StatusOr<int64_t> executeCount(Connection& c, const TableState& t, const QuerySpec& spec,
                                      const PendingTable* pending) {
+  absl::StatusOr<int64_t> n = executeCountIn(c, t, spec, pending);
+  if (missingTable(n.status())) return 0;
+  return n;
+}
+
+absl::StatusOr<int64_t> executeCountIn(Connection& c, const TableState& t, const QuerySpec& spec,
+                                       const PendingTable* pending) {
   if (pending != nullptr && pending->empty()) pending = nullptr;
   if (pending == nullptr && !spec.key.has_value()) {
     QuerySpec unordered = spec;
@@ -380,7 +407,7 @@ absl::StatusOr<int64_t> executeCount(Connection& c, const TableState& t, const Q
       return row ? s.columnInt(0) : 0;
     }
   }
-  FLATSTORE_ASSIGN_OR_RETURN(auto rows, executeQuery(c, t, spec, pending));
+  FLATSTORE_ASSIGN_OR_RETURN(auto rows, executeQueryIn(c, t, spec, pending));
   return static_cast<int64_t>(rows.size());
 }
 

@@ -1,5 +1,7 @@
 #include "runtime/scheduler.h"
 
+#include <algorithm>
+
 namespace flatstore::internal {
 
 Scheduler::Scheduler(int threads) {
@@ -7,6 +9,29 @@ Scheduler::Scheduler(int threads) {
 }
 
 Scheduler::~Scheduler() { stop(); }
+
+bool Scheduler::anyRunnable() const {
+  return !runnable_[0].empty() || !runnable_[1].empty() || !runnable_[2].empty();
+}
+
+void Scheduler::makeRunnable(Job* job) {
+  runnable_[std::clamp(job->priority, 0, 2)].push_back(job);
+}
+
+Scheduler::Job* Scheduler::takeRunnable() {
+  // Weighted turns: of every 7 picks, 4 prefer user-initiated work, 2 default and 1
+  // background; a turn whose class is empty goes to the highest non-empty one.
+  static constexpr int kTurns[7] = {0, 1, 0, 2, 0, 1, 0};
+  int preferred = kTurns[turn_];
+  turn_ = (turn_ + 1) % 7;
+  int pick = !runnable_[preferred].empty() ? preferred
+             : !runnable_[0].empty()       ? 0
+             : !runnable_[1].empty()       ? 1
+                                           : 2;
+  Job* job = runnable_[pick].front();
+  runnable_[pick].pop_front();
+  return job;
+}
 
 bool Scheduler::headsAllQueues(const Job* job) const {
   for (const std::string& t : job->tables) {
@@ -22,13 +47,13 @@ absl::Status Scheduler::submit(std::shared_ptr<Job> job) {
   Job* raw = job.get();
   pending_.emplace(raw, std::move(job));
   for (const std::string& t : raw->tables) queues_[t].push_back(raw);
-  if (headsAllQueues(raw)) runnable_.push_back(raw);
+  if (headsAllQueues(raw)) makeRunnable(raw);
   return absl::OkStatus();
 }
 
 void Scheduler::rerun(Job* job) {
   absl::MutexLock lock(&mu_);
-  runnable_.push_back(job);
+  makeRunnable(job);
 }
 
 void Scheduler::release(Job* job) {
@@ -42,7 +67,7 @@ void Scheduler::release(Job* job) {
     }
     Job* next = it->second.front();
     // A multi-table job is queued once, by the release that completes its set.
-    if (headsAllQueues(next)) runnable_.push_back(next);
+    if (headsAllQueues(next)) makeRunnable(next);
   }
   pending_.erase(job);
 }
@@ -53,13 +78,11 @@ void Scheduler::workerLoop() {
     {
       absl::MutexLock lock(&mu_);
       mu_.Await(absl::Condition(
-          +[](Scheduler* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu_) {
-            return !s->runnable_.empty() || s->exiting_;
-          },
+          +[](Scheduler* s)
+               ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu_) { return s->anyRunnable() || s->exiting_; },
           this));
-      if (runnable_.empty()) return;
-      job = runnable_.front();
-      runnable_.pop_front();
+      if (!anyRunnable()) return;
+      job = takeRunnable();
     }
     job->run(job);
   }

@@ -30,6 +30,7 @@ class Scheduler {
   struct Job {
     std::vector<std::string> tables;  // sorted, unique
     std::function<void(Job*)> run;    // runs on a worker; must lead to release(job)
+    int priority = 1;                 // 0 user-initiated, 1 default, 2 background
   };
 
   explicit Scheduler(int threads);
@@ -52,7 +53,12 @@ class Scheduler {
   absl::Mutex mu_;
   std::map<std::string, std::deque<Job*>> queues_ ABSL_GUARDED_BY(mu_);
   std::map<Job*, std::shared_ptr<Job>> pending_ ABSL_GUARDED_BY(mu_);
-  std::deque<Job*> runnable_ ABSL_GUARDED_BY(mu_);
+  // Runnable jobs by priority; takeRunnable() serves them 4 : 2 : 1.
+  std::deque<Job*> runnable_[3] ABSL_GUARDED_BY(mu_);
+  int turn_ ABSL_GUARDED_BY(mu_) = 0;
+  bool anyRunnable() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  Job* takeRunnable() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void makeRunnable(Job* job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool exiting_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::thread> workers_;

@@ -263,48 +263,113 @@ absl::StatusOr<TableState*> WorkspaceImpl::table(const TableDescription& d) {
 
 TransactionHandle WorkspaceImpl::performChanges(
     std::vector<const TableDescription*> descriptions,
-    std::function<absl::Status(TransactionContext&)> closure, TransactionOptions options) {
+    std::function<absl::Status(TransactionContext&)> closure, TransactionOptions options,
+    bool internal_continuation) {
+  auto txn = std::make_shared<Txn>();
   auto handle = std::make_shared<HandleState>();
-  std::vector<TableState*> tables;
+  txn->handles.push_back(handle);
+  txn->timing.name = std::move(options.name);
+  txn->timing.submitted = absl::Now();
+  txn->priority = static_cast<int>(options.priority);
+  txn->closure = std::move(closure);
   for (const TableDescription* d : descriptions) {
     absl::StatusOr<TableState*> t = table(*d);
     if (!t.ok()) {
       handle->complete(t.status());
       return TransactionHandle(handle);
     }
-    if (std::find(tables.begin(), tables.end(), *t) == tables.end()) tables.push_back(*t);
+    if (std::find(txn->tables.begin(), txn->tables.end(), *t) == txn->tables.end()) {
+      txn->tables.push_back(*t);
+    }
+  }
+  // Background work with a coalescing key replaces a queued one that has not started.
+  if (options.priority == Priority::kBackground && !options.coalescing_key.empty()) {
+    absl::MutexLock lock(&coalesce_mu_);
+    auto it = coalescing_.find(options.coalescing_key);
+    if (it != coalescing_.end()) {
+      it->second->closure = std::move(txn->closure);
+      it->second->handles.push_back(handle);
+      return TransactionHandle(handle);
+    }
+    txn->coalescing_key = options.coalescing_key;
+    coalescing_.emplace(options.coalescing_key, txn);
+  }
+  absl::Status admitted = internal_continuation ? absl::OkStatus() : admit(options.when_full);
+  if (internal_continuation) {
+    absl::MutexLock lock(&admission_mu_);
+    pending_ += 1;
+  }
+  if (!admitted.ok()) {
+    dropCoalescing(*txn);
+    std::vector<std::shared_ptr<HandleState>> handles;
+    {
+      absl::MutexLock lock(&coalesce_mu_);
+      handles.swap(txn->handles);  // including requests coalesced into it meanwhile
+    }
+    for (auto& h : handles) h->complete(admitted);
+    return TransactionHandle(handle);
   }
   auto job = std::make_shared<Scheduler::Job>();
-  for (TableState* t : tables) job->tables.emplace_back(t->desc.table_name);
+  for (TableState* t : txn->tables) job->tables.emplace_back(t->desc.table_name);
   std::sort(job->tables.begin(), job->tables.end());
-  auto attempts = std::make_shared<int>(0);
-  auto timing = std::make_shared<Timing>();
-  timing->name = std::move(options.name);
-  timing->submitted = absl::Now();
-  job->run = [this, tables, closure = std::move(closure), handle, attempts,
-              timing](Scheduler::Job* self) {
-    runClosure(self, tables, closure, handle, (*attempts)++, timing);
-  };
+  job->priority = txn->priority;
+  job->run = [this, txn](Scheduler::Job* self) { runClosure(self, txn); };
   absl::Status s = scheduler_->submit(std::move(job));
-  if (!s.ok()) finish(handle, *timing, s, -1, 0);
+  if (!s.ok()) {
+    dropCoalescing(*txn);
+    finish(*txn, s, -1);
+  }
   return TransactionHandle(handle);
 }
 
-void WorkspaceImpl::runClosure(Scheduler::Job* job, const std::vector<TableState*>& tables,
-                               const std::function<absl::Status(TransactionContext&)>& closure,
-                               const std::shared_ptr<HandleState>& handle, int attempt,
-                               const std::shared_ptr<Timing>& timing) {
-  if (attempt == 0) timing->started = absl::Now();
+absl::Status WorkspaceImpl::admit(WhenFull when_full) {
+  absl::MutexLock lock(&admission_mu_);
+  auto room = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(admission_mu_) {
+    return pending_ < options_.max_pending_transactions;
+  };
+  if (!room()) {
+    if (when_full == WhenFull::kFailFast) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("the writer queue is full: ", pending_,
+                       " transactions are pending (WorkspaceOptions::max_pending_transactions)"));
+    }
+    admission_mu_.Await(absl::Condition(&room));
+  }
+  pending_ += 1;
+  return absl::OkStatus();
+}
+
+void WorkspaceImpl::dropCoalescing(const Txn& txn) {
+  if (txn.coalescing_key.empty()) return;
+  absl::MutexLock lock(&coalesce_mu_);
+  auto it = coalescing_.find(txn.coalescing_key);
+  if (it != coalescing_.end() && it->second.get() == &txn) coalescing_.erase(it);
+}
+
+void WorkspaceImpl::runClosure(Scheduler::Job* job, const std::shared_ptr<Txn>& txn) {
+  int attempt = txn->attempts++;
+  std::function<absl::Status(TransactionContext&)> closure;
+  {
+    // From here on the transaction takes no more coalesced requests.
+    absl::MutexLock lock(&coalesce_mu_);
+    if (!txn->coalescing_key.empty()) {
+      auto it = coalescing_.find(txn->coalescing_key);
+      if (it != coalescing_.end() && it->second == txn) coalescing_.erase(it);
+    }
+    closure = txn->closure;
+  }
+  if (attempt == 0) txn->timing.started = absl::Now();
   absl::Time run_start = absl::Now();
   std::vector<EncodedChange> changes;
   std::vector<std::pair<TableState*, int64_t>> versions;
+  std::function<absl::Status(Connection&)> commit_hook;
   int64_t bytes = 0;
   absl::Status status;
   {
     ReaderPool::Lease snapshot = readers_->checkout();
     status = inReadTransaction(*snapshot, [&]() -> absl::Status {
       // The versions this snapshot sees; the writer checks them under the write lock.
-      for (TableState* t : tables) {
+      for (TableState* t : txn->tables) {
         FLATSTORE_ASSIGN_OR_RETURN(
             Statement * s,
             snapshot->cached("SELECT version FROM flatstore_tables WHERE name = ?", "snapshot"));
@@ -315,7 +380,7 @@ void WorkspaceImpl::runClosure(Scheduler::Job* job, const std::vector<TableState
         FLATSTORE_RETURN_IF_ERROR(row.status());
         versions.emplace_back(t, version);
       }
-      TransactionState state(this, &*snapshot, tables);
+      TransactionState state(this, &*snapshot, txn->tables);
       TransactionContext context(&state);
       absl::Status result;
       try {
@@ -329,54 +394,146 @@ void WorkspaceImpl::runClosure(Scheduler::Job* job, const std::vector<TableState
       if (result.ok()) {
         changes = state.takeChanges();
         bytes = state.pendingBytes();
+        commit_hook = state.takeCommitHook();
       }
       return result;
     });
   }
-  timing->run_us += absl::ToInt64Microseconds(absl::Now() - run_start);
-  if (!status.ok() || changes.empty()) {
-    finish(handle, *timing,
+  txn->timing.run_us += absl::ToInt64Microseconds(absl::Now() - run_start);
+  if (!status.ok() || (changes.empty() && !commit_hook)) {
+    finish(*txn,
            status.ok() ? absl::StatusOr<TransactionResult>(TransactionResult{})
                        : absl::StatusOr<TransactionResult>(status),
-           -1, attempt);
+           -1);
     scheduler_->release(job);
     return;
   }
   auto request = std::make_unique<CommitRequest>();
   request->changes = std::move(changes);
   request->read_versions = std::move(versions);
+  request->apply = std::move(commit_hook);
   request->bytes = bytes;
-  Scheduler* scheduler = scheduler_.get();
-  int max_retries = options_.max_conflict_retries;
+  request->priority = txn->priority;
   CommitRequest* raw_request = request.get();
-  request->complete = [this, handle, scheduler, job, attempt, max_retries, timing,
+  request->complete = [this, job, txn, attempt,
                        raw_request](absl::StatusOr<TransactionResult> result) {
     // Another process changed a table the closure read: run it again on a fresh
     // snapshot, keeping its place in the table queues.
     if (!result.ok() && isConflict(result.status())) {
-      if (attempt < max_retries) {
-        scheduler->rerun(job);
+      if (attempt < options_.max_conflict_retries) {
+        scheduler_->rerun(job);
         return;
       }
       result = absl::AbortedError(
           absl::StrCat(result.status().message(), " (gave up after ", attempt + 1, " runs)"));
     }
-    finish(handle, *timing, std::move(result), raw_request->lock_hold_us, attempt);
-    scheduler->release(job);
+    finish(*txn, std::move(result), raw_request->lock_hold_us);
+    scheduler_->release(job);
   };
   writer_->submit(std::move(request));
 }
 
-void WorkspaceImpl::finish(const std::shared_ptr<HandleState>& handle, const Timing& timing,
-                           absl::StatusOr<TransactionResult> result, int64_t lock_hold_us,
-                           int retries) {
+void WorkspaceImpl::finish(Txn& txn, absl::StatusOr<TransactionResult> result,
+                           int64_t lock_hold_us) {
   absl::Time now = absl::Now();
+  const Timing& timing = txn.timing;
   absl::Time started = timing.started == absl::Time() ? now : timing.started;
   metrics_.recordTransaction(
-      timing.name,
-      {absl::ToInt64Microseconds(started - timing.submitted), timing.run_us, lock_hold_us,
-       absl::ToInt64Microseconds(now - timing.submitted), !result.ok(), retries});
-  handle->complete(std::move(result));
+      timing.name, {absl::ToInt64Microseconds(started - timing.submitted), timing.run_us,
+                    lock_hold_us, absl::ToInt64Microseconds(now - timing.submitted), !result.ok(),
+                    std::max(0, txn.attempts - 1)});
+  std::vector<std::shared_ptr<HandleState>> handles;
+  {
+    absl::MutexLock lock(&coalesce_mu_);
+    handles.swap(txn.handles);
+  }
+  {
+    absl::MutexLock lock(&admission_mu_);
+    pending_ -= 1;
+  }
+  for (auto& h : handles) h->complete(result);
+}
+
+TransactionHandle WorkspaceImpl::performChunked(
+    std::vector<const TableDescription*> tables, std::string name,
+    std::function<absl::StatusOr<bool>(TransactionContext&, std::string&)> chunk,
+    TransactionOptions options) {
+  // Drives one chunk at a time; each chunk's commit saves the cursor with its changes.
+  struct Driver {
+    WorkspaceImpl* ws;
+    std::vector<const TableDescription*> tables;
+    std::string key;
+    std::function<absl::StatusOr<bool>(TransactionContext&, std::string&)> chunk;
+    TransactionOptions options;
+    std::shared_ptr<HandleState> done = std::make_shared<HandleState>();
+    TransactionResult total;
+    // Touched by one chunk at a time: each chunk starts after the previous completed.
+    std::string cursor;
+    std::string next_cursor;
+    bool more = false;
+    bool started = false;
+  };
+  auto driver = std::make_shared<Driver>();
+  driver->ws = this;
+  driver->tables = std::move(tables);
+  driver->key = "flatstore.chunked." + name;
+  driver->chunk = std::move(chunk);
+  driver->options = std::move(options);
+  if (driver->options.name.empty()) driver->options.name = name;
+  absl::StatusOr<std::optional<std::string>> saved = dictionary_->getString(driver->key);
+  if (!saved.ok()) {
+    driver->done->complete(saved.status());
+    return TransactionHandle(driver->done);
+  }
+  if (saved->has_value()) driver->cursor = **saved;
+
+  auto step = std::make_shared<std::function<void()>>();
+  *step = [driver, step]() {
+    TransactionHandle h = driver->ws->performChanges(
+        driver->tables,
+        [driver](TransactionContext& txn) -> absl::Status {
+          driver->next_cursor = driver->cursor;
+          FLATSTORE_ASSIGN_OR_RETURN(driver->more, driver->chunk(txn, driver->next_cursor));
+          std::string key = driver->key;
+          std::string cursor = driver->next_cursor;
+          bool more = driver->more;
+          txn.state()->setCommitHook([key, cursor, more](Connection& c) -> absl::Status {
+            FLATSTORE_ASSIGN_OR_RETURN(
+                Statement s,
+                c.prepare(more ? "INSERT INTO flatstore_kv(key, kind, type, value) VALUES(?, 1, "
+                                 "'', ?) ON CONFLICT(key) DO UPDATE SET kind = 1, value = "
+                                 "excluded.value"
+                               : "DELETE FROM flatstore_kv WHERE key = ?",
+                          "chunk cursor"));
+            s.bindText(1, key);
+            if (more)
+              s.bindBlob(2, {reinterpret_cast<const uint8_t*>(cursor.data()), cursor.size()});
+            return s.run("chunk cursor");
+          });
+          return absl::OkStatus();
+        },
+        driver->options, /*internal_continuation=*/driver->started);
+    driver->started = true;
+    h.onComplete([driver, step](const absl::StatusOr<TransactionResult>& r) {
+      if (!r.ok()) {
+        driver->done->complete(r.status());
+        return;
+      }
+      driver->total.inserted += r->inserted;
+      driver->total.updated += r->updated;
+      driver->total.deleted += r->deleted;
+      if (r->versionstamp != Versionstamp()) driver->total.versionstamp = r->versionstamp;
+      driver->cursor = driver->next_cursor;
+      if (driver->more) {
+        (*step)();
+      } else {
+        driver->done->complete(driver->total);
+        *step = nullptr;  // breaks the driver <-> step cycle
+      }
+    });
+  };
+  (*step)();
+  return TransactionHandle(driver->done);
 }
 
 absl::StatusOr<std::vector<RawRow>> WorkspaceImpl::runQuery(const TableDescription& d,
@@ -610,6 +767,14 @@ TransactionHandle Workspace::performChangesErased(
 }
 
 internal::QuerySource* Workspace::querySource() { return impl_.get(); }
+
+TransactionHandle Workspace::performChunkedErased(
+    std::vector<const TableDescription*> tables, std::string name,
+    std::function<absl::StatusOr<bool>(TransactionContext&, std::string&)> chunk,
+    TransactionOptions options) {
+  return impl_->performChunked(std::move(tables), std::move(name), std::move(chunk),
+                               std::move(options));
+}
 
 absl::Status Workspace::snapshot(const std::function<absl::Status(Snapshot&)>& fn) {
   return impl_->snapshot(fn);

@@ -95,6 +95,11 @@ class TransactionState {
   void abort() { aborted_ = true; }
   bool aborted() const { return aborted_; }
   std::vector<EncodedChange> takeChanges();
+  // Work for the writer to do inside this transaction's savepoint (chunk cursors).
+  void setCommitHook(std::function<absl::Status(Connection&)> hook) {
+    commit_hook_ = std::move(hook);
+  }
+  std::function<absl::Status(Connection&)> takeCommitHook() { return std::move(commit_hook_); }
   int64_t pendingBytes() const { return bytes_; }
 
  private:
@@ -124,6 +129,7 @@ class TransactionState {
   std::map<TableState*, PendingTable> pending_;
   std::map<TableState*, std::unique_ptr<Source>> sources_;
   std::vector<EncodedChange> changes_;
+  std::function<absl::Status(Connection&)> commit_hook_;
   int64_t bytes_ = 0;
   bool aborted_ = false;
 };
@@ -134,9 +140,15 @@ class WorkspaceImpl : public QuerySource {
                                                              const WorkspaceOptions& options);
   ~WorkspaceImpl() override;
 
+  // `internal_continuation`: a follow-up the runtime submits from a completion (the
+  // next chunk); it skips admission, which could otherwise wait on the writer thread.
   TransactionHandle performChanges(std::vector<const TableDescription*> tables,
                                    std::function<absl::Status(TransactionContext&)> closure,
-                                   TransactionOptions options);
+                                   TransactionOptions options, bool internal_continuation = false);
+  TransactionHandle performChunked(
+      std::vector<const TableDescription*> tables, std::string name,
+      std::function<absl::StatusOr<bool>(TransactionContext&, std::string&)> chunk,
+      TransactionOptions options);
   absl::StatusOr<std::vector<RawRow>> runQuery(const TableDescription& table,
                                                const QuerySpec& spec) override;
   absl::StatusOr<int64_t> runCount(const TableDescription& table, const QuerySpec& spec) override;
@@ -170,12 +182,23 @@ class WorkspaceImpl : public QuerySource {
     absl::Time started;
     int64_t run_us = 0;
   };
-  void runClosure(Scheduler::Job* job, const std::vector<TableState*>& tables,
-                  const std::function<absl::Status(TransactionContext&)>& closure,
-                  const std::shared_ptr<HandleState>& handle, int attempt,
-                  const std::shared_ptr<Timing>& timing);
-  void finish(const std::shared_ptr<HandleState>& handle, const Timing& timing,
-              absl::StatusOr<TransactionResult> result, int64_t lock_hold_us, int retries);
+  // One submitted transaction. `closure` and `handles` change (under coalesce_mu_)
+  // only while the transaction is queued under its coalescing key; the worker that
+  // starts it takes them out of that map first.
+  struct Txn {
+    std::vector<TableState*> tables;
+    int priority = 1;
+    std::string coalescing_key;
+    Timing timing;
+    int attempts = 0;  // worker thread of the current run only
+    std::function<absl::Status(TransactionContext&)> closure;
+    std::vector<std::shared_ptr<HandleState>> handles;
+  };
+  void runClosure(Scheduler::Job* job, const std::shared_ptr<Txn>& txn);
+  // Records metrics, frees the admission slot and completes every handle.
+  void finish(Txn& txn, absl::StatusOr<TransactionResult> result, int64_t lock_hold_us);
+  absl::Status admit(WhenFull when_full);
+  void dropCoalescing(const Txn& txn);
   // Watches for other processes' commits and publishes them to the hub.
   void watchLoop();
   absl::Status publishForeignCommits(Connection& c, int64_t* data_version);
@@ -191,6 +214,11 @@ class WorkspaceImpl : public QuerySource {
   std::shared_ptr<ObserverHub> hub_;
 
   int64_t origin_ = 0;  // this instance's mark in the change log
+
+  absl::Mutex admission_mu_;
+  int64_t pending_ ABSL_GUARDED_BY(admission_mu_) = 0;
+  absl::Mutex coalesce_mu_;
+  std::map<std::string, std::shared_ptr<Txn>> coalescing_ ABSL_GUARDED_BY(coalesce_mu_);
 
   absl::Mutex mu_;
   std::map<std::string, std::unique_ptr<TableState>> tables_ ABSL_GUARDED_BY(mu_);

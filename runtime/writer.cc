@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <map>
 #include <set>
 #include <string>
@@ -59,7 +60,8 @@ void Writer::submit(std::unique_ptr<CommitRequest> request) {
   {
     absl::MutexLock lock(&mu_);
     if (!stopping_) {
-      queue_.push_back(std::move(request));
+      int priority = std::clamp(request->priority, 0, 2);
+      queue_[priority].push_back(std::move(request));
       return;
     }
   }
@@ -134,11 +136,16 @@ void Writer::maybeCheckpoint() {
   std::string wal = db_->path() + "-wal";
   int64_t size = ::stat(wal.c_str(), &st) == 0 ? static_cast<int64_t>(st.st_size) : 0;
   if (metrics_ != nullptr) metrics_->recordWal(size);
-  if (size > options_.wal_size_limit) {
-    if (checkpoint(SQLITE_CHECKPOINT_TRUNCATE) && metrics_ != nullptr) {
-      metrics_->recordWal(::stat(wal.c_str(), &st) == 0 ? static_cast<int64_t>(st.st_size) : 0);
+  if (size > options_.wal_size_limit && absl::Now() >= next_truncate_) {
+    if (checkpoint(SQLITE_CHECKPOINT_TRUNCATE)) {
+      if (metrics_ != nullptr) {
+        metrics_->recordWal(::stat(wal.c_str(), &st) == 0 ? static_cast<int64_t>(st.st_size) : 0);
+      }
+      return;
     }
-    return;
+    // Some reader held on to an old snapshot; commits go on, and the next truncation
+    // is tried after a pause (passive checkpoints continue meanwhile).
+    next_truncate_ = absl::Now() + 4 * options_.checkpoint_wait;
   }
   if (wal_pages_ >= options_.checkpoint_pages) {
     checkpoint(SQLITE_CHECKPOINT_PASSIVE);
@@ -153,16 +160,18 @@ void Writer::loop() {
     {
       absl::MutexLock lock(&mu_);
       auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return !queue_.empty() || stopping_ || !backfills_.empty();
+        return queued() || stopping_ || !backfills_.empty();
       };
       mu_.Await(absl::Condition(&ready));
-      exiting = queue_.empty() && stopping_;
+      exiting = !queued() && stopping_;
       int64_t bytes = 0;
-      while (!queue_.empty() && static_cast<int>(group.size()) < options_.max_group_transactions &&
-             (group.empty() || bytes + queue_.front()->bytes <= options_.max_group_bytes)) {
-        bytes += queue_.front()->bytes;
-        group.push_back(std::move(queue_.front()));
-        queue_.pop_front();
+      for (auto& queue : queue_) {
+        while (!queue.empty() && static_cast<int>(group.size()) < options_.max_group_transactions &&
+               (group.empty() || bytes + queue.front()->bytes <= options_.max_group_bytes)) {
+          bytes += queue.front()->bytes;
+          group.push_back(std::move(queue.front()));
+          queue.pop_front();
+        }
       }
     }
     if (exiting) {
@@ -453,8 +462,9 @@ void Writer::commitGroup(std::vector<std::unique_ptr<CommitRequest>>& group) {
   }
   int64_t hold_us = absl::ToInt64Microseconds(absl::Now() - locked);
   if (metrics_ != nullptr) {
-    metrics_->recordGroup(static_cast<int64_t>(group.size()), hold_us,
-                          absl::ToInt64Microseconds(locked - begin));
+    int64_t transactions = 0;
+    for (const auto& r : group) transactions += r->changes.empty() ? 0 : 1;
+    metrics_->recordGroup(transactions, hold_us, absl::ToInt64Microseconds(locked - begin));
   }
   for (size_t i = 0; i < group.size(); ++i) {
     group[i]->lock_hold_us = hold_us;

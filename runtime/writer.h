@@ -60,6 +60,9 @@ struct CommitRequest {
   int64_t bytes = 0;
   // Set by the writer before `complete`: how long the group held the write lock.
   int64_t lock_hold_us = -1;
+  // 0 user-initiated, 1 default, 2 background: when more is queued than one group
+  // takes, higher priorities go first.
+  int priority = 1;
 };
 
 struct WriterOptions {
@@ -131,9 +134,14 @@ class Writer {
   const std::function<void(CommitEvent)> publish_;
   MetricsRegistry* const metrics_;
   int wal_pages_ = 0;  // writer thread only (set by the WAL hook during COMMIT)
+  // After a truncation gave up, the next try waits a while (writer thread only).
+  absl::Time next_truncate_ = absl::InfinitePast();
 
   mutable absl::Mutex mu_;
-  std::deque<std::unique_ptr<CommitRequest>> queue_ ABSL_GUARDED_BY(mu_);
+  std::deque<std::unique_ptr<CommitRequest>> queue_[3] ABSL_GUARDED_BY(mu_);
+  bool queued() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return !queue_[0].empty() || !queue_[1].empty() || !queue_[2].empty();
+  }
   std::vector<TableState*> backfills_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t last_sequence_ ABSL_GUARDED_BY(mu_) = 0;

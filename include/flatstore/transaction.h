@@ -112,6 +112,9 @@ class TransactionContext {
   // the closure should return (Aborted).
   absl::Status abort(std::string_view reason = "aborted by its closure");
 
+  // For the runtime: the state behind this context.
+  internal::TransactionState* state() const { return state_; }
+
  private:
   absl::StatusOr<SubmitOutcome> submitErased(const TableDescription& table,
                                              const internal::ErasedChange& change);
@@ -141,10 +144,26 @@ class TransactionHandle {
   std::shared_ptr<internal::HandleState> state_;
 };
 
+// Who is waiting for a transaction. Workers and the writer serve higher priorities
+// first, in the proportion 4 : 2 : 1 when all are waiting, so none starves.
+enum class Priority { kUserInitiated, kDefault, kBackground };
+
+// What performChanges does when max_pending_transactions are already pending.
+enum class WhenFull {
+  kWait,      // block the caller until one completes (do not use inside a closure)
+  kFailFast,  // complete the handle at once with ResourceExhausted
+};
+
 // How a transaction is scheduled.
 struct TransactionOptions {
   // A name for metrics and error messages.
   std::string name;
+  Priority priority = Priority::kDefault;
+  WhenFull when_full = WhenFull::kWait;
+  // For background work that only the latest request matters for (say, saving a
+  // setting): a queued transaction with the same key that has not started yet is
+  // replaced by this one, and both handles complete with this one's result.
+  std::string coalescing_key;
 };
 
 }  // namespace flatstore

@@ -43,6 +43,9 @@ struct WorkspaceOptions {
   int worker_threads = 0;
   // Read-only connections for fetches (the writer never uses them).
   int reader_connections = 4;
+  // Transactions submitted and not yet completed; beyond it performChanges waits or
+  // fails fast (TransactionOptions::when_full).
+  int64_t max_pending_transactions = 100000;
   // A group commit takes at most this many transactions and this many bytes of objects.
   int max_group_transactions = 4096;
   int64_t max_group_bytes = 64 << 20;
@@ -117,6 +120,22 @@ class Workspace {
         std::move(tables),
         std::function<absl::Status(TransactionContext&)>(std::forward<Fn>(closure)),
         std::move(options));
+  }
+
+  // Bulk work in chunks, each its own transaction, so the write lock is released between
+  // chunks. `chunk(txn, cursor)` does one chunk and returns whether more remain; it
+  // keeps its progress in `cursor`, which is saved in the file in the same transaction
+  // as the chunk's changes. After a crash, calling performChunked with the same `name`
+  // resumes from the last committed chunk. The handle completes after the last chunk
+  // (or the first failure) with the total counts. Default priority: background.
+  template <class... Ts>
+  TransactionHandle performChunked(
+      std::string name,
+      std::function<absl::StatusOr<bool>(TransactionContext&, std::string& cursor)> chunk,
+      TransactionOptions options = {.priority = Priority::kBackground}) {
+    static_assert(sizeof...(Ts) > 0, "performChunked<Ts...> names the tables it touches");
+    return performChunkedErased({&EntityTraits<Ts>::description()...}, std::move(name),
+                                std::move(chunk), std::move(options));
   }
 
   // performChanges and wait: the result of the transaction.
@@ -246,6 +265,10 @@ class Workspace {
                                          std::function<absl::Status(TransactionContext&)> closure,
                                          TransactionOptions options);
   internal::QuerySource* querySource();
+  TransactionHandle performChunkedErased(
+      std::vector<const TableDescription*> tables, std::string name,
+      std::function<absl::StatusOr<bool>(TransactionContext&, std::string&)> chunk,
+      TransactionOptions options);
   absl::Status changesSinceErased(const TableDescription& table, Versionstamp since,
                                   std::vector<internal::RawRow>* changed,
                                   std::vector<std::vector<Value>>* deleted, Versionstamp* through);

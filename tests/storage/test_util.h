@@ -43,15 +43,15 @@ const absl::Status& statusOf(const absl::StatusOr<T>& s) {
 
 }  // namespace flatstore::testing
 
-#define ASSERT_OK(expr)                                            \
-  do {                                                             \
-    const absl::Status& _s = ::flatstore::testing::statusOf(expr); \
-    ASSERT_TRUE(_s.ok()) << #expr << ": " << _s;                   \
+#define ASSERT_OK(expr)                                           \
+  do {                                                            \
+    const absl::Status _s = ::flatstore::testing::statusOf(expr); \
+    ASSERT_TRUE(_s.ok()) << #expr << ": " << _s;                  \
   } while (false)
-#define EXPECT_OK(expr)                                            \
-  do {                                                             \
-    const absl::Status& _s = ::flatstore::testing::statusOf(expr); \
-    EXPECT_TRUE(_s.ok()) << #expr << ": " << _s;                   \
+#define EXPECT_OK(expr)                                           \
+  do {                                                            \
+    const absl::Status _s = ::flatstore::testing::statusOf(expr); \
+    EXPECT_TRUE(_s.ok()) << #expr << ": " << _s;                  \
   } while (false)
 
 #endif  // FLATSTORE_TESTS_STORAGE_TEST_UTIL_H_
