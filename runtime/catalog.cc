@@ -79,14 +79,20 @@ TableState::TableState(const TableDescription& d)
       ready_(new std::atomic<bool>[d.indexes.size()]) {
   std::string cols;
   std::string marks;
-  std::string sets;
   for (const KeyColumn& k : d.key_columns) {
     cols += quoteIdentifier(k.column) + ", ";
     marks += "?, ";
-    sets += quoteIdentifier(k.column) + " = ?, ";
   }
   insert_sql = absl::StrCat("INSERT INTO ", quoted, "(", cols, "p, vs) VALUES(", marks, "?, ?)");
-  update_sql = absl::StrCat("UPDATE ", quoted, " SET ", sets, "p = ?, vs = ? WHERE rowid = ?");
+  update_bytes_sql = absl::StrCat("UPDATE ", quoted, " SET p = ?, vs = ? WHERE rowid = ?");
+  reinsert_sql =
+      absl::StrCat("INSERT INTO ", quoted, "(rowid, ", cols, "p, vs) VALUES(?, ", marks, "?, ?)");
+  select_by_rowid_sql = absl::StrCat("SELECT rowid, p, vs FROM ", quoted, " WHERE rowid = ?");
+  select_by_key_sql = absl::StrCat("SELECT rowid, p, vs FROM ", quoted, " WHERE ");
+  for (size_t i = 0; i < d.key_columns.size(); ++i) {
+    absl::StrAppend(&select_by_key_sql, i == 0 ? "" : " AND ",
+                    quoteIdentifier(d.key_columns[i].column), " = ?");
+  }
   delete_sql = absl::StrCat("DELETE FROM ", quoted, " WHERE rowid = ?");
   for (size_t i = 0; i < d.indexes.size(); ++i) {
     std::string t = quoteIdentifier(d.indexes[i].table);

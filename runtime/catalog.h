@@ -42,10 +42,13 @@ class TableState {
   explicit TableState(const TableDescription& d);
 
   const TableDescription& desc;
-  int64_t id = 0;                             // rowid in flatstore_tables, used by the change log
-  std::string quoted;                         // "ns.Name"
-  std::string insert_sql;                     // INSERT INTO "T"(keys..., p, vs) VALUES(...)
-  std::string update_sql;                     // UPDATE "T" SET keys..., p=?, vs=? WHERE rowid=?
+  int64_t id = 0;                // rowid in flatstore_tables, used by the change log
+  std::string quoted;            // "ns.Name"
+  std::string insert_sql;        // INSERT INTO "T"(keys..., p, vs) VALUES(...)
+  std::string update_bytes_sql;  // UPDATE "T" SET p=?, vs=? WHERE rowid=?
+  std::string reinsert_sql;      // INSERT INTO "T"(rowid, keys..., p, vs) VALUES(...)
+  std::string select_by_rowid_sql;
+  std::string select_by_key_sql;
   std::string delete_sql;                     // DELETE FROM "T" WHERE rowid=?
   std::vector<std::string> index_insert_sql;  // per index
   std::vector<std::string> index_upsert_sql;

@@ -1,6 +1,7 @@
 #include "runtime/query_exec.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include "absl/strings/str_cat.h"
 #include "flatstore/status.h"
@@ -8,20 +9,39 @@
 
 namespace flatstore::internal {
 
-bool KeyLess::operator()(const std::vector<Value>& a, const std::vector<Value>& b) const {
-  size_t n = std::min(a.size(), b.size());
-  for (size_t i = 0; i < n; ++i) {
-    auto c = sortOrder(a[i], b[i]);
-    if (c != 0) return c < 0;
-  }
-  return a.size() < b.size();
-}
-
 absl::StatusOr<std::vector<RawRow>> executeQueryIn(Connection& c, const TableState& t,
                                                    const QuerySpec& spec,
                                                    const PendingTable* pending);
 absl::StatusOr<int64_t> executeCountIn(Connection& c, const TableState& t, const QuerySpec& spec,
                                        const PendingTable* pending);
+
+std::string PendingTable::encodeKey(const std::vector<Value>& key) {
+  std::string out;
+  for (const Value& v : key) {
+    out.push_back(static_cast<char>(v.kind()));
+    switch (v.kind()) {
+      case Value::Kind::kNull:
+        break;
+      case Value::Kind::kInteger: {
+        int64_t i = v.asInteger();
+        out.append(reinterpret_cast<const char*>(&i), sizeof i);
+        break;
+      }
+      case Value::Kind::kReal: {
+        double d = v.asReal();
+        out.append(reinterpret_cast<const char*>(&d), sizeof d);
+        break;
+      }
+      case Value::Kind::kText: {
+        uint32_t n = static_cast<uint32_t>(v.asText().size());
+        out.append(reinterpret_cast<const char*>(&n), sizeof n);
+        out.append(v.asText());
+        break;
+      }
+    }
+  }
+  return out;
+}
 
 namespace {
 
@@ -107,9 +127,12 @@ class SqlBuilder {
       case Kind::kIsNull:
         return "(" + column(*n.field) + (n.negated ? " IS NOT NULL)" : " IS NULL)");
       case Kind::kAnd:
-        return "(" + compile(*n.lhs) + " AND " + compile(*n.rhs) + ")";
-      case Kind::kOr:
-        return "(" + compile(*n.lhs) + " OR " + compile(*n.rhs) + ")";
+      case Kind::kOr: {
+        // Left before right: parameters are bound in the order their '?' appear.
+        std::string lhs = compile(*n.lhs);
+        std::string rhs = compile(*n.rhs);
+        return "(" + lhs + (n.kind == Kind::kAnd ? " AND " : " OR ") + rhs + ")";
+      }
       case Kind::kNot:
         return "(NOT " + compile(*n.lhs) + ")";
     }
@@ -204,14 +227,16 @@ absl::StatusOr<RawRow> materialize(const TableState& t, const Statement& s) {
   return r;
 }
 
-std::string what(const TableState& t) { return absl::StrCat("query on ", av(t.desc.table_name)); }
+// Names the table in error messages (built only when an error is).
+std::string_view what(const TableState& t) { return t.desc.table_name; }
 
 absl::StatusOr<std::vector<RawRow>> executeKeyLookup(Connection& c, const TableState& t,
                                                      const std::vector<Value>& key,
                                                      const PendingTable* pending) {
   std::vector<RawRow> out;
   if (pending != nullptr && !t.desc.hasAutomaticId()) {
-    auto it = pending->key_to_sort_id.find(key);
+    std::string encoded = PendingTable::encodeKey(key);
+    auto it = pending->key_to_sort_id.find(encoded);
     if (it != pending->key_to_sort_id.end()) {
       const PendingTable::Entry* e = nullptr;
       auto ins = pending->inserts.find(it->second);
@@ -226,7 +251,7 @@ absl::StatusOr<std::vector<RawRow>> executeKeyLookup(Connection& c, const TableS
       }
       return out;
     }
-    if (pending->removed_keys.count(key) != 0) return out;
+    if (pending->removed_keys.count(encoded) != 0) return out;
   }
   absl::StatusOr<std::optional<RawRow>> row =
       t.desc.hasAutomaticId() ? (key.size() == 1 && key[0].kind() == Value::Kind::kInteger
@@ -253,9 +278,7 @@ absl::StatusOr<std::vector<RawRow>> executeKeyLookup(Connection& c, const TableS
 
 absl::StatusOr<std::optional<RawRow>> readRowByRowid(Connection& c, const TableState& t,
                                                      int64_t rowid) {
-  FLATSTORE_ASSIGN_OR_RETURN(
-      Statement * s,
-      c.cached(absl::StrCat("SELECT rowid, p, vs FROM ", t.quoted, " WHERE rowid = ?"), what(t)));
+  FLATSTORE_ASSIGN_OR_RETURN(Statement * s, c.cached(t.select_by_rowid_sql, what(t)));
   s->bindInt(1, rowid);
   absl::StatusOr<bool> row = s->step(what(t));
   std::optional<RawRow> out;
@@ -275,12 +298,7 @@ absl::StatusOr<std::optional<RawRow>> readRowByRowid(Connection& c, const TableS
 
 absl::StatusOr<std::optional<RawRow>> readRowByKey(Connection& c, const TableState& t,
                                                    const std::vector<Value>& key) {
-  std::string sql = absl::StrCat("SELECT rowid, p, vs FROM ", t.quoted, " WHERE ");
-  for (size_t i = 0; i < t.desc.key_columns.size(); ++i) {
-    absl::StrAppend(&sql, i == 0 ? "" : " AND ", quoteIdentifier(t.desc.key_columns[i].column),
-                    " = ?");
-  }
-  FLATSTORE_ASSIGN_OR_RETURN(Statement * s, c.cached(sql, what(t)));
+  FLATSTORE_ASSIGN_OR_RETURN(Statement * s, c.cached(t.select_by_key_sql, what(t)));
   for (size_t i = 0; i < key.size() && i < t.desc.key_columns.size(); ++i) {
     s->bind(static_cast<int>(i + 1), key[i]);
   }
@@ -337,13 +355,26 @@ absl::StatusOr<std::vector<RawRow>> executeQueryIn(Connection& c, const TableSta
     stop_after = spec.offset + *spec.limit;
   }
   std::vector<Candidate> rows;
+  // Rows are verified and filtered in one reused aligned buffer; only matches are
+  // copied out.
+  std::vector<uint64_t> scratch;
   while (!stop_after.has_value() || static_cast<int64_t>(rows.size()) < *stop_after) {
     FLATSTORE_ASSIGN_OR_RETURN(bool more, s.step(what(t)));
     if (!more) break;
     int64_t rowid = s.columnInt(0);
     if (pending != nullptr && pending->by_rowid.count(rowid) != 0) continue;
+    std::span<const uint8_t> blob = s.columnBlob(1);
+    if (!p.residual.empty()) {
+      scratch.resize(blob.size() / sizeof(uint64_t) + 1);
+      if (!blob.empty()) std::memcpy(scratch.data(), blob.data(), blob.size());
+      std::span<const uint8_t> aligned(reinterpret_cast<const uint8_t*>(scratch.data()),
+                                       blob.size());
+      if (!t.desc.verify(aligned)) {
+        FLATSTORE_RETURN_IF_ERROR(verifiedCopy(t.desc, blob, rowid).status());
+      }
+      if (!matches(p.residual, aligned.data())) continue;
+    }
     FLATSTORE_ASSIGN_OR_RETURN(RawRow r, materialize(t, s));
-    if (!matches(p.residual, r.bytes.data())) continue;
     rows.push_back(Candidate{std::move(r), rowid, {}});
   }
   if (pending != nullptr) {

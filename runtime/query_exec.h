@@ -13,6 +13,8 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -21,11 +23,6 @@
 #include "runtime/sqlite.h"
 
 namespace flatstore::internal {
-
-// Orders vectors of values (primary keys) with sortOrder().
-struct KeyLess {
-  bool operator()(const std::vector<Value>& a, const std::vector<Value>& b) const;
-};
 
 // A transaction's pending view of one table: objects it changed or deleted, and objects
 // it created (which get rowids only when committed).
@@ -40,11 +37,14 @@ struct PendingTable {
   };
   std::map<int64_t, Entry> by_rowid;  // existing rows changed or deleted
   std::map<int64_t, Entry> inserts;   // by sort_id
-  std::map<std::vector<Value>, int64_t, KeyLess> key_to_sort_id;  // live pending keys
-  std::map<std::vector<Value>, bool, KeyLess> removed_keys;       // keys no longer present
+  // Keyed by encodeKey(): live pending keys, and keys no longer present.
+  std::unordered_map<std::string, int64_t> key_to_sort_id;
+  std::unordered_set<std::string> removed_keys;
   int64_t next_insert_id = int64_t{1} << 62;
 
   bool empty() const { return by_rowid.empty() && inserts.empty(); }
+  // A byte string that identifies a primary key (for hashing).
+  static std::string encodeKey(const std::vector<Value>& key);
 };
 
 // Runs `spec` on `c` (inside the caller's read transaction), merged with `pending`

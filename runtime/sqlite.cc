@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "flatstore/status.h"
 #include "runtime/absl_compat.h"
 
 namespace flatstore::internal {
@@ -153,6 +154,11 @@ Connection::~Connection() {
 }
 
 absl::Status Connection::exec(std::string_view sql, std::string_view what) {
+  // A single statement (BEGIN, COMMIT, SAVEPOINT ...) is prepared once and reused.
+  if (sql.find(';') == std::string_view::npos) {
+    FLATSTORE_ASSIGN_OR_RETURN(Statement * s, cached(std::string(sql), what));
+    return s->run(what);
+  }
   std::string text(sql);
   int rc = sqlite3_exec(db_, text.c_str(), nullptr, nullptr, nullptr);
   if (rc != SQLITE_OK) return sqliteStatus(sqlite3_extended_errcode(db_), db_, sql, what);

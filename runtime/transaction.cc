@@ -170,20 +170,31 @@ absl::StatusOr<std::optional<TransactionState::Current>> TransactionState::find(
     return std::optional<Current>(std::move(c));
   }
   if (key == nullptr || key->empty()) return std::optional<Current>();
-  auto k = p.key_to_sort_id.find(*key);
+  std::string encoded = PendingTable::encodeKey(*key);
+  auto k = p.key_to_sort_id.find(encoded);
   if (k != p.key_to_sort_id.end()) {
     auto ins = p.inserts.find(k->second);
     if (ins != p.inserts.end()) return fromEntry(ins->second, true);
     auto up = p.by_rowid.find(k->second);
     if (up != p.by_rowid.end()) return fromEntry(up->second, false);
   }
-  if (p.removed_keys.count(*key) != 0) return std::optional<Current>();
+  if (p.removed_keys.count(encoded) != 0) return std::optional<Current>();
   FLATSTORE_ASSIGN_OR_RETURN(auto row, readRowByKey(*snapshot_, t, *key));
   if (!row.has_value()) return std::optional<Current>();
   auto up = p.by_rowid.find(row->rowid);
   if (up != p.by_rowid.end()) return fromEntry(up->second, false);
   Current c{row->rowid, row->rowid, std::move(row->bytes), *key, false, row->versionstamp};
   return std::optional<Current>(std::move(c));
+}
+
+absl::StatusOr<std::optional<TransactionState::Current>> TransactionState::findPending(
+    TableState& t, const std::vector<Value>& key) {
+  auto it = pending_.find(&t);
+  if (it == pending_.end()) return std::optional<Current>();
+  PendingTable& p = it->second;
+  auto k = p.key_to_sort_id.find(PendingTable::encodeKey(key));
+  if (k == p.key_to_sort_id.end()) return std::optional<Current>();
+  return find(t, 0, &key);
 }
 
 absl::StatusOr<bool> TransactionState::keyTaken(TableState& t, const std::vector<Value>& key) {
@@ -201,8 +212,9 @@ void TransactionState::recordInsert(TableState& t, EncodedObject encoded, std::v
   e.change = changes_.size();
   bytes_ += static_cast<int64_t>(encoded.bytes.size());
   if (!t.desc.hasAutomaticId()) {
-    p.key_to_sort_id[key] = e.sort_id;
-    p.removed_keys.erase(key);
+    std::string encoded = PendingTable::encodeKey(key);
+    p.key_to_sort_id[encoded] = e.sort_id;
+    p.removed_keys.erase(encoded);
   }
   EncodedChange c;
   c.op = EncodedChange::Op::kInsert;
@@ -219,10 +231,12 @@ void TransactionState::recordUpdate(TableState& t, const Current& current, Encod
   PendingTable& p = pending_[&t];
   bool key_changed = !t.desc.hasAutomaticId() && !(key == current.key);
   if (key_changed) {
-    p.key_to_sort_id.erase(current.key);
-    p.removed_keys[current.key] = true;
-    p.removed_keys.erase(key);
-    p.key_to_sort_id[key] = current.sort_id;
+    std::string old_key = PendingTable::encodeKey(current.key);
+    std::string new_key = PendingTable::encodeKey(key);
+    p.key_to_sort_id.erase(old_key);
+    p.removed_keys.insert(old_key);
+    p.removed_keys.erase(new_key);
+    p.key_to_sort_id[new_key] = current.sort_id;
   }
   bytes_ += static_cast<int64_t>(encoded.bytes.size());
   PendingTable::Entry* entry = nullptr;
@@ -242,7 +256,9 @@ void TransactionState::recordUpdate(TableState& t, const Current& current, Encod
       c.rowid = current.rowid;
       t.desc.index_values_of(current.bytes.data(), &c.old_index_values);
       changes_.push_back(std::move(c));
-      if (!t.desc.hasAutomaticId() && !key_changed) p.key_to_sort_id[key] = current.rowid;
+      if (!t.desc.hasAutomaticId() && !key_changed) {
+        p.key_to_sort_id[PendingTable::encodeKey(key)] = current.rowid;
+      }
       it = p.by_rowid.emplace(current.rowid, std::move(e)).first;
     }
     entry = &it->second;
@@ -251,6 +267,7 @@ void TransactionState::recordUpdate(TableState& t, const Current& current, Encod
   entry->key = key;
   EncodedChange& c = changes_[entry->change];
   c.bytes = std::move(encoded.bytes);
+  if (c.op == EncodedChange::Op::kUpdate) c.key_changed = c.key_changed || key_changed;
   c.key = std::move(key);
   c.index_values = std::move(index_values);
 }
@@ -258,8 +275,9 @@ void TransactionState::recordUpdate(TableState& t, const Current& current, Encod
 void TransactionState::recordDelete(TableState& t, const Current& current) {
   PendingTable& p = pending_[&t];
   if (!t.desc.hasAutomaticId()) {
-    p.key_to_sort_id.erase(current.key);
-    p.removed_keys[current.key] = true;
+    std::string encoded = PendingTable::encodeKey(current.key);
+    p.key_to_sort_id.erase(encoded);
+    p.removed_keys.insert(encoded);
   }
   if (current.pending_insert) {
     // Created and deleted in one transaction: nothing to write.
@@ -321,7 +339,12 @@ absl::StatusOr<SubmitOutcome> TransactionState::submit(const TableDescription& d
             absl::StrCat(what, ": the primary key ", keyText(key), " has a missing field"));
       }
       if (!d.hasAutomaticId()) {
-        FLATSTORE_ASSIGN_OR_RETURN(auto current, find(*t, 0, &key));
+        // A creation consults only this transaction's own changes; a key taken in the
+        // database fails the commit with AlreadyExists (the UNIQUE constraint), which
+        // spares a lookup per created object.
+        bool creation = change.kind == ChangeKind::kCreation && !change.require_absent;
+        FLATSTORE_ASSIGN_OR_RETURN(auto current,
+                                   creation ? findPending(*t, key) : find(*t, 0, &key));
         FLATSTORE_RETURN_IF_ERROR(
             checkCondition(what, key, current ? &current->versionstamp : nullptr, change));
         if (current.has_value()) {

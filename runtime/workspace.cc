@@ -540,6 +540,8 @@ absl::StatusOr<std::vector<RawRow>> WorkspaceImpl::runQuery(const TableDescripti
                                                             const QuerySpec& spec) {
   FLATSTORE_ASSIGN_OR_RETURN(TableState * t, table(d));
   ReaderPool::Lease c = readers_->checkout();
+  // A lookup by key is one statement: SQLite's implicit read transaction suffices.
+  if (spec.key.has_value() || spec.rowid.has_value()) return executeQuery(*c, *t, spec, nullptr);
   std::vector<RawRow> rows;
   FLATSTORE_RETURN_IF_ERROR(inReadTransaction(*c, [&]() -> absl::Status {
     FLATSTORE_ASSIGN_OR_RETURN(rows, executeQuery(*c, *t, spec, nullptr));
@@ -641,6 +643,18 @@ absl::Status WorkspaceImpl::publishForeignCommits(Connection& c, int64_t* data_v
     for (auto& [name, t] : tables_) {
       if (t->subscriptions.load() > 0) observed[t->id] = t.get();
     }
+  }
+  if (observed.empty()) {
+    // Nobody to tell: only note how far the file has come.
+    FLATSTORE_ASSIGN_OR_RETURN(
+        Statement * s, c.cached("SELECT value FROM flatstore_meta WHERE key = 'seq'", "watcher"));
+    absl::StatusOr<bool> seq = s->step("watcher");
+    uint64_t last = seq.ok() && *seq ? static_cast<uint64_t>(s->columnInt(0)) : after;
+    s->reset();
+    FLATSTORE_RETURN_IF_ERROR(seq.status());
+    absl::MutexLock lock(&mu_);
+    watched_sequence_ = std::max(watched_sequence_, last);
+    return absl::OkStatus();
   }
   std::vector<CommitEvent> events;
   uint64_t last = after;

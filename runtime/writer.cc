@@ -217,62 +217,87 @@ bool Writer::backfillOnce() {
   return more;
 }
 
-absl::Status Writer::applyChange(EncodedChange& c, int64_t vs) {
+namespace {
+
+bool indexChanged(const EncodedChange& c, size_t x) {
+  return c.op == EncodedChange::Op::kInsert || x >= c.old_index_values.size() ||
+         !(c.old_index_values[x] == c.index_values[x]);
+}
+
+}  // namespace
+
+// The first pass of a request: removes what its deletions and key or unique-value
+// changes free, so that the second pass can take over freed keys and values in any
+// order (a closure may delete b and give a b's key, or swap two keys).
+absl::Status Writer::applyRemovals(const EncodedChange& c) {
   TableState& t = *c.table;
   const TableDescription& d = t.desc;
-  std::string what = absl::StrCat("table ", av(d.table_name));
-  switch (c.op) {
-    case EncodedChange::Op::kNone:
-      return absl::OkStatus();
-    case EncodedChange::Op::kInsert:
-    case EncodedChange::Op::kUpdate: {
-      bool insert = c.op == EncodedChange::Op::kInsert;
-      FLATSTORE_ASSIGN_OR_RETURN(Statement * s,
-                                 db_->cached(insert ? t.insert_sql : t.update_sql, what));
-      int i = 1;
-      for (const Value& k : c.key) s->bind(i++, k);
-      s->bindBlobStatic(i++, c.bytes.span());
-      s->bindInt(i++, vs);
-      if (!insert) s->bindInt(i++, c.rowid);
-      absl::Status st = s->run(what);
-      if (absl::IsAlreadyExists(st)) {
-        return absl::AlreadyExistsError(
-            absl::StrCat(what, ": an object with primary key ", keyText(c.key), " already exists"));
-      }
-      FLATSTORE_RETURN_IF_ERROR(st);
-      if (insert) c.rowid = db_->lastInsertRowid();
-      int64_t rowid = c.rowid;
-      for (size_t x = 0; x < d.indexes.size(); ++x) {
-        if (!insert && x < c.old_index_values.size() &&
-            c.old_index_values[x] == c.index_values[x]) {
-          continue;
-        }
-        FLATSTORE_ASSIGN_OR_RETURN(
-            Statement * is,
-            db_->cached(insert ? t.index_insert_sql[x] : t.index_upsert_sql[x], what));
-        is->bindInt(1, rowid);
-        is->bind(2, c.index_values[x]);
-        absl::Status ist = is->run(what);
-        if (absl::IsAlreadyExists(ist)) {
-          return absl::AlreadyExistsError(
-              absl::StrCat(what, ": unique field '", av(d.indexes[x].field_path),
-                           "' already has value ", c.index_values[x].toString()));
-        }
-        FLATSTORE_RETURN_IF_ERROR(ist);
-      }
-      return absl::OkStatus();
+  std::string_view what = d.table_name;
+  bool remove_row =
+      c.op == EncodedChange::Op::kDelete || (c.op == EncodedChange::Op::kUpdate && c.key_changed);
+  if (remove_row) {
+    FLATSTORE_ASSIGN_OR_RETURN(Statement * s, db_->cached(t.delete_sql, what));
+    s->bindInt(1, c.rowid);
+    FLATSTORE_RETURN_IF_ERROR(s->run(what));
+  }
+  for (size_t x = 0; x < d.indexes.size(); ++x) {
+    bool remove_entry =
+        c.op == EncodedChange::Op::kDelete ||
+        (c.op == EncodedChange::Op::kUpdate && d.indexes[x].unique && indexChanged(c, x));
+    if (!remove_entry) continue;
+    FLATSTORE_ASSIGN_OR_RETURN(Statement * is, db_->cached(t.index_delete_sql[x], what));
+    is->bindInt(1, c.rowid);
+    FLATSTORE_RETURN_IF_ERROR(is->run(what));
+  }
+  return absl::OkStatus();
+}
+
+// The second pass: writes inserted and updated objects and their index entries.
+absl::Status Writer::applyWrites(EncodedChange& c, int64_t vs) {
+  if (c.op != EncodedChange::Op::kInsert && c.op != EncodedChange::Op::kUpdate) {
+    return absl::OkStatus();
+  }
+  TableState& t = *c.table;
+  const TableDescription& d = t.desc;
+  std::string_view what = d.table_name;
+  bool insert = c.op == EncodedChange::Op::kInsert;
+  // An update keeps its row in place unless its key changed (then the first pass
+  // removed it and it is inserted again with the same rowid).
+  const std::string& sql = insert          ? t.insert_sql
+                           : c.key_changed ? t.reinsert_sql
+                                           : t.update_bytes_sql;
+  FLATSTORE_ASSIGN_OR_RETURN(Statement * s, db_->cached(sql, what));
+  int i = 1;
+  if (!insert && c.key_changed) s->bindInt(i++, c.rowid);
+  if (insert || c.key_changed) {
+    for (const Value& k : c.key) s->bind(i++, k);
+  }
+  s->bindBlobStatic(i++, c.bytes.span());
+  s->bindInt(i++, vs);
+  if (!insert && !c.key_changed) s->bindInt(i++, c.rowid);
+  absl::Status st = s->run(what);
+  if (absl::IsAlreadyExists(st)) {
+    return absl::AlreadyExistsError(absl::StrCat(
+        "table ", av(what), ": an object with primary key ", keyText(c.key), " already exists"));
+  }
+  FLATSTORE_RETURN_IF_ERROR(st);
+  if (insert) c.rowid = db_->lastInsertRowid();
+  for (size_t x = 0; x < d.indexes.size(); ++x) {
+    if (!indexChanged(c, x)) continue;
+    // Entries of new objects and unique entries removed by the first pass are inserted;
+    // other changed entries are updated in place.
+    bool fresh = insert || d.indexes[x].unique;
+    FLATSTORE_ASSIGN_OR_RETURN(
+        Statement * is, db_->cached(fresh ? t.index_insert_sql[x] : t.index_upsert_sql[x], what));
+    is->bindInt(1, c.rowid);
+    is->bind(2, c.index_values[x]);
+    absl::Status ist = is->run(what);
+    if (absl::IsAlreadyExists(ist)) {
+      return absl::AlreadyExistsError(
+          absl::StrCat("table ", av(what), ": unique field '", av(d.indexes[x].field_path),
+                       "' already has value ", c.index_values[x].toString()));
     }
-    case EncodedChange::Op::kDelete: {
-      FLATSTORE_ASSIGN_OR_RETURN(Statement * s, db_->cached(t.delete_sql, what));
-      s->bindInt(1, c.rowid);
-      FLATSTORE_RETURN_IF_ERROR(s->run(what));
-      for (size_t x = 0; x < d.indexes.size(); ++x) {
-        FLATSTORE_ASSIGN_OR_RETURN(Statement * is, db_->cached(t.index_delete_sql[x], what));
-        is->bindInt(1, c.rowid);
-        FLATSTORE_RETURN_IF_ERROR(is->run(what));
-      }
-      return absl::OkStatus();
-    }
+    FLATSTORE_RETURN_IF_ERROR(ist);
   }
   return absl::OkStatus();
 }
@@ -291,8 +316,9 @@ absl::Status Writer::applyRequest(CommitRequest& request, Versionstamp vs,
     if (current != version) return conflictError(*table);
   }
   if (request.apply) FLATSTORE_RETURN_IF_ERROR(request.apply(*db_));
+  for (const EncodedChange& c : request.changes) FLATSTORE_RETURN_IF_ERROR(applyRemovals(c));
   for (EncodedChange& c : request.changes) {
-    FLATSTORE_RETURN_IF_ERROR(applyChange(c, vs.packed()));
+    FLATSTORE_RETURN_IF_ERROR(applyWrites(c, vs.packed()));
     switch (c.op) {
       case EncodedChange::Op::kInsert:
         result->inserted += 1;
@@ -407,10 +433,14 @@ void Writer::commitGroup(std::vector<std::unique_ptr<CommitRequest>>& group) {
     }
   }
   std::vector<TableState*> touched;
+  const bool use_savepoints = group.size() > 1;
+  bool lone_failure = false;
   if (group_status.ok()) {
     for (size_t i = 0; i < group.size(); ++i) {
       // Each request in its own savepoint: a failure rolls back that request alone.
-      group_status = db_->exec("SAVEPOINT request", "group commit");
+      // Each request in its own savepoint when several share the group; a lone
+      // request that fails rolls back the whole transaction instead.
+      if (use_savepoints) group_status = db_->exec("SAVEPOINT request", "group commit");
       if (!group_status.ok()) break;
       TransactionResult result;
       std::vector<TableState*> request_tables;
@@ -419,13 +449,26 @@ void Writer::commitGroup(std::vector<std::unique_ptr<CommitRequest>>& group) {
       if (s.ok()) {
         results[i] = result;
         touched.insert(touched.end(), request_tables.begin(), request_tables.end());
-        group_status = db_->exec("RELEASE request", "group commit");
+        if (use_savepoints) group_status = db_->exec("RELEASE request", "group commit");
       } else {
         results[i] = s;
-        group_status = db_->exec("ROLLBACK TO request; RELEASE request", "group commit");
+        if (use_savepoints) {
+          group_status = db_->exec("ROLLBACK TO request", "group commit");
+          if (group_status.ok()) group_status = db_->exec("RELEASE request", "group commit");
+        } else {
+          lone_failure = true;
+        }
       }
       if (!group_status.ok()) break;
     }
+  }
+  if (lone_failure) {
+    // Nothing of the group remains to commit: the only request failed on its own.
+    db_->rollbackQuietly();
+    int64_t hold_us = absl::ToInt64Microseconds(absl::Now() - locked);
+    group[0]->lock_hold_us = hold_us;
+    group[0]->complete(std::move(results[0]));
+    return;
   }
   if (group_status.ok()) group_status = writeLog(group, results, seq);
   if (group_status.ok()) {

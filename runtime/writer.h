@@ -42,8 +42,10 @@ struct EncodedChange {
   ObjectBuffer bytes;
   std::vector<Value> key;
   std::vector<Value> index_values;
-  // For updates: the index values before the change, so unchanged ones are skipped.
+  // For updates: the index values before the change, so unchanged ones are skipped,
+  // and whether the primary key changed.
   std::vector<Value> old_index_values;
+  bool key_changed = false;
 };
 
 // What one closure (or one internal job) asks the writer to commit.
@@ -113,8 +115,10 @@ class Writer {
   void commitGroup(std::vector<std::unique_ptr<CommitRequest>>& group);
   absl::Status applyRequest(CommitRequest& request, Versionstamp vs, TransactionResult* result,
                             std::vector<TableState*>* touched);
-  // Applies one change; sets `change.rowid` for an insert.
-  absl::Status applyChange(EncodedChange& change, int64_t vs);
+  // A request is applied in two passes (see writer.cc); applyWrites sets `rowid` of an
+  // insert.
+  absl::Status applyRemovals(const EncodedChange& change);
+  absl::Status applyWrites(EncodedChange& change, int64_t vs);
   // Appends the group's change-log entry and prunes old ones.
   absl::Status writeLog(const std::vector<std::unique_ptr<CommitRequest>>& group,
                         const std::vector<absl::StatusOr<TransactionResult>>& results,

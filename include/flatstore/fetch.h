@@ -16,6 +16,7 @@
 #ifndef FLATSTORE_FETCH_H_
 #define FLATSTORE_FETCH_H_
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -131,6 +132,7 @@ class Query {
 
   // All matching objects. DataLoss if a stored object fails verification.
   absl::StatusOr<FetchedResult<T>> all() const {
+    FLATSTORE_RETURN_IF_ERROR(checkWindow());
     uint64_t sequence = source_->committedSequence();
     FLATSTORE_ASSIGN_OR_RETURN(auto rows, source_->runQuery(Entity::description(), spec_));
     std::vector<std::shared_ptr<const Entity>> objects;
@@ -143,7 +145,7 @@ class Query {
   // The first matching object, or null when none matches.
   absl::StatusOr<std::shared_ptr<const Entity>> first() const {
     Query q = *this;
-    q.spec_.limit = 1;
+    q.spec_.limit = std::min<int64_t>(spec_.limit.value_or(1), 1);
     FLATSTORE_ASSIGN_OR_RETURN(auto result, q.all());
     return result.empty() ? nullptr : result[0];
   }
@@ -153,6 +155,13 @@ class Query {
   const internal::QuerySpec& spec() const { return spec_; }
 
  private:
+  absl::Status checkWindow() const {
+    if ((spec_.limit.has_value() && *spec_.limit < 0) || spec_.offset < 0) {
+      return absl::InvalidArgumentError("query limit and offset must not be negative");
+    }
+    return absl::OkStatus();
+  }
+
   internal::QuerySource* source_;
   internal::QuerySpec spec_;
 };
