@@ -187,16 +187,6 @@ absl::StatusOr<std::optional<TransactionState::Current>> TransactionState::find(
   return std::optional<Current>(std::move(c));
 }
 
-absl::StatusOr<std::optional<TransactionState::Current>> TransactionState::findPending(
-    TableState& t, const std::vector<Value>& key) {
-  auto it = pending_.find(&t);
-  if (it == pending_.end()) return std::optional<Current>();
-  PendingTable& p = it->second;
-  auto k = p.key_to_sort_id.find(PendingTable::encodeKey(key));
-  if (k == p.key_to_sort_id.end()) return std::optional<Current>();
-  return find(t, 0, &key);
-}
-
 absl::StatusOr<bool> TransactionState::keyTaken(TableState& t, const std::vector<Value>& key) {
   FLATSTORE_ASSIGN_OR_RETURN(auto current, find(t, 0, &key));
   return current.has_value();
@@ -339,12 +329,7 @@ absl::StatusOr<SubmitOutcome> TransactionState::submit(const TableDescription& d
             absl::StrCat(what, ": the primary key ", keyText(key), " has a missing field"));
       }
       if (!d.hasAutomaticId()) {
-        // A creation consults only this transaction's own changes; a key taken in the
-        // database fails the commit with AlreadyExists (the UNIQUE constraint), which
-        // spares a lookup per created object.
-        bool creation = change.kind == ChangeKind::kCreation && !change.require_absent;
-        FLATSTORE_ASSIGN_OR_RETURN(auto current,
-                                   creation ? findPending(*t, key) : find(*t, 0, &key));
+        FLATSTORE_ASSIGN_OR_RETURN(auto current, find(*t, 0, &key));
         FLATSTORE_RETURN_IF_ERROR(
             checkCondition(what, key, current ? &current->versionstamp : nullptr, change));
         if (current.has_value()) {

@@ -117,8 +117,6 @@ class TransactionState {
   absl::StatusOr<std::optional<Current>> find(TableState& t, int64_t rowid,
                                               const std::vector<Value>* key);
   absl::StatusOr<bool> keyTaken(TableState& t, const std::vector<Value>& key);
-  // Like find by key, but only among this transaction's own changes.
-  absl::StatusOr<std::optional<Current>> findPending(TableState& t, const std::vector<Value>& key);
   void recordInsert(TableState& t, EncodedObject encoded, std::vector<Value> key,
                     std::vector<Value> index_values);
   void recordUpdate(TableState& t, const Current& current, EncodedObject encoded,
