@@ -53,12 +53,11 @@ void HandleState::complete(absl::StatusOr<TransactionResult> result) {
   std::vector<std::function<void(const absl::StatusOr<TransactionResult>&)>> callbacks;
   {
     absl::MutexLock lock(&mu_);
-    result_ = std::move(result);
+    result_ = result;
     done_ = true;
     callbacks.swap(callbacks_);
   }
-  // result_ is immutable once done_ is set, so callbacks may read it unlocked.
-  for (auto& cb : callbacks) cb(result_);
+  for (auto& cb : callbacks) cb(result);
 }
 
 absl::StatusOr<TransactionResult> HandleState::wait() {
@@ -123,9 +122,8 @@ class TransactionState::Source : public QuerySource {
   TableState* table_;
 };
 
-TransactionState::TransactionState(WorkspaceImpl* ws, Connection* snapshot,
-                                   std::vector<TableState*> tables)
-    : ws_(ws), snapshot_(snapshot), tables_(std::move(tables)) {}
+TransactionState::TransactionState(Connection* snapshot, std::vector<TableState*> tables)
+    : snapshot_(snapshot), tables_(std::move(tables)) {}
 
 TransactionState::~TransactionState() = default;
 

@@ -380,7 +380,7 @@ void WorkspaceImpl::runClosure(Scheduler::Job* job, const std::shared_ptr<Txn>& 
         FLATSTORE_RETURN_IF_ERROR(row.status());
         versions.emplace_back(t, version);
       }
-      TransactionState state(this, &*snapshot, txn->tables);
+      TransactionState state(&*snapshot, txn->tables);
       TransactionContext context(&state);
       absl::Status result;
       try {

@@ -87,7 +87,7 @@ class WorkspaceImpl;
 // and its pending changes. Used only on the closure's thread.
 class TransactionState {
  public:
-  TransactionState(WorkspaceImpl* ws, Connection* snapshot, std::vector<TableState*> tables);
+  TransactionState(Connection* snapshot, std::vector<TableState*> tables);
   ~TransactionState();
 
   absl::StatusOr<SubmitOutcome> submit(const TableDescription& table, const ErasedChange& change);
@@ -123,7 +123,6 @@ class TransactionState {
                     std::vector<Value> key, std::vector<Value> index_values);
   void recordDelete(TableState& t, const Current& current);
 
-  WorkspaceImpl* ws_;
   Connection* snapshot_;
   std::vector<TableState*> tables_;
   std::map<TableState*, PendingTable> pending_;
