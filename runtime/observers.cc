@@ -225,8 +225,9 @@ void ObserverHub::add(std::shared_ptr<SubscriptionCore> core, std::vector<Entity
   absl::MutexLock lock(&mu_);
   if (stopping_) return;
   // Counted before the registration is queued: every commit from now on is published.
+  // The subscription joins by_table_ only when the hub thread registers it, so that
+  // events queued before it are not applied to its still empty state.
   core->table->subscriptions.fetch_add(1);
-  by_table_[core->table].push_back(core);
   Op op;
   op.add = std::move(core);
   op.initial = std::move(initial);
@@ -305,6 +306,14 @@ void ObserverHub::requery(SubscriptionCore& s) {
 
 void ObserverHub::register_(std::shared_ptr<SubscriptionCore> core, std::vector<EntityPtr> initial,
                             uint64_t seen) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (!core->active()) {  // cancelled before it was registered
+      core->table->subscriptions.fetch_sub(1);
+      return;
+    }
+    by_table_[core->table].push_back(core);
+  }
   uint64_t current = committed_();
   if (core->object_mode) {
     core->object_version = initial.empty() ? Versionstamp() : initial.front()->versionstamp();
@@ -415,7 +424,9 @@ void ObserverHub::applyEvent(CommitEvent& event) {
       bool changed = applyToResult(*s, entities, &requery_needed);
       if (requery_needed) requery(*s);
       if (changed || requery_needed) {
-        s->offer(std::make_shared<const std::vector<EntityPtr>>(s->rows), event.sequence);
+        // A re-query may reflect later commits than this event.
+        s->offer(std::make_shared<const std::vector<EntityPtr>>(s->rows),
+                 std::max(event.sequence, s->base_sequence));
       }
     }
   }
