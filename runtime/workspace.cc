@@ -517,6 +517,7 @@ TransactionHandle WorkspaceImpl::performChunked(
     h.onComplete([driver, step](const absl::StatusOr<TransactionResult>& r) {
       if (!r.ok()) {
         driver->done->complete(r.status());
+        *step = nullptr;  // breaks the driver <-> step cycle
         return;
       }
       driver->total.inserted += r->inserted;
