@@ -1,0 +1,403 @@
+// Scheduling: closures on one table run one at a time in submission order and each sees
+// the previous one's commit; closures on disjoint tables run (and commit) in parallel;
+// multi-table closures declared in any order from many threads never deadlock.
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <map>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/concurrency/concurrency_util.h"
+
+namespace flatstore::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr char kLogId[] = "log";
+
+// Appends `entry` to the log Doc's body and counts it in its rank. Fails when what it
+// read is inconsistent: a closure that ran beside another one on the table, or before
+// the previous one's commit was visible, would see a count that does not match.
+absl::Status appendToLog(TransactionContext& txn, const std::string& entry) {
+  FLATSTORE_ASSIGN_OR_RETURN(auto log, txn.get<Doc>(kLogId));
+  if (log == nullptr) return absl::NotFoundError("the log is missing");
+  int64_t entries = std::count(log->body().begin(), log->body().end(), ';');
+  if (entries != log->rank()) {
+    return absl::DataLossError(
+        absl::StrCat("the log holds ", entries, " entries but counts ", log->rank()));
+  }
+  auto change = DocChangeRequest::changeOf(*log);
+  change.setRank(log->rank() + 1).setBody(absl::StrCat(std::string(log->body()), entry, ";"));
+  return txn.submit(change).status();
+}
+
+// One log entry: "submitter:ticket".
+struct Entry {
+  int submitter;
+  int64_t ticket;
+};
+
+std::vector<Entry> parseLog(std::string_view body) {
+  std::vector<Entry> out;
+  for (absl::string_view item :
+       absl::StrSplit(absl::string_view(body.data(), body.size()), ';', absl::SkipEmpty())) {
+    std::vector<absl::string_view> parts = absl::StrSplit(item, ':');
+    Entry e{-1, -1};
+    if (parts.size() == 2) {
+      EXPECT_TRUE(absl::SimpleAtoi(parts[0], &e.submitter)) << item;
+      EXPECT_TRUE(absl::SimpleAtoi(parts[1], &e.ticket)) << item;
+    } else {
+      ADD_FAILURE() << "bad log entry: " << item;
+    }
+    out.push_back(e);
+  }
+  return out;
+}
+
+class SchedulingTest : public WorkspaceFixture {
+ protected:
+  void SetUp() override {
+    ASSERT_NO_FATAL_FAILURE(WorkspaceFixture::SetUp());
+    ASSERT_OK(ws_->performChangesAndWait<Doc>([](TransactionContext& txn) {
+      auto log = DocChangeRequest::creation();
+      log.setId(kLogId).setRank(0).setBody("");
+      return txn.submit(log).status();
+    }));
+    auto counters = Counters::create(*ws_);
+    ASSERT_OK(counters);
+    counters_ = std::make_unique<Counters>(*counters);
+  }
+
+  // The declarations whose tables include Doc: the log lives there.
+  static int declarationWithDoc(int i) {
+    static constexpr int kWithDoc[] = {1, 3, 4, 7, 8, 9, 10, 11, 12, 13, 14, 16};
+    return kWithDoc[i % (sizeof kWithDoc / sizeof kWithDoc[0])];
+  }
+
+  std::unique_ptr<Counters> counters_;
+};
+
+constexpr Priority kPriorities[] = {Priority::kUserInitiated, Priority::kDefault,
+                                    Priority::kBackground};
+
+TransactionOptions withPriority(Priority priority) {
+  TransactionOptions options;
+  options.priority = priority;
+  return options;
+}
+
+// Many threads submit closures on the Doc table (some also declaring Monster and Event,
+// at every priority), each taking an increasing ticket just before its own submissions. Every
+// submitter's entries must land in its submission order, each exactly once, and the
+// read-modify-write counter must end at exactly the number of closures.
+TEST_F(SchedulingTest, OneTableKeepsEachSubmittersOrderAndLosesNoUpdate) {
+  constexpr int kSubmitters = 8;
+  constexpr int kPerSubmitter = 40;
+  std::atomic<int64_t> next_ticket{0};
+  std::vector<std::vector<TransactionHandle>> handles(kSubmitters);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kSubmitters; ++t) {
+    threads.emplace_back([&, t] {
+      for (int s = 0; s < kPerSubmitter; ++s) {
+        int64_t ticket = next_ticket.fetch_add(1);
+        std::string entry = absl::StrCat(t, ":", ticket);
+        // Priorities vary too: they choose among runnable closures and never reorder a
+        // table's queue.
+        handles[t].push_back(performDeclared(
+            *ws_, declarationWithDoc(t + s),
+            [entry](TransactionContext& txn) { return appendToLog(txn, entry); },
+            withPriority(kPriorities[(t + s) % 3])));
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  std::vector<TransactionHandle> all;
+  for (const auto& hs : handles) all.insert(all.end(), hs.begin(), hs.end());
+  waitAllOrDie(all, "closures on one table");
+
+  for (int t = 0; t < kSubmitters; ++t) {
+    Versionstamp previous;
+    for (int s = 0; s < kPerSubmitter; ++s) {
+      auto r = handles[t][s].wait();
+      ASSERT_OK(r);
+      // Each submitter's closures commit in its order, one per commit.
+      EXPECT_GT(r->versionstamp, previous) << "submitter " << t << " closure " << s;
+      previous = r->versionstamp;
+    }
+  }
+  auto log = ws_->get<Doc>(kLogId);
+  ASSERT_OK(log);
+  ASSERT_NE(*log, nullptr);
+  constexpr int kTotal = kSubmitters * kPerSubmitter;
+  EXPECT_EQ((*log)->rank(), kTotal);
+  std::vector<Entry> entries = parseLog((*log)->body());
+  ASSERT_EQ(entries.size(), static_cast<size_t>(kTotal));
+  std::vector<int64_t> last(kSubmitters, -1);
+  std::vector<int> seen(kTotal, 0);
+  for (size_t i = 0; i < entries.size(); ++i) {
+    const Entry& e = entries[i];
+    ASSERT_GE(e.submitter, 0);
+    ASSERT_LT(e.submitter, kSubmitters);
+    ASSERT_GE(e.ticket, 0);
+    ASSERT_LT(e.ticket, kTotal);
+    EXPECT_GT(e.ticket, last[e.submitter])
+        << "entry " << i << ": submitter " << e.submitter << "'s ticket " << e.ticket
+        << " landed after its ticket " << last[e.submitter];
+    last[e.submitter] = e.ticket;
+    seen[e.ticket] += 1;
+  }
+  for (int ticket = 0; ticket < kTotal; ++ticket) EXPECT_EQ(seen[ticket], 1) << ticket;
+}
+
+// When submission itself is serialized across threads (ticket and submit under one
+// lock), the log must be exactly 0, 1, 2, ... and the commits must follow the tickets.
+TEST_F(SchedulingTest, SerializedSubmissionsCommitInTicketOrder) {
+  constexpr int kSubmitters = 6;
+  constexpr int kPerSubmitter = 30;
+  constexpr int kTotal = kSubmitters * kPerSubmitter;
+  absl::Mutex submit_mu;
+  int64_t next_ticket = 0;
+  std::vector<TransactionHandle> by_ticket;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kSubmitters; ++t) {
+    threads.emplace_back([&, t] {
+      for (int s = 0; s < kPerSubmitter; ++s) {
+        absl::MutexLock lock(&submit_mu);
+        int64_t ticket = next_ticket++;
+        std::string entry = absl::StrCat(t, ":", ticket);
+        by_ticket.push_back(performDeclared(
+            *ws_, declarationWithDoc(t * 7 + s),
+            [entry](TransactionContext& txn) { return appendToLog(txn, entry); },
+            withPriority(kPriorities[s % 3])));
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  waitAllOrDie(by_ticket, "serialized submissions");
+
+  Versionstamp previous;
+  for (int ticket = 0; ticket < kTotal; ++ticket) {
+    auto r = by_ticket[ticket].wait();
+    ASSERT_OK(r);
+    EXPECT_GT(r->versionstamp, previous) << "ticket " << ticket;
+    previous = r->versionstamp;
+  }
+  auto log = ws_->get<Doc>(kLogId);
+  ASSERT_OK(log);
+  ASSERT_NE(*log, nullptr);
+  EXPECT_EQ((*log)->rank(), kTotal);
+  std::vector<Entry> entries = parseLog((*log)->body());
+  ASSERT_EQ(entries.size(), static_cast<size_t>(kTotal));
+  for (int i = 0; i < kTotal; ++i) EXPECT_EQ(entries[i].ticket, i) << "position " << i;
+}
+
+// A closure on Monster and one on Doc must be running at the same time, and the Doc
+// closure must commit while the Monster one still runs. Were disjoint tables serialized,
+// or the writer held up by a running closure, the first closure would wait in vain: the
+// bounded wait turns that into a failed handle instead of a hang.
+TEST_F(SchedulingTest, DisjointTablesRunAndCommitInParallel) {
+  absl::Notification monster_started;
+  absl::Notification doc_started;
+  absl::Notification doc_committed;
+  auto monster = ws_->performChanges<Monster>([&](TransactionContext& txn) -> absl::Status {
+    monster_started.Notify();
+    if (!doc_started.WaitForNotificationWithTimeout(absl::Seconds(10))) {
+      return absl::DeadlineExceededError("the Doc closure did not start beside this one");
+    }
+    if (!doc_committed.WaitForNotificationWithTimeout(absl::Seconds(10))) {
+      return absl::DeadlineExceededError("the Doc closure did not commit while this one ran");
+    }
+    auto m = MonsterChangeRequest::creation();
+    m.setName("parallel").setRealm(1);
+    return txn.submit(m).status();
+  });
+  auto doc = ws_->performChanges<Doc>([&](TransactionContext& txn) -> absl::Status {
+    doc_started.Notify();
+    if (!monster_started.WaitForNotificationWithTimeout(absl::Seconds(10))) {
+      return absl::DeadlineExceededError("the Monster closure did not start beside this one");
+    }
+    auto d = DocChangeRequest::creation();
+    d.setId("parallel");
+    return txn.submit(d).status();
+  });
+  doc.onComplete([&](const absl::StatusOr<TransactionResult>&) { doc_committed.Notify(); });
+
+  auto doc_result = waitOrDie(doc, "the Doc closure");
+  EXPECT_OK(doc_result);
+  auto monster_result = waitOrDie(monster, "the Monster closure");
+  EXPECT_OK(monster_result);
+  ASSERT_TRUE(doc_result.ok() && monster_result.ok());
+  EXPECT_LT(doc_result->versionstamp, monster_result->versionstamp);
+  EXPECT_NE(*ws_->get<Monster>("parallel", 1), nullptr);
+  EXPECT_NE(*ws_->get<Doc>("parallel"), nullptr);
+}
+
+// Waiting is confined to the tables involved: while a Monster closure runs, a closure on
+// Monster+Doc waits for it, a later Doc closure waits behind that one (no overtaking on
+// Doc), and an Event closure runs at once; the Monster closure only finishes once the
+// Event closure has run.
+TEST_F(SchedulingTest, WaitingStaysOnTheTablesInvolved) {
+  absl::Notification event_ran;
+  std::atomic<bool> both_ran{false};
+  auto monster = ws_->performChanges<Monster>([&](TransactionContext&) -> absl::Status {
+    if (!event_ran.WaitForNotificationWithTimeout(absl::Seconds(10))) {
+      return absl::DeadlineExceededError("the Event closure was held up by Monster");
+    }
+    return absl::OkStatus();
+  });
+  auto both = ws_->performChanges<Monster, Doc>([&](TransactionContext& txn) -> absl::Status {
+    if (!event_ran.HasBeenNotified()) {
+      return absl::InternalError("ran while the Monster closure before it was still waiting");
+    }
+    both_ran.store(true);
+    auto d = DocChangeRequest::creation();
+    d.setId("both");
+    return txn.submit(d).status();
+  });
+  auto doc = ws_->performChanges<Doc>([&](TransactionContext& txn) -> absl::Status {
+    if (!both_ran.load()) return absl::InternalError("overtook the Monster+Doc closure on Doc");
+    FLATSTORE_ASSIGN_OR_RETURN(auto d, txn.get<Doc>("both"));
+    if (d == nullptr) return absl::InternalError("does not see the Monster+Doc closure's commit");
+    return absl::OkStatus();
+  });
+  auto event = ws_->performChanges<Event>([&](TransactionContext& txn) -> absl::Status {
+    event_ran.Notify();
+    return absl::OkStatus();
+  });
+  waitAllOrDie({monster, both, doc, event}, "closures on overlapping tables");
+  EXPECT_OK(event.wait());
+  EXPECT_OK(monster.wait());
+  EXPECT_OK(both.wait());
+  EXPECT_OK(doc.wait());
+}
+
+// The converse: closures sharing a table never overlap. Each closure counts itself in an
+// in-flight counter per declared table for its whole run (with reads in between, so an
+// overlap has room to show); the highest count per table must be exactly 1.
+TEST_F(SchedulingTest, ClosuresSharingATableNeverOverlap) {
+  constexpr int kSubmitters = 6;
+  constexpr int kPerSubmitter = 40;
+  const uint64_t seed = baseSeed();
+  SCOPED_TRACE(absl::StrCat("FLATSTORE_SEED=", seed));
+  std::array<std::atomic<int>, 3> in_flight{};
+  std::array<std::atomic<int>, 3> highest{};
+  std::array<std::atomic<int>, 3> declared_by{};
+  auto enter = [&](unsigned tables) {
+    for (int i = 0; i < 3; ++i) {
+      if ((tables & (1u << i)) == 0) continue;
+      int now = in_flight[i].fetch_add(1) + 1;
+      int seen = highest[i].load();
+      while (now > seen && !highest[i].compare_exchange_weak(seen, now)) {
+      }
+    }
+  };
+  auto leave = [&](unsigned tables) {
+    for (int i = 0; i < 3; ++i) {
+      if (tables & (1u << i)) in_flight[i].fetch_sub(1);
+    }
+  };
+  std::vector<std::vector<TransactionHandle>> handles(kSubmitters);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kSubmitters; ++t) {
+    threads.emplace_back([&, t] {
+      std::mt19937_64 rng(seed * 31 + t);
+      for (int s = 0; s < kPerSubmitter; ++s) {
+        int declaration = static_cast<int>(rng() % kDeclarations);
+        unsigned tables = declaredTables(declaration);
+        for (int i = 0; i < 3; ++i) {
+          if (tables & (1u << i)) declared_by[i].fetch_add(1);
+        }
+        handles[t].push_back(performDeclared(*ws_, declaration,
+                                             [&, tables](TransactionContext& txn) -> absl::Status {
+                                               enter(tables);
+                                               absl::Status s = counters_->bump(txn, tables);
+                                               if (s.ok() && (tables & kMonsterBit))
+                                                 s = txn.fetch<Monster>().count().status();
+                                               if (s.ok() && (tables & kDocBit))
+                                                 s = txn.fetch<Doc>().count().status();
+                                               if (s.ok() && (tables & kEventBit))
+                                                 s = txn.fetch<Event>().count().status();
+                                               leave(tables);
+                                               return s;
+                                             }));
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  std::vector<TransactionHandle> all;
+  for (const auto& hs : handles) all.insert(all.end(), hs.begin(), hs.end());
+  waitAllOrDie(all, "closures sharing tables");
+  for (const TransactionHandle& h : all) ASSERT_OK(h.wait());
+
+  const char* names[] = {"Monster", "Doc", "Event"};
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_GT(declared_by[i].load(), 0) << names[i];
+    EXPECT_EQ(highest[i].load(), 1) << "closures overlapped on " << names[i];
+  }
+  auto counts = counters_->read(*ws_);
+  ASSERT_OK(counts);
+  EXPECT_EQ(counts->monster, declared_by[0].load());
+  EXPECT_EQ(counts->doc, declared_by[1].load());
+  EXPECT_EQ(counts->event, declared_by[2].load());
+}
+
+// Closures over random subsets of the three tables, declared in every order (and with
+// repeats), from many threads at once: all must complete within the bounded wait, and
+// every table's counter must count exactly the closures that declared it.
+TEST_F(SchedulingTest, MultiTableClosuresFromManyThreadsNeverDeadlock) {
+  constexpr int kSubmitters = 8;
+  constexpr int kPerSubmitter = 50;
+  const uint64_t seed = baseSeed();
+  SCOPED_TRACE(absl::StrCat("FLATSTORE_SEED=", seed));
+  std::array<std::atomic<int64_t>, 3> expected{};
+  std::vector<std::vector<TransactionHandle>> handles(kSubmitters);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kSubmitters; ++t) {
+    threads.emplace_back([&, t] {
+      std::mt19937_64 rng(seed * 131 + t);
+      for (int s = 0; s < kPerSubmitter; ++s) {
+        int declaration = static_cast<int>(rng() % kDeclarations);
+        unsigned tables = declaredTables(declaration);
+        for (int i = 0; i < 3; ++i) {
+          if (tables & (1u << i)) expected[i].fetch_add(1);
+        }
+        handles[t].push_back(performDeclared(
+            *ws_, declaration,
+            [this, tables](TransactionContext& txn) { return counters_->bump(txn, tables); }));
+        // Now and then a submitter waits for its latest closure, so submissions and
+        // completions interleave instead of all queueing up front.
+        if (rng() % 8 == 0) {
+          (void)waitOrDie(handles[t].back(), "a multi-table closure");
+        }
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  std::vector<TransactionHandle> all;
+  for (const auto& hs : handles) all.insert(all.end(), hs.begin(), hs.end());
+  waitAllOrDie(all, "multi-table closures (deadlock?)");
+  for (size_t i = 0; i < all.size(); ++i) {
+    auto r = all[i].wait();
+    ASSERT_TRUE(r.ok()) << "closure " << i << ": " << r.status();
+  }
+
+  auto counts = counters_->read(*ws_);
+  ASSERT_OK(counts);
+  EXPECT_EQ(counts->monster, expected[0].load());
+  EXPECT_EQ(counts->doc, expected[1].load());
+  EXPECT_EQ(counts->event, expected[2].load());
+}
+
+}  // namespace
+}  // namespace flatstore::testing
