@@ -274,12 +274,8 @@ absl::StatusOr<std::vector<RawRow>> executeKeyLookup(Connection& c, const TableS
   return out;
 }
 
-}  // namespace
-
-absl::StatusOr<std::optional<RawRow>> readRowByRowid(Connection& c, const TableState& t,
-                                                     int64_t rowid) {
-  FLATSTORE_ASSIGN_OR_RETURN(Statement * s, c.cached(t.select_by_rowid_sql, what(t)));
-  s->bindInt(1, rowid);
+// Steps a bound lookup once: the row, if any, verified; the statement is reset.
+absl::StatusOr<std::optional<RawRow>> readOneRow(const TableState& t, Statement* s) {
   absl::StatusOr<bool> row = s->step(what(t));
   std::optional<RawRow> out;
   absl::Status status = row.status();
@@ -296,26 +292,22 @@ absl::StatusOr<std::optional<RawRow>> readRowByRowid(Connection& c, const TableS
   return out;
 }
 
+}  // namespace
+
+absl::StatusOr<std::optional<RawRow>> readRowByRowid(Connection& c, const TableState& t,
+                                                     int64_t rowid) {
+  FLATSTORE_ASSIGN_OR_RETURN(Statement * s, c.cached(t.select_by_rowid_sql, what(t)));
+  s->bindInt(1, rowid);
+  return readOneRow(t, s);
+}
+
 absl::StatusOr<std::optional<RawRow>> readRowByKey(Connection& c, const TableState& t,
                                                    const std::vector<Value>& key) {
   FLATSTORE_ASSIGN_OR_RETURN(Statement * s, c.cached(t.select_by_key_sql, what(t)));
   for (size_t i = 0; i < key.size() && i < t.desc.key_columns.size(); ++i) {
     s->bind(static_cast<int>(i + 1), key[i]);
   }
-  absl::StatusOr<bool> row = s->step(what(t));
-  std::optional<RawRow> out;
-  absl::Status status = row.status();
-  if (row.ok() && *row) {
-    absl::StatusOr<RawRow> r = materialize(t, *s);
-    if (r.ok()) {
-      out = std::move(*r);
-    } else {
-      status = r.status();
-    }
-  }
-  s->reset();
-  if (!status.ok()) return status;
-  return out;
+  return readOneRow(t, s);
 }
 
 // A table created after the reader's snapshot began does not exist in that snapshot:
