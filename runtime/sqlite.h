@@ -93,6 +93,8 @@ class Connection {
   const std::string& path() const { return path_; }
   int64_t lastInsertRowid() const { return sqlite3_last_insert_rowid(db_); }
   int changes() const { return sqlite3_changes(db_); }
+  // True when no transaction is open.
+  bool autocommit() const { return sqlite3_get_autocommit(db_) != 0; }
 
  private:
   Connection(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}

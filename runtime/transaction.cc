@@ -62,6 +62,12 @@ void HandleState::complete(absl::StatusOr<TransactionResult> result) {
 
 absl::StatusOr<TransactionResult> HandleState::wait() {
   absl::MutexLock lock(&mu_);
+  if (!done_ && onWriterThread()) {
+    return absl::FailedPreconditionError(
+        "waiting for a transaction on flatstore's writer thread would deadlock: an "
+        "onComplete callback, or a closure re-run under the write lock, waited for "
+        "another transaction");
+  }
   mu_.Await(absl::Condition(&done_));
   return result_;
 }

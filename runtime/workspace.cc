@@ -346,6 +346,62 @@ void WorkspaceImpl::dropCoalescing(const Txn& txn) {
   if (it != coalescing_.end() && it->second.get() == &txn) coalescing_.erase(it);
 }
 
+namespace {
+
+// What one run of a closure produced.
+struct ClosureRun {
+  absl::Status status;
+  std::vector<EncodedChange> changes;
+  std::function<absl::Status(Connection&)> commit_hook;
+  int64_t bytes = 0;
+};
+
+// Runs `closure` over `db`, which is inside a transaction: a reader's snapshot, or the
+// writer's own write transaction for a run under the write lock.
+ClosureRun runOn(Connection& db, const std::vector<TableState*>& tables,
+                 const std::function<absl::Status(TransactionContext&)>& closure) {
+  ClosureRun run;
+  TransactionState state(&db, tables);
+  TransactionContext context(&state);
+  try {
+    run.status = closure(context);
+  } catch (const std::exception& e) {
+    run.status = absl::AbortedError(absl::StrCat("the closure threw: ", e.what()));
+  } catch (...) {
+    run.status = absl::AbortedError("the closure threw a non-standard exception");
+  }
+  if (run.status.ok() && state.aborted()) run.status = absl::AbortedError("aborted by its closure");
+  if (run.status.ok()) {
+    run.changes = state.takeChanges();
+    run.bytes = state.pendingBytes();
+    run.commit_hook = state.takeCommitHook();
+  }
+  return run;
+}
+
+// The versions of `tables` that the read transaction on `db` sees.
+absl::Status readVersions(Connection& db, const std::vector<TableState*>& tables,
+                          std::vector<std::pair<TableState*, int64_t>>* versions) {
+  for (TableState* t : tables) {
+    FLATSTORE_ASSIGN_OR_RETURN(
+        Statement * s,
+        db.cached("SELECT version FROM flatstore_tables WHERE name = ?", "snapshot"));
+    s->bindText(1, t->desc.table_name);
+    absl::StatusOr<bool> row = s->step("snapshot");
+    int64_t version = row.ok() && *row ? s->columnInt(0) : -1;
+    s->reset();
+    FLATSTORE_RETURN_IF_ERROR(row.status());
+    versions->emplace_back(t, version);
+  }
+  return absl::OkStatus();
+}
+
+// Runs of a transaction that conflicted with other processes before it runs under the
+// write lock, where it cannot conflict.
+constexpr int kOptimisticRuns = 2;
+
+}  // namespace
+
 void WorkspaceImpl::runClosure(Scheduler::Job* job, const std::shared_ptr<Txn>& txn) {
   int attempt = txn->attempts++;
   std::function<absl::Status(TransactionContext&)> closure;
@@ -359,61 +415,48 @@ void WorkspaceImpl::runClosure(Scheduler::Job* job, const std::shared_ptr<Txn>& 
     closure = txn->closure;
   }
   if (attempt == 0) txn->timing.started = absl::Now();
-  absl::Time run_start = absl::Now();
-  std::vector<EncodedChange> changes;
-  std::vector<std::pair<TableState*, int64_t>> versions;
-  std::function<absl::Status(Connection&)> commit_hook;
-  int64_t bytes = 0;
-  absl::Status status;
-  {
-    ReaderPool::Lease snapshot = readers_->checkout();
-    status = inReadTransaction(*snapshot, [&]() -> absl::Status {
-      // The versions this snapshot sees; the writer checks them under the write lock.
-      for (TableState* t : txn->tables) {
-        FLATSTORE_ASSIGN_OR_RETURN(
-            Statement * s,
-            snapshot->cached("SELECT version FROM flatstore_tables WHERE name = ?", "snapshot"));
-        s->bindText(1, t->desc.table_name);
-        absl::StatusOr<bool> row = s->step("snapshot");
-        int64_t version = row.ok() && *row ? s->columnInt(0) : -1;
-        s->reset();
-        FLATSTORE_RETURN_IF_ERROR(row.status());
-        versions.emplace_back(t, version);
-      }
-      TransactionState state(&*snapshot, txn->tables);
-      TransactionContext context(&state);
-      absl::Status result;
-      try {
-        result = closure(context);
-      } catch (const std::exception& e) {
-        result = absl::AbortedError(absl::StrCat("the closure threw: ", e.what()));
-      } catch (...) {
-        result = absl::AbortedError("the closure threw a non-standard exception");
-      }
-      if (result.ok() && state.aborted()) result = absl::AbortedError("aborted by its closure");
-      if (result.ok()) {
-        changes = state.takeChanges();
-        bytes = state.pendingBytes();
-        commit_hook = state.takeCommitHook();
-      }
-      return result;
-    });
-  }
-  txn->timing.run_us += absl::ToInt64Microseconds(absl::Now() - run_start);
-  if (!status.ok() || (changes.empty() && !commit_hook)) {
-    finish(*txn,
-           status.ok() ? absl::StatusOr<TransactionResult>(TransactionResult{})
-                       : absl::StatusOr<TransactionResult>(status),
-           -1);
-    scheduler_->release(job);
-    return;
-  }
   auto request = std::make_unique<CommitRequest>();
-  request->changes = std::move(changes);
-  request->read_versions = std::move(versions);
-  request->apply = std::move(commit_hook);
-  request->bytes = bytes;
   request->priority = txn->priority;
+  if (attempt >= kOptimisticRuns) {
+    // Other processes committed to its tables before each of its earlier runs reached
+    // the write lock. This run happens on the writer thread inside the write
+    // transaction, so its snapshot is the latest state and no other process can change
+    // it before the commit: re-runs cannot starve.
+    request->produce = [txn, closure](Connection& db, CommitRequest& r) -> absl::Status {
+      absl::Time run_start = absl::Now();
+      ClosureRun run = runOn(db, txn->tables, closure);
+      txn->timing.run_us += absl::ToInt64Microseconds(absl::Now() - run_start);
+      FLATSTORE_RETURN_IF_ERROR(run.status);
+      r.changes = std::move(run.changes);
+      r.apply = std::move(run.commit_hook);
+      return absl::OkStatus();
+    };
+  } else {
+    absl::Time run_start = absl::Now();
+    ClosureRun run;
+    {
+      ReaderPool::Lease snapshot = readers_->checkout();
+      absl::Status read = inReadTransaction(*snapshot, [&]() -> absl::Status {
+        // The versions this snapshot sees; the writer checks them under the write lock.
+        FLATSTORE_RETURN_IF_ERROR(readVersions(*snapshot, txn->tables, &request->read_versions));
+        run = runOn(*snapshot, txn->tables, closure);
+        return absl::OkStatus();
+      });
+      if (!read.ok()) run.status = read;
+    }
+    txn->timing.run_us += absl::ToInt64Microseconds(absl::Now() - run_start);
+    if (!run.status.ok() || (run.changes.empty() && !run.commit_hook)) {
+      finish(*txn,
+             run.status.ok() ? absl::StatusOr<TransactionResult>(TransactionResult{})
+                             : absl::StatusOr<TransactionResult>(run.status),
+             -1);
+      scheduler_->release(job);
+      return;
+    }
+    request->changes = std::move(run.changes);
+    request->apply = std::move(run.commit_hook);
+    request->bytes = run.bytes;
+  }
   CommitRequest* raw_request = request.get();
   request->complete = [this, job, txn, attempt,
                        raw_request](absl::StatusOr<TransactionResult> result) {

@@ -68,7 +68,25 @@ void Writer::submit(std::unique_ptr<CommitRequest> request) {
   request->complete(absl::FailedPreconditionError("the workspace is shut down"));
 }
 
+namespace {
+thread_local const Writer* current_writer = nullptr;
+}  // namespace
+
+bool onWriterThread() { return current_writer != nullptr; }
+
 absl::Status Writer::runSync(std::function<absl::Status(Connection&)> fn) {
+  if (current_writer == this) {
+    if (!db_->autocommit()) {
+      return absl::FailedPreconditionError(
+          "a closure running under the write lock cannot create tables or indexes; use "
+          "the tables before, or from outside the closure");
+    }
+    FLATSTORE_RETURN_IF_ERROR(db_->exec("BEGIN IMMEDIATE", "catalog"));
+    absl::Status s = fn(*db_);
+    if (s.ok()) s = db_->exec("COMMIT", "catalog");
+    if (!s.ok()) db_->rollbackQuietly();
+    return s;
+  }
   struct Done {
     absl::Mutex mu;
     bool done ABSL_GUARDED_BY(mu) = false;
@@ -154,6 +172,7 @@ void Writer::maybeCheckpoint() {
 }
 
 void Writer::loop() {
+  current_writer = this;
   while (true) {
     std::vector<std::unique_ptr<CommitRequest>> group;
     bool exiting = false;
@@ -304,6 +323,9 @@ absl::Status Writer::applyWrites(EncodedChange& c, int64_t vs) {
 
 absl::Status Writer::applyRequest(CommitRequest& request, Versionstamp vs,
                                   TransactionResult* result, std::vector<TableState*>* touched) {
+  if (request.produce) {
+    FLATSTORE_RETURN_IF_ERROR(request.produce(*db_, request));
+  }
   for (const auto& [table, version] : request.read_versions) {
     FLATSTORE_ASSIGN_OR_RETURN(
         Statement * s,
@@ -437,7 +459,6 @@ void Writer::commitGroup(std::vector<std::unique_ptr<CommitRequest>>& group) {
   bool lone_failure = false;
   if (group_status.ok()) {
     for (size_t i = 0; i < group.size(); ++i) {
-      // Each request in its own savepoint: a failure rolls back that request alone.
       // Each request in its own savepoint when several share the group; a lone
       // request that fails rolls back the whole transaction instead.
       if (use_savepoints) group_status = db_->exec("SAVEPOINT request", "group commit");

@@ -55,6 +55,10 @@ struct CommitRequest {
   // changed one since, the request fails with a conflict (see isConflict) and is run
   // again on a fresh snapshot.
   std::vector<std::pair<TableState*, int64_t>> read_versions;
+  // When set, produces `changes` and `apply` on the writer thread inside the write
+  // transaction, before they are applied (a closure run under the write lock). An error
+  // fails the request.
+  std::function<absl::Status(Connection&, CommitRequest&)> produce;
   // Extra work inside the request's savepoint (catalog DDL, dictionary writes).
   std::function<absl::Status(Connection&)> apply;
   // Called on the writer thread after the group committed or failed.
@@ -82,6 +86,10 @@ struct WriterOptions {
   absl::Duration lock_timeout = absl::Seconds(30);
 };
 
+// True on a writer thread: in its loop, in closures it runs under the write lock and in
+// the completion callbacks it calls. Waiting for the writer there would deadlock.
+bool onWriterThread();
+
 // A request failed because another process changed a table it read.
 absl::Status conflictError(const TableState& table);
 bool isConflict(const absl::Status& status);
@@ -97,7 +105,10 @@ class Writer {
   // Queues `request`; its `complete` runs later on the writer thread. After stop(),
   // completes it at once with FailedPrecondition.
   void submit(std::unique_ptr<CommitRequest> request);
-  // Runs `fn` in a write transaction of its own on the writer thread and waits.
+  // Runs `fn` in a write transaction of its own on the writer thread and waits. Called
+  // on the writer thread itself (from a completion callback) it runs `fn` at once; from
+  // inside a write transaction there (a closure under the write lock) it fails with
+  // FailedPrecondition.
   absl::Status runSync(std::function<absl::Status(Connection&)> fn);
   // Registers a table whose incomplete indexes the writer back-fills when idle.
   void addBackfill(TableState* table);

@@ -55,7 +55,11 @@ struct WorkspaceOptions {
   // (with Unavailable); it retries with jittered back-off meanwhile.
   absl::Duration lock_timeout = absl::Seconds(30);
   // How often a transaction is run again when another process changed a table it read
-  // before its commit; then it fails with Aborted naming the table.
+  // before its commit; then it fails with Aborted naming the table. The first two runs
+  // read a snapshot on a reader connection and do not hold the write lock; later runs
+  // happen on the writer thread inside the write transaction, where no other process
+  // can commit, so they cannot conflict (they hold up this workspace's other commits
+  // for the closure's duration). 0 fails at the first conflict.
   int max_conflict_retries = 16;
   // Commits whose entries the change log keeps (for changesSince and other processes).
   int64_t change_log_retention = 10000;

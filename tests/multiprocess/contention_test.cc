@@ -131,15 +131,9 @@ void runCounter(const std::string& retries) {
 // re-run, not bad luck.
 TEST(MultiProcess, CounterIncrementedFromManyProcessesEndsExact) { runCounter("1000"); }
 
-// Design section 8 says counters incremented from N processes end exact. With the
-// default bound (16 re-runs) they often do not: a re-run takes its snapshot before its
-// writer waits for the write lock, so a process whose writer sleeps in the busy back-off
-// while the others commit finds the table changed each time it gets the lock. With 8
-// processes a few of the 800 transactions need 17 or more runs and fail with Aborted
-// ("gave up after 17 runs") in most runs. Disabled until re-runs cannot starve (for
-// example a last re-run whose snapshot is taken under the write lock); run it with
-// --gtest_also_run_disabled_tests.
-TEST(MultiProcess, DISABLED_CounterWithDefaultRetryBoundEndsExact) { runCounter("default"); }
+// With the default bound: after two conflicting runs a transaction runs under the
+// write lock, so no re-run is lost however the processes are scheduled.
+TEST(MultiProcess, CounterWithDefaultRetryBoundEndsExact) { runCounter("default"); }
 
 // Parses "won VS" / "lost CODE MESSAGE".
 struct Outcome {

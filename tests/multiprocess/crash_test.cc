@@ -133,7 +133,9 @@ void killOnceAndCheck(const std::string& path, const std::string& sync, Synchron
   if (stats->transactions > 0) {
     ASSERT_NE(*tally, nullptr);
     EXPECT_EQ((*tally)->rank(), stats->transactions);
-    if (committed > 0) EXPECT_EQ((*tally)->size(), base + committed - 1);
+    if (committed > 0) {
+      EXPECT_EQ((*tally)->size(), base + committed - 1);
+    }
   }
   EXPECT_EQ(*(*ws)->fetch<Monster>().count(), 2 * stats->transactions);
   EXPECT_EQ(*(*ws)->fetch<Doc>().count(), 2 * stats->transactions + (*tally != nullptr ? 1 : 0));

@@ -52,10 +52,6 @@ std::string describe(const std::vector<Row>& rows) {
   for (const Row& r : rows) absl::StrAppend(&out, r.id, "@", r.vs.toString(), " ");
   return out;
 }
-std::ostream& operator<<(std::ostream& os, const Row& r) {
-  return os << r.id << "(rowid " << r.rowid << ", vs " << r.vs.toString() << ", score " << r.score
-            << ", rank " << r.rank << ")";
-}
 
 // Records the deliveries of one result subscription and checks each changeset against
 // the result it turns the previous delivery into.

@@ -1,0 +1,162 @@
+// Re-runs after conflicts with another workspace on the same file (standing in for
+// another process: it has its own writer and commits through its own connection), the
+// run under the write lock that ends them, and what code on the writer thread may do.
+#include <optional>
+#include <vector>
+
+#include "absl/synchronization/notification.h"
+#include "flatstore/workspace.h"
+#include "game_flatstore.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/storage/test_util.h"
+
+namespace flatstore::test::game {
+namespace {
+
+using ::flatstore::testing::TempDir;
+using ::testing::HasSubstr;
+
+absl::Status setHp(Workspace& ws, int16_t hp) {
+  return ws
+      .performChangesAndWait<Monster>([hp](TransactionContext& txn) -> absl::Status {
+        auto r = MonsterChangeRequest::upsert();
+        r.setName("orc").setRealm(1).setHp(hp);
+        return txn.submit(r).status();
+      })
+      .status();
+}
+
+class RerunTest : public ::testing::Test {
+ protected:
+  std::unique_ptr<Workspace> open(WorkspaceOptions options = {}) {
+    auto ws = Workspace::open(dir_.file("rerun.db"), options);
+    EXPECT_TRUE(ws.ok()) << ws.status();
+    return ws.ok() ? std::move(*ws) : nullptr;
+  }
+  TempDir dir_;
+};
+
+// Each optimistic run reads the orc, then the other workspace commits to the table
+// before this run reaches the writer: the run conflicts. The third run happens under
+// the write lock: the other workspace cannot commit there (waiting for it on the writer
+// thread fails instead of deadlocking), and the run commits what it read.
+TEST_F(RerunTest, ThirdRunHoldsTheWriteLockAndCannotConflict) {
+  auto ws = open();
+  auto other = open();
+  ASSERT_OK(setHp(*ws, 1));
+  std::vector<int> seen;  // the hp each run read
+  std::vector<absl::Status> interference;
+  auto done = ws->performChangesAndWait<Monster>([&](TransactionContext& txn) -> absl::Status {
+    auto orc = txn.get<Monster>("orc", 1);
+    if (!orc.ok()) return orc.status();
+    seen.push_back((*orc)->hp());
+    interference.push_back(setHp(*other, static_cast<int16_t>(100 + seen.size())));
+    auto r = MonsterChangeRequest::changeOf(**orc);
+    r.setHp(static_cast<int16_t>((*orc)->hp() + 1));
+    return txn.submit(r).status();
+  });
+  ASSERT_OK(done);
+  ASSERT_EQ(seen.size(), 3u);
+  EXPECT_THAT(seen, ::testing::ElementsAre(1, 101, 102));
+  EXPECT_OK(interference[0]);
+  EXPECT_OK(interference[1]);
+  EXPECT_TRUE(absl::IsFailedPrecondition(interference[2])) << interference[2];
+  EXPECT_THAT(interference[2].message(), HasSubstr("deadlock"));
+  auto orc = ws->get<Monster>("orc", 1);
+  ASSERT_OK(orc);
+  EXPECT_EQ((*orc)->hp(), 103);
+  EXPECT_EQ((*orc)->versionstamp(), done->versionstamp);
+}
+
+// max_conflict_retries bounds the runs: with 1, the second conflict fails the
+// transaction with Aborted naming the table, and nothing of it is written.
+TEST_F(RerunTest, RetryBoundFailsWithAbortedNamingTheTable) {
+  WorkspaceOptions options;
+  options.max_conflict_retries = 1;
+  auto ws = open(options);
+  auto other = open();
+  ASSERT_OK(setHp(*ws, 1));
+  int runs = 0;
+  auto done = ws->performChangesAndWait<Monster>([&](TransactionContext& txn) -> absl::Status {
+    runs += 1;
+    FLATSTORE_RETURN_IF_ERROR(setHp(*other, static_cast<int16_t>(10 * runs)));
+    auto r = MonsterChangeRequest::upsert();
+    r.setName("orc").setRealm(1).setHp(-1);
+    return txn.submit(r).status();
+  });
+  EXPECT_EQ(runs, 2);
+  ASSERT_TRUE(absl::IsAborted(done.status())) << done.status();
+  EXPECT_THAT(done.status().message(), HasSubstr("Monster"));
+  auto orc = ws->get<Monster>("orc", 1);
+  ASSERT_OK(orc);
+  EXPECT_EQ((*orc)->hp(), 20);
+}
+
+// An onComplete callback (on the writer thread) may start a transaction on a table the
+// workspace never used: the table is created there and then, without a deadlock.
+TEST_F(RerunTest, CallbackMayStartTransactionOnNewTable) {
+  auto ws = open();
+  absl::Mutex mu;
+  std::optional<TransactionHandle> second;
+  TransactionHandle first = ws->performChanges<Monster>([](TransactionContext& txn) {
+    auto r = MonsterChangeRequest::creation();
+    r.setName("orc").setRealm(1).setHp(5);
+    return txn.submit(r).status();
+  });
+  first.onComplete([&](const absl::StatusOr<TransactionResult>& r) {
+    EXPECT_OK(r);
+    TransactionHandle h = ws->performChanges<Event>([](TransactionContext& txn) {
+      auto e = EventChangeRequest::creation();
+      e.setKind("after-orc");
+      return txn.submit(e).status();
+    });
+    absl::MutexLock lock(&mu);
+    second = h;
+  });
+  ASSERT_OK(first.wait());
+  TransactionHandle h = [&] {
+    absl::MutexLock lock(&mu);
+    mu.Await(absl::Condition(
+        +[](std::optional<TransactionHandle>* s) { return s->has_value(); }, &second));
+    return *second;
+  }();
+  auto r = h.wait();
+  ASSERT_OK(r);
+  EXPECT_EQ(r->inserted, 1);
+  EXPECT_EQ(*ws->fetch<Event>().count(), 1);
+}
+
+// Waiting for an unfinished transaction in an onComplete callback would stop the writer
+// for good; it fails with FailedPrecondition instead.
+TEST_F(RerunTest, WaitingInCallbackIsFailedPrecondition) {
+  auto ws = open();
+  ASSERT_OK(setHp(*ws, 1));
+  absl::Notification checked;
+  absl::Status waited;
+  TransactionHandle first =
+      ws->performChanges<Monster>([](TransactionContext&) { return absl::OkStatus(); });
+  // A transaction that writes, so its completion runs on the writer thread.
+  TransactionHandle writing = ws->performChanges<Monster>([](TransactionContext& txn) {
+    auto r = MonsterChangeRequest::upsert();
+    r.setName("orc").setRealm(1).setHp(2);
+    return txn.submit(r).status();
+  });
+  writing.onComplete([&](const absl::StatusOr<TransactionResult>&) {
+    TransactionHandle later = ws->performChanges<Monster>([](TransactionContext& txn) {
+      auto r = MonsterChangeRequest::upsert();
+      r.setName("orc").setRealm(1).setHp(3);
+      return txn.submit(r).status();
+    });
+    waited = later.wait().status();
+    checked.Notify();
+  });
+  ASSERT_OK(first.wait());
+  checked.WaitForNotification();
+  EXPECT_TRUE(absl::IsFailedPrecondition(waited)) << waited;
+  EXPECT_THAT(waited.message(), HasSubstr("deadlock"));
+  EXPECT_OK(ws->shutdown());
+}
+
+}  // namespace
+}  // namespace flatstore::test::game
