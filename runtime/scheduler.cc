@@ -72,7 +72,14 @@ void Scheduler::release(Job* job) {
   pending_.erase(job);
 }
 
+namespace {
+thread_local bool worker_thread = false;
+}  // namespace
+
+bool Scheduler::onWorkerThread() { return worker_thread; }
+
 void Scheduler::workerLoop() {
+  worker_thread = true;
   while (true) {
     Job* job = nullptr;
     {

@@ -46,6 +46,9 @@ class Scheduler {
   // workers. Idempotent.
   void stop();
 
+  // True on a worker thread of any scheduler (inside a closure).
+  static bool onWorkerThread();
+
  private:
   void workerLoop();
   bool headsAllQueues(const Job* job) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -221,9 +221,18 @@ absl::StatusOr<std::unique_ptr<WorkspaceImpl>> WorkspaceImpl::open(
 WorkspaceImpl::~WorkspaceImpl() { shutdown().IgnoreError(); }
 
 absl::Status WorkspaceImpl::shutdown() {
+  if (Scheduler::onWorkerThread() || onWriterThread()) {
+    return absl::FailedPreconditionError(
+        "shutdown() inside a closure or an onComplete callback would wait for itself; call "
+        "it from another thread");
+  }
   {
     absl::MutexLock lock(&mu_);
-    if (shut_down_) return absl::OkStatus();
+    if (shut_down_) {
+      // Another call is shutting down: return when it is done, as it does.
+      mu_.Await(absl::Condition(&shutdown_finished_));
+      return absl::OkStatus();
+    }
     shut_down_ = true;
   }
   // Order matters: closures still queued need the writer to commit and release them.
@@ -233,6 +242,8 @@ absl::Status WorkspaceImpl::shutdown() {
   // Then observers: no callback runs after the workspace is gone.
   if (hub_ != nullptr) hub_->stop();
   if (notifications_ != nullptr) notifications_->stop();
+  absl::MutexLock lock(&mu_);
+  shutdown_finished_ = true;
   return absl::OkStatus();
 }
 

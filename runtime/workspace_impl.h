@@ -222,6 +222,7 @@ class WorkspaceImpl : public QuerySource {
   absl::Mutex mu_;
   std::map<std::string, std::unique_ptr<TableState>> tables_ ABSL_GUARDED_BY(mu_);
   bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
+  bool shutdown_finished_ ABSL_GUARDED_BY(mu_) = false;
   // The last commit sequence the watcher has looked at (any process).
   uint64_t watched_sequence_ ABSL_GUARDED_BY(mu_) = 0;
   std::thread watcher_;

@@ -329,12 +329,9 @@ TEST_F(ShutdownTest, DestroyingRightAfterABurstCommitsEverything) {
             static_cast<size_t>(kSubmitters * kPerSubmitter));
 }
 
-// DISABLED: fails today (see the concurrency report). Two shutdown() calls overlap while
-// a closure runs: whichever call comes second finds the workspace already shutting down
-// and returns OK at once, before the running closure is done, although shutdown()
-// promises to wait for every submitted transaction. Both calls must return only after
-// the closure completed.
-TEST_F(ShutdownTest, DISABLED_OverlappingShutdownCallsBothWaitForRunningClosures) {
+// Two shutdown() calls overlap while a closure runs: both return only after the closure
+// completed, as shutdown() promises (the second call waits for the first).
+TEST_F(ShutdownTest, OverlappingShutdownCallsBothWaitForRunningClosures) {
   Gate gate;
   auto running = ws_->performChanges<Monster>([&](TransactionContext& txn) -> absl::Status {
     FLATSTORE_RETURN_IF_ERROR(gate.pass());

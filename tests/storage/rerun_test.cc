@@ -132,12 +132,12 @@ TEST_F(RerunTest, CallbackMayStartTransactionOnNewTable) {
 TEST_F(RerunTest, WaitingInCallbackIsFailedPrecondition) {
   auto ws = open();
   ASSERT_OK(setHp(*ws, 1));
-  absl::Notification checked;
+  absl::Notification registered, checked;
   absl::Status waited;
-  TransactionHandle first =
-      ws->performChanges<Monster>([](TransactionContext&) { return absl::OkStatus(); });
-  // A transaction that writes, so its completion runs on the writer thread.
-  TransactionHandle writing = ws->performChanges<Monster>([](TransactionContext& txn) {
+  // A transaction that writes, so its completion runs on the writer thread; it waits
+  // until the callback is registered.
+  TransactionHandle writing = ws->performChanges<Monster>([&](TransactionContext& txn) {
+    registered.WaitForNotification();
     auto r = MonsterChangeRequest::upsert();
     r.setName("orc").setRealm(1).setHp(2);
     return txn.submit(r).status();
@@ -151,10 +151,37 @@ TEST_F(RerunTest, WaitingInCallbackIsFailedPrecondition) {
     waited = later.wait().status();
     checked.Notify();
   });
-  ASSERT_OK(first.wait());
+  registered.Notify();
   checked.WaitForNotification();
   EXPECT_TRUE(absl::IsFailedPrecondition(waited)) << waited;
   EXPECT_THAT(waited.message(), HasSubstr("deadlock"));
+  EXPECT_OK(ws->shutdown());
+}
+
+// shutdown() inside a closure or a callback would wait for itself: FailedPrecondition,
+// and the workspace keeps working.
+TEST_F(RerunTest, ShutdownInsideClosureOrCallbackIsFailedPrecondition) {
+  auto ws = open();
+  absl::Status in_closure, in_callback;
+  absl::Notification registered, called;
+  TransactionHandle h = ws->performChanges<Monster>([&](TransactionContext& txn) {
+    // So that the callback is registered before the commit and runs on the writer.
+    registered.WaitForNotification();
+    in_closure = ws->shutdown();
+    auto r = MonsterChangeRequest::creation();
+    r.setName("orc").setRealm(1).setHp(5);
+    return txn.submit(r).status();
+  });
+  h.onComplete([&](const absl::StatusOr<TransactionResult>&) {
+    in_callback = ws->shutdown();
+    called.Notify();
+  });
+  registered.Notify();
+  ASSERT_OK(h.wait());
+  called.WaitForNotification();
+  EXPECT_TRUE(absl::IsFailedPrecondition(in_closure)) << in_closure;
+  EXPECT_TRUE(absl::IsFailedPrecondition(in_callback)) << in_callback;
+  EXPECT_OK(setHp(*ws, 7));
   EXPECT_OK(ws->shutdown());
 }
 
