@@ -4,7 +4,7 @@
 
 namespace flatstore::internal {
 
-Scheduler::Scheduler(int threads) {
+Scheduler::Scheduler(int threads) : slots_(threads) {
   for (int i = 0; i < threads; ++i) workers_.emplace_back([this] { workerLoop(); });
 }
 
@@ -41,14 +41,19 @@ bool Scheduler::headsAllQueues(const Job* job) const {
   return true;
 }
 
-absl::Status Scheduler::submit(std::shared_ptr<Job> job) {
+absl::StatusOr<bool> Scheduler::submit(std::shared_ptr<Job> job, bool caller_may_run) {
   absl::MutexLock lock(&mu_);
   if (stopping_) return absl::FailedPreconditionError("the workspace is shut down");
   Job* raw = job.get();
   pending_.emplace(raw, std::move(job));
   for (const std::string& t : raw->tables) queues_[t].push_back(raw);
-  if (headsAllQueues(raw)) makeRunnable(raw);
-  return absl::OkStatus();
+  if (!headsAllQueues(raw)) return false;
+  if (caller_may_run && running_ < slots_) {
+    running_ += 1;
+    return true;
+  }
+  makeRunnable(raw);
+  return false;
 }
 
 void Scheduler::rerun(Job* job) {
@@ -78,6 +83,15 @@ thread_local bool worker_thread = false;
 
 bool Scheduler::onWorkerThread() { return worker_thread; }
 
+void Scheduler::runHere(Job* job) {
+  bool was_worker = worker_thread;
+  worker_thread = true;  // the same rules as inside a worker apply
+  job->run(job);
+  worker_thread = was_worker;
+  absl::MutexLock lock(&mu_);
+  running_ -= 1;
+}
+
 void Scheduler::workerLoop() {
   worker_thread = true;
   while (true) {
@@ -85,13 +99,17 @@ void Scheduler::workerLoop() {
     {
       absl::MutexLock lock(&mu_);
       mu_.Await(absl::Condition(
-          +[](Scheduler* s)
-               ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu_) { return s->anyRunnable() || s->exiting_; },
+          +[](Scheduler* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu_) {
+            return (s->anyRunnable() && s->running_ < s->slots_) || s->exiting_;
+          },
           this));
-      if (!anyRunnable()) return;
+      if (exiting_ && !anyRunnable()) return;
       job = takeRunnable();
+      running_ += 1;
     }
     job->run(job);
+    absl::MutexLock lock(&mu_);
+    running_ -= 1;
   }
 }
 

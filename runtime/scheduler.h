@@ -21,6 +21,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 
 namespace flatstore::internal {
@@ -33,11 +34,18 @@ class Scheduler {
     int priority = 1;                 // 0 user-initiated, 1 default, 2 background
   };
 
+  // `threads` workers; at most that many jobs run at a time (workers and callers
+  // running their own jobs together).
   explicit Scheduler(int threads);
   ~Scheduler();
 
-  // Enqueues `job`. FailedPrecondition after stop().
-  absl::Status submit(std::shared_ptr<Job> job);
+  // Enqueues `job`. FailedPrecondition after stop(). With `caller_may_run`, when the
+  // job can run at once and a closure slot is free, takes the slot and returns true:
+  // the caller must then call runHere(job) (a blocked caller runs its own closure,
+  // saving two thread hand-offs).
+  absl::StatusOr<bool> submit(std::shared_ptr<Job> job, bool caller_may_run = false);
+  // Runs `job` on the calling thread in the slot submit() took for it.
+  void runHere(Job* job);
   // Runs `job` again (it keeps its place at the head of its queues).
   void rerun(Job* job);
   // Removes `job` from its queues; the jobs behind it may become runnable.
@@ -62,6 +70,8 @@ class Scheduler {
   bool anyRunnable() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   Job* takeRunnable() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void makeRunnable(Job* job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  const int slots_;
+  int running_ ABSL_GUARDED_BY(mu_) = 0;  // jobs running now, on workers or callers
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool exiting_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::thread> workers_;

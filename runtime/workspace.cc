@@ -275,7 +275,7 @@ absl::StatusOr<TableState*> WorkspaceImpl::table(const TableDescription& d) {
 TransactionHandle WorkspaceImpl::performChanges(
     std::vector<const TableDescription*> descriptions,
     std::function<absl::Status(TransactionContext&)> closure, TransactionOptions options,
-    bool internal_continuation) {
+    bool internal_continuation, bool caller_waits) {
   auto txn = std::make_shared<Txn>();
   auto handle = std::make_shared<HandleState>();
   txn->handles.push_back(handle);
@@ -325,10 +325,16 @@ TransactionHandle WorkspaceImpl::performChanges(
   std::sort(job->tables.begin(), job->tables.end());
   job->priority = txn->priority;
   job->run = [this, txn](Scheduler::Job* self) { runClosure(self, txn); };
-  absl::Status s = scheduler_->submit(std::move(job));
-  if (!s.ok()) {
+  Scheduler::Job* raw_job = job.get();
+  // A caller that is going to wait anyway may run the closure itself; not on the writer
+  // thread, and not inside another closure, whose slot it would need twice.
+  bool may_run_here = caller_waits && !onWriterThread() && !Scheduler::onWorkerThread();
+  absl::StatusOr<bool> run_here = scheduler_->submit(std::move(job), may_run_here);
+  if (!run_here.ok()) {
     dropCoalescing(*txn);
-    finish(*txn, s, -1);
+    finish(*txn, run_here.status(), -1);
+  } else if (*run_here) {
+    scheduler_->runHere(raw_job);
   }
   return TransactionHandle(handle);
 }
@@ -481,8 +487,12 @@ void WorkspaceImpl::runClosure(Scheduler::Job* job, const std::shared_ptr<Txn>& 
       result = absl::AbortedError(
           absl::StrCat(result.status().message(), " (gave up after ", attempt + 1, " runs)"));
     }
-    finish(*txn, std::move(result), raw_request->lock_hold_us);
+    // The commit is done, so the next closure on these tables sees it: release them
+    // first, so that a caller woken by the handle finds them free and may run its next
+    // closure itself (shutdown() still waits for this: the writer completes the handle
+    // before it stops).
     scheduler_->release(job);
+    finish(*txn, std::move(result), raw_request->lock_hold_us);
   };
   writer_->submit(std::move(request));
 }
@@ -831,8 +841,10 @@ Workspace::~Workspace() = default;
 
 TransactionHandle Workspace::performChangesErased(
     std::vector<const TableDescription*> tables,
-    std::function<absl::Status(TransactionContext&)> closure, TransactionOptions options) {
-  return impl_->performChanges(std::move(tables), std::move(closure), std::move(options));
+    std::function<absl::Status(TransactionContext&)> closure, TransactionOptions options,
+    bool caller_waits) {
+  return impl_->performChanges(std::move(tables), std::move(closure), std::move(options),
+                               /*internal_continuation=*/false, caller_waits);
 }
 
 internal::QuerySource* Workspace::querySource() { return impl_.get(); }

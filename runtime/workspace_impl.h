@@ -141,9 +141,12 @@ class WorkspaceImpl : public QuerySource {
 
   // `internal_continuation`: a follow-up the runtime submits from a completion (the
   // next chunk); it skips admission, which could otherwise wait on the writer thread.
+  // `caller_waits`: the caller waits for the handle next, so it may run the closure
+  // itself (see Scheduler::submit).
   TransactionHandle performChanges(std::vector<const TableDescription*> tables,
                                    std::function<absl::Status(TransactionContext&)> closure,
-                                   TransactionOptions options, bool internal_continuation = false);
+                                   TransactionOptions options, bool internal_continuation = false,
+                                   bool caller_waits = false);
   TransactionHandle performChunked(
       std::vector<const TableDescription*> tables, std::string name,
       std::function<absl::StatusOr<bool>(TransactionContext&, std::string&)> chunk,

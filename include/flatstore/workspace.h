@@ -142,11 +142,18 @@ class Workspace {
                                 std::move(chunk), std::move(options));
   }
 
-  // performChanges and wait: the result of the transaction.
+  // performChanges and wait: the result of the transaction. When the tables are free
+  // and a worker slot is idle, the closure runs on the calling thread (which would only
+  // wait otherwise); the rules are the same as on a worker.
   template <class... Ts, class Fn>
   absl::StatusOr<TransactionResult> performChangesAndWait(Fn&& closure,
                                                           TransactionOptions options = {}) {
-    return performChanges<Ts...>(std::forward<Fn>(closure), std::move(options)).wait();
+    static_assert(sizeof...(Ts) > 0, "performChangesAndWait<Ts...> names the tables it touches");
+    return performChangesErased(
+               {&EntityTraits<Ts>::description()...},
+               std::function<absl::Status(TransactionContext&)>(std::forward<Fn>(closure)),
+               std::move(options), /*caller_waits=*/true)
+        .wait();
   }
 
   // A query over T, run in its own read transaction on a pooled reader connection.
@@ -269,7 +276,7 @@ class Workspace {
   explicit Workspace(std::unique_ptr<internal::WorkspaceImpl> impl);
   TransactionHandle performChangesErased(std::vector<const TableDescription*> tables,
                                          std::function<absl::Status(TransactionContext&)> closure,
-                                         TransactionOptions options);
+                                         TransactionOptions options, bool caller_waits = false);
   internal::QuerySource* querySource();
   TransactionHandle performChunkedErased(
       std::vector<const TableDescription*> tables, std::string name,

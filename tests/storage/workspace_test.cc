@@ -5,6 +5,7 @@
 #include <sqlite3.h>
 
 #include <fstream>
+#include <thread>
 
 #include "game_flatstore.h"
 #include "gmock/gmock.h"
@@ -216,6 +217,28 @@ TEST_F(WorkspaceTest, ShutdownCompletesPendingWorkAndRefusesNew) {
   auto reopened = Workspace::open(dir_.file("test.db"));
   ASSERT_OK(reopened);
   EXPECT_EQ(*(*reopened)->fetch<Monster>().count(), 50);
+}
+
+// performChangesAndWait on free tables runs the closure on the calling thread (which
+// would only wait otherwise); performChanges hands it to a worker. Either way the rules
+// inside are the same: shutdown() there is FailedPrecondition.
+TEST_F(WorkspaceTest, WaitingCallerRunsItsOwnClosureWhenTablesAreFree) {
+  std::thread::id ran_on;
+  absl::Status shutdown_inside;
+  ASSERT_OK(ws_->performChangesAndWait<Monster>([&](TransactionContext& txn) {
+    ran_on = std::this_thread::get_id();
+    shutdown_inside = ws_->shutdown();
+    return create(txn, "orc", 1, 30).status();
+  }));
+  EXPECT_EQ(ran_on, std::this_thread::get_id());
+  EXPECT_TRUE(absl::IsFailedPrecondition(shutdown_inside)) << shutdown_inside;
+  auto handle = ws_->performChanges<Monster>([&](TransactionContext& txn) {
+    ran_on = std::this_thread::get_id();
+    return create(txn, "troll", 1, 120).status();
+  });
+  ASSERT_OK(handle.wait());
+  EXPECT_NE(ran_on, std::this_thread::get_id());
+  EXPECT_EQ(*ws_->fetch<Monster>().count(), 2);
 }
 
 TEST(WorkspaceOpen, ClearErrorsAndUntouchedFiles) {
