@@ -164,6 +164,13 @@ struct TransactionOptions {
   // setting): a queued transaction with the same key that has not started yet is
   // replaced by this one, and both handles complete with this one's result.
   std::string coalescing_key;
+
+  // The defaults with priority `p`.
+  static TransactionOptions withPriority(Priority p) {
+    TransactionOptions o;
+    o.priority = p;
+    return o;
+  }
 };
 
 }  // namespace flatstore

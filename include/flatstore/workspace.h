@@ -136,7 +136,7 @@ class Workspace {
   TransactionHandle performChunked(
       std::string name,
       std::function<absl::StatusOr<bool>(TransactionContext&, std::string& cursor)> chunk,
-      TransactionOptions options = {.priority = Priority::kBackground}) {
+      TransactionOptions options = TransactionOptions::withPriority(Priority::kBackground)) {
     static_assert(sizeof...(Ts) > 0, "performChunked<Ts...> names the tables it touches");
     return performChunkedErased({&EntityTraits<Ts>::description()...}, std::move(name),
                                 std::move(chunk), std::move(options));

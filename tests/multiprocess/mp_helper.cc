@@ -12,6 +12,9 @@
 //   mp_helper crash PATH BASE full|normal ACKFILE
 //       Commits transactions with sequence numbers BASE, BASE+1, ... until killed; after
 //       each successful one appends its number to ACKFILE and fsyncs it.
+//   mp_helper chunked PATH
+//       Runs (or resumes) the chunked import of chunked_import.h, says "ready" once the
+//       file is open, and "done" when the import finished (usually it is killed first).
 //
 // Every mode arms alarm(), so a helper that hangs dies instead of outliving its test.
 #include <fcntl.h>
@@ -31,6 +34,7 @@
 #include "docs_flatstore.h"
 #include "flatstore/workspace.h"
 #include "game_flatstore.h"
+#include "tests/multiprocess/chunked_import.h"
 
 namespace {
 
@@ -307,6 +311,16 @@ int crash(const std::string& path, int64_t base, const std::string& sync, const 
   return 0;
 }
 
+int chunked(const std::string& path) {
+  auto ws = openOrDie(path, {});
+  say("ready");
+  auto r = ws->performChunked<Doc>(flatstore::testing::kImportName, flatstore::testing::importChunk)
+               .wait();
+  if (!r.ok()) die(absl::StrCat("import: ", r.status().ToString()));
+  say("done");
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -317,8 +331,9 @@ int main(int argc, char** argv) {
   }
   if (a.size() == 3 && a[0] == "serve") return serve(a[1], toInt(a[2]));
   if (a.size() == 5 && a[0] == "crash") return crash(a[1], toInt(a[2]), a[3], a[4]);
+  if (a.size() == 2 && a[0] == "chunked") return chunked(a[1]);
   std::fprintf(stderr,
                "usage: mp_helper counter PATH M OUT RETRIES | serve PATH RETENTION |"
-               " crash PATH BASE full|normal ACKFILE\n");
+               " crash PATH BASE full|normal ACKFILE | chunked PATH\n");
   return 2;
 }
