@@ -54,9 +54,11 @@ debian_src_sources() {
   local codename uri suite component
   # shellcheck source=/dev/null # the machine's, not the project's
   codename=$(. /etc/os-release && echo "$VERSION_CODENAME")
+  # --no-release-info: without it apt lists only the archives whose index it has
+  # downloaded, none on a machine whose package lists were cleaned.
   # shellcheck disable=SC2016 # $(NAME) is apt's placeholder, not the shell's
-  apt-get indextargets --format '$(REPO_URI) $(RELEASE) $(COMPONENT)' 'Target-Of: deb' |
-    sort -u |
+  apt-get indextargets --no-release-info --format '$(REPO_URI) $(RELEASE) $(COMPONENT)' \
+    'Target-Of: deb' | sort -u |
     while read -r uri suite component; do
       [[ "$component" == main ]] || continue
       [[ "$suite" == "$codename" || "$suite" == "$codename"-* ]] || continue
