@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(
-  build-essential cmake g++ clang clang-format git
+  build-essential cmake g++ clang clang-format git dpkg-dev
   libsqlite3-dev sqlite3 libflatbuffers-dev flatbuffers-compiler libabsl-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   liblmdb-dev libsqlitecpp-dev gnuplot-nox  # for the benchmarks
