@@ -55,36 +55,64 @@ std::vector<size_t> longestIncreasing(const std::vector<size_t>& seq) {
 
 Changeset diffResults(const std::vector<EntityPtr>& before, const std::vector<EntityPtr>& after) {
   Changeset cs;
-  std::unordered_map<int64_t, size_t> old_index;
-  old_index.reserve(before.size());
-  for (size_t i = 0; i < before.size(); ++i) old_index.emplace(before[i]->rowid(), i);
-  // For objects in both results, in new order: their old positions.
+  auto compareVersions = [&](size_t i, size_t j) {
+    const EntityPtr& o = before[i];
+    const EntityPtr& n = after[j];
+    if (o != n && o->versionstamp() != n->versionstamp()) cs.updated.push_back(j);
+  };
+  // Objects at the same place from either end stay where they are: they belong to every
+  // longest run of kept objects, and only the middle needs matching.
+  size_t common = std::min(before.size(), after.size());
+  size_t head = 0;
+  while (head < common && before[head]->rowid() == after[head]->rowid()) ++head;
+  size_t tail = 0;
+  while (tail < common - head &&
+         before[before.size() - 1 - tail]->rowid() == after[after.size() - 1 - tail]->rowid()) {
+    ++tail;
+  }
+  for (size_t i = 0; i < head; ++i) compareVersions(i, i);
+  const size_t old_end = before.size() - tail;
+  const size_t new_end = after.size() - tail;
+
+  // The middle: for objects in both, in new order, their old positions.
+  RowidIndex old_index(old_end - head);
+  for (size_t i = head; i < old_end; ++i) old_index.assign(before[i]->rowid(), i);
   std::vector<size_t> new_pos;
   std::vector<size_t> old_pos;
-  for (size_t j = 0; j < after.size(); ++j) {
-    auto it = old_index.find(after[j]->rowid());
-    if (it != old_index.end()) {
+  new_pos.reserve(new_end - head);
+  old_pos.reserve(new_end - head);
+  for (size_t j = head; j < new_end; ++j) {
+    size_t i = old_index.find(after[j]->rowid());
+    if (i != RowidIndex::kAbsent) {
       new_pos.push_back(j);
-      old_pos.push_back(it->second);
+      old_pos.push_back(i);
     }
   }
   // Objects whose relative order is kept stay; the others moved (delete + insert).
-  std::vector<bool> old_kept(before.size(), false);
-  std::vector<bool> new_kept(after.size(), false);
-  for (size_t k : longestIncreasing(old_pos)) {
-    old_kept[old_pos[k]] = true;
-    new_kept[new_pos[k]] = true;
-    const EntityPtr& o = before[old_pos[k]];
-    const EntityPtr& n = after[new_pos[k]];
-    if (o != n && o->versionstamp() != n->versionstamp()) cs.updated.push_back(new_pos[k]);
+  // Usually none moved: then the longest increasing run is all of them.
+  std::vector<uint8_t> old_kept(old_end - head, 0);
+  std::vector<uint8_t> new_kept(new_end - head, 0);
+  auto keep = [&](size_t k) {
+    old_kept[old_pos[k] - head] = 1;
+    new_kept[new_pos[k] - head] = 1;
+    compareVersions(old_pos[k], new_pos[k]);
+  };
+  if (std::is_sorted(old_pos.begin(), old_pos.end())) {
+    for (size_t k = 0; k < old_pos.size(); ++k) keep(k);
+  } else {
+    for (size_t k : longestIncreasing(old_pos)) keep(k);
   }
-  for (size_t i = 0; i < before.size(); ++i) {
-    if (!old_kept[i]) cs.deleted.push_back(i);
+  for (size_t i = head; i < old_end; ++i) {
+    if (old_kept[i - head] == 0) cs.deleted.push_back(i);
   }
-  for (size_t j = 0; j < after.size(); ++j) {
-    if (!new_kept[j]) cs.inserted.push_back(j);
+  for (size_t j = head; j < new_end; ++j) {
+    if (new_kept[j - head] == 0) cs.inserted.push_back(j);
   }
-  std::sort(cs.updated.begin(), cs.updated.end());
+  for (size_t t = 0; t < tail; ++t) compareVersions(old_end + t, new_end + t);
+  // Found in new order already, unless longestIncreasing() gave its run otherwise.
+  if (!std::is_sorted(cs.updated.begin(), cs.updated.end())) {
+    std::sort(cs.updated.begin(), cs.updated.end());
+  }
   return cs;
 }
 

@@ -55,6 +55,41 @@ struct CommitEvent {
 // rowid; an object in both whose relative order changed is deleted and inserted).
 Changeset diffResults(const std::vector<EntityPtr>& before, const std::vector<EntityPtr>& after);
 
+// Positions by rowid: open addressing in one array, no allocation per entry. Sized for
+// a known number of entries.
+class RowidIndex {
+ public:
+  static constexpr size_t kAbsent = SIZE_MAX;
+
+  explicit RowidIndex(size_t n) {
+    size_t slots = 4;
+    while (slots < 2 * n) slots <<= 1;
+    mask_ = slots - 1;
+    slots_.assign(slots, {0, kAbsent});
+  }
+  // Sets the position of `rowid`. REQUIRES: at most n distinct rowids in all.
+  void assign(int64_t rowid, size_t position) {
+    size_t i = start(rowid);
+    while (slots_[i].second != kAbsent && slots_[i].first != rowid) i = (i + 1) & mask_;
+    slots_[i] = {rowid, position};
+  }
+  // The position of `rowid`, or kAbsent.
+  size_t find(int64_t rowid) const {
+    for (size_t i = start(rowid);; i = (i + 1) & mask_) {
+      if (slots_[i].second == kAbsent || slots_[i].first == rowid) return slots_[i].second;
+    }
+  }
+
+ private:
+  size_t start(int64_t rowid) const {
+    // Fibonacci hashing: rowids are often consecutive.
+    return static_cast<size_t>((static_cast<uint64_t>(rowid) * 0x9E3779B97F4A7C15u) >> 32) & mask_;
+  }
+
+  size_t mask_ = 0;
+  std::vector<std::pair<int64_t, size_t>> slots_;
+};
+
 class ObserverHub;
 
 // One subscription: its query state (hub thread only) and its delivery state.
