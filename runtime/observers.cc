@@ -1,6 +1,7 @@
 #include "runtime/observers.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "flatstore/query.h"
 
@@ -8,16 +9,46 @@ namespace flatstore {
 namespace internal {
 namespace {
 
-// Orders entities as the query does: its sort keys, then rowid.
+// Where an object sorts in a query's order: its values of the order fields, then its
+// rowid.
+struct SortKey {
+  std::vector<Value> values;
+  int64_t rowid = 0;
+};
+
+// Orders objects as the query does: its sort keys, then rowid. Keys read once are
+// compared without reading the objects again.
 class RowOrder {
  public:
   explicit RowOrder(const QuerySpec& spec) : spec_(spec) {}
-  bool operator()(const EntityPtr& a, const EntityPtr& b) const {
-    for (const auto& [field, descending] : spec_.order) {
-      auto c = sortOrder(field->read(a->data()), field->read(b->data()));
-      if (c != 0) return descending ? c > 0 : c < 0;
+
+  SortKey key(const EntityBase& e) const {
+    SortKey k;
+    k.values.reserve(spec_.order.size());
+    for (const auto& o : spec_.order) k.values.push_back(o.first->read(e.data()));
+    k.rowid = e.rowid();
+    return k;
+  }
+  bool operator()(const SortKey& a, const SortKey& b) const {
+    for (size_t i = 0; i < spec_.order.size(); ++i) {
+      std::strong_ordering c = sortOrder(a.values[i], b.values[i]);
+      if (c != 0) return spec_.order[i].second ? c > 0 : c < 0;
     }
-    return a->rowid() < b->rowid();
+    return a.rowid < b.rowid;
+  }
+  bool operator()(const SortKey& a, const EntityBase& b) const {
+    for (size_t i = 0; i < spec_.order.size(); ++i) {
+      std::strong_ordering c = sortOrder(a.values[i], spec_.order[i].first->read(b.data()));
+      if (c != 0) return spec_.order[i].second ? c > 0 : c < 0;
+    }
+    return a.rowid < b.rowid();
+  }
+  // Two versions of one object sort alike: equal values of every order field.
+  bool sameValues(const EntityBase& a, const EntityBase& b) const {
+    for (const auto& o : spec_.order) {
+      if (sortOrder(o.first->read(a.data()), o.first->read(b.data())) != 0) return false;
+    }
+    return true;
   }
 
  private:
@@ -55,37 +86,250 @@ std::vector<size_t> longestIncreasing(const std::vector<size_t>& seq) {
 
 Changeset diffResults(const std::vector<EntityPtr>& before, const std::vector<EntityPtr>& after) {
   Changeset cs;
-  std::unordered_map<int64_t, size_t> old_index;
-  old_index.reserve(before.size());
-  for (size_t i = 0; i < before.size(); ++i) old_index.emplace(before[i]->rowid(), i);
-  // For objects in both results, in new order: their old positions.
+  auto compareVersions = [&](size_t i, size_t j) {
+    const EntityPtr& o = before[i];
+    const EntityPtr& n = after[j];
+    if (o != n && o->versionstamp() != n->versionstamp()) cs.updated.push_back(j);
+  };
+  // Objects at the same place from either end stay where they are: they belong to every
+  // longest run of kept objects, and only the middle needs matching.
+  size_t common = std::min(before.size(), after.size());
+  size_t head = 0;
+  while (head < common && before[head]->rowid() == after[head]->rowid()) ++head;
+  size_t tail = 0;
+  while (tail < common - head &&
+         before[before.size() - 1 - tail]->rowid() == after[after.size() - 1 - tail]->rowid()) {
+    ++tail;
+  }
+  for (size_t i = 0; i < head; ++i) compareVersions(i, i);
+  const size_t old_end = before.size() - tail;
+  const size_t new_end = after.size() - tail;
+
+  // The middle: for objects in both, in new order, their old positions.
+  RowidIndex old_index(old_end - head);
+  for (size_t i = head; i < old_end; ++i) old_index.assign(before[i]->rowid(), i);
   std::vector<size_t> new_pos;
   std::vector<size_t> old_pos;
-  for (size_t j = 0; j < after.size(); ++j) {
-    auto it = old_index.find(after[j]->rowid());
-    if (it != old_index.end()) {
+  new_pos.reserve(new_end - head);
+  old_pos.reserve(new_end - head);
+  for (size_t j = head; j < new_end; ++j) {
+    size_t i = old_index.find(after[j]->rowid());
+    if (i != RowidIndex::kAbsent) {
       new_pos.push_back(j);
-      old_pos.push_back(it->second);
+      old_pos.push_back(i);
     }
   }
   // Objects whose relative order is kept stay; the others moved (delete + insert).
-  std::vector<bool> old_kept(before.size(), false);
-  std::vector<bool> new_kept(after.size(), false);
-  for (size_t k : longestIncreasing(old_pos)) {
-    old_kept[old_pos[k]] = true;
-    new_kept[new_pos[k]] = true;
-    const EntityPtr& o = before[old_pos[k]];
-    const EntityPtr& n = after[new_pos[k]];
-    if (o != n && o->versionstamp() != n->versionstamp()) cs.updated.push_back(new_pos[k]);
+  // Usually none moved: then the longest increasing run is all of them.
+  std::vector<uint8_t> old_kept(old_end - head, 0);
+  std::vector<uint8_t> new_kept(new_end - head, 0);
+  auto keep = [&](size_t k) {
+    old_kept[old_pos[k] - head] = 1;
+    new_kept[new_pos[k] - head] = 1;
+    compareVersions(old_pos[k], new_pos[k]);
+  };
+  if (std::is_sorted(old_pos.begin(), old_pos.end())) {
+    for (size_t k = 0; k < old_pos.size(); ++k) keep(k);
+  } else {
+    for (size_t k : longestIncreasing(old_pos)) keep(k);
   }
-  for (size_t i = 0; i < before.size(); ++i) {
-    if (!old_kept[i]) cs.deleted.push_back(i);
+  for (size_t i = head; i < old_end; ++i) {
+    if (old_kept[i - head] == 0) cs.deleted.push_back(i);
   }
-  for (size_t j = 0; j < after.size(); ++j) {
-    if (!new_kept[j]) cs.inserted.push_back(j);
+  for (size_t j = head; j < new_end; ++j) {
+    if (new_kept[j - head] == 0) cs.inserted.push_back(j);
   }
-  std::sort(cs.updated.begin(), cs.updated.end());
+  for (size_t t = 0; t < tail; ++t) compareVersions(old_end + t, new_end + t);
+  // Found in new order already, unless longestIncreasing() gave its run otherwise.
+  if (!std::is_sorted(cs.updated.begin(), cs.updated.end())) {
+    std::sort(cs.updated.begin(), cs.updated.end());
+  }
   return cs;
+}
+
+// ---------------------------------------------------------------------------------------
+// Ranges of filters and the changes they select
+
+namespace {
+
+// A value compare() orders totally against every other such value: not null, not NaN.
+bool ordered(const Value& v) {
+  return !v.isNull() && !(v.kind() == Value::Kind::kReal && std::isnan(v.asReal()));
+}
+
+void raiseLow(FieldRange* r, const Value& v, bool inclusive) {
+  if (r->low.has_value()) {
+    std::strong_ordering c = *compare(v, *r->low);
+    if (c < 0 || (c == 0 && (inclusive || !r->low_inclusive))) return;
+  }
+  r->low = v;
+  r->low_inclusive = inclusive;
+}
+
+void lowerHigh(FieldRange* r, const Value& v, bool inclusive) {
+  if (r->high.has_value()) {
+    std::strong_ordering c = *compare(v, *r->high);
+    if (c > 0 || (c == 0 && (inclusive || !r->high_inclusive))) return;
+  }
+  r->high = v;
+  r->high_inclusive = inclusive;
+}
+
+// Narrows `r` (on n.field) by what one conjunct requires for a true result; false when
+// the conjunct bounds nothing usable. compareValues() is true only for a non-null field
+// whose compare() with the operand has the operator's sign; `in` is true only when the
+// field equals one of the listed values.
+bool narrowBy(const ExprNode& n, FieldRange* r) {
+  using Kind = ExprNode::Kind;
+  if (n.kind == Kind::kCompare) {
+    const Value& v = n.values.front();
+    if (!ordered(v)) return false;
+    switch (n.op) {
+      case CompareOp::kEq:
+        raiseLow(r, v, true);
+        lowerHigh(r, v, true);
+        return true;
+      case CompareOp::kLt:
+        lowerHigh(r, v, false);
+        return true;
+      case CompareOp::kLe:
+        lowerHigh(r, v, true);
+        return true;
+      case CompareOp::kGt:
+        raiseLow(r, v, false);
+        return true;
+      case CompareOp::kGe:
+        raiseLow(r, v, true);
+        return true;
+      case CompareOp::kNe:
+        return false;
+    }
+    return false;
+  }
+  if (n.kind == Kind::kIn && !n.negated && !n.values.empty()) {
+    // Null values never equal anything; a NaN one would break the order.
+    const Value* least = nullptr;
+    const Value* greatest = nullptr;
+    for (const Value& v : n.values) {
+      if (v.isNull()) continue;
+      if (!ordered(v)) return false;
+      if (least == nullptr || *compare(v, *least) < 0) least = &v;
+      if (greatest == nullptr || *compare(v, *greatest) > 0) greatest = &v;
+    }
+    if (least == nullptr) return false;
+    raiseLow(r, *least, true);
+    lowerHigh(r, *greatest, true);
+    return true;
+  }
+  return false;
+}
+
+void conjuncts(const ExprNode* n, std::vector<const ExprNode*>* out) {
+  if (n == nullptr) return;
+  if (n->kind == ExprNode::Kind::kAnd) {
+    conjuncts(n->lhs.get(), out);
+    conjuncts(n->rhs.get(), out);
+  } else {
+    out->push_back(n);
+  }
+}
+
+}  // namespace
+
+FieldRange filterRange(const ExprNode* where) {
+  std::vector<const ExprNode*> terms;
+  conjuncts(where, &terms);
+  // A conjunction is true only when every conjunct is: the ranges of one field intersect.
+  std::vector<FieldRange> ranges;
+  for (const ExprNode* t : terms) {
+    if (t->field == nullptr) continue;
+    auto it = std::find_if(ranges.begin(), ranges.end(),
+                           [&](const FieldRange& r) { return r.field == t->field; });
+    FieldRange narrowed;
+    if (it != ranges.end()) {
+      narrowed = *it;
+    } else {
+      narrowed.field = t->field;
+    }
+    if (!narrowBy(*t, &narrowed)) continue;
+    if (it != ranges.end()) {
+      *it = std::move(narrowed);
+    } else {
+      ranges.push_back(std::move(narrowed));
+    }
+  }
+  if (ranges.empty()) return FieldRange();
+  auto chosen = std::find_if(ranges.begin(), ranges.end(), [](const FieldRange& r) {
+    return r.low.has_value() && r.high.has_value();
+  });
+  FieldRange out = chosen != ranges.end() ? std::move(*chosen) : std::move(ranges.front());
+  // Within the range every comparison on its field is true; an `in` list is not decided
+  // by its hull.
+  for (const ExprNode* t : terms) {
+    FieldRange probe;
+    probe.field = t->field;
+    bool decided =
+        t->kind == ExprNode::Kind::kCompare && t->field == out.field && narrowBy(*t, &probe);
+    if (!decided) out.residual.push_back(t);
+  }
+  return out;
+}
+
+TableChanges::TableChanges(std::vector<ChangedObject>& changes, EntityFactory factory)
+    : latest_(changes.size()) {
+  // The committed objects are used as they are, one shared entity per object.
+  entities_.reserve(changes.size());
+  for (ChangedObject& c : changes) {
+    EntityPtr e = c.deleted ? nullptr : factory(std::move(c.bytes), c.rowid, c.versionstamp);
+    latest_.assign(c.rowid, entities_.size());
+    entities_.emplace_back(&c, std::move(e));
+  }
+  marks_.assign(entities_.size(), 0);
+  for (size_t k = 0; k < entities_.size(); ++k) {
+    if (entities_[k].second != nullptr && latest(k)) live_.push_back(k);
+  }
+}
+
+size_t TableChanges::find(int64_t rowid) const { return latest_.find(rowid); }
+
+const TableChanges::ByField& TableChanges::byField(const FieldInfo* field) {
+  auto [it, inserted] = by_field_.try_emplace(field);
+  ByField& b = it->second;
+  if (!inserted) return b;
+  for (size_t k : live_) {
+    Value v = field->read(entities_[k].second->data());
+    if (v.isNull()) continue;  // never within a range
+    if (ordered(v)) {
+      b.ordered.emplace_back(std::move(v), k);
+    } else {
+      b.unordered.push_back(k);
+    }
+  }
+  std::sort(b.ordered.begin(), b.ordered.end(), [](const auto& x, const auto& y) {
+    std::strong_ordering c = *compare(x.first, y.first);
+    return c != 0 ? c < 0 : x.second < y.second;
+  });
+  return b;
+}
+
+TableChanges::Candidates TableChanges::candidates(const FieldRange& range) {
+  if (range.field == nullptr) return {{}, live_};
+  const ByField& b = byField(range.field);
+  auto first = b.ordered.begin();
+  auto last = b.ordered.end();
+  if (range.low.has_value()) {
+    first = std::partition_point(first, last, [&](const auto& e) {
+      std::strong_ordering c = *compare(e.first, *range.low);
+      return c < 0 || (c == 0 && !range.low_inclusive);
+    });
+  }
+  if (range.high.has_value()) {
+    last = std::partition_point(first, last, [&](const auto& e) {
+      std::strong_ordering c = *compare(e.first, *range.high);
+      return c < 0 || (c == 0 && range.high_inclusive);
+    });
+  }
+  return {std::span(first, last), b.unordered};
 }
 
 // ---------------------------------------------------------------------------------------
@@ -295,13 +539,15 @@ void ObserverHub::requery(SubscriptionCore& s) {
   absl::StatusOr<std::vector<RawRow>> rows = requery_(s.table, spec);
   if (!rows.ok()) return;  // keeps the last good result; the next commit tries again
   s.base_sequence = std::max(s.base_sequence, base);
-  s.rows.clear();
+  auto fresh = std::make_shared<std::vector<EntityPtr>>();
+  fresh->reserve(rows->size());
   s.members.clear();
   for (RawRow& r : *rows) {
     EntityPtr e = s.factory(std::move(r.bytes), r.rowid, r.versionstamp);
-    s.members.emplace(e->rowid(), e->versionstamp());
-    s.rows.push_back(std::move(e));
+    s.members.insert(e->rowid());
+    fresh->push_back(std::move(e));
   }
+  s.rows = std::move(fresh);
 }
 
 void ObserverHub::register_(std::shared_ptr<SubscriptionCore> core, std::vector<EntityPtr> initial,
@@ -331,9 +577,10 @@ void ObserverHub::register_(std::shared_ptr<SubscriptionCore> core, std::vector<
     }
     return;
   }
-  core->rows = std::move(initial);
-  for (const EntityPtr& e : core->rows) core->members.emplace(e->rowid(), e->versionstamp());
-  core->seedDelivered(std::make_shared<const std::vector<EntityPtr>>(core->rows));
+  core->rows = std::make_shared<const std::vector<EntityPtr>>(std::move(initial));
+  for (const EntityPtr& e : *core->rows) core->members.insert(e->rowid());
+  core->range = filterRange(core->spec.where.get());
+  core->seedDelivered(core->rows);
   core->base_sequence = seen;
   // The subscriber's result may predate commits that no event carried (the table was
   // not observed then): bring it up to date from a fresh snapshot. Events published
@@ -341,53 +588,150 @@ void ObserverHub::register_(std::shared_ptr<SubscriptionCore> core, std::vector<
   uint64_t committed = committed_();
   if (seen < committed) {
     requery(*core);
-    core->offer(std::make_shared<const std::vector<EntityPtr>>(core->rows), committed);
+    core->offer(core->rows, committed);
   }
 }
 
-bool ObserverHub::applyToResult(SubscriptionCore& s,
-                                const std::vector<std::pair<ChangedObject*, EntityPtr>>& changes,
-                                bool* needs_requery) {
+bool ObserverHub::applyToResult(SubscriptionCore& s, TableChanges& changes, bool* needs_requery) {
   const QuerySpec& spec = s.spec;
-  RowOrder order(spec);
-  bool limited = spec.limit.has_value();
-  size_t limit = limited ? static_cast<size_t>(std::max<int64_t>(0, *spec.limit)) : 0;
   if (spec.offset > 0) {
     // Any change may shift a window that does not start at the first match.
     *needs_requery = true;
     return true;
   }
+  const std::vector<EntityPtr>& rows = *s.rows;
+  RowOrder order(spec);
+  bool limited = spec.limit.has_value();
+  size_t limit = limited ? static_cast<size_t>(std::max<int64_t>(0, *spec.limit)) : 0;
   // With a limit, matches beyond the window may exist when the window is full.
-  bool truncated = limited && s.rows.size() >= limit;
-  bool changed = false;
-  for (const auto& [change, entity] : changes) {
-    int64_t rowid = change->rowid;
-    auto member = s.members.find(rowid);
-    // An event the result already reflects (a re-query saw it) changes nothing, and the
-    // object already held stays shared.
-    if (member != s.members.end() && member->second >= change->versionstamp) continue;
-    if (member != s.members.end()) {
-      // Find the old version by its sort position; fall back to a scan.
-      auto probe = std::find_if(s.rows.begin(), s.rows.end(),
-                                [rowid](const EntityPtr& e) { return e->rowid() == rowid; });
-      if (probe != s.rows.end()) s.rows.erase(probe);
-      s.members.erase(rowid);
-      changed = true;
+  bool truncated = limited && rows.size() >= limit;
+
+  // Which changes lie in the filter's range (only the conjuncts the range does not
+  // decide are left to evaluate), which may match otherwise (NaN values, or no range),
+  // and which are of held objects. Any other change does not match.
+  enum : uint8_t { kWithin = 1, kMayMatch = 2, kHeld = 4 };
+  std::vector<uint8_t>& flags = changes.marks();
+  // A full window's old last object: matches beyond it were never held, so nothing
+  // beyond it may enter. When the window is sorted by the range's field first, its
+  // value bounds the range as well (objects with the same value are told apart by
+  // their full sort key below).
+  std::optional<SortKey> boundary;
+  if (truncated && !rows.empty()) boundary = order.key(*rows.back());
+  const FieldRange* range = &s.range;
+  FieldRange bounded;
+  if (boundary.has_value() && !spec.order.empty() && spec.order.front().first == s.range.field &&
+      ordered(boundary->values.front())) {
+    bounded = s.range;
+    if (spec.order.front().second) {
+      raiseLow(&bounded, boundary->values.front(), true);
+    } else {
+      lowerHigh(&bounded, boundary->values.front(), true);
     }
-    if (entity == nullptr || !matches(spec, entity->data())) continue;
-    auto pos = std::lower_bound(s.rows.begin(), s.rows.end(), entity, order);
-    if (truncated && pos == s.rows.end()) continue;  // beyond the window
-    s.rows.insert(pos, entity);
-    s.members.emplace(rowid, entity->versionstamp());
-    changed = true;
+    range = &bounded;
   }
-  if (limited && s.rows.size() > limit) {
-    for (size_t i = limit; i < s.rows.size(); ++i) s.members.erase(s.rows[i]->rowid());
-    s.rows.resize(limit);
+  TableChanges::Candidates candidates = changes.candidates(*range);
+  for (const auto& [value, k] : candidates.within) flags[k] = kWithin;
+  for (size_t k : candidates.unordered) flags[k] = kMayMatch;
+  auto admits = [&](size_t k) {
+    const uint8_t* data =
+        (flags[k] & (kWithin | kMayMatch)) != 0 ? changes.entity(k)->data() : nullptr;
+    if ((flags[k] & kWithin) != 0) {
+      return std::all_of(s.range.residual.begin(), s.range.residual.end(),
+                         [&](const ExprNode* t) { return evaluate(*t, data) == Truth::kTrue; });
+    }
+    return data != nullptr && matches(spec, data);
+  };
+
+  // The changes of held objects, found from the smaller side, with their positions. A
+  // change the result already reflects (a re-query saw it) changes nothing, and the
+  // object already held stays shared; a newer one replaces the held version.
+  std::vector<size_t> held;  // changes of held objects
+  struct Replaced {
+    size_t position;
+    size_t change;
+    EntityPtr in_place;  // the new version where it stays in place; null: it left
+  };
+  std::vector<Replaced> replaced;  // by position
+  // A small event that changes no held object skips the scan of the result.
+  bool scan = changes.size() > rows.size();
+  for (size_t k = 0; k < changes.size() && !scan; ++k) {
+    scan = s.members.count(changes.change(k).rowid) != 0;
+  }
+  if (scan) {
+    held.reserve(std::min(rows.size(), changes.size()));
+    replaced.reserve(std::min(rows.size(), changes.size()));
+    for (size_t i = 0; i < rows.size(); ++i) {
+      size_t k = changes.find(rows[i]->rowid());
+      if (k == TableChanges::kNone) continue;
+      flags[k] |= kHeld;
+      held.push_back(k);
+      if (rows[i]->versionstamp() < changes.change(k).versionstamp) {
+        replaced.push_back({i, k, nullptr});
+      }
+    }
+  }
+
+  // A replaced object whose sort values did not change keeps its place. Any other
+  // changed object that matches enters, but a full window takes only objects that sort
+  // before its old last one: beyond it lie matches it never held.
+  std::vector<std::pair<SortKey, EntityPtr>> entering;
+  auto enter = [&](size_t k) {
+    if (truncated && !boundary.has_value()) return;  // a window of 0
+    SortKey key = order.key(*changes.entity(k));
+    if (boundary.has_value() && order(*boundary, key)) return;
+    entering.emplace_back(std::move(key), changes.entity(k));
+  };
+  for (Replaced& r : replaced) {
+    if (!admits(r.change)) continue;
+    const EntityPtr& now = changes.entity(r.change);
+    if (order.sameValues(*rows[r.position], *now)) {
+      r.in_place = now;
+    } else {
+      enter(r.change);
+    }
+  }
+  for (const auto& [value, k] : candidates.within) {
+    if ((flags[k] & kHeld) == 0 && admits(k)) enter(k);
+  }
+  for (size_t k : candidates.unordered) {
+    if ((flags[k] & kHeld) == 0 && admits(k)) enter(k);
+  }
+  for (const auto& [value, k] : candidates.within) flags[k] = 0;
+  for (size_t k : candidates.unordered) flags[k] = 0;
+  for (size_t k : held) flags[k] = 0;
+  if (replaced.empty() && entering.empty()) return false;
+
+  // One pass over the held objects in their order, merging the entering ones in.
+  std::sort(entering.begin(), entering.end(),
+            [&](const auto& a, const auto& b) { return order(a.first, b.first); });
+  auto next = std::make_shared<std::vector<EntityPtr>>();
+  next->reserve(rows.size() + entering.size());
+  auto in = entering.begin();
+  auto r = replaced.begin();
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const EntityPtr* e = &rows[i];
+    if (r != replaced.end() && r->position == i) {
+      e = &r->in_place;
+      ++r;
+      if (*e == nullptr) continue;  // it left its place
+    }
+    for (; in != entering.end() && order(in->first, **e); ++in) next->push_back(in->second);
+    next->push_back(*e);
+  }
+  for (; in != entering.end(); ++in) next->push_back(in->second);
+
+  for (const Replaced& left : replaced) {
+    if (left.in_place == nullptr) s.members.erase(rows[left.position]->rowid());
+  }
+  for (const auto& [key, e] : entering) s.members.insert(e->rowid());
+  if (limited && next->size() > limit) {
+    for (size_t i = limit; i < next->size(); ++i) s.members.erase((*next)[i]->rowid());
+    next->resize(limit);
   }
   // A full window that lost members cannot be refilled from what it holds.
-  if (truncated && s.rows.size() < limit) *needs_requery = true;
-  return changed;
+  if (truncated && next->size() < limit) *needs_requery = true;
+  s.rows = std::move(next);
+  return true;
 }
 
 void ObserverHub::applyEvent(CommitEvent& event) {
@@ -399,25 +743,16 @@ void ObserverHub::applyEvent(CommitEvent& event) {
       if (it == by_table_.end() || it->second.empty()) continue;
       subs = it->second;
     }
-    // The committed objects are used as they are, one shared entity per object.
-    EntityFactory factory = subs.front()->factory;
-    std::vector<std::pair<ChangedObject*, EntityPtr>> entities;
-    entities.reserve(changes.size());
-    std::unordered_map<int64_t, size_t> by_rowid;
-    for (ChangedObject& c : changes) {
-      EntityPtr e = c.deleted ? nullptr : factory(std::move(c.bytes), c.rowid, c.versionstamp);
-      by_rowid[c.rowid] = entities.size();
-      entities.emplace_back(&c, std::move(e));
-    }
+    TableChanges entities(changes, subs.front()->factory);
     for (const auto& s : subs) {
       if (!s->active() || event.sequence <= s->base_sequence) continue;
       if (s->object_mode) {
-        auto it = by_rowid.find(s->object_rowid);
-        if (it == by_rowid.end()) continue;
-        const auto& [change, entity] = entities[it->second];
-        if (!change->deleted && change->versionstamp <= s->object_version) continue;
-        s->object_version = change->versionstamp;
-        s->offerObject(entity, event.sequence, change->deleted);
+        size_t k = entities.find(s->object_rowid);
+        if (k == TableChanges::kNone) continue;
+        const ChangedObject& change = entities.change(k);
+        if (!change.deleted && change.versionstamp <= s->object_version) continue;
+        s->object_version = change.versionstamp;
+        s->offerObject(entities.entity(k), event.sequence, change.deleted);
         continue;
       }
       bool requery_needed = false;
@@ -425,8 +760,7 @@ void ObserverHub::applyEvent(CommitEvent& event) {
       if (requery_needed) requery(*s);
       if (changed || requery_needed) {
         // A re-query may reflect later commits than this event.
-        s->offer(std::make_shared<const std::vector<EntityPtr>>(s->rows),
-                 std::max(event.sequence, s->base_sequence));
+        s->offer(s->rows, std::max(event.sequence, s->base_sequence));
       }
     }
   }

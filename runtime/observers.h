@@ -9,6 +9,12 @@
 // not run yet just gets a newer result (coalescing), and the changeset is computed when
 // the delivery runs, from the result the callback saw last.
 //
+// The cost of an event for a subscription follows what concerns it, not the size of the
+// commit: changed objects are sorted once per event by the value of each field that
+// some subscription's filter bounds (a FieldRange), so a subscription evaluates only the
+// changed objects inside its range, plus those it holds; the result is rebuilt in one
+// merge, and the new result vector is shared with the delivery rather than copied.
+//
 // Threads: publish() from the writer; subscribe/cancel from any thread; maintenance on
 // the hub thread; callbacks on executors.
 #ifndef FLATSTORE_RUNTIME_OBSERVERS_H_
@@ -19,7 +25,9 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
+#include <span>
 #include <thread>
 #include <unordered_map>
 #include <unordered_set>
@@ -30,6 +38,8 @@
 #include "flatstore/entity.h"
 #include "flatstore/fetch.h"
 #include "flatstore/observe.h"
+#include "flatstore/query.h"
+#include "flatstore/value.h"
 #include "runtime/catalog.h"
 
 namespace flatstore::internal {
@@ -54,6 +64,109 @@ struct CommitEvent {
 // Computes the changeset that turns `before` into `after` (objects identified by
 // rowid; an object in both whose relative order changed is deleted and inserted).
 Changeset diffResults(const std::vector<EntityPtr>& before, const std::vector<EntityPtr>& after);
+
+// A necessary condition of a query's filter: every object the filter accepts has a
+// value of `field` within the bounds (each optional, inclusive or not, ordered as
+// compare() orders values; a null value is never within). Without a field nothing is
+// known and every object may match.
+struct FieldRange {
+  const FieldInfo* field = nullptr;
+  std::optional<Value> low;
+  std::optional<Value> high;
+  bool low_inclusive = true;
+  bool high_inclusive = true;
+  // The conjuncts of the filter that the range does not decide: an object whose value
+  // is ordered (not NaN) and within the range matches exactly when all of these are
+  // true. Nodes of the filter's tree, which must outlive the range.
+  std::vector<const ExprNode*> residual;
+};
+
+// The range that the comparisons and `in` lists of `where`'s top-level conjunction
+// imply, for one field (one bounded on both sides if any is). Terms under || or !,
+// `!=`, `notIn` and null or NaN operands are not used: compare() is a total order only
+// without NaN.
+FieldRange filterRange(const ExprNode* where);
+
+// Positions by rowid: open addressing in one array, no allocation per entry. Sized for
+// a known number of entries.
+class RowidIndex {
+ public:
+  static constexpr size_t kAbsent = SIZE_MAX;
+
+  explicit RowidIndex(size_t n) {
+    size_t slots = 4;
+    while (slots < 2 * n) slots <<= 1;
+    mask_ = slots - 1;
+    slots_.assign(slots, {0, kAbsent});
+  }
+  // Sets the position of `rowid`. REQUIRES: at most n distinct rowids in all.
+  void assign(int64_t rowid, size_t position) {
+    size_t i = start(rowid);
+    while (slots_[i].second != kAbsent && slots_[i].first != rowid) i = (i + 1) & mask_;
+    slots_[i] = {rowid, position};
+  }
+  // The position of `rowid`, or kAbsent.
+  size_t find(int64_t rowid) const {
+    for (size_t i = start(rowid);; i = (i + 1) & mask_) {
+      if (slots_[i].second == kAbsent || slots_[i].first == rowid) return slots_[i].second;
+    }
+  }
+
+ private:
+  size_t start(int64_t rowid) const {
+    // Fibonacci hashing: rowids are often consecutive.
+    return static_cast<size_t>((static_cast<uint64_t>(rowid) * 0x9E3779B97F4A7C15u) >> 32) & mask_;
+  }
+
+  size_t mask_ = 0;
+  std::vector<std::pair<int64_t, size_t>> slots_;
+};
+
+// One observed table's changes in one event, as the hub applies them: the committed
+// objects as shared entities, the latest change of each rowid, and, built on first use,
+// the changes ordered by the value of a field that a subscription's range names.
+// Hub thread only.
+class TableChanges {
+ public:
+  static constexpr size_t kNone = SIZE_MAX;
+
+  // Takes the bytes out of `changes`, which must outlive this object.
+  TableChanges(std::vector<ChangedObject>& changes, EntityFactory factory);
+
+  size_t size() const { return entities_.size(); }
+  const ChangedObject& change(size_t k) const { return *entities_[k].first; }
+  // The new version; null for a deletion.
+  const EntityPtr& entity(size_t k) const { return entities_[k].second; }
+  // The latest change of `rowid` in this event, or kNone.
+  size_t find(int64_t rowid) const;
+  bool latest(size_t k) const { return find(change(k).rowid) == k; }
+  // The latest changes whose new version may lie in `range`: in `within` those whose
+  // value of its field is ordered and within the bounds (with the value), in
+  // `unordered` those whose value is NaN. Without a field, every latest change but
+  // deletions, in `unordered`. Valid while this object lives.
+  struct Candidates {
+    std::span<const std::pair<Value, size_t>> within;
+    std::span<const size_t> unordered;
+  };
+  Candidates candidates(const FieldRange& range);
+  // One byte per change for a subscription's scratch use; all zero between uses.
+  std::vector<uint8_t>& marks() { return marks_; }
+
+ private:
+  // Latest non-deleted changes with a non-null value of one field: those whose value is
+  // ordered by compare() sorted by it, NaN reals apart (candidates for every range).
+  struct ByField {
+    std::vector<std::pair<Value, size_t>> ordered;
+    std::vector<size_t> unordered;
+  };
+  const ByField& byField(const FieldInfo* field);
+
+  std::vector<std::pair<ChangedObject*, EntityPtr>> entities_;
+  RowidIndex latest_;
+  std::vector<size_t> live_;  // latest changes but deletions
+  std::map<const FieldInfo*, ByField> by_field_;
+  std::vector<uint8_t> marks_;
+};
 
 class ObserverHub;
 
@@ -82,9 +195,11 @@ class SubscriptionCore : public std::enable_shared_from_this<SubscriptionCore> {
   ObjectCallback object_callback;
   std::weak_ptr<ObserverHub> hub;
 
-  // Query state, touched only by the hub thread.
-  std::vector<EntityPtr> rows;
-  std::unordered_map<int64_t, Versionstamp> members;  // rowid -> versionstamp in `rows`
+  // Query state, touched only by the hub thread. `rows` is immutable once built: a new
+  // result is a new vector, shared with the deliveries.
+  std::shared_ptr<const std::vector<EntityPtr>> rows;
+  std::unordered_set<int64_t> members;  // rowids in `rows`
+  FieldRange range;                     // of spec.where, set at registration
   Versionstamp object_version;
   // Commits up to this sequence are already reflected in `rows` (a re-query saw them).
   uint64_t base_sequence = 0;
@@ -142,9 +257,7 @@ class ObserverHub : public std::enable_shared_from_this<ObserverHub> {
   void register_(std::shared_ptr<SubscriptionCore> core, std::vector<EntityPtr> initial,
                  uint64_t seen);
   // Updates a result subscription with one table's changes; true if it changed.
-  bool applyToResult(SubscriptionCore& s,
-                     const std::vector<std::pair<ChangedObject*, EntityPtr>>& changes,
-                     bool* requery);
+  bool applyToResult(SubscriptionCore& s, TableChanges& changes, bool* requery);
   void requery(SubscriptionCore& s);
 
   Requery requery_;

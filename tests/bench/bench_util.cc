@@ -137,15 +137,6 @@ std::unique_ptr<Workspace> openWorkspace(const std::string& path) {
   return std::move(*ws);
 }
 
-void flatInsertAll(Workspace& ws, const std::vector<DocData>& docs) {
-  auto done = ws.performChangesAndWait<Doc>([&](TransactionContext& txn) -> absl::Status {
-    for (const DocData& d : docs) FLATSTORE_RETURN_IF_ERROR(submitCreation<Doc>(txn, d));
-    return absl::OkStatus();
-  });
-  check(done.status(), "insert");
-  if (done->inserted != static_cast<int64_t>(docs.size())) die("insert: wrong count");
-}
-
 std::vector<std::shared_ptr<const DocEntity>> flatAll(Workspace& ws) {
   auto all = ws.fetch<Doc>().all();
   check(all.status(), "fetch all");

@@ -411,8 +411,16 @@ absl::Status submitCreation(TransactionContext& txn, const DocData& d) {
   return absl::OkStatus();
 }
 
-// Creates `docs` in one waited transaction.
-void flatInsertAll(Workspace& ws, const std::vector<DocData>& docs);
+// Creates `docs` in one waited transaction in table T.
+template <class T = Doc>
+void flatInsertAll(Workspace& ws, const std::vector<DocData>& docs) {
+  auto done = ws.performChangesAndWait<T>([&](TransactionContext& txn) -> absl::Status {
+    for (const DocData& d : docs) FLATSTORE_RETURN_IF_ERROR(submitCreation<T>(txn, d));
+    return absl::OkStatus();
+  });
+  check(done.status(), "insert");
+  if (done->inserted != static_cast<int64_t>(docs.size())) die("insert: wrong count");
+}
 std::vector<std::shared_ptr<const DocEntity>> flatAll(Workspace& ws);
 // die() unless actual == expected.
 void expectCount(int64_t actual, int64_t expected, const std::string& what);
@@ -483,5 +491,6 @@ struct Registry {
 
 // Scenario files add their scenarios and goals here; main.cc calls each.
 void addCoreScenarios(Registry& r);
+void addObserveScenarios(Registry& r);
 
 }  // namespace flatstore::bench

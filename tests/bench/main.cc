@@ -33,6 +33,7 @@ namespace {
 Registry registry() {
   Registry r;
   addCoreScenarios(r);
+  addObserveScenarios(r);
   return r;
 }
 
