@@ -131,19 +131,10 @@ void createRawTable(sqlite3* db, const TableDescription& d) {
   }
 }
 
-std::unique_ptr<Workspace> openWorkspace(const std::string& path) {
-  auto ws = Workspace::open(path);
+std::unique_ptr<Workspace> openWorkspace(const std::string& path, WorkspaceOptions options) {
+  auto ws = Workspace::open(path, std::move(options));
   check(ws.status(), "open " + path);
   return std::move(*ws);
-}
-
-void flatInsertAll(Workspace& ws, const std::vector<DocData>& docs) {
-  auto done = ws.performChangesAndWait<Doc>([&](TransactionContext& txn) -> absl::Status {
-    for (const DocData& d : docs) FLATSTORE_RETURN_IF_ERROR(submitCreation<Doc>(txn, d));
-    return absl::OkStatus();
-  });
-  check(done.status(), "insert");
-  if (done->inserted != static_cast<int64_t>(docs.size())) die("insert: wrong count");
 }
 
 std::vector<std::shared_ptr<const DocEntity>> flatAll(Workspace& ws) {
