@@ -183,8 +183,9 @@ absl::StatusOr<Statement*> Connection::cached(const std::string& sql, std::strin
   return &it->second;
 }
 
-void Connection::setBusyTimeout(absl::Duration timeout) {
+void Connection::setBusyTimeout(absl::Duration timeout, absl::Duration max_pause) {
   busy_timeout_ = timeout;
+  busy_max_pause_ = max_pause;
   sqlite3_busy_handler(db_, &Connection::onBusy, this);
 }
 
@@ -196,7 +197,8 @@ int Connection::onBusy(void* arg, int attempt) {
   if (left <= absl::ZeroDuration()) return 0;
   thread_local std::minstd_rand rng(std::random_device{}());
   double jitter = std::uniform_real_distribution<double>(0.5, 1.5)(rng);
-  absl::Duration wait = absl::Milliseconds(1 << std::min(attempt, 6)) * jitter;
+  absl::Duration wait =
+      std::min(absl::Milliseconds(1 << std::min(attempt, 6)) * jitter, self->busy_max_pause_);
   absl::SleepFor(std::min(wait, left));
   return 1;
 }

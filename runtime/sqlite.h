@@ -85,9 +85,9 @@ class Connection {
   // Rolls back an open transaction, if any. Never fails loudly: used on error paths.
   void rollbackQuietly();
   // While another connection (of any process) holds a lock, retries with jittered
-  // exponential back-off (1 ms doubling to 64 ms, times 0.5-1.5) until `timeout` has
-  // passed, then lets SQLITE_BUSY surface. Never spins.
-  void setBusyTimeout(absl::Duration timeout);
+  // exponential back-off (1 ms doubling to 64 ms, times 0.5-1.5, but never more than
+  // `max_pause`) until `timeout` has passed, then lets SQLITE_BUSY surface. Never spins.
+  void setBusyTimeout(absl::Duration timeout, absl::Duration max_pause = absl::InfiniteDuration());
 
   sqlite3* db() const { return db_; }
   const std::string& path() const { return path_; }
@@ -99,6 +99,7 @@ class Connection {
   static int onBusy(void* self, int attempt);
   sqlite3* db_;
   absl::Duration busy_timeout_ = absl::ZeroDuration();
+  absl::Duration busy_max_pause_ = absl::InfiniteDuration();
   absl::Time busy_since_;
   std::string path_;
   std::map<std::string, Statement> cache_;

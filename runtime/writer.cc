@@ -121,8 +121,11 @@ int Writer::onWalCommit(void* self, sqlite3*, const char*, int pages) {
 bool Writer::checkpoint(int mode) {
   bool truncating = mode == SQLITE_CHECKPOINT_TRUNCATE;
   // A truncating checkpoint waits for readers on older snapshots, but only briefly:
-  // meanwhile no group commits.
-  if (truncating) db_->setBusyTimeout(options_.checkpoint_wait);
+  // meanwhile no group commits. Such a reader may end at any moment, so the wait looks
+  // every millisecond: the back-off meant for other processes' write locks pauses up to
+  // 96 ms and, with readers that overlap, overshot the budget in about a third of the
+  // tries (each failure lets the WAL grow until the next try).
+  if (truncating) db_->setBusyTimeout(options_.checkpoint_wait, absl::Milliseconds(1));
   int rc = sqlite3_wal_checkpoint_v2(db_->db(), nullptr, mode, nullptr, nullptr);
   if (truncating) db_->setBusyTimeout(options_.lock_timeout);
   bool ok = rc == SQLITE_OK;
