@@ -7,7 +7,7 @@ packages=(
   build-essential cmake g++ clang clang-format git dpkg-dev
   libsqlite3-dev sqlite3 libflatbuffers-dev flatbuffers-compiler libabsl-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  liblmdb-dev libsqlitecpp-dev gnuplot-nox  # for the benchmarks
+  liblmdb-dev libsqlitecpp-dev pkg-config gnuplot-nox  # for the benchmarks
 )
 
 missing=()

@@ -131,8 +131,8 @@ void createRawTable(sqlite3* db, const TableDescription& d) {
   }
 }
 
-std::unique_ptr<Workspace> openWorkspace(const std::string& path) {
-  auto ws = Workspace::open(path);
+std::unique_ptr<Workspace> openWorkspace(const std::string& path, WorkspaceOptions options) {
+  auto ws = Workspace::open(path, std::move(options));
   check(ws.status(), "open " + path);
   return std::move(*ws);
 }

@@ -265,6 +265,8 @@ class RawStore {
     delete_ = Stmt(db, "DELETE FROM " + t + " WHERE rowid = ?");
     index_delete_ = Stmt(db, "DELETE FROM " + idx + " WHERE rowid = ?");
     count_ = Stmt(db, "SELECT count(*) FROM " + t);
+    score_range_ = Stmt(db, "SELECT t.rowid, t.p, t.vs FROM " + t + " t JOIN " + idx +
+                                " j ON j.rowid = t.rowid WHERE j.value >= ? AND j.value < ?");
   }
 
   void begin() { begin_.run(); }
@@ -276,15 +278,20 @@ class RawStore {
   // Encodes and inserts one object and its index row. REQUIRES: inside begin/commit.
   void insert(const DocData& d, int position) {
     encodeDoc<T>(builder_, d);
-    sqlite3_bind_text(insert_.get(), 1, d.id.data(), static_cast<int>(d.id.size()), SQLITE_STATIC);
-    sqlite3_bind_blob(insert_.get(), 2, builder_.GetBufferPointer(),
-                      static_cast<int>(builder_.GetSize()), SQLITE_STATIC);
-    sqlite3_bind_int64(insert_.get(), 3, versionstamp(position));
+    insertEncoded(d.id, builder_.GetBufferPointer(), builder_.GetSize(), versionstamp(position));
+  }
+
+  // Inserts an object encoded elsewhere (by encodeDoc<T>) with its index row: the
+  // score is read back from the bytes, as flatstore computes index values from the
+  // object. REQUIRES: inside a write transaction on this connection.
+  void insertEncoded(std::string_view id, const uint8_t* bytes, size_t size, int64_t vs) {
+    sqlite3_bind_text(insert_.get(), 1, id.data(), static_cast<int>(id.size()), SQLITE_STATIC);
+    sqlite3_bind_blob(insert_.get(), 2, bytes, static_cast<int>(size), SQLITE_STATIC);
+    sqlite3_bind_int64(insert_.get(), 3, vs);
     insert_.run();
     int64_t rowid = sqlite3_last_insert_rowid(db_);
-    const T* root = flatbuffers::GetRoot<T>(builder_.GetBufferPointer());
     sqlite3_bind_int64(index_insert_.get(), 1, rowid);
-    sqlite3_bind_int64(index_insert_.get(), 2, root->score());
+    sqlite3_bind_int64(index_insert_.get(), 2, flatbuffers::GetRoot<T>(bytes)->score());
     index_insert_.run();
   }
 
@@ -299,11 +306,8 @@ class RawStore {
     sqlite3_bind_text(by_key_.get(), 1, id.data(), static_cast<int>(id.size()), SQLITE_STATIC);
     std::optional<RawObject> out;
     if (by_key_.step()) {
-      const void* blob = sqlite3_column_blob(by_key_.get(), 1);
-      int n = sqlite3_column_bytes(by_key_.get(), 1);
-      if (verifiedRoot<T>(blob, n) == nullptr) die("get: a stored object fails verification");
-      out = RawObject::copyOf(sqlite3_column_int64(by_key_.get(), 0),
-                              sqlite3_column_int64(by_key_.get(), 2), blob, n);
+      rowObject(by_key_, "get");
+      out = copyRow(by_key_);
     }
     by_key_.reset();
     return out;
@@ -314,20 +318,28 @@ class RawStore {
   std::vector<RawObject> rankRange(int32_t low, int32_t high) {
     std::vector<RawObject> out;
     while (scan_.step()) {
-      const void* blob = sqlite3_column_blob(scan_.get(), 1);
-      int n = sqlite3_column_bytes(scan_.get(), 1);
-      const T* doc = verifiedRoot<T>(blob, n);
-      if (doc == nullptr) die("scan: a stored object fails verification");
-      if (doc->rank() >= low && doc->rank() < high) {
-        out.push_back(RawObject::copyOf(sqlite3_column_int64(scan_.get(), 0),
-                                        sqlite3_column_int64(scan_.get(), 2), blob, n));
-      }
+      const T* doc = rowObject(scan_, "scan");
+      if (doc->rank() >= low && doc->rank() < high) out.push_back(copyRow(scan_));
     }
     scan_.reset();
     return out;
   }
 
   std::vector<RawObject> all() { return rankRange(INT32_MIN, INT32_MAX); }
+
+  // Every object whose indexed `score` is in [low, high): a join with the index table,
+  // the plan flatstore compiles such a query to.
+  std::vector<RawObject> scoreRange(int32_t low, int32_t high) {
+    sqlite3_bind_int64(score_range_.get(), 1, low);
+    sqlite3_bind_int64(score_range_.get(), 2, high);
+    std::vector<RawObject> out;
+    while (score_range_.step()) {
+      rowObject(score_range_, "score range");
+      out.push_back(copyRow(score_range_));
+    }
+    score_range_.reset();
+    return out;
+  }
 
   // Sets `size` of the object at `rowid`: re-reads it, re-encodes it, writes it. The
   // index is untouched because `score` does not change. REQUIRES: inside begin/commit.
@@ -368,11 +380,24 @@ class RawStore {
     return static_cast<int64_t>((seq_ + 1) << 16 | static_cast<uint64_t>(position & 0xffff));
   }
 
+  // The object of the current row of `s` (columns rowid, p, vs), verified; dies when it
+  // fails verification.
+  static const T* rowObject(Stmt& s, const char* what) {
+    const T* doc =
+        verifiedRoot<T>(sqlite3_column_blob(s.get(), 1), sqlite3_column_bytes(s.get(), 1));
+    if (doc == nullptr) die(std::string(what) + ": a stored object fails verification");
+    return doc;
+  }
+  static RawObject copyRow(Stmt& s) {
+    return RawObject::copyOf(sqlite3_column_int64(s.get(), 0), sqlite3_column_int64(s.get(), 2),
+                             sqlite3_column_blob(s.get(), 1), sqlite3_column_bytes(s.get(), 1));
+  }
+
   sqlite3* db_;
   uint64_t seq_ = 0;
   flatbuffers::FlatBufferBuilder builder_;
   Stmt begin_, commit_, insert_, index_insert_, by_key_, by_rowid_, scan_, update_, delete_,
-      index_delete_, count_;
+      index_delete_, count_, score_range_;
 };
 
 // One raw connection with the Doc table created.
@@ -393,7 +418,7 @@ struct RawDoc {
 // ---------------------------------------------------------------------------------------
 // The flatstore side.
 
-std::unique_ptr<Workspace> openWorkspace(const std::string& path);
+std::unique_ptr<Workspace> openWorkspace(const std::string& path, WorkspaceOptions options = {});
 
 // Creates the table (flatstore creates it at first use) outside the timed region.
 template <class T>
@@ -473,7 +498,8 @@ struct Scenario {
 
 // A goal compares one figure of (scenario, system) with the same figure of (base
 // scenario, base system), as a ratio: ops_per_s ratios should be at least `bound`,
-// latency ratios at most `bound`. Checked when both were run.
+// latency ratios at most `bound`. Checked when both were run. An absolute goal has no
+// base: the figure itself is compared with `bound` (in the figure's own unit).
 struct Goal {
   enum class Figure { kOpsPerSecond, kP50, kP99, kMax, kExtra };
   std::string scenario, system;
@@ -482,6 +508,7 @@ struct Goal {
   double bound = 1;
   bool at_least = true;    // ratio >= bound, else ratio <= bound
   std::string extra_name;  // the figure's name for kExtra
+  bool absolute = false;   // compare the figure with `bound`, not with a base's figure
 };
 
 struct Registry {
@@ -492,5 +519,6 @@ struct Registry {
 // Scenario files add their scenarios and goals here; main.cc calls each.
 void addCoreScenarios(Registry& r);
 void addObserveScenarios(Registry& r);
+void addContentionScenarios(Registry& r);
 
 }  // namespace flatstore::bench

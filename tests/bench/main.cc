@@ -34,11 +34,14 @@ Registry registry() {
   Registry r;
   addCoreScenarios(r);
   addObserveScenarios(r);
+  addContentionScenarios(r);
   return r;
 }
 
+// The database and its companions: SQLite's WAL, shared memory and journal, LMDB's lock
+// file.
 void removeDatabase(const std::string& path) {
-  for (const char* suffix : {"", "-wal", "-shm", "-journal"}) {
+  for (const char* suffix : {"", "-wal", "-shm", "-journal", "-lock"}) {
     std::error_code ec;
     std::filesystem::remove(path + suffix, ec);
   }
@@ -175,14 +178,27 @@ void printGoals(const std::vector<Goal>& goals, const std::vector<Row>& rows) {
   bool header = false;
   for (const Goal& g : goals) {
     const Row* a = find(g.scenario, g.system);
-    const Row* b = find(g.base_scenario, g.base_system);
+    const Row* b = g.absolute ? a : find(g.base_scenario, g.base_system);
     if (a == nullptr || b == nullptr) continue;
     std::optional<double> x = figureOf(*a, g), y = figureOf(*b, g);
     if (!header) {
       std::printf("\n%-72s %8s %10s\n", "goal", "ratio", "bound");
       header = true;
     }
-    std::string what = std::string(figureName(g)) + " " + g.scenario + "/" + g.system + " : ";
+    std::string what = std::string(figureName(g)) + " " + g.scenario + "/" + g.system;
+    if (g.absolute) {
+      // No ratio: the figure itself against a fixed bound, both in the figure's unit.
+      what += " (value, not a ratio)";
+      if (!x) {
+        std::printf("%-72s %8s %10s  not measured\n", what.c_str(), "-", "-");
+        continue;
+      }
+      bool ok = g.at_least ? *x >= g.bound : *x <= g.bound;
+      std::printf("%-72s %8.0f %10s  %s\n", what.c_str(), *x,
+                  opt(g.bound, g.at_least ? ">= %.0f" : "<= %.0f").c_str(), ok ? "ok" : "MISSED");
+      continue;
+    }
+    what += " : ";
     what += g.base_scenario == g.scenario ? g.base_system : g.base_scenario + "/" + g.base_system;
     if (!x || !y || *y == 0) {
       std::printf("%-72s %8s %10s  not measured\n", what.c_str(), "-", "-");

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Reproduces docs/benchmarks.md: builds flatstore-bench (Release), runs the contention
+# scenarios with REPEAT runs per system (3 by default; about 40 minutes on 2 cores, of
+# which wal_bound takes 9), and writes docs/benchmarks/contention.json, the printed table
+# docs/benchmarks/contention.txt and the plots. Needs the packages of setup-debian.sh.
+#
+#   scripts/bench-contention.sh [REPEAT]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+repeat=${1:-3}
+out=docs/benchmarks
+cmake -S . -B build/rel -DCMAKE_BUILD_TYPE=Release -DFLATSTORE_BUILD_TESTS=ON \
+  -DFLATSTORE_BUILD_BENCHMARKS=ON >/dev/null
+cmake --build build/rel -j2 --target flatstore-bench
+mkdir -p "$out"
+build/rel/tests/bench/flatstore-bench --filter '^(storm_|reads_|priority_|wal_bound$|scaling_)' \
+  --repeat "$repeat" --json "$out/contention.json" | tee "$out/contention.txt"
+scripts/plot-benchmarks.sh "$out/contention.json" "$out"
