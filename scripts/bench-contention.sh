@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reproduces docs/benchmarks.md: builds flatstore-bench (Release), runs the contention
-# scenarios with REPEAT runs per system (3 by default; about 40 minutes on 2 cores, of
-# which wal_bound takes 9), and writes docs/benchmarks/contention.json, the printed table
+# scenarios with REPEAT runs per system (3 by default: about 20 minutes on 2 vCPUs, of
+# which wal_bound takes 5), and writes docs/benchmarks/contention.json, the printed table
 # docs/benchmarks/contention.txt and the plots. Needs the packages of setup-debian.sh.
 #
 #   scripts/bench-contention.sh [REPEAT]

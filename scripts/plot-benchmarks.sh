@@ -46,7 +46,7 @@ plot() {
     series+="${series:+, }'$tmp/$s.dat' using 1:$column with linespoints linewidth 2 title '$s'"
   done
   gnuplot <<EOF
-set terminal pngcairo size 800,500 font "sans,11"
+set terminal pngcairo size 960,500 font "sans,11"
 set output '$file'
 set title '$title'
 set xlabel 'writer threads'
@@ -54,7 +54,7 @@ set ylabel '$ylabel'
 set logscale x 2
 set xtics (1, 2, 4, 8, 16, 32)
 set grid
-set key top left
+set key outside right top
 $(if [[ $yaxis == log ]]; then echo "set logscale y"; else echo "set yrange [0:*]"; fi)
 plot $series
 EOF
