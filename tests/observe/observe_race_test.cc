@@ -231,6 +231,16 @@ class ObserveRaceTest : public ::testing::Test {
     return ws_->fetch<Monster>().orderBy(F::hp.ascending()).all();
   }
 
+  // The blocking subscription watches m0 alone and the probes everything else, so a
+  // commit to m0 is delivered to the blocker only and commits to the others to the
+  // probes only, whatever order the hub hands one commit's deliveries to the executor.
+  absl::StatusOr<FetchedResult<Monster>> fetchM0() {
+    return ws_->fetch<Monster>().where(F::name == "m0").all();
+  }
+  absl::StatusOr<FetchedResult<Monster>> fetchAllButM0() {
+    return ws_->fetch<Monster>().where(F::name != "m0").orderBy(F::hp.ascending()).all();
+  }
+
   TempDir dir_;
   // Declared before the workspace: the pool outlives it, so the hub never hands a
   // delivery to a destroyed executor.
@@ -366,10 +376,12 @@ INSTANTIATE_TEST_SUITE_P(Executors, CancelRaceTest,
 // its destructor waits for the held callback), and the tokens outlive it.
 TEST_F(ObserveRaceTest, WorkspaceDestroyedWithQueuedDefaultDeliveriesTokensAfter) {
   CallbackGate gate;
-  auto initial = fetchAll();
+  auto m0 = fetchM0();
+  ASSERT_TRUE(m0.ok()) << m0.status();
+  auto initial = fetchAllButM0();
   ASSERT_TRUE(initial.ok()) << initial.status();
   auto blocker = ws_->subscribe(
-      *initial, [&gate](const FetchedResult<Monster>&, const Changeset&) { gate.pass(); });
+      *m0, [&gate](const FetchedResult<Monster>&, const Changeset&) { gate.pass(); });
   ASSERT_TRUE(blocker.ok()) << blocker.status();
   std::vector<SubscriptionToken> tokens;
   std::vector<std::shared_ptr<CancelProbe>> probes;
@@ -383,6 +395,9 @@ TEST_F(ObserveRaceTest, WorkspaceDestroyedWithQueuedDefaultDeliveriesTokensAfter
     tokens.push_back(std::move(*token));
     probes.push_back(probe);
   }
+  // Registered before the commits: a subscription registered after a commit catches
+  // up with a delivery of its own, which could run before the blocker's.
+  ws_->awaitObservers();
   gate.arm();
   ASSERT_OK(setHp(*ws_, "m0", 500));
   ASSERT_TRUE(gate.awaitEntered());
@@ -420,10 +435,12 @@ TEST_F(ObserveRaceTest, WorkspaceDestroyedWithQueuedDefaultDeliveriesTokensAfter
 // workspace: those deliveries must not run.
 TEST_F(ObserveRaceTest, WorkspaceDestroyedWithQueuedDefaultDeliveriesTokensBefore) {
   CallbackGate gate;
-  auto initial = fetchAll();
+  auto m0 = fetchM0();
+  ASSERT_TRUE(m0.ok()) << m0.status();
+  auto initial = fetchAllButM0();
   ASSERT_TRUE(initial.ok()) << initial.status();
   auto blocker = ws_->subscribe(
-      *initial, [&gate](const FetchedResult<Monster>&, const Changeset&) { gate.pass(); });
+      *m0, [&gate](const FetchedResult<Monster>&, const Changeset&) { gate.pass(); });
   ASSERT_TRUE(blocker.ok()) << blocker.status();
   std::vector<SubscriptionToken> tokens;
   std::vector<std::shared_ptr<CancelProbe>> probes;
@@ -437,6 +454,9 @@ TEST_F(ObserveRaceTest, WorkspaceDestroyedWithQueuedDefaultDeliveriesTokensBefor
     tokens.push_back(std::move(*token));
     probes.push_back(probe);
   }
+  // Registered before the commits: a subscription registered after a commit catches
+  // up with a delivery of its own, which could run before the blocker's.
+  ws_->awaitObservers();
   gate.arm();
   ASSERT_OK(setHp(*ws_, "m0", 500));
   ASSERT_TRUE(gate.awaitEntered());
