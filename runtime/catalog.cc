@@ -253,4 +253,16 @@ absl::StatusOr<bool> backfillStep(Connection& c, TableState& state, int batch) {
   return false;
 }
 
+absl::StatusOr<int64_t> tableVersion(Connection& c, const TableState& table,
+                                     std::string_view what) {
+  FLATSTORE_ASSIGN_OR_RETURN(Statement * s,
+                             c.cached("SELECT version FROM flatstore_tables WHERE name = ?", what));
+  s->bindText(1, table.desc.table_name);
+  absl::StatusOr<bool> row = s->step(what);
+  int64_t version = row.ok() && *row ? s->columnInt(0) : -1;
+  s->reset();
+  FLATSTORE_RETURN_IF_ERROR(row.status());
+  return version;
+}
+
 }  // namespace flatstore::internal

@@ -19,6 +19,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -75,6 +76,10 @@ absl::Status ensureTable(Connection& c, TableState& state);
 // Fills up to `batch` rows of the first incomplete index of `state`. Returns true when
 // more work remains. Must run inside a write transaction.
 absl::StatusOr<bool> backfillStep(Connection& c, TableState& state, int batch);
+
+// The version of `table` in flatstore_tables as the transaction open on `c` sees it
+// (-1 when the table has no row yet). `what` names the caller in errors.
+absl::StatusOr<int64_t> tableVersion(Connection& c, const TableState& table, std::string_view what);
 
 }  // namespace flatstore::internal
 

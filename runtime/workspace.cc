@@ -400,14 +400,7 @@ ClosureRun runOn(Connection& db, const std::vector<TableState*>& tables,
 absl::Status readVersions(Connection& db, const std::vector<TableState*>& tables,
                           std::vector<std::pair<TableState*, int64_t>>* versions) {
   for (TableState* t : tables) {
-    FLATSTORE_ASSIGN_OR_RETURN(
-        Statement * s,
-        db.cached("SELECT version FROM flatstore_tables WHERE name = ?", "snapshot"));
-    s->bindText(1, t->desc.table_name);
-    absl::StatusOr<bool> row = s->step("snapshot");
-    int64_t version = row.ok() && *row ? s->columnInt(0) : -1;
-    s->reset();
-    FLATSTORE_RETURN_IF_ERROR(row.status());
+    FLATSTORE_ASSIGN_OR_RETURN(int64_t version, tableVersion(db, *t, "snapshot"));
     versions->emplace_back(t, version);
   }
   return absl::OkStatus();

@@ -330,14 +330,7 @@ absl::Status Writer::applyRequest(CommitRequest& request, Versionstamp vs,
     FLATSTORE_RETURN_IF_ERROR(request.produce(*db_, request));
   }
   for (const auto& [table, version] : request.read_versions) {
-    FLATSTORE_ASSIGN_OR_RETURN(
-        Statement * s,
-        db_->cached("SELECT version FROM flatstore_tables WHERE name = ?", "version check"));
-    s->bindText(1, table->desc.table_name);
-    absl::StatusOr<bool> row = s->step("version check");
-    int64_t current = row.ok() && *row ? s->columnInt(0) : -1;
-    s->reset();
-    FLATSTORE_RETURN_IF_ERROR(row.status());
+    FLATSTORE_ASSIGN_OR_RETURN(int64_t current, tableVersion(*db_, *table, "version check"));
     if (current != version) return conflictError(*table);
   }
   if (request.apply) FLATSTORE_RETURN_IF_ERROR(request.apply(*db_));
