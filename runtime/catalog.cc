@@ -7,10 +7,44 @@
 
 namespace flatstore::internal {
 
+namespace {
+
+// Format 1 kept the commit sequence and the last versionstamp in flatstore_meta and a
+// version per table in flatstore_tables, three more pages written by every commit.
+// Format 2 reads all of them from the change log's newest row.
+absl::Status upgradeFormat(Connection& c) {
+  FLATSTORE_RETURN_IF_ERROR(c.exec("BEGIN IMMEDIATE", c.path()));
+  absl::Status s = [&]() -> absl::Status {
+    FLATSTORE_ASSIGN_OR_RETURN(
+        Statement f, c.prepare("SELECT value FROM flatstore_meta WHERE key = 'format'", c.path()));
+    FLATSTORE_ASSIGN_OR_RETURN(bool row, f.step(c.path()));
+    if (row && f.columnInt(0) >= kFormatVersion) return absl::OkStatus();  // done meanwhile
+    return c.exec(absl::StrFormat(
+        "ALTER TABLE flatstore_changes ADD COLUMN last_vs INTEGER NOT NULL DEFAULT 0;"
+        "INSERT OR IGNORE INTO flatstore_changes(seq, origin, changes) "
+        "  SELECT coalesce((SELECT value FROM flatstore_meta WHERE key = 'seq'), 0), 0, x'';"
+        "UPDATE flatstore_changes SET last_vs = "
+        "  coalesce((SELECT value FROM flatstore_meta WHERE key = 'last_vs'), 0) "
+        "  WHERE seq = (SELECT max(seq) FROM flatstore_changes);"
+        "DELETE FROM flatstore_meta WHERE key IN ('seq', 'last_vs');"
+        "UPDATE flatstore_meta SET value = %d WHERE key = 'format';",
+        kFormatVersion));
+  }();
+  if (!s.ok()) {
+    c.rollbackQuietly();
+    return absl::Status(s.code(), absl::StrCat(c.path(), ": upgrading to format ", kFormatVersion,
+                                               ": ", s.message()));
+  }
+  return c.exec("COMMIT", c.path());
+}
+
+}  // namespace
+
 absl::Status initializeDatabase(Connection& c, bool synchronous_full) {
   // Reading the schema is the first access: a file that is not SQLite fails here with
   // SQLITE_NOTADB before anything is written.
   bool has_meta = false;
+  int64_t format = 0;
   int64_t other_tables = 0;
   {
     FLATSTORE_ASSIGN_OR_RETURN(
@@ -35,7 +69,7 @@ absl::Status initializeDatabase(Connection& c, bool synchronous_full) {
     FLATSTORE_ASSIGN_OR_RETURN(
         Statement s, c.prepare("SELECT value FROM flatstore_meta WHERE key = 'format'", c.path()));
     FLATSTORE_ASSIGN_OR_RETURN(bool row, s.step(c.path()));
-    int64_t format = row ? s.columnInt(0) : 0;
+    format = row ? s.columnInt(0) : 0;
     if (format > kFormatVersion) {
       return absl::FailedPreconditionError(
           absl::StrCat(c.path(), " was written by a newer flatstore (format ", format,
@@ -49,12 +83,11 @@ absl::Status initializeDatabase(Connection& c, bool synchronous_full) {
   FLATSTORE_RETURN_IF_ERROR(c.exec("PRAGMA journal_mode = WAL", c.path()));
   FLATSTORE_RETURN_IF_ERROR(
       c.exec(synchronous_full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL"));
-  if (has_meta) return absl::OkStatus();
+  if (has_meta) return format < kFormatVersion ? upgradeFormat(c) : absl::OkStatus();
   FLATSTORE_RETURN_IF_ERROR(c.exec("BEGIN IMMEDIATE", c.path()));
   absl::Status s = c.exec(absl::StrFormat(
       "CREATE TABLE IF NOT EXISTS flatstore_meta(key TEXT PRIMARY KEY, value) WITHOUT ROWID;"
       "INSERT OR IGNORE INTO flatstore_meta VALUES('format', %d);"
-      "INSERT OR IGNORE INTO flatstore_meta VALUES('seq', 0);"
       "CREATE TABLE IF NOT EXISTS flatstore_tables(name TEXT PRIMARY KEY, version INTEGER "
       "NOT NULL, schema_hash INTEGER NOT NULL, schema BLOB);"
       "CREATE TABLE IF NOT EXISTS flatstore_indexes(index_table TEXT PRIMARY KEY, table_name "
@@ -62,8 +95,8 @@ absl::Status initializeDatabase(Connection& c, bool synchronous_full) {
       "CREATE TABLE IF NOT EXISTS flatstore_kv(key TEXT PRIMARY KEY, kind INTEGER NOT NULL, "
       "type TEXT, value BLOB);"
       "CREATE TABLE IF NOT EXISTS flatstore_changes(seq INTEGER PRIMARY KEY, origin INTEGER NOT "
-      "NULL, changes BLOB NOT NULL);"
-      "INSERT OR IGNORE INTO flatstore_meta VALUES('last_vs', 0);"
+      "NULL, changes BLOB NOT NULL, last_vs INTEGER NOT NULL DEFAULT 0);"
+      "INSERT OR IGNORE INTO flatstore_changes VALUES(0, 0, x'', 0);"
       "INSERT OR IGNORE INTO flatstore_meta VALUES('log_pruned_through', 0);",
       kFormatVersion));
   if (!s.ok()) {
@@ -251,18 +284,6 @@ absl::StatusOr<bool> backfillStep(Connection& c, TableState& state, int batch) {
     return true;
   }
   return false;
-}
-
-absl::StatusOr<int64_t> tableVersion(Connection& c, const TableState& table,
-                                     std::string_view what) {
-  FLATSTORE_ASSIGN_OR_RETURN(Statement * s,
-                             c.cached("SELECT version FROM flatstore_tables WHERE name = ?", what));
-  s->bindText(1, table.desc.table_name);
-  absl::StatusOr<bool> row = s->step(what);
-  int64_t version = row.ok() && *row ? s->columnInt(0) : -1;
-  s->reset();
-  FLATSTORE_RETURN_IF_ERROR(row.status());
-  return version;
 }
 
 }  // namespace flatstore::internal

@@ -1,14 +1,18 @@
 // Catalog: the database's own tables, and the state of every entity table in use.
 //
-//   flatstore_meta(key TEXT PRIMARY KEY, value)      format version, commit sequence
+//   flatstore_meta(key TEXT PRIMARY KEY, value)      format version, log pruning mark
 //   flatstore_tables(name TEXT PRIMARY KEY, version INTEGER, schema_hash INTEGER,
-//                    schema BLOB)                    one row per entity table
+//                    schema BLOB)                    one row per entity table (`version`
+//                                                    is no longer maintained: format 2
+//                                                    detects conflicts in the change log)
 //   flatstore_indexes(index_table TEXT PRIMARY KEY, table_name TEXT,
 //                     next_rowid INTEGER)            back-fill progress; NULL: complete
 //   flatstore_kv(key TEXT PRIMARY KEY, kind INTEGER, type TEXT, value BLOB)
-//   flatstore_changes(seq INTEGER PRIMARY KEY, origin INTEGER, changes BLOB)
-//                                                    the change log: one row per commit,
-//                                                    pruned to a bounded number of commits
+//   flatstore_changes(seq INTEGER PRIMARY KEY, origin INTEGER, changes BLOB,
+//                     last_vs INTEGER)               the change log: one row per commit,
+//                                                    pruned to a bounded number of commits;
+//                                                    its newest row holds the commit
+//                                                    sequence (see change_log.h)
 //
 // Functions taking a Connection run on the writer's connection (the only writer).
 #ifndef FLATSTORE_RUNTIME_CATALOG_H_
@@ -29,10 +33,13 @@
 
 namespace flatstore::internal {
 
-inline constexpr int64_t kFormatVersion = 1;
+// Format 2 (this one) writes the commit sequence only in the change log; files of
+// format 1 are upgraded at open.
+inline constexpr int64_t kFormatVersion = 2;
 
 // Checks that `c` holds an empty database or a flatstore database of a format this
-// version reads, then sets WAL mode and creates the catalog tables. Leaves a foreign
+// version reads, then sets WAL mode and creates the catalog tables (or upgrades an
+// older format). Leaves a foreign
 // file untouched (every check happens before the first write).
 absl::Status initializeDatabase(Connection& c, bool synchronous_full);
 
@@ -76,10 +83,6 @@ absl::Status ensureTable(Connection& c, TableState& state);
 // Fills up to `batch` rows of the first incomplete index of `state`. Returns true when
 // more work remains. Must run inside a write transaction.
 absl::StatusOr<bool> backfillStep(Connection& c, TableState& state, int batch);
-
-// The version of `table` in flatstore_tables as the transaction open on `c` sees it
-// (-1 when the table has no row yet). `what` names the caller in errors.
-absl::StatusOr<int64_t> tableVersion(Connection& c, const TableState& table, std::string_view what);
 
 }  // namespace flatstore::internal
 

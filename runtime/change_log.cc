@@ -1,5 +1,6 @@
 #include "runtime/change_log.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -146,6 +147,64 @@ absl::StatusOr<std::vector<LogEntry>> readLogAfter(Connection& c, uint64_t after
   s->reset();
   if (!status.ok()) return status;
   return out;
+}
+
+absl::StatusOr<LogHead> readLogHead(Connection& c, std::string_view what) {
+  FLATSTORE_ASSIGN_OR_RETURN(
+      Statement * s,
+      c.cached("SELECT seq, last_vs FROM flatstore_changes ORDER BY seq DESC LIMIT 1", what));
+  absl::StatusOr<bool> row = s->step(what);
+  LogHead head;
+  if (row.ok() && *row) {
+    head.sequence = static_cast<uint64_t>(s->columnInt(0));
+    head.last_change = Versionstamp::fromPacked(s->columnInt(1));
+  }
+  s->reset();
+  FLATSTORE_RETURN_IF_ERROR(row.status());
+  return head;
+}
+
+absl::StatusOr<int> firstChangedSince(Connection& c, uint64_t after, int64_t own_origin,
+                                      std::span<const int64_t> table_ids) {
+  const char* what = "conflict check";
+  // The change list is loaded only for other origins' commits.
+  FLATSTORE_ASSIGN_OR_RETURN(
+      Statement * s, c.cached("SELECT seq, CASE WHEN origin = ?2 THEN NULL ELSE changes END "
+                              "FROM flatstore_changes WHERE seq > ?1 ORDER BY seq",
+                              what));
+  s->bindInt(1, static_cast<int64_t>(after));
+  s->bindInt(2, own_origin);
+  int found = -1;
+  absl::Status status;
+  uint64_t expected = after + 1;
+  while (found < 0) {
+    absl::StatusOr<bool> row = s->step(what);
+    if (!row.ok()) {
+      status = row.status();
+      break;
+    }
+    if (!*row) break;
+    if (static_cast<uint64_t>(s->columnInt(0)) != expected++) {
+      found = 0;  // pruned past `after`
+      break;
+    }
+    if (sqlite3_column_type(s->get(), 1) == SQLITE_NULL) continue;
+    absl::StatusOr<std::vector<LogRecord>> records = decodeLogRecords(s->columnBlob(1));
+    if (!records.ok()) {
+      status = records.status();
+      break;
+    }
+    for (const LogRecord& r : *records) {
+      auto it = std::find(table_ids.begin(), table_ids.end(), r.table_id);
+      if (it != table_ids.end()) {
+        found = static_cast<int>(it - table_ids.begin());
+        break;
+      }
+    }
+  }
+  s->reset();
+  FLATSTORE_RETURN_IF_ERROR(status);
+  return found;
 }
 
 absl::StatusOr<uint64_t> logPrunedThrough(Connection& c) {

@@ -1,8 +1,11 @@
 // The change log: what each commit changed, for other processes and for changesSince().
 //
-// One row per commit in flatstore_changes(seq, origin, changes): `origin` identifies the
-// workspace instance that wrote it (so a process skips its own commits), and `changes`
-// packs one record per changed object:
+// One row per commit in flatstore_changes(seq, origin, changes, last_vs), written by
+// every commit, so the newest row carries the commit sequence (sequences are contiguous
+// from the first commit of format 2 on). `origin` identifies the workspace instance that
+// wrote it (so a process skips its own commits), `last_vs` is the versionstamp of the
+// newest change committed so far (carried over by commits that changed nothing), and
+// `changes` packs one record per changed object:
 //   int64 table id | int64 rowid | uint16 position | uint8 op (0 upsert, 1 delete)
 //   | for deletes: uint8 key count, then per value uint8 kind and its payload
 //     (integer: int64, real: float64, text: uint32 length + bytes)
@@ -14,6 +17,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -44,6 +48,21 @@ absl::StatusOr<std::vector<LogRecord>> decodeLogRecords(std::span<const uint8_t>
 // Reads the log entries with sequence > `after`, in order, inside the caller's read
 // transaction.
 absl::StatusOr<std::vector<LogEntry>> readLogAfter(Connection& c, uint64_t after);
+
+// The newest commit as the caller's transaction sees it (the log always keeps its row).
+struct LogHead {
+  uint64_t sequence = 0;
+  Versionstamp last_change;
+};
+absl::StatusOr<LogHead> readLogHead(Connection& c, std::string_view what);
+
+// Whether a commit after `after` by an origin other than `own_origin` changed a table
+// whose id is in `table_ids`: returns the index of the first such id, or -1. Commits
+// of `own_origin` are skipped: inside one workspace, the table queues keep other
+// closures off a transaction's tables. When the log no longer holds every commit after
+// `after` (it was pruned), answers 0: assume a change rather than miss one.
+absl::StatusOr<int> firstChangedSince(Connection& c, uint64_t after, int64_t own_origin,
+                                      std::span<const int64_t> table_ids);
 
 // The highest sequence whose log entry was pruned (0: none).
 absl::StatusOr<uint64_t> logPrunedThrough(Connection& c);

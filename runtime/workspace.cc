@@ -396,16 +396,6 @@ ClosureRun runOn(Connection& db, const std::vector<TableState*>& tables,
   return run;
 }
 
-// The versions of `tables` that the read transaction on `db` sees.
-absl::Status readVersions(Connection& db, const std::vector<TableState*>& tables,
-                          std::vector<std::pair<TableState*, int64_t>>* versions) {
-  for (TableState* t : tables) {
-    FLATSTORE_ASSIGN_OR_RETURN(int64_t version, tableVersion(db, *t, "snapshot"));
-    versions->emplace_back(t, version);
-  }
-  return absl::OkStatus();
-}
-
 // Runs of a transaction that conflicted with other processes before it runs under the
 // write lock, where it cannot conflict.
 constexpr int kOptimisticRuns = 2;
@@ -447,8 +437,11 @@ void WorkspaceImpl::runClosure(Scheduler::Job* job, const std::shared_ptr<Txn>& 
     {
       ReaderPool::Lease snapshot = readers_->checkout();
       absl::Status read = inReadTransaction(*snapshot, [&]() -> absl::Status {
-        // The versions this snapshot sees; the writer checks them under the write lock.
-        FLATSTORE_RETURN_IF_ERROR(readVersions(*snapshot, txn->tables, &request->read_versions));
+        // The commit this snapshot sees: the writer checks under the write lock that no
+        // other process changed these tables since.
+        FLATSTORE_ASSIGN_OR_RETURN(LogHead head, readLogHead(*snapshot, "snapshot"));
+        request->snapshot_sequence = head.sequence;
+        request->read_tables = txn->tables;
         run = runOn(*snapshot, txn->tables, closure);
         return absl::OkStatus();
       });
@@ -664,11 +657,9 @@ void WorkspaceImpl::watchLoop() {
   {
     // Start after the last commit that exists now.
     absl::Status s = inReadTransaction(**c, [&]() -> absl::Status {
-      FLATSTORE_ASSIGN_OR_RETURN(
-          Statement st, (*c)->prepare("SELECT value FROM flatstore_meta WHERE key = 'seq'"));
-      FLATSTORE_ASSIGN_OR_RETURN(bool row, st.step("watcher"));
+      FLATSTORE_ASSIGN_OR_RETURN(LogHead head, readLogHead(**c, "watcher"));
       absl::MutexLock lock(&mu_);
-      if (row) watched_sequence_ = static_cast<uint64_t>(st.columnInt(0));
+      watched_sequence_ = head.sequence;
       return absl::OkStatus();
     });
     (void)s;
@@ -704,14 +695,9 @@ absl::Status WorkspaceImpl::publishForeignCommits(Connection& c, int64_t* data_v
   }
   if (observed.empty()) {
     // Nobody to tell: only note how far the file has come.
-    FLATSTORE_ASSIGN_OR_RETURN(
-        Statement * s, c.cached("SELECT value FROM flatstore_meta WHERE key = 'seq'", "watcher"));
-    absl::StatusOr<bool> seq = s->step("watcher");
-    uint64_t last = seq.ok() && *seq ? static_cast<uint64_t>(s->columnInt(0)) : after;
-    s->reset();
-    FLATSTORE_RETURN_IF_ERROR(seq.status());
+    FLATSTORE_ASSIGN_OR_RETURN(LogHead head, readLogHead(c, "watcher"));
     absl::MutexLock lock(&mu_);
-    watched_sequence_ = std::max(watched_sequence_, last);
+    watched_sequence_ = std::max(watched_sequence_, head.sequence);
     return absl::OkStatus();
   }
   std::vector<CommitEvent> events;
@@ -757,12 +743,9 @@ absl::StatusOr<Versionstamp> WorkspaceImpl::latestVersionstamp() {
   ReaderPool::Lease c = readers_->checkout();
   Versionstamp vs;
   FLATSTORE_RETURN_IF_ERROR(inReadTransaction(*c, [&]() -> absl::Status {
-    FLATSTORE_ASSIGN_OR_RETURN(
-        Statement * s, c->cached("SELECT value FROM flatstore_meta WHERE key = 'last_vs'", "meta"));
-    absl::StatusOr<bool> row = s->step("meta");
-    if (row.ok() && *row) vs = Versionstamp::fromPacked(s->columnInt(0));
-    s->reset();
-    return row.status();
+    FLATSTORE_ASSIGN_OR_RETURN(LogHead head, readLogHead(*c, "latest versionstamp"));
+    vs = head.last_change;
+    return absl::OkStatus();
   }));
   return vs;
 }
@@ -799,12 +782,9 @@ absl::Status WorkspaceImpl::changesSince(const TableDescription& d, Versionstamp
       FLATSTORE_ASSIGN_OR_RETURN(auto row, readRowByRowid(*c, *t, rowid));
       if (row.has_value()) changed->push_back(std::move(*row));
     }
-    FLATSTORE_ASSIGN_OR_RETURN(
-        Statement * s, c->cached("SELECT value FROM flatstore_meta WHERE key = 'last_vs'", "meta"));
-    absl::StatusOr<bool> row = s->step("meta");
-    if (row.ok() && *row) *through = Versionstamp::fromPacked(s->columnInt(0));
-    s->reset();
-    return row.status();
+    FLATSTORE_ASSIGN_OR_RETURN(LogHead head, readLogHead(*c, "changes since"));
+    *through = head.last_change;
+    return absl::OkStatus();
   });
 }
 

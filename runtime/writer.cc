@@ -325,13 +325,17 @@ absl::Status Writer::applyWrites(EncodedChange& c, int64_t vs) {
 }
 
 absl::Status Writer::applyRequest(CommitRequest& request, Versionstamp vs,
-                                  TransactionResult* result, std::vector<TableState*>* touched) {
+                                  TransactionResult* result) {
   if (request.produce) {
     FLATSTORE_RETURN_IF_ERROR(request.produce(*db_, request));
   }
-  for (const auto& [table, version] : request.read_versions) {
-    FLATSTORE_ASSIGN_OR_RETURN(int64_t current, tableVersion(*db_, *table, "version check"));
-    if (current != version) return conflictError(*table);
+  if (!request.read_tables.empty()) {
+    std::vector<int64_t> ids;
+    ids.reserve(request.read_tables.size());
+    for (const TableState* t : request.read_tables) ids.push_back(t->id);
+    FLATSTORE_ASSIGN_OR_RETURN(
+        int changed, firstChangedSince(*db_, request.snapshot_sequence, options_.origin, ids));
+    if (changed >= 0) return conflictError(*request.read_tables[static_cast<size_t>(changed)]);
   }
   if (request.apply) FLATSTORE_RETURN_IF_ERROR(request.apply(*db_));
   for (const EncodedChange& c : request.changes) FLATSTORE_RETURN_IF_ERROR(applyRemovals(c));
@@ -348,9 +352,8 @@ absl::Status Writer::applyRequest(CommitRequest& request, Versionstamp vs,
         result->deleted += 1;
         break;
       case EncodedChange::Op::kNone:
-        continue;
+        break;
     }
-    touched->push_back(c.table);
   }
   if (!request.changes.empty()) result->versionstamp = vs;
   return absl::OkStatus();
@@ -358,14 +361,15 @@ absl::Status Writer::applyRequest(CommitRequest& request, Versionstamp vs,
 
 absl::Status Writer::writeLog(const std::vector<std::unique_ptr<CommitRequest>>& group,
                               const std::vector<absl::StatusOr<TransactionResult>>& results,
-                              uint64_t seq) {
+                              uint64_t seq, Versionstamp previous_last_change) {
   std::string blob;
-  Versionstamp last;
+  Versionstamp last = previous_last_change;
   for (size_t i = 0; i < group.size(); ++i) {
     if (!results[i].ok() || group[i]->changes.empty()) continue;
-    last = results[i]->versionstamp;
+    bool changed = false;
     for (const EncodedChange& c : group[i]->changes) {
       if (c.op == EncodedChange::Op::kNone) continue;
+      changed = true;
       LogRecord r;
       r.table_id = c.table->id;
       r.rowid = c.rowid;
@@ -374,23 +378,23 @@ absl::Status Writer::writeLog(const std::vector<std::unique_ptr<CommitRequest>>&
       if (r.deleted) r.key = c.key;
       appendLogRecord(r, &blob);
     }
+    if (changed) last = results[i]->versionstamp;
   }
-  if (blob.empty()) return absl::OkStatus();
+  // Every commit writes its row, even with nothing changed: the newest row carries the
+  // commit sequence.
   const char* what = "change log";
   FLATSTORE_ASSIGN_OR_RETURN(
       Statement * s,
-      db_->cached("INSERT INTO flatstore_changes(seq, origin, changes) VALUES(?, ?, ?)", what));
+      db_->cached("INSERT INTO flatstore_changes(seq, origin, changes, last_vs) VALUES(?, ?, ?, ?)",
+                  what));
   s->bindInt(1, static_cast<int64_t>(seq));
   s->bindInt(2, options_.origin);
   s->bindBlobStatic(3, {reinterpret_cast<const uint8_t*>(blob.data()), blob.size()});
+  s->bindInt(4, last.packed());
   FLATSTORE_RETURN_IF_ERROR(s->run(what));
-  FLATSTORE_ASSIGN_OR_RETURN(
-      Statement * vs,
-      db_->cached("UPDATE flatstore_meta SET value = ? WHERE key = 'last_vs'", what));
-  vs->bindInt(1, last.packed());
-  FLATSTORE_RETURN_IF_ERROR(vs->run(what));
-  // Keep the log bounded: every 256 commits, drop entries older than the retention.
-  int64_t horizon = static_cast<int64_t>(seq) - options_.log_retention;
+  // Keep the log bounded: every 256 commits, drop entries older than the retention
+  // (at least the newest row stays).
+  int64_t horizon = static_cast<int64_t>(seq) - std::max<int64_t>(1, options_.log_retention);
   if (seq % 256 == 0 && horizon > 0) {
     FLATSTORE_ASSIGN_OR_RETURN(Statement * prune,
                                db_->cached("DELETE FROM flatstore_changes WHERE seq <= ?", what));
@@ -439,18 +443,15 @@ void Writer::commitGroup(std::vector<std::unique_ptr<CommitRequest>>& group) {
   absl::Status group_status = db_->exec("BEGIN IMMEDIATE", "group commit");
   absl::Time locked = absl::Now();
   uint64_t seq = 0;
+  Versionstamp previous_last_change;
   if (group_status.ok()) {
-    absl::StatusOr<Statement*> s =
-        db_->cached("SELECT value FROM flatstore_meta WHERE key = 'seq'", "group commit");
-    group_status = s.status();
-    if (s.ok()) {
-      absl::StatusOr<bool> row = (*s)->step("group commit");
-      if (row.ok() && *row) seq = static_cast<uint64_t>((*s)->columnInt(0)) + 1;
-      (*s)->reset();
-      if (!row.ok()) group_status = row.status();
+    absl::StatusOr<LogHead> head = readLogHead(*db_, "group commit");
+    group_status = head.status();
+    if (head.ok()) {
+      seq = head->sequence + 1;
+      previous_last_change = head->last_change;
     }
   }
-  std::vector<TableState*> touched;
   const bool use_savepoints = group.size() > 1;
   bool lone_failure = false;
   if (group_status.ok()) {
@@ -460,12 +461,10 @@ void Writer::commitGroup(std::vector<std::unique_ptr<CommitRequest>>& group) {
       if (use_savepoints) group_status = db_->exec("SAVEPOINT request", "group commit");
       if (!group_status.ok()) break;
       TransactionResult result;
-      std::vector<TableState*> request_tables;
-      absl::Status s = applyRequest(*group[i], Versionstamp(seq, static_cast<uint16_t>(i)), &result,
-                                    &request_tables);
+      absl::Status s =
+          applyRequest(*group[i], Versionstamp(seq, static_cast<uint16_t>(i)), &result);
       if (s.ok()) {
         results[i] = result;
-        touched.insert(touched.end(), request_tables.begin(), request_tables.end());
         if (use_savepoints) group_status = db_->exec("RELEASE request", "group commit");
       } else {
         results[i] = s;
@@ -487,28 +486,8 @@ void Writer::commitGroup(std::vector<std::unique_ptr<CommitRequest>>& group) {
     group[0]->complete(std::move(results[0]));
     return;
   }
-  if (group_status.ok()) group_status = writeLog(group, results, seq);
-  if (group_status.ok()) {
-    std::set<TableState*> tables(touched.begin(), touched.end());
-    absl::StatusOr<Statement*> bump = db_->cached(
-        "UPDATE flatstore_tables SET version = version + 1 WHERE name = ?", "group commit");
-    group_status = bump.status();
-    for (TableState* t : tables) {
-      if (!group_status.ok()) break;
-      (*bump)->bindText(1, t->desc.table_name);
-      group_status = (*bump)->run("group commit");
-    }
-    if (group_status.ok()) {
-      absl::StatusOr<Statement*> s =
-          db_->cached("UPDATE flatstore_meta SET value = ? WHERE key = 'seq'", "group commit");
-      group_status = s.status();
-      if (s.ok()) {
-        (*s)->bindInt(1, static_cast<int64_t>(seq));
-        group_status = (*s)->run("group commit");
-      }
-    }
-    if (group_status.ok()) group_status = db_->exec("COMMIT", "group commit");
-  }
+  if (group_status.ok()) group_status = writeLog(group, results, seq, previous_last_change);
+  if (group_status.ok()) group_status = db_->exec("COMMIT", "group commit");
   if (!group_status.ok()) {
     // Nothing of the group is visible: every request fails with the group's error.
     db_->rollbackQuietly();

@@ -3,9 +3,9 @@
 // Closures hand their encoded changes to the writer's mailbox. The writer thread takes
 // every request waiting (bounded by count and bytes), opens one BEGIN IMMEDIATE, applies
 // each request inside its own savepoint (a failing request, such as a unique violation,
-// rolls back alone), advances the commit sequence and the changed tables' versions, and
-// commits once: one WAL append (and with synchronous=FULL one fsync) for the group. The
-// write lock is held only for this apply. Then it completes each request.
+// rolls back alone), appends the group's change-log row (which carries the commit
+// sequence), and commits once: one WAL append (and with synchronous=FULL one fsync) for the group.
+// The write lock is held only for this apply. Then it completes each request.
 //
 // Thread-safety: submit() and stop() may be called from any thread; everything else runs
 // on the writer thread.
@@ -51,10 +51,11 @@ struct EncodedChange {
 // What one closure (or one internal job) asks the writer to commit.
 struct CommitRequest {
   std::vector<EncodedChange> changes;
-  // The version of each declared table the closure's snapshot saw. If another process
-  // changed one since, the request fails with a conflict (see isConflict) and is run
-  // again on a fresh snapshot.
-  std::vector<std::pair<TableState*, int64_t>> read_versions;
+  // The tables the closure read and the commit sequence its snapshot saw. If another
+  // process changed one of them since, the request fails with a conflict (see
+  // isConflict) and is run again on a fresh snapshot.
+  std::vector<TableState*> read_tables;
+  uint64_t snapshot_sequence = 0;
   // When set, produces `changes` and `apply` on the writer thread inside the write
   // transaction, before they are applied (a closure run under the write lock). An error
   // fails the request.
@@ -124,16 +125,16 @@ class Writer {
  private:
   void loop();
   void commitGroup(std::vector<std::unique_ptr<CommitRequest>>& group);
-  absl::Status applyRequest(CommitRequest& request, Versionstamp vs, TransactionResult* result,
-                            std::vector<TableState*>* touched);
+  absl::Status applyRequest(CommitRequest& request, Versionstamp vs, TransactionResult* result);
   // A request is applied in two passes (see writer.cc); applyWrites sets `rowid` of an
   // insert.
   absl::Status applyRemovals(const EncodedChange& change);
   absl::Status applyWrites(EncodedChange& change, int64_t vs);
-  // Appends the group's change-log entry and prunes old ones.
+  // Appends the group's change-log row and prunes old ones. `previous` is the log's
+  // newest row before this commit.
   absl::Status writeLog(const std::vector<std::unique_ptr<CommitRequest>>& group,
-                        const std::vector<absl::StatusOr<TransactionResult>>& results,
-                        uint64_t seq);
+                        const std::vector<absl::StatusOr<TransactionResult>>& results, uint64_t seq,
+                        Versionstamp previous_last_change);
   CommitEvent observedChanges(std::vector<std::unique_ptr<CommitRequest>>& group,
                               const std::vector<absl::StatusOr<TransactionResult>>& results,
                               uint64_t seq);

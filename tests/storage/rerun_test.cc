@@ -17,13 +17,16 @@ namespace {
 using ::flatstore::testing::TempDir;
 using ::testing::HasSubstr;
 
+// Submits the orc with `hp`, created or replaced.
+absl::Status submitHp(TransactionContext& txn, int16_t hp) {
+  auto r = MonsterChangeRequest::upsert();
+  r.setName("orc").setRealm(1).setHp(hp);
+  return txn.submit(r).status();
+}
+
 absl::Status setHp(Workspace& ws, int16_t hp) {
   return ws
-      .performChangesAndWait<Monster>([hp](TransactionContext& txn) -> absl::Status {
-        auto r = MonsterChangeRequest::upsert();
-        r.setName("orc").setRealm(1).setHp(hp);
-        return txn.submit(r).status();
-      })
+      .performChangesAndWait<Monster>([hp](TransactionContext& txn) { return submitHp(txn, hp); })
       .status();
 }
 
@@ -67,6 +70,54 @@ TEST_F(RerunTest, ThirdRunHoldsTheWriteLockAndCannotConflict) {
   ASSERT_OK(orc);
   EXPECT_EQ((*orc)->hp(), 103);
   EXPECT_EQ((*orc)->versionstamp(), done->versionstamp);
+}
+
+absl::Status addEvent(Workspace& ws, std::string_view kind) {
+  return ws
+      .performChangesAndWait<Event>([kind](TransactionContext& txn) -> absl::Status {
+        auto r = EventChangeRequest::creation();
+        r.setKind(kind);
+        return txn.submit(r).status();
+      })
+      .status();
+}
+
+// Conflicts are per table: the other workspace's commits to a table the closure did
+// not declare do not make it run again.
+TEST_F(RerunTest, CommitsToOtherTablesAreNoConflict) {
+  auto ws = open();
+  auto other = open();
+  ASSERT_OK(setHp(*ws, 1));
+  int runs = 0;
+  auto done = ws->performChangesAndWait<Monster>([&](TransactionContext& txn) -> absl::Status {
+    runs += 1;
+    FLATSTORE_RETURN_IF_ERROR(addEvent(*other, "elsewhere"));
+    return submitHp(txn, 2);
+  });
+  ASSERT_OK(done);
+  EXPECT_EQ(runs, 1);
+}
+
+// When the change log no longer holds every commit since a closure's snapshot (the
+// other workspace pruned it), the writer cannot tell what changed and runs the closure
+// again rather than miss a conflict.
+TEST_F(RerunTest, PrunedLogCountsAsConflict) {
+  auto ws = open();
+  WorkspaceOptions short_log;
+  short_log.change_log_retention = 1;
+  auto other = open(short_log);
+  ASSERT_OK(setHp(*ws, 1));
+  int runs = 0;
+  auto done = ws->performChangesAndWait<Monster>([&](TransactionContext& txn) -> absl::Status {
+    runs += 1;
+    if (runs == 1) {
+      // The log is pruned every 256 commits.
+      for (int i = 0; i < 300; ++i) FLATSTORE_RETURN_IF_ERROR(addEvent(*other, "prune"));
+    }
+    return submitHp(txn, 2);
+  });
+  ASSERT_OK(done);
+  EXPECT_EQ(runs, 2);
 }
 
 // max_conflict_retries bounds the runs: with 1, the second conflict fails the
@@ -138,9 +189,7 @@ TEST_F(RerunTest, WaitingInCallbackIsFailedPrecondition) {
   // until the callback is registered.
   TransactionHandle writing = ws->performChanges<Monster>([&](TransactionContext& txn) {
     registered.WaitForNotification();
-    auto r = MonsterChangeRequest::upsert();
-    r.setName("orc").setRealm(1).setHp(2);
-    return txn.submit(r).status();
+    return submitHp(txn, 2);
   });
   writing.onComplete([&](const absl::StatusOr<TransactionResult>&) {
     TransactionHandle later = ws->performChanges<Monster>([](TransactionContext& txn) {

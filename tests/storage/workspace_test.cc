@@ -7,6 +7,7 @@
 #include <fstream>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
 #include "game_flatstore.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -277,6 +278,84 @@ TEST(WorkspaceOpen, ClearErrorsAndUntouchedFiles) {
   auto future = Workspace::open(newer);
   EXPECT_EQ(future.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(std::string(future.status().message()), HasSubstr("newer flatstore (format 99)"));
+}
+
+// Runs `sql` on the file at `path` outside flatstore; fails the test on an error.
+void rawExec(const std::string& path, const std::string& sql) {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  char* error = nullptr;
+  int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &error);
+  std::string message = error != nullptr ? error : "";
+  sqlite3_free(error);
+  sqlite3_close(db);
+  ASSERT_EQ(rc, SQLITE_OK) << message;
+}
+
+// Format 1 kept the commit sequence in flatstore_meta; a file of that format is
+// upgraded at open and its sequence, versionstamps and change log carry on.
+TEST(WorkspaceOpen, UpgradesFormatOneFiles) {
+  TempDir dir;
+  std::string path = dir.file("old.db");
+  Versionstamp orc_vs;
+  {
+    auto ws = Workspace::open(path);
+    ASSERT_OK(ws);
+    auto done = (*ws)->performChangesAndWait<Monster>(
+        [](TransactionContext& txn) { return create(txn, "orc", 1, 30).status(); });
+    ASSERT_OK(done);
+    orc_vs = done->versionstamp;
+  }
+  // Make it a format 1 file, as format 1 left it after three more commits that changed
+  // nothing (format 1 advanced the sequence without a log row for those).
+  uint64_t old_seq = orc_vs.commitSequence() + 3;
+  rawExec(path, absl::StrCat("BEGIN;"
+                             "ALTER TABLE flatstore_changes DROP COLUMN last_vs;"
+                             "DELETE FROM flatstore_changes WHERE length(changes) = 0;"
+                             "INSERT INTO flatstore_meta VALUES('seq', ",
+                             old_seq, "), ('last_vs', ", orc_vs.packed(),
+                             ");"
+                             "UPDATE flatstore_meta SET value = 1 WHERE key = 'format';"
+                             "COMMIT;"));
+
+  auto ws = Workspace::open(path);
+  ASSERT_OK(ws);
+  auto latest = (*ws)->latestVersionstamp();
+  ASSERT_OK(latest);
+  EXPECT_EQ(*latest, orc_vs);
+  auto troll = (*ws)->performChangesAndWait<Monster>(
+      [](TransactionContext& txn) { return create(txn, "troll", 1, 90).status(); });
+  ASSERT_OK(troll);
+  // Later than every format 1 commit (the first use of the table commits too).
+  EXPECT_GT(troll->versionstamp.commitSequence(), old_seq);
+  auto since = (*ws)->changesSince<Monster>(orc_vs);
+  ASSERT_OK(since);
+  ASSERT_EQ(since->changed.size(), 1u);
+  EXPECT_EQ(since->changed[0]->name(), "troll");
+  EXPECT_EQ(since->through, troll->versionstamp);
+  auto before = (*ws)->changesSince<Monster>(Versionstamp());
+  ASSERT_OK(before);
+  EXPECT_EQ(before->changed.size(), 2u);
+  ws->reset();
+
+  // Upgraded once: the file now says format 2, and opens again unchanged.
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  sqlite3_stmt* st = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db,
+                               "SELECT (SELECT value FROM flatstore_meta WHERE key = 'format'), "
+                               "(SELECT count(*) FROM flatstore_meta WHERE key IN ('seq', "
+                               "'last_vs'))",
+                               -1, &st, nullptr),
+            SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
+  EXPECT_EQ(sqlite3_column_int64(st, 0), 2);
+  EXPECT_EQ(sqlite3_column_int64(st, 1), 0);
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  auto again = Workspace::open(path);
+  ASSERT_OK(again);
+  EXPECT_EQ(*(*again)->latestVersionstamp(), troll->versionstamp);
 }
 
 }  // namespace
