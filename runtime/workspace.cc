@@ -480,7 +480,9 @@ void WorkspaceImpl::runClosure(Scheduler::Job* job, const std::shared_ptr<Txn>& 
     scheduler_->release(job);
     finish(*txn, std::move(result), raw_request->lock_hold_us);
   };
-  writer_->submit(std::move(request));
+  // Commits here when no group is being committed; the job may be released (and a
+  // re-run started) before this returns, so nothing after this touches `job` or `txn`.
+  writer_->submitOrCommit(std::move(request));
 }
 
 void WorkspaceImpl::finish(Txn& txn, absl::StatusOr<TransactionResult> result,

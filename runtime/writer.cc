@@ -1,11 +1,10 @@
 #include "runtime/writer.h"
 
-#include <sys/stat.h>
-
 #include <algorithm>
 #include <map>
 #include <set>
 #include <string>
+#include <utility>
 
 #include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
@@ -29,6 +28,17 @@ std::string keyText(const std::vector<Value>& key) {
 
 constexpr char kConflictPayload[] = "flatstore.dev/conflict";
 
+int pageSize(Connection& c) {
+  int size = 4096;
+  sqlite3_stmt* st = nullptr;
+  if (sqlite3_prepare_v2(c.db(), "PRAGMA page_size", -1, &st, nullptr) == SQLITE_OK &&
+      sqlite3_step(st) == SQLITE_ROW) {
+    size = sqlite3_column_int(st, 0);
+  }
+  sqlite3_finalize(st);
+  return size;
+}
+
 }  // namespace
 
 absl::Status conflictError(const TableState& table) {
@@ -45,10 +55,11 @@ bool isConflict(const absl::Status& status) {
 
 Writer::Writer(std::unique_ptr<Connection> connection, WriterOptions options,
                std::function<void(CommitEvent)> publish, MetricsRegistry* metrics)
-    : db_(std::move(connection)),
-      options_(options),
+    : options_(options),
       publish_(std::move(publish)),
-      metrics_(metrics) {
+      metrics_(metrics),
+      db_(std::move(connection)),
+      page_size_(pageSize(*db_)) {
   // Replaces SQLite's automatic checkpoints: checkpoints are the writer's decision.
   sqlite3_wal_hook(db_->db(), &Writer::onWalCommit, this);
   thread_ = std::thread([this] { loop(); });
@@ -74,8 +85,69 @@ thread_local const Writer* current_writer = nullptr;
 
 bool onWriterThread() { return current_writer != nullptr; }
 
+namespace {
+
+// Marks the current thread as holding the writer role for a scope.
+class WriterScope {
+ public:
+  explicit WriterScope(const Writer* w) : previous_(current_writer) { current_writer = w; }
+  ~WriterScope() { current_writer = previous_; }
+  WriterScope(const WriterScope&) = delete;
+  WriterScope& operator=(const WriterScope&) = delete;
+
+ private:
+  const Writer* previous_;
+};
+
+}  // namespace
+
+void Writer::submitOrCommit(std::unique_ptr<CommitRequest> request) {
+  // Under the role already (a completion callback), or a group is being committed:
+  // the mailbox.
+  if (current_writer != nullptr || !role_.TryLock()) {
+    submit(std::move(request));
+    return;
+  }
+  std::vector<std::unique_ptr<CommitRequest>> group;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!stopping_) {
+      // Into the mailbox and out again with whatever waits there, without releasing
+      // mu_: the writer thread never sees it queued.
+      queue_[std::clamp(request->priority, 0, 2)].push_back(std::move(request));
+      takeGroup(&group);
+      leaders_ += 1;
+    }
+  }
+  if (request != nullptr) {  // stopped
+    role_.Unlock();
+    request->complete(absl::FailedPreconditionError("the workspace is shut down"));
+    return;
+  }
+  {
+    WriterScope scope(this);
+    commitAndNote(group);
+  }
+  role_.Unlock();
+  absl::MutexLock lock(&mu_);
+  leaders_ -= 1;
+}
+
+void Writer::takeGroup(std::vector<std::unique_ptr<CommitRequest>>* group) {
+  int64_t bytes = 0;
+  for (auto& queue : queue_) {
+    while (!queue.empty() && static_cast<int>(group->size()) < options_.max_group_transactions &&
+           (group->empty() || bytes + queue.front()->bytes <= options_.max_group_bytes)) {
+      bytes += queue.front()->bytes;
+      group->push_back(std::move(queue.front()));
+      queue.pop_front();
+    }
+  }
+}
+
 absl::Status Writer::runSync(std::function<absl::Status(Connection&)> fn) {
   if (current_writer == this) {
+    role_.AssertHeld();
     if (!db_->autocommit()) {
       return absl::FailedPreconditionError(
           "a closure running under the write lock cannot create tables or indexes; use "
@@ -129,10 +201,18 @@ void Writer::stop() {
     stopping_ = true;
   }
   if (thread_.joinable()) thread_.join();
+  // A thread that took the role before stopping_ was set finishes its group.
+  absl::MutexLock lock(&mu_);
+  auto no_leaders = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return leaders_ == 0; };
+  mu_.Await(absl::Condition(&no_leaders));
 }
 
-int Writer::onWalCommit(void* self, sqlite3*, const char*, int pages) {
-  static_cast<Writer*>(self)->wal_pages_ = pages;
+// Runs inside COMMIT, under the role.
+int Writer::onWalCommit(void* self, sqlite3*, const char*,
+                        int pages) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  auto* w = static_cast<Writer*>(self);
+  w->wal_pages_ = pages;
+  w->wal_high_pages_ = std::max(w->wal_high_pages_, pages);
   return SQLITE_OK;
 }
 
@@ -144,33 +224,55 @@ bool Writer::checkpoint(int mode) {
   // 96 ms and, with readers that overlap, overshot the budget in about a third of the
   // tries (each failure lets the WAL grow until the next try).
   if (truncating) db_->setBusyTimeout(options_.checkpoint_wait, absl::Milliseconds(1));
-  int rc = sqlite3_wal_checkpoint_v2(db_->db(), nullptr, mode, nullptr, nullptr);
+  int log_frames = 0;
+  int done_frames = 0;
+  int rc = sqlite3_wal_checkpoint_v2(db_->db(), nullptr, mode, &log_frames, &done_frames);
   if (truncating) db_->setBusyTimeout(options_.lock_timeout);
   bool ok = rc == SQLITE_OK;
-  if (ok) wal_pages_ = truncating ? 0 : wal_pages_;
+  if (ok && truncating) wal_pages_ = wal_high_pages_ = 0;
+  // Frames a checkpoint copied need no other; the next one is due when as many again
+  // were appended (a reader holding back older frames does not make every group
+  // checkpoint again).
+  if (rc == SQLITE_OK || rc == SQLITE_BUSY) checkpointed_pages_ = std::max(0, done_frames);
   if (metrics_ != nullptr) metrics_->recordCheckpoint(truncating, ok);
   return ok;
 }
 
-void Writer::maybeCheckpoint() {
-  struct stat st;
-  std::string wal = db_->path() + "-wal";
-  int64_t size = ::stat(wal.c_str(), &st) == 0 ? static_cast<int64_t>(st.st_size) : 0;
-  if (metrics_ != nullptr) metrics_->recordWal(size);
-  if (size > options_.wal_size_limit && absl::Now() >= next_truncate_) {
+int64_t Writer::walBytes() const {
+  return wal_high_pages_ == 0 ? 0 : 32 + static_cast<int64_t>(wal_high_pages_) * (page_size_ + 24);
+}
+
+void Writer::commitAndNote(std::vector<std::unique_ptr<CommitRequest>>& group) {
+  commitGroup(group);
+  // The WAL restarted from its beginning: nothing of it is checkpointed yet.
+  if (wal_pages_ < checkpointed_pages_) checkpointed_pages_ = 0;
+  if (metrics_ != nullptr) metrics_->recordWal(walBytes());
+  bool due = truncationDue() || wal_pages_ - checkpointed_pages_ >= options_.checkpoint_pages;
+  if (due) {
+    absl::MutexLock lock(&mu_);
+    checkpoint_due_ = true;
+  }
+}
+
+bool Writer::truncationDue() const {
+  int64_t size = walBytes();
+  return size > options_.wal_size_limit && size >= next_truncate_bytes_;
+}
+
+void Writer::runCheckpoints() {
+  if (truncationDue()) {
     if (checkpoint(SQLITE_CHECKPOINT_TRUNCATE)) {
-      if (metrics_ != nullptr) {
-        metrics_->recordWal(::stat(wal.c_str(), &st) == 0 ? static_cast<int64_t>(st.st_size) : 0);
-      }
+      next_truncate_bytes_ = 0;
+      if (metrics_ != nullptr) metrics_->recordWal(walBytes());
       return;
     }
     // Some reader held on to an old snapshot; commits go on, and the next truncation
-    // is tried after a pause (passive checkpoints continue meanwhile).
-    next_truncate_ = absl::Now() + 4 * options_.checkpoint_wait;
+    // is tried when the WAL grew by another quarter of its limit (passive checkpoints
+    // continue meanwhile).
+    next_truncate_bytes_ = walBytes() + options_.wal_size_limit / 4;
   }
-  if (wal_pages_ >= options_.checkpoint_pages) {
+  if (wal_pages_ - checkpointed_pages_ >= options_.checkpoint_pages) {
     checkpoint(SQLITE_CHECKPOINT_PASSIVE);
-    wal_pages_ = 0;  // counted again from the next commit's report
   }
 }
 
@@ -179,35 +281,34 @@ void Writer::loop() {
   while (true) {
     std::vector<std::unique_ptr<CommitRequest>> group;
     bool exiting = false;
+    bool checkpoint_due = false;
     {
       absl::MutexLock lock(&mu_);
       auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return queued() || stopping_ || !backfills_.empty();
+        return queued() || stopping_ || !backfills_.empty() || checkpoint_due_;
       };
       mu_.Await(absl::Condition(&ready));
+    }
+    // Another thread may hold the role; what it leaves queued is the next group.
+    absl::MutexLock role(&role_);
+    {
+      absl::MutexLock lock(&mu_);
       exiting = !queued() && stopping_;
-      int64_t bytes = 0;
-      for (auto& queue : queue_) {
-        while (!queue.empty() && static_cast<int>(group.size()) < options_.max_group_transactions &&
-               (group.empty() || bytes + queue.front()->bytes <= options_.max_group_bytes)) {
-          bytes += queue.front()->bytes;
-          group.push_back(std::move(queue.front()));
-          queue.pop_front();
-        }
-      }
+      checkpoint_due = std::exchange(checkpoint_due_, false);
+      takeGroup(&group);
     }
     if (exiting) {
       // A clean shutdown leaves an empty WAL behind.
       checkpoint(SQLITE_CHECKPOINT_TRUNCATE);
       return;
     }
-    if (group.empty()) {
+    if (!group.empty()) {
+      commitAndNote(group);
+    } else if (!checkpoint_due) {
       // Idle: one bounded back-fill step, then look at the mailbox again.
       backfillOnce();
-      continue;
     }
-    commitGroup(group);
-    maybeCheckpoint();
+    if (checkpoint_due) runCheckpoints();
   }
 }
 

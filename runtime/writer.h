@@ -1,14 +1,22 @@
 // Writer: the only code that writes to SQLite.
 //
-// Closures hand their encoded changes to the writer's mailbox. The writer thread takes
-// every request waiting (bounded by count and bytes), opens one BEGIN IMMEDIATE, applies
-// each request inside its own savepoint (a failing request, such as a unique violation,
-// rolls back alone), appends the group's change-log row (which carries the commit
-// sequence), and commits once: one WAL append (and with synchronous=FULL one fsync) for the group.
-// The write lock is held only for this apply. Then it completes each request.
+// Closures hand their encoded changes to the writer's mailbox. Whoever holds the writer
+// role takes every request waiting (bounded by count and bytes, higher priorities
+// first), opens one BEGIN IMMEDIATE, applies each request inside its own savepoint (a
+// failing request, such as a unique violation, rolls back alone), appends the group's
+// change-log row (which carries the commit sequence), and commits once: one WAL append
+// (and with synchronous=FULL one fsync) for the group. The write lock is held only for
+// this apply. Then it completes each request.
 //
-// Thread-safety: submit() and stop() may be called from any thread; everything else runs
-// on the writer thread.
+// The role is one mutex around the write connection. A thread that finished a closure
+// takes it when it is free and commits the group itself (no hand-off to another thread
+// and back: a lone transaction costs what SQLite's commit costs); when a group is
+// being committed, the request waits in the mailbox for the writer thread, which
+// commits whatever gathered meanwhile as the next group. The writer thread also runs
+// index back-fills and checkpoints.
+//
+// Thread-safety: submit(), submitOrCommit() and stop() may be called from any thread;
+// the rest runs under the role.
 #ifndef FLATSTORE_RUNTIME_WRITER_H_
 #define FLATSTORE_RUNTIME_WRITER_H_
 
@@ -87,8 +95,9 @@ struct WriterOptions {
   absl::Duration lock_timeout = absl::Seconds(30);
 };
 
-// True on a writer thread: in its loop, in closures it runs under the write lock and in
-// the completion callbacks it calls. Waiting for the writer there would deadlock.
+// True on a thread holding the writer role: the writer thread in its loop, a thread
+// committing a group of its own, in closures run under the write lock and in the
+// completion callbacks. Waiting for the writer there would deadlock.
 bool onWriterThread();
 
 // A request failed because another process changed a table it read.
@@ -106,6 +115,9 @@ class Writer {
   // Queues `request`; its `complete` runs later on the writer thread. After stop(),
   // completes it at once with FailedPrecondition.
   void submit(std::unique_ptr<CommitRequest> request);
+  // Commits `request` (with whatever else is queued) on the calling thread when the
+  // writer role is free, completing it before returning; otherwise as submit().
+  void submitOrCommit(std::unique_ptr<CommitRequest> request);
   // Runs `fn` in a write transaction of its own on the writer thread and waits. Called
   // on the writer thread itself (from a completion callback) it runs `fn` at once; from
   // inside a write transaction there (a closure under the write lock) it fails with
@@ -124,34 +136,56 @@ class Writer {
 
  private:
   void loop();
-  void commitGroup(std::vector<std::unique_ptr<CommitRequest>>& group);
-  absl::Status applyRequest(CommitRequest& request, Versionstamp vs, TransactionResult* result);
+  // Moves queued requests into `group`, higher priorities first, within the limits.
+  void takeGroup(std::vector<std::unique_ptr<CommitRequest>>* group)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Commits `group`, then notes whether the WAL needs a checkpoint.
+  void commitAndNote(std::vector<std::unique_ptr<CommitRequest>>& group)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(role_);
+  void commitGroup(std::vector<std::unique_ptr<CommitRequest>>& group)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(role_);
+  absl::Status applyRequest(CommitRequest& request, Versionstamp vs, TransactionResult* result)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(role_);
   // A request is applied in two passes (see writer.cc); applyWrites sets `rowid` of an
   // insert.
-  absl::Status applyRemovals(const EncodedChange& change);
-  absl::Status applyWrites(EncodedChange& change, int64_t vs);
-  // Appends the group's change-log row and prunes old ones. `previous` is the log's
-  // newest row before this commit.
+  absl::Status applyRemovals(const EncodedChange& change) ABSL_EXCLUSIVE_LOCKS_REQUIRED(role_);
+  absl::Status applyWrites(EncodedChange& change, int64_t vs) ABSL_EXCLUSIVE_LOCKS_REQUIRED(role_);
+  // Appends the group's change-log row and prunes old ones. `previous_last_change` is
+  // from the log's newest row before this commit.
   absl::Status writeLog(const std::vector<std::unique_ptr<CommitRequest>>& group,
                         const std::vector<absl::StatusOr<TransactionResult>>& results, uint64_t seq,
-                        Versionstamp previous_last_change);
+                        Versionstamp previous_last_change) ABSL_EXCLUSIVE_LOCKS_REQUIRED(role_);
   CommitEvent observedChanges(std::vector<std::unique_ptr<CommitRequest>>& group,
                               const std::vector<absl::StatusOr<TransactionResult>>& results,
                               uint64_t seq);
-  bool backfillOnce();
-  // The WAL policy, run between groups: passive checkpoints as the WAL fills, a
-  // truncating one (waiting briefly for readers) past the size limit.
-  void maybeCheckpoint();
-  bool checkpoint(int mode);
+  bool backfillOnce() ABSL_EXCLUSIVE_LOCKS_REQUIRED(role_);
+  // The WAL policy, run by the writer thread after a commit left the WAL past a bound:
+  // a truncating checkpoint (waiting briefly for readers) past the size limit, else a
+  // passive one.
+  void runCheckpoints() ABSL_EXCLUSIVE_LOCKS_REQUIRED(role_);
+  bool checkpoint(int mode) ABSL_EXCLUSIVE_LOCKS_REQUIRED(role_);
   static int onWalCommit(void* self, sqlite3* db, const char* name, int pages);
 
-  std::unique_ptr<Connection> db_;  // writer thread only
   const WriterOptions options_;
   const std::function<void(CommitEvent)> publish_;
   MetricsRegistry* const metrics_;
-  int wal_pages_ = 0;  // writer thread only (set by the WAL hook during COMMIT)
-  // After a truncation gave up, the next try waits a while (writer thread only).
-  absl::Time next_truncate_ = absl::InfinitePast();
+
+  // The writer role: held while committing a group, back-filling or checkpointing.
+  absl::Mutex role_;
+  const std::unique_ptr<Connection> db_ ABSL_PT_GUARDED_BY(role_);
+  // Frames in the WAL, from the WAL hook during COMMIT.
+  int wal_pages_ ABSL_GUARDED_BY(role_) = 0;
+  // The most frames the WAL held since this writer last truncated it: its file size.
+  int wal_high_pages_ ABSL_GUARDED_BY(role_) = 0;
+  // Of those, how many the last checkpoint copied into the database.
+  int checkpointed_pages_ ABSL_GUARDED_BY(role_) = 0;
+  // After a truncation gave up, the next try waits until the WAL grew by a quarter of
+  // its limit (each try stops commits for up to checkpoint_wait).
+  int64_t next_truncate_bytes_ ABSL_GUARDED_BY(role_) = 0;
+  bool truncationDue() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(role_);
+  const int page_size_;
+  // The WAL file's size, from wal_high_pages_ (no system call per commit).
+  int64_t walBytes() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(role_);
 
   mutable absl::Mutex mu_;
   std::deque<std::unique_ptr<CommitRequest>> queue_[3] ABSL_GUARDED_BY(mu_);
@@ -159,6 +193,11 @@ class Writer {
     return !queue_[0].empty() || !queue_[1].empty() || !queue_[2].empty();
   }
   std::vector<TableState*> backfills_ ABSL_GUARDED_BY(mu_);
+  // Set after a commit that left the WAL past a checkpoint bound; the writer thread
+  // checkpoints.
+  bool checkpoint_due_ ABSL_GUARDED_BY(mu_) = false;
+  // Threads committing a group of their own (see submitOrCommit); stop() waits for them.
+  int leaders_ ABSL_GUARDED_BY(mu_) = 0;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t last_sequence_ ABSL_GUARDED_BY(mu_) = 0;
   std::thread thread_;
