@@ -15,6 +15,10 @@ bool Scheduler::anyRunnable() const {
 }
 
 void Scheduler::makeRunnable(Job* job) {
+  if (job->caller_runs) {
+    job->caller_turn = true;  // awaitTurn() takes it from here
+    return;
+  }
   runnable_[std::clamp(job->priority, 0, 2)].push_back(job);
 }
 
@@ -47,13 +51,28 @@ absl::StatusOr<bool> Scheduler::submit(std::shared_ptr<Job> job, bool caller_may
   Job* raw = job.get();
   pending_.emplace(raw, std::move(job));
   for (const std::string& t : raw->tables) queues_[t].push_back(raw);
+  raw->caller_runs = caller_may_run;
   if (!headsAllQueues(raw)) return false;
   if (caller_may_run && running_ < slots_) {
+    raw->caller_runs = false;
     running_ += 1;
     return true;
   }
   makeRunnable(raw);
   return false;
+}
+
+void Scheduler::awaitTurn(Job* job) {
+  absl::MutexLock lock(&mu_);
+  auto turn = [this, job]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return job->caller_turn && running_ < slots_;
+  };
+  mu_.Await(absl::Condition(&turn));
+  // A re-run after a conflict goes to the workers: the caller is waiting for the
+  // handle by then.
+  job->caller_runs = false;
+  job->caller_turn = false;
+  running_ += 1;
 }
 
 void Scheduler::rerun(Job* job) {

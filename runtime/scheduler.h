@@ -32,6 +32,10 @@ class Scheduler {
     std::vector<std::string> tables;  // sorted, unique
     std::function<void(Job*)> run;    // runs on a worker; must lead to release(job)
     int priority = 1;                 // 0 user-initiated, 1 default, 2 background
+    // Set by submit() for a caller that will run the job itself (see awaitTurn):
+    // runnable, it waits for that caller instead of a worker.
+    bool caller_runs = false;
+    bool caller_turn = false;
   };
 
   // `threads` workers; at most that many jobs run at a time (workers and callers
@@ -39,13 +43,19 @@ class Scheduler {
   explicit Scheduler(int threads);
   ~Scheduler();
 
-  // Enqueues `job`. FailedPrecondition after stop(). With `caller_may_run`, when the
-  // job can run at once and a closure slot is free, takes the slot and returns true:
-  // the caller must then call runHere(job) (a blocked caller runs its own closure,
-  // saving two thread hand-offs).
+  // Enqueues `job`. FailedPrecondition after stop(). With `caller_may_run` the caller
+  // runs the job itself (a blocked caller runs its own closure, saving thread
+  // hand-offs): when the job can run at once and a closure slot is free, submit takes
+  // the slot and returns true, and the caller calls runHere(job); when it returns
+  // false, the caller must call awaitTurn(job) and then runHere(job).
   absl::StatusOr<bool> submit(std::shared_ptr<Job> job, bool caller_may_run = false);
-  // Runs `job` on the calling thread in the slot submit() took for it.
+  // Runs `job` on the calling thread in the slot submit() or awaitTurn() took for it.
   void runHere(Job* job);
+  // For a caller whose submit(job, true) returned false: blocks until `job` heads its
+  // queues and a slot is free, takes the slot, and then the caller calls runHere(job).
+  // A caller that waits for its transaction anyway runs it itself when its turn comes,
+  // instead of a worker being woken for it and then the caller for its result.
+  void awaitTurn(Job* job);
   // Runs `job` again (it keeps its place at the head of its queues).
   void rerun(Job* job);
   // Removes `job` from its queues; the jobs behind it may become runnable.

@@ -335,6 +335,9 @@ TransactionHandle WorkspaceImpl::performChanges(
     finish(*txn, run_here.status(), -1);
   } else if (*run_here) {
     scheduler_->runHere(raw_job);
+  } else if (may_run_here) {
+    scheduler_->awaitTurn(raw_job);
+    scheduler_->runHere(raw_job);
   }
   return TransactionHandle(handle);
 }

@@ -60,6 +60,14 @@ Writer::Writer(std::unique_ptr<Connection> connection, WriterOptions options,
       metrics_(metrics),
       db_(std::move(connection)),
       page_size_(pageSize(*db_)) {
+  // Passive checkpoints run on a connection of their own. Without it (the file could
+  // not be opened twice) they are skipped and restarts keep the WAL bounded.
+  // A connection learns that the file is in WAL mode at its first read; until then it
+  // would checkpoint nothing.
+  absl::StatusOr<std::unique_ptr<Connection>> c = Connection::open(db_->path(), false);
+  if (c.ok() && (*c)->exec("SELECT count(*) FROM sqlite_master", "checkpointer").ok()) {
+    checkpointer_ = std::move(*c);
+  }
   // Replaces SQLite's automatic checkpoints: checkpoints are the writer's decision.
   sqlite3_wal_hook(db_->db(), &Writer::onWalCommit, this);
   thread_ = std::thread([this] { loop(); });
@@ -216,26 +224,39 @@ int Writer::onWalCommit(void* self, sqlite3*, const char*,
   return SQLITE_OK;
 }
 
-bool Writer::checkpoint(int mode) {
-  bool truncating = mode == SQLITE_CHECKPOINT_TRUNCATE;
-  // A truncating checkpoint waits for readers on older snapshots, but only briefly:
-  // meanwhile no group commits. Such a reader may end at any moment, so the wait looks
-  // every millisecond: the back-off meant for other processes' write locks pauses up to
-  // 96 ms and, with readers that overlap, overshot the budget in about a third of the
-  // tries (each failure lets the WAL grow until the next try).
-  if (truncating) db_->setBusyTimeout(options_.checkpoint_wait, absl::Milliseconds(1));
+bool Writer::resetWal(int mode) {
+  // Waits for readers on older snapshots, but only briefly: meanwhile no group commits.
+  // Such a reader may end at any moment, so the wait looks every millisecond: the
+  // back-off meant for other processes' write locks pauses up to 96 ms and, with readers
+  // that overlap, overshot the budget in about a third of the tries.
+  db_->setBusyTimeout(options_.checkpoint_wait, absl::Milliseconds(1));
+  int rc = sqlite3_wal_checkpoint_v2(db_->db(), nullptr, mode, nullptr, nullptr);
+  db_->setBusyTimeout(options_.lock_timeout);
+  bool ok = rc == SQLITE_OK;
+  if (ok) {
+    // The next commit writes from the WAL's beginning.
+    wal_pages_ = checkpointed_pages_ = 0;
+    if (mode == SQLITE_CHECKPOINT_TRUNCATE) wal_high_pages_ = 0;
+  }
+  if (metrics_ != nullptr) metrics_->recordCheckpoint(/*truncating=*/true, ok);
+  return ok;
+}
+
+void Writer::passiveCheckpoint() {
+  // On a connection of its own, without the role: group commits go on meanwhile
+  // (SQLite lets one checkpointer copy frames while a writer appends new ones).
   int log_frames = 0;
   int done_frames = 0;
-  int rc = sqlite3_wal_checkpoint_v2(db_->db(), nullptr, mode, &log_frames, &done_frames);
-  if (truncating) db_->setBusyTimeout(options_.lock_timeout);
-  bool ok = rc == SQLITE_OK;
-  if (ok && truncating) wal_pages_ = wal_high_pages_ = 0;
-  // Frames a checkpoint copied need no other; the next one is due when as many again
-  // were appended (a reader holding back older frames does not make every group
-  // checkpoint again).
-  if (rc == SQLITE_OK || rc == SQLITE_BUSY) checkpointed_pages_ = std::max(0, done_frames);
-  if (metrics_ != nullptr) metrics_->recordCheckpoint(truncating, ok);
-  return ok;
+  int rc = checkpointer_ == nullptr
+               ? SQLITE_MISUSE
+               : sqlite3_wal_checkpoint_v2(checkpointer_->db(), nullptr, SQLITE_CHECKPOINT_PASSIVE,
+                                           &log_frames, &done_frames);
+  if (metrics_ != nullptr) metrics_->recordCheckpoint(/*truncating=*/false, rc == SQLITE_OK);
+  if (rc != SQLITE_OK && rc != SQLITE_BUSY) return;
+  // The next one is due when as many frames again were appended (readers holding back
+  // older frames must not make every group checkpoint again).
+  absl::MutexLock role(&role_);
+  checkpointed_pages_ = std::max(0, log_frames);
 }
 
 int64_t Writer::walBytes() const {
@@ -244,36 +265,37 @@ int64_t Writer::walBytes() const {
 
 void Writer::commitAndNote(std::vector<std::unique_ptr<CommitRequest>>& group) {
   commitGroup(group);
-  // The WAL restarted from its beginning: nothing of it is checkpointed yet.
+  // The WAL restarted from its beginning.
   if (wal_pages_ < checkpointed_pages_) checkpointed_pages_ = 0;
   if (metrics_ != nullptr) metrics_->recordWal(walBytes());
-  bool due = truncationDue() || wal_pages_ - checkpointed_pages_ >= options_.checkpoint_pages;
+  bool due = restartDue() || wal_pages_ - checkpointed_pages_ >= options_.checkpoint_pages;
   if (due) {
     absl::MutexLock lock(&mu_);
     checkpoint_due_ = true;
   }
 }
 
-bool Writer::truncationDue() const {
-  int64_t size = walBytes();
-  return size > options_.wal_size_limit && size >= next_truncate_bytes_;
+bool Writer::restartDue() const {
+  int64_t used = 32 + static_cast<int64_t>(wal_pages_) * (page_size_ + 24);
+  return used > options_.wal_size_limit && used >= next_restart_bytes_;
 }
 
-void Writer::runCheckpoints() {
-  if (truncationDue()) {
-    if (checkpoint(SQLITE_CHECKPOINT_TRUNCATE)) {
-      next_truncate_bytes_ = 0;
-      if (metrics_ != nullptr) metrics_->recordWal(walBytes());
-      return;
+bool Writer::runCheckpoints() {
+  if (restartDue()) {
+    // Readers that overlap keep the WAL from ever restarting by itself: a restarting
+    // checkpoint waits for them, so the next commit writes from the WAL's beginning
+    // and the file stops growing (it keeps its size; reusing it costs no allocation).
+    if (resetWal(SQLITE_CHECKPOINT_RESTART)) {
+      next_restart_bytes_ = 0;
+      return false;
     }
-    // Some reader held on to an old snapshot; commits go on, and the next truncation
-    // is tried when the WAL grew by another quarter of its limit (passive checkpoints
-    // continue meanwhile).
-    next_truncate_bytes_ = walBytes() + options_.wal_size_limit / 4;
+    // Some reader held on to an old snapshot; commits go on, and the next try comes
+    // when the WAL grew by another quarter of its limit (passive checkpoints continue
+    // meanwhile).
+    next_restart_bytes_ =
+        32 + static_cast<int64_t>(wal_pages_) * (page_size_ + 24) + options_.wal_size_limit / 4;
   }
-  if (wal_pages_ - checkpointed_pages_ >= options_.checkpoint_pages) {
-    checkpoint(SQLITE_CHECKPOINT_PASSIVE);
-  }
+  return wal_pages_ - checkpointed_pages_ >= options_.checkpoint_pages;
 }
 
 void Writer::loop() {
@@ -289,26 +311,30 @@ void Writer::loop() {
       };
       mu_.Await(absl::Condition(&ready));
     }
-    // Another thread may hold the role; what it leaves queued is the next group.
-    absl::MutexLock role(&role_);
+    bool passive = false;
     {
-      absl::MutexLock lock(&mu_);
-      exiting = !queued() && stopping_;
-      checkpoint_due = std::exchange(checkpoint_due_, false);
-      takeGroup(&group);
+      // Another thread may hold the role; what it leaves queued is the next group.
+      absl::MutexLock role(&role_);
+      {
+        absl::MutexLock lock(&mu_);
+        exiting = !queued() && stopping_;
+        checkpoint_due = std::exchange(checkpoint_due_, false);
+        takeGroup(&group);
+      }
+      if (exiting) {
+        // A clean shutdown leaves an empty WAL behind.
+        resetWal(SQLITE_CHECKPOINT_TRUNCATE);
+        return;
+      }
+      if (!group.empty()) {
+        commitAndNote(group);
+      } else if (!checkpoint_due) {
+        // Idle: one bounded back-fill step, then look at the mailbox again.
+        backfillOnce();
+      }
+      if (checkpoint_due) passive = runCheckpoints();
     }
-    if (exiting) {
-      // A clean shutdown leaves an empty WAL behind.
-      checkpoint(SQLITE_CHECKPOINT_TRUNCATE);
-      return;
-    }
-    if (!group.empty()) {
-      commitAndNote(group);
-    } else if (!checkpoint_due) {
-      // Idle: one bounded back-fill step, then look at the mailbox again.
-      backfillOnce();
-    }
-    if (checkpoint_due) runCheckpoints();
+    if (passive) passiveCheckpoint();
   }
 }
 

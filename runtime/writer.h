@@ -160,10 +160,12 @@ class Writer {
                               uint64_t seq);
   bool backfillOnce() ABSL_EXCLUSIVE_LOCKS_REQUIRED(role_);
   // The WAL policy, run by the writer thread after a commit left the WAL past a bound:
-  // a truncating checkpoint (waiting briefly for readers) past the size limit, else a
-  // passive one.
-  void runCheckpoints() ABSL_EXCLUSIVE_LOCKS_REQUIRED(role_);
-  bool checkpoint(int mode) ABSL_EXCLUSIVE_LOCKS_REQUIRED(role_);
+  // a restarting checkpoint (waiting briefly for readers) past the size limit. Returns
+  // whether a passive checkpoint is due, which the caller runs after giving up the role.
+  bool runCheckpoints() ABSL_EXCLUSIVE_LOCKS_REQUIRED(role_);
+  // A checkpoint in `mode` (RESTART or TRUNCATE) that waits up to checkpoint_wait.
+  bool resetWal(int mode) ABSL_EXCLUSIVE_LOCKS_REQUIRED(role_);
+  void passiveCheckpoint() ABSL_LOCKS_EXCLUDED(role_);
   static int onWalCommit(void* self, sqlite3* db, const char* name, int pages);
 
   const WriterOptions options_;
@@ -177,13 +179,15 @@ class Writer {
   int wal_pages_ ABSL_GUARDED_BY(role_) = 0;
   // The most frames the WAL held since this writer last truncated it: its file size.
   int wal_high_pages_ ABSL_GUARDED_BY(role_) = 0;
-  // Of those, how many the last checkpoint copied into the database.
+  // Frames in the WAL when the last passive checkpoint ran.
   int checkpointed_pages_ ABSL_GUARDED_BY(role_) = 0;
-  // After a truncation gave up, the next try waits until the WAL grew by a quarter of
-  // its limit (each try stops commits for up to checkpoint_wait).
-  int64_t next_truncate_bytes_ ABSL_GUARDED_BY(role_) = 0;
-  bool truncationDue() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(role_);
+  // After a restart gave up, the next try waits until the WAL grew by a quarter of its
+  // limit (each try stops commits for up to checkpoint_wait).
+  int64_t next_restart_bytes_ ABSL_GUARDED_BY(role_) = 0;
+  bool restartDue() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(role_);
   const int page_size_;
+  // The writer thread's connection for passive checkpoints.
+  std::unique_ptr<Connection> checkpointer_;
   // The WAL file's size, from wal_high_pages_ (no system call per commit).
   int64_t walBytes() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(role_);
 

@@ -45,8 +45,10 @@ struct WalMetrics {
   int64_t size_bytes = 0;      // now
   int64_t max_size_bytes = 0;  // largest seen after a commit
   int64_t passive_checkpoints = 0;
+  // Checkpoints that reset the WAL to its beginning: restarting ones past
+  // wal_size_limit, the truncating one at shutdown.
   int64_t truncating_checkpoints = 0;
-  int64_t failed_checkpoints = 0;  // truncations given up because readers held on
+  int64_t failed_checkpoints = 0;  // resets given up because readers held on
 };
 
 struct Metrics {

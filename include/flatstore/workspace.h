@@ -66,15 +66,17 @@ struct WorkspaceOptions {
   // How often the workspace looks for commits of other processes (PRAGMA data_version).
   absl::Duration watch_interval = absl::Milliseconds(20);
 
-  // WAL policy. SQLite's automatic checkpoints are off; the writer thread checkpoints
-  // between group commits. When `checkpoint_pages` pages were appended to the WAL since
-  // the last checkpoint it runs a passive checkpoint (never waits). When the WAL file
-  // exceeds `wal_size_limit` bytes it runs a truncating checkpoint, waiting up to
-  // `checkpoint_wait` for readers on older snapshots to finish (new readers are not
-  // blocked; commits wait meanwhile), so the WAL stays bounded even when some read
-  // transaction is always open; when readers outlast the wait, it tries again once the
-  // WAL grew by another quarter of the limit. The WAL is also truncated at open and at
-  // a clean shutdown.
+  // WAL policy. SQLite's automatic checkpoints are off; the writer thread checkpoints.
+  // When `checkpoint_pages` pages were appended to the WAL since the last checkpoint it
+  // runs a passive checkpoint on a connection of its own (never waits; commits go on).
+  // Readers whose transactions overlap keep SQLite from ever reusing the WAL from its
+  // beginning, so when the WAL holds more than `wal_size_limit` bytes the writer runs a
+  // restarting checkpoint: it waits up to `checkpoint_wait` for readers of older
+  // snapshots to finish (new readers are not blocked; commits wait meanwhile), and the
+  // next commit writes from the WAL's beginning, so the WAL file stays near the limit
+  // even when some read transaction is always open. When readers outlast the wait, it
+  // tries again once the WAL grew by another quarter of the limit. The WAL is
+  // truncated to nothing at open and at a clean shutdown.
   int checkpoint_pages = 1000;
   int64_t wal_size_limit = 32 << 20;
   absl::Duration checkpoint_wait = absl::Milliseconds(200);
