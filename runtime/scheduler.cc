@@ -10,6 +10,12 @@ Scheduler::Scheduler(int threads) : slots_(threads) {
 
 Scheduler::~Scheduler() { stop(); }
 
+bool Scheduler::hasSlot(const Job& job) const {
+  // A caller running its own user-initiated job is not held up by background work
+  // that fills the slots: it runs on a thread of its own anyway.
+  return running_ < slots_ || (job.caller_runs && job.priority == 0);
+}
+
 bool Scheduler::anyRunnable() const {
   return !runnable_[0].empty() || !runnable_[1].empty() || !runnable_[2].empty();
 }
@@ -53,7 +59,7 @@ absl::StatusOr<bool> Scheduler::submit(std::shared_ptr<Job> job, bool caller_may
   for (const std::string& t : raw->tables) queues_[t].push_back(raw);
   raw->caller_runs = caller_may_run;
   if (!headsAllQueues(raw)) return false;
-  if (caller_may_run && running_ < slots_) {
+  if (caller_may_run && hasSlot(*raw)) {
     raw->caller_runs = false;
     running_ += 1;
     return true;
@@ -64,9 +70,8 @@ absl::StatusOr<bool> Scheduler::submit(std::shared_ptr<Job> job, bool caller_may
 
 void Scheduler::awaitTurn(Job* job) {
   absl::MutexLock lock(&mu_);
-  auto turn = [this, job]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return job->caller_turn && running_ < slots_;
-  };
+  auto turn = [this, job]()
+                  ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return job->caller_turn && hasSlot(*job); };
   mu_.Await(absl::Condition(&turn));
   // A re-run after a conflict goes to the workers: the caller is waiting for the
   // handle by then.

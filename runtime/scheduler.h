@@ -39,7 +39,8 @@ class Scheduler {
   };
 
   // `threads` workers; at most that many jobs run at a time (workers and callers
-  // running their own jobs together).
+  // running their own jobs together), except that a caller's user-initiated job runs
+  // when its tables are free even when background work fills every slot.
   explicit Scheduler(int threads);
   ~Scheduler();
 
@@ -78,6 +79,8 @@ class Scheduler {
   std::deque<Job*> runnable_[3] ABSL_GUARDED_BY(mu_);
   int turn_ ABSL_GUARDED_BY(mu_) = 0;
   bool anyRunnable() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Whether `job` may take a slot now (a caller's user-initiated job always may).
+  bool hasSlot(const Job& job) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   Job* takeRunnable() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void makeRunnable(Job* job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   const int slots_;

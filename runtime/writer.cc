@@ -143,7 +143,11 @@ void Writer::submitOrCommit(std::unique_ptr<CommitRequest> request) {
 
 void Writer::takeGroup(std::vector<std::unique_ptr<CommitRequest>>* group) {
   int64_t bytes = 0;
-  for (auto& queue : queue_) {
+  for (int priority = 0; priority < 3; ++priority) {
+    // User-initiated transactions commit without background work (a bulk chunk would
+    // make their commit as slow as its own); the background goes in the next group.
+    if (priority == 2 && !group->empty() && group->front()->priority == 0) break;
+    auto& queue = queue_[priority];
     while (!queue.empty() && static_cast<int>(group->size()) < options_.max_group_transactions &&
            (group->empty() || bytes + queue.front()->bytes <= options_.max_group_bytes)) {
       bytes += queue.front()->bytes;
