@@ -70,7 +70,8 @@ int main(int argc, char** argv) {
       std::vector<flatstore::TransactionHandle> handles;
       for (int i = 0; i < kMonstersPerSpawner; ++i) {
         handles.push_back(ws.performChanges<game::Monster>(
-            [s, i](TransactionContext& txn) { return spawn(txn, s, i); }, {.name = "spawn"}));
+            [s, i](TransactionContext& txn) { return spawn(txn, s, i); },
+            flatstore::TransactionOptions::named("spawn")));
         if (i % 50 == 49) {
           handles.push_back(ws.performChanges<game::Monster, game::Event>(
               [s, i](TransactionContext& txn) -> absl::Status {
@@ -78,7 +79,7 @@ int main(int argc, char** argv) {
                 if (!count.ok()) return count.status();
                 return logEvent(txn, "realm " + std::to_string(s) + " census", *count);
               },
-              {.name = "census"}));
+              flatstore::TransactionOptions::named("census")));
         }
       }
       for (auto& h : handles) {
@@ -104,7 +105,7 @@ int main(int argc, char** argv) {
           }
           return absl::OkStatus();
         },
-        {.name = "heal"});
+        flatstore::TransactionOptions::named("heal"));
     if (r.ok()) std::printf("healer: %lld monsters healed\n", static_cast<long long>(r->updated));
   });
   threads.emplace_back([&ws] {
@@ -121,13 +122,14 @@ int main(int argc, char** argv) {
           }
           return absl::OkStatus();
         },
-        {.name = "combat"});
+        flatstore::TransactionOptions::named("combat"));
     if (r.ok()) std::printf("combat: %lld monsters defeated\n", static_cast<long long>(r->deleted));
   });
   threads.emplace_back([&ws] {
     for (int i = 0; i < 100; ++i) {
       auto r = ws.performChangesAndWait<game::Event>(
-          [i](TransactionContext& txn) { return logEvent(txn, "audit", i); }, {.name = "audit"});
+          [i](TransactionContext& txn) { return logEvent(txn, "audit", i); },
+          flatstore::TransactionOptions::named("audit"));
       if (!r.ok()) std::fprintf(stderr, "audit failed: %s\n", r.status().ToString().c_str());
     }
     std::printf("auditor: 100 events logged\n");

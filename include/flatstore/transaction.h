@@ -171,6 +171,13 @@ struct TransactionOptions {
     o.priority = p;
     return o;
   }
+  // The defaults with a name (GCC warns about designated initializers that leave out
+  // members; this does not).
+  static TransactionOptions named(std::string name) {
+    TransactionOptions o;
+    o.name = std::move(name);
+    return o;
+  }
 };
 
 }  // namespace flatstore

@@ -62,7 +62,7 @@ TEST(Admission, PrioritiesServeUserFirstWithoutStarvingBackground) {
           order.push_back(tag);
           return absl::OkStatus();
         },
-        {.priority = p}));
+        TransactionOptions::withPriority(p)));
   };
   for (int i = 0; i < 6; ++i) submit(Priority::kBackground, 300 + i);
   for (int i = 0; i < 6; ++i) submit(Priority::kDefault, 200 + i);
@@ -97,7 +97,7 @@ TEST(Admission, RunnablePrioritiesInterleaveFourTwoOne) {
           order.push_back(2);
           return absl::OkStatus();
         },
-        {.priority = Priority::kBackground}));
+        TransactionOptions::withPriority(Priority::kBackground)));
   }
   for (int i = 0; i < 14; ++i) {
     handles.push_back((*ws)->performChanges<test::game::Event>(
@@ -106,7 +106,7 @@ TEST(Admission, RunnablePrioritiesInterleaveFourTwoOne) {
           order.push_back(0);
           return absl::OkStatus();
         },
-        {.priority = Priority::kUserInitiated}));
+        TransactionOptions::withPriority(Priority::kUserInitiated)));
   }
   gate.release.Notify();
   ASSERT_OK(blocker.wait());
@@ -131,7 +131,9 @@ TEST(Admission, FullQueueFailsFastOrWaits) {
   auto noop = [](TransactionContext&) { return absl::OkStatus(); };
   TransactionHandle a = (*ws)->performChanges<Doc>(noop);
   TransactionHandle b = (*ws)->performChanges<Doc>(noop);
-  TransactionHandle full = (*ws)->performChanges<Doc>(noop, {.when_full = WhenFull::kFailFast});
+  TransactionOptions fail_fast;
+  fail_fast.when_full = WhenFull::kFailFast;
+  TransactionHandle full = (*ws)->performChanges<Doc>(noop, fail_fast);
   ASSERT_TRUE(full.done());
   EXPECT_EQ(full.wait().status().code(), absl::StatusCode::kResourceExhausted);
   EXPECT_THAT(std::string(full.wait().status().message()), HasSubstr("3 transactions are pending"));
@@ -159,13 +161,15 @@ TEST(Admission, CoalescedBackgroundUpsertsKeepTheLastValueAndCompleteEveryHandle
   gate.entered.WaitForNotification();
   std::atomic<int> runs{0};
   std::vector<TransactionHandle> handles;
+  TransactionOptions coalesced = TransactionOptions::withPriority(Priority::kBackground);
+  coalesced.coalescing_key = "setting";
   for (int v = 1; v <= 10; ++v) {
     handles.push_back((*ws)->performChanges<Doc>(
         [&runs, v](TransactionContext& txn) {
           runs.fetch_add(1);
           return putDoc(txn, "setting", v);
         },
-        {.priority = Priority::kBackground, .coalescing_key = "setting"}));
+        coalesced));
   }
   gate.release.Notify();
   ASSERT_OK(blocker.wait());
@@ -279,11 +283,11 @@ TEST(Admission, MetricsMatchTheWorkDone) {
   for (int i = 0; i < 25; ++i) {
     ASSERT_OK((*ws)->performChangesAndWait<Doc>(
         [i](TransactionContext& txn) { return putDoc(txn, "d" + std::to_string(i), i); },
-        {.name = "put"}));
+        TransactionOptions::named("put")));
   }
   for (int i = 0; i < 5; ++i) {
     auto r = (*ws)->performChangesAndWait<Doc>(
-        [](TransactionContext& txn) { return txn.abort("no"); }, {.name = "fail"});
+        [](TransactionContext& txn) { return txn.abort("no"); }, TransactionOptions::named("fail"));
     EXPECT_FALSE(r.ok());
   }
   Metrics m = (*ws)->metrics();
