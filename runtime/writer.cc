@@ -263,15 +263,16 @@ void Writer::passiveCheckpoint() {
   checkpointed_pages_ = std::max(0, log_frames);
 }
 
-int64_t Writer::walBytes() const {
-  return wal_high_pages_ == 0 ? 0 : 32 + static_cast<int64_t>(wal_high_pages_) * (page_size_ + 24);
+int64_t Writer::walBytes(int frames) const {
+  // The WAL header, then per frame a header and a page.
+  return frames == 0 ? 0 : 32 + static_cast<int64_t>(frames) * (page_size_ + 24);
 }
 
 void Writer::commitAndNote(std::vector<std::unique_ptr<CommitRequest>>& group) {
   commitGroup(group);
   // The WAL restarted from its beginning.
   if (wal_pages_ < checkpointed_pages_) checkpointed_pages_ = 0;
-  if (metrics_ != nullptr) metrics_->recordWal(walBytes());
+  if (metrics_ != nullptr) metrics_->recordWal(walBytes(wal_high_pages_));
   bool due = restartDue() || wal_pages_ - checkpointed_pages_ >= options_.checkpoint_pages;
   if (due) {
     absl::MutexLock lock(&mu_);
@@ -280,7 +281,7 @@ void Writer::commitAndNote(std::vector<std::unique_ptr<CommitRequest>>& group) {
 }
 
 bool Writer::restartDue() const {
-  int64_t used = 32 + static_cast<int64_t>(wal_pages_) * (page_size_ + 24);
+  int64_t used = walBytes(wal_pages_);
   return used > options_.wal_size_limit && used >= next_restart_bytes_;
 }
 

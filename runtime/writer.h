@@ -188,8 +188,9 @@ class Writer {
   const int page_size_;
   // The writer thread's connection for passive checkpoints.
   std::unique_ptr<Connection> checkpointer_;
-  // The WAL file's size, from wal_high_pages_ (no system call per commit).
-  int64_t walBytes() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(role_);
+  // The bytes of a WAL of `frames` frames: with wal_high_pages_, the file's size (no
+  // system call per commit).
+  int64_t walBytes(int frames) const;
 
   mutable absl::Mutex mu_;
   std::deque<std::unique_ptr<CommitRequest>> queue_[3] ABSL_GUARDED_BY(mu_);
