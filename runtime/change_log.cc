@@ -118,12 +118,18 @@ absl::StatusOr<std::vector<LogRecord>> decodeLogRecords(std::span<const uint8_t>
   return out;
 }
 
-absl::StatusOr<std::vector<LogEntry>> readLogAfter(Connection& c, uint64_t after) {
+absl::StatusOr<std::vector<LogEntry>> readLogAfter(Connection& c, uint64_t after,
+                                                   std::optional<int64_t> skip_origin) {
+  // The origin column precedes the changes, so skipped rows' lists are never read.
   FLATSTORE_ASSIGN_OR_RETURN(
       Statement * s,
-      c.cached("SELECT seq, origin, changes FROM flatstore_changes WHERE seq > ? ORDER BY seq",
+      c.cached(skip_origin.has_value() ? "SELECT seq, origin, changes FROM flatstore_changes "
+                                         "WHERE seq > ? AND origin != ? ORDER BY seq"
+                                       : "SELECT seq, origin, changes FROM flatstore_changes "
+                                         "WHERE seq > ? ORDER BY seq",
                "change log"));
   s->bindInt(1, static_cast<int64_t>(after));
+  if (skip_origin.has_value()) s->bindInt(2, *skip_origin);
   std::vector<LogEntry> out;
   absl::Status status;
   while (true) {

@@ -15,6 +15,7 @@
 #define FLATSTORE_RUNTIME_CHANGE_LOG_H_
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -46,8 +47,9 @@ void appendLogRecord(const LogRecord& record, std::string* out);
 absl::StatusOr<std::vector<LogRecord>> decodeLogRecords(std::span<const uint8_t> bytes);
 
 // Reads the log entries with sequence > `after`, in order, inside the caller's read
-// transaction.
-absl::StatusOr<std::vector<LogEntry>> readLogAfter(Connection& c, uint64_t after);
+// transaction; those written by `skip_origin` are left out, unread.
+absl::StatusOr<std::vector<LogEntry>> readLogAfter(Connection& c, uint64_t after,
+                                                   std::optional<int64_t> skip_origin = {});
 
 // The newest commit as the caller's transaction sees it (the log always keeps its row).
 struct LogHead {

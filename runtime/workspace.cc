@@ -708,10 +708,10 @@ absl::Status WorkspaceImpl::publishForeignCommits(Connection& c, int64_t* data_v
   std::vector<CommitEvent> events;
   uint64_t last = after;
   FLATSTORE_RETURN_IF_ERROR(inReadTransaction(c, [&]() -> absl::Status {
-    FLATSTORE_ASSIGN_OR_RETURN(std::vector<LogEntry> entries, readLogAfter(c, after));
+    FLATSTORE_ASSIGN_OR_RETURN(LogHead head, readLogHead(c, "watcher"));
+    last = std::max(last, head.sequence);
+    FLATSTORE_ASSIGN_OR_RETURN(std::vector<LogEntry> entries, readLogAfter(c, after, origin_));
     for (LogEntry& e : entries) {
-      last = std::max(last, e.sequence);
-      if (e.origin == origin_ || observed.empty()) continue;
       CommitEvent event;
       event.sequence = e.sequence;
       std::map<TableState*, size_t> slot;
