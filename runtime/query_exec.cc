@@ -139,6 +139,15 @@ class SqlBuilder {
     return "1";
   }
 
+  // The rowid to break ties of an order that starts with `f`: the joined index table's
+  // own (equal to the object's), so that SQLite can follow the index on (value, rowid)
+  // instead of sorting.
+  std::string tieBreak(const FieldInfo& f) {
+    if (f.storage == FieldStorage::kPrimaryKey) return "t.rowid";
+    std::string value = column(f);
+    return value.substr(0, value.size() - std::string_view(".value").size()) + ".rowid";
+  }
+
   std::string from() const { return " FROM " + t_.quoted + " t" + joins_; }
   std::vector<Value>& binds() { return binds_; }
 
@@ -205,7 +214,8 @@ Plan plan(const TableState& t, const QuerySpec& spec, bool has_pending, const ch
     for (const auto& [field, desc] : spec.order) {
       absl::StrAppend(&order, b.column(*field), desc ? " DESC, " : ", ");
     }
-    absl::StrAppend(&order, "t.rowid");
+    absl::StrAppend(&order, spec.order.size() == 1 ? b.tieBreak(*spec.order.front().first)
+                                                   : std::string("t.rowid"));
   }
   p.sql = absl::StrCat(select, b.from());
   for (size_t i = 0; i < where.size(); ++i) {
