@@ -589,17 +589,22 @@ void CppGenerator::genChangeRequest(const Entity& e) {
   w_.indent();
   w_.line("{{NATIVE}} object;");
   w_.line("if (current != nullptr) ::flatbuffers::GetRoot<{{TABLE}}>(current)->UnPackTo(&object);");
-  w_.line("bool changed = current == nullptr;");
+  w_.line("uint64_t changed_fields = 0;");
   for (size_t i = 0; i < fields.size(); ++i) {
     w_.set("BIT", std::to_string(i));
     w_.set("M", escapeKeyword(fields[i]->name));
+    // The mask is by FlatBuffers field id, which queries' id paths start with.
+    w_.set("ID", std::to_string(std::min(fieldId(*e.table, *fields[i]), 63)));
     w_.line("if (touched_.test({{BIT}})) {");
-    w_.line(
-        "  changed = changed || !::flatstore::internal::deepEqual(object.{{M}}, value_.{{M}});");
+    w_.line("  if (!::flatstore::internal::deepEqual(object.{{M}}, value_.{{M}})) {");
+    w_.line("    changed_fields |= uint64_t{1} << {{ID}};");
+    w_.line("  }");
     w_.line("  object.{{M}} = ::flatstore::internal::deepCopy(value_.{{M}});");
     w_.line("}");
   }
-  w_.line("if (!changed) return ::flatstore::EncodedObject{::flatstore::ObjectBuffer(), false};");
+  w_.line("if (current != nullptr && changed_fields == 0) {");
+  w_.line("  return ::flatstore::EncodedObject{::flatstore::ObjectBuffer(), false, 0};");
+  w_.line("}");
   for (const FieldDef* f : fields) {
     const auto& type = f->value.type;
     if (!f->IsRequired() || type.base_type != flatbuffers::BASE_TYPE_STRUCT || f->native_inline) {
@@ -616,7 +621,7 @@ void CppGenerator::genChangeRequest(const Entity& e) {
   w_.line("return ::flatstore::EncodedObject{");
   w_.line(
       "    ::flatstore::ObjectBuffer::copyOf({builder.GetBufferPointer(), builder.GetSize()}),");
-  w_.line("    true};");
+  w_.line("    true, current != nullptr ? changed_fields : ~uint64_t{0}};");
   w_.outdent();
   w_.line("}");
   w_.outdent();

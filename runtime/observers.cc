@@ -236,6 +236,32 @@ void conjuncts(const ExprNode* n, std::vector<const ExprNode*>* out) {
 
 }  // namespace
 
+namespace {
+
+// The bit of the top-level field that `field`'s id path ("5.0", "9u1") starts with.
+uint64_t topLevelBit(const FieldInfo& field) {
+  int id = 0;
+  for (char c : field.id_path) {
+    if (c < '0' || c > '9') break;
+    id = std::min(id * 10 + (c - '0'), 63);
+  }
+  return uint64_t{1} << id;
+}
+
+uint64_t filterFields(const ExprNode* node) {
+  if (node == nullptr) return 0;
+  uint64_t bits = node->field != nullptr ? topLevelBit(*node->field) : 0;
+  return bits | filterFields(node->lhs.get()) | filterFields(node->rhs.get());
+}
+
+}  // namespace
+
+uint64_t queryFields(const QuerySpec& spec) {
+  uint64_t bits = filterFields(spec.where.get());
+  for (const auto& [field, descending] : spec.order) bits |= topLevelBit(*field);
+  return bits;
+}
+
 FieldRange filterRange(const ExprNode* where) {
   std::vector<const ExprNode*> terms;
   conjuncts(where, &terms);
@@ -532,21 +558,30 @@ void ObserverHub::loop() {
   }
 }
 
-void ObserverHub::requery(SubscriptionCore& s) {
-  // Read before the query: its snapshot includes at least this commit.
-  uint64_t base = committed_();
-  QuerySpec spec = s.spec;
-  absl::StatusOr<std::vector<RawRow>> rows = requery_(s.table, spec);
-  if (!rows.ok()) return;  // keeps the last good result; the next commit tries again
-  s.base_sequence = std::max(s.base_sequence, base);
-  auto fresh = std::make_shared<std::vector<EntityPtr>>();
-  fresh->reserve(rows->size());
-  s.members.clear();
-  for (RawRow& r : *rows) {
-    EntityPtr e = s.factory(std::move(r.bytes), r.rowid, r.versionstamp);
-    s.members.insert(e->rowid());
-    fresh->push_back(std::move(e));
+void ObserverHub::requery(SubscriptionCore& s, std::optional<uint64_t> tail_at) {
+  TailQuery tail;
+  size_t held = s.rows->size();
+  if (tail_at.has_value()) {
+    // The result holds exactly the matches up to its old end when it reflects every
+    // commit up to tail_at: this process's are applied in order, and the check asks
+    // the log for other processes' since the result was last fetched whole.
+    tail.spec = s.spec;
+    tail.spec.offset = static_cast<int64_t>(held);
+    tail.spec.limit = *s.spec.limit - static_cast<int64_t>(held);
+    tail.at = *tail_at;
+    tail.since = s.base_sequence;
   }
+  absl::StatusOr<RequeryResult> result =
+      requery_(s.table, s.spec, tail_at.has_value() ? &tail : nullptr);
+  if (!result.ok()) return;  // keeps the last good result; the next commit tries again
+  s.base_sequence = std::max(s.base_sequence, result->sequence);
+  auto fresh = std::make_shared<std::vector<EntityPtr>>();
+  fresh->reserve((result->tail ? held : 0) + result->rows.size());
+  if (result->tail) fresh->insert(fresh->end(), s.rows->begin(), s.rows->end());
+  for (RawRow& r : result->rows) {
+    fresh->push_back(s.factory(std::move(r.bytes), r.rowid, r.versionstamp));
+  }
+  s.members_current = false;
   s.rows = std::move(fresh);
 }
 
@@ -566,20 +601,21 @@ void ObserverHub::register_(std::shared_ptr<SubscriptionCore> core, std::vector<
     // Catch up with commits the subscriber's copy may predate.
     QuerySpec spec;
     spec.rowid = core->object_rowid;
-    absl::StatusOr<std::vector<RawRow>> rows = requery_(core->table, spec);
-    if (!rows.ok()) return;
-    if (rows->empty()) {
+    absl::StatusOr<RequeryResult> result = requery_(core->table, spec, nullptr);
+    if (!result.ok()) return;
+    std::vector<RawRow>& rows = result->rows;
+    if (rows.empty()) {
       core->offerObject(nullptr, current, /*deleted=*/true);
-    } else if (rows->front().versionstamp != core->object_version) {
-      RawRow& r = rows->front();
+    } else if (rows.front().versionstamp != core->object_version) {
+      RawRow& r = rows.front();
       core->object_version = r.versionstamp;
       core->offerObject(core->factory(std::move(r.bytes), r.rowid, r.versionstamp), current, false);
     }
     return;
   }
   core->rows = std::make_shared<const std::vector<EntityPtr>>(std::move(initial));
-  for (const EntityPtr& e : *core->rows) core->members.insert(e->rowid());
   core->range = filterRange(core->spec.where.get());
+  core->query_fields = queryFields(core->spec);
   core->seedDelivered(core->rows);
   core->base_sequence = seen;
   // The subscriber's result may predate commits that no event carried (the table was
@@ -592,11 +628,11 @@ void ObserverHub::register_(std::shared_ptr<SubscriptionCore> core, std::vector<
   }
 }
 
-bool ObserverHub::applyToResult(SubscriptionCore& s, TableChanges& changes, bool* needs_requery) {
+bool ObserverHub::applyToResult(SubscriptionCore& s, TableChanges& changes, Refill* refill) {
   const QuerySpec& spec = s.spec;
   if (spec.offset > 0) {
     // Any change may shift a window that does not start at the first match.
-    *needs_requery = true;
+    *refill = Refill::kAll;
     return true;
   }
   const std::vector<EntityPtr>& rows = *s.rows;
@@ -649,11 +685,17 @@ bool ObserverHub::applyToResult(SubscriptionCore& s, TableChanges& changes, bool
   struct Replaced {
     size_t position;
     size_t change;
-    EntityPtr in_place;  // the new version where it stays in place; null: it left
+    const EntityPtr* in_place;  // the new version where it stays in place; null: it left
   };
   std::vector<Replaced> replaced;  // by position
   // A small event that changes no held object skips the scan of the result.
-  bool scan = changes.size() > rows.size();
+  bool large = changes.size() > rows.size();
+  bool scan = large;
+  if (!large && !s.members_current) {
+    s.members.clear();
+    for (const EntityPtr& e : rows) s.members.insert(e->rowid());
+    s.members_current = true;
+  }
   for (size_t k = 0; k < changes.size() && !scan; ++k) {
     scan = s.members.count(changes.change(k).rowid) != 0;
   }
@@ -674,18 +716,27 @@ bool ObserverHub::applyToResult(SubscriptionCore& s, TableChanges& changes, bool
   // A replaced object whose sort values did not change keeps its place. Any other
   // changed object that matches enters, but a full window takes only objects that sort
   // before its old last one: beyond it lie matches it never held.
-  std::vector<std::pair<SortKey, EntityPtr>> entering;
+  std::vector<std::pair<SortKey, const EntityPtr*>> entering;
   auto enter = [&](size_t k) {
     if (truncated && !boundary.has_value()) return;  // a window of 0
     SortKey key = order.key(*changes.entity(k));
     if (boundary.has_value() && order(*boundary, key)) return;
-    entering.emplace_back(std::move(key), changes.entity(k));
+    entering.emplace_back(std::move(key), &changes.entity(k));
   };
   for (Replaced& r : replaced) {
-    if (!admits(r.change)) continue;
+    const ChangedObject& change = changes.change(r.change);
     const EntityPtr& now = changes.entity(r.change);
+    if (change.base_version != Versionstamp() &&
+        change.base_version == rows[r.position]->versionstamp() &&
+        (change.changed_fields & s.query_fields) == 0) {
+      // Made over the held version and touching nothing the query reads: it still
+      // matches and sorts alike.
+      r.in_place = &now;
+      continue;
+    }
+    if (!admits(r.change)) continue;
     if (order.sameValues(*rows[r.position], *now)) {
-      r.in_place = now;
+      r.in_place = &now;
     } else {
       enter(r.change);
     }
@@ -711,25 +762,30 @@ bool ObserverHub::applyToResult(SubscriptionCore& s, TableChanges& changes, bool
   for (size_t i = 0; i < rows.size(); ++i) {
     const EntityPtr* e = &rows[i];
     if (r != replaced.end() && r->position == i) {
-      e = &r->in_place;
+      e = r->in_place;
       ++r;
-      if (*e == nullptr) continue;  // it left its place
+      if (e == nullptr) continue;  // it left its place
     }
-    for (; in != entering.end() && order(in->first, **e); ++in) next->push_back(in->second);
+    for (; in != entering.end() && order(in->first, **e); ++in) next->push_back(*in->second);
     next->push_back(*e);
   }
-  for (; in != entering.end(); ++in) next->push_back(in->second);
+  for (; in != entering.end(); ++in) next->push_back(*in->second);
 
-  for (const Replaced& left : replaced) {
-    if (left.in_place == nullptr) s.members.erase(rows[left.position]->rowid());
+  if (large) {
+    s.members_current = false;  // a large event is as costly as rebuilding them later
+  } else if (s.members_current) {
+    for (const Replaced& left : replaced) {
+      if (left.in_place == nullptr) s.members.erase(rows[left.position]->rowid());
+    }
+    for (const auto& [key, e] : entering) s.members.insert((*e)->rowid());
+    if (limited && next->size() > limit) {
+      for (size_t i = limit; i < next->size(); ++i) s.members.erase((*next)[i]->rowid());
+    }
   }
-  for (const auto& [key, e] : entering) s.members.insert(e->rowid());
-  if (limited && next->size() > limit) {
-    for (size_t i = limit; i < next->size(); ++i) s.members.erase((*next)[i]->rowid());
-    next->resize(limit);
-  }
-  // A full window that lost members cannot be refilled from what it holds.
-  if (truncated && next->size() < limit) *needs_requery = true;
+  if (limited && next->size() > limit) next->resize(limit);
+  // A full window that lost members cannot be refilled from what it holds: it now holds
+  // every match up to its old last object, the rest lies beyond.
+  if (truncated && next->size() < limit) *refill = Refill::kTail;
   s.rows = std::move(next);
   return true;
 }
@@ -755,10 +811,11 @@ void ObserverHub::applyEvent(CommitEvent& event) {
         s->offerObject(entities.entity(k), event.sequence, change.deleted);
         continue;
       }
-      bool requery_needed = false;
-      bool changed = applyToResult(*s, entities, &requery_needed);
-      if (requery_needed) requery(*s);
-      if (changed || requery_needed) {
+      Refill refill = Refill::kNone;
+      bool changed = applyToResult(*s, entities, &refill);
+      if (refill == Refill::kTail) requery(*s, event.sequence);
+      if (refill == Refill::kAll) requery(*s);
+      if (changed || refill != Refill::kNone) {
         // A re-query may reflect later commits than this event.
         s->offer(s->rows, std::max(event.sequence, s->base_sequence));
       }

@@ -53,6 +53,10 @@ struct ChangedObject {
   bool deleted = false;
   ObjectBuffer bytes;  // empty when deleted
   Versionstamp versionstamp;
+  // When the change is known to be made over the version `base_version` (not null), the
+  // top-level fields that differ from it (EncodedObject::changed_fields); otherwise all.
+  Versionstamp base_version;
+  uint64_t changed_fields = ~uint64_t{0};
 };
 
 // What one group commit changed, per observed table.
@@ -86,6 +90,10 @@ struct FieldRange {
 // `!=`, `notIn` and null or NaN operands are not used: compare() is a total order only
 // without NaN.
 FieldRange filterRange(const ExprNode* where);
+
+// The top-level fields that `spec`'s filter and order read, as a mask of FlatBuffers
+// field ids like EncodedObject::changed_fields.
+uint64_t queryFields(const QuerySpec& spec);
 
 // Positions by rowid: open addressing in one array, no allocation per entry. Sized for
 // a known number of entries.
@@ -198,8 +206,15 @@ class SubscriptionCore : public std::enable_shared_from_this<SubscriptionCore> {
   // Query state, touched only by the hub thread. `rows` is immutable once built: a new
   // result is a new vector, shared with the deliveries.
   std::shared_ptr<const std::vector<EntityPtr>> rows;
-  std::unordered_set<int64_t> members;  // rowids in `rows`
-  FieldRange range;                     // of spec.where, set at registration
+  // The rowids in `rows`, for telling quickly whether a small event concerns the
+  // result; rebuilt on first use after `rows` was replaced wholesale.
+  std::unordered_set<int64_t> members;
+  bool members_current = false;
+  FieldRange range;  // of spec.where, set at registration
+  // The top-level fields (as ChangedObject::changed_fields) that the filter or the
+  // order reads: a change of a held object outside them neither moves it nor makes it
+  // leave. Set at registration.
+  uint64_t query_fields = ~uint64_t{0};
   Versionstamp object_version;
   // Commits up to this sequence are already reflected in `rows` (a re-query saw them).
   uint64_t base_sequence = 0;
@@ -223,9 +238,21 @@ class SubscriptionCore : public std::enable_shared_from_this<SubscriptionCore> {
 
 class ObserverHub : public std::enable_shared_from_this<ObserverHub> {
  public:
-  // `requery` runs a query on a fresh snapshot (the workspace's reader pool) and tells
-  // the commit sequence it saw at least.
-  using Requery = std::function<absl::StatusOr<std::vector<RawRow>>(TableState*, const QuerySpec&)>;
+  // A re-query that may be answered with the missing tail of a full window only.
+  struct TailQuery {
+    QuerySpec spec;      // the matches after those the result holds
+    uint64_t at = 0;     // valid only on a snapshot at exactly this commit
+    uint64_t since = 0;  // and when no other process changed the table after this
+  };
+  struct RequeryResult {
+    std::vector<RawRow> rows;
+    uint64_t sequence = 0;  // the commit the snapshot is at
+    bool tail = false;      // `rows` answer the TailQuery, not the whole query
+  };
+  // `requery` runs a query on a fresh snapshot (the workspace's reader pool); given a
+  // TailQuery whose conditions hold on that snapshot, it runs that one instead.
+  using Requery =
+      std::function<absl::StatusOr<RequeryResult>(TableState*, const QuerySpec&, const TailQuery*)>;
   // `committed` tells the sequence of the last commit of this workspace.
   ObserverHub(Requery requery, std::function<uint64_t()> committed);
   ~ObserverHub();
@@ -256,9 +283,17 @@ class ObserverHub : public std::enable_shared_from_this<ObserverHub> {
   void applyEvent(CommitEvent& event);
   void register_(std::shared_ptr<SubscriptionCore> core, std::vector<EntityPtr> initial,
                  uint64_t seen);
+  // What a result needs after an event beyond the changes it can apply itself.
+  enum class Refill {
+    kNone,
+    kTail,  // a full window lost members: it holds every match up to its old end
+    kAll,   // the whole result must be fetched again
+  };
   // Updates a result subscription with one table's changes; true if it changed.
-  bool applyToResult(SubscriptionCore& s, TableChanges& changes, bool* requery);
-  void requery(SubscriptionCore& s);
+  bool applyToResult(SubscriptionCore& s, TableChanges& changes, Refill* refill);
+  // Fetches the result again; with `tail_at`, only the matches after those it holds,
+  // if no commit but those the hub applied happened up to `tail_at`.
+  void requery(SubscriptionCore& s, std::optional<uint64_t> tail_at = {});
 
   Requery requery_;
   std::function<uint64_t()> committed_;

@@ -249,6 +249,8 @@ void TransactionState::recordUpdate(TableState& t, const Current& current, Encod
       c.table = &t;
       c.rowid = current.rowid;
       t.desc.index_values_of(current.bytes.data(), &c.old_index_values);
+      c.base_version = current.versionstamp;
+      c.changed_fields = 0;
       changes_.push_back(std::move(c));
       if (!t.desc.hasAutomaticId() && !key_changed) {
         p.key_to_sort_id[PendingTable::encodeKey(key)] = current.rowid;
@@ -261,7 +263,10 @@ void TransactionState::recordUpdate(TableState& t, const Current& current, Encod
   entry->key = key;
   EncodedChange& c = changes_[entry->change];
   c.bytes = std::move(encoded.bytes);
-  if (c.op == EncodedChange::Op::kUpdate) c.key_changed = c.key_changed || key_changed;
+  if (c.op == EncodedChange::Op::kUpdate) {
+    c.key_changed = c.key_changed || key_changed;
+    c.changed_fields |= encoded.changed_fields;
+  }
   c.key = std::move(key);
   c.index_values = std::move(index_values);
 }

@@ -196,14 +196,23 @@ absl::StatusOr<std::unique_ptr<WorkspaceImpl>> WorkspaceImpl::open(
   ws->notifications_ = std::make_unique<NotificationThread>();
   WorkspaceImpl* raw = ws.get();
   ws->hub_ = std::make_shared<ObserverHub>(
-      [raw](TableState* t, const QuerySpec& spec) -> absl::StatusOr<std::vector<RawRow>> {
+      [raw](TableState* t, const QuerySpec& spec,
+            const ObserverHub::TailQuery* tail) -> absl::StatusOr<ObserverHub::RequeryResult> {
         ReaderPool::Lease c = raw->readers().checkout();
-        std::vector<RawRow> rows;
+        ObserverHub::RequeryResult out;
         FLATSTORE_RETURN_IF_ERROR(inReadTransaction(*c, [&]() -> absl::Status {
-          FLATSTORE_ASSIGN_OR_RETURN(rows, executeQuery(*c, *t, spec, nullptr));
+          FLATSTORE_ASSIGN_OR_RETURN(LogHead head, readLogHead(*c, "observer re-query"));
+          out.sequence = head.sequence;
+          if (tail != nullptr && head.sequence == tail->at) {
+            FLATSTORE_ASSIGN_OR_RETURN(
+                int changed, firstChangedSince(*c, tail->since, raw->origin_, {&t->id, 1}));
+            out.tail = changed < 0;
+          }
+          FLATSTORE_ASSIGN_OR_RETURN(out.rows,
+                                     executeQuery(*c, *t, out.tail ? tail->spec : spec, nullptr));
           return absl::OkStatus();
         }));
-        return rows;
+        return out;
       },
       [raw] { return raw->committedSequence(); });
   ws->hub_->start();

@@ -563,6 +563,10 @@ CommitEvent Writer::observedChanges(std::vector<std::unique_ptr<CommitRequest>>&
       changed.deleted = c.op == EncodedChange::Op::kDelete;
       changed.bytes = std::move(c.bytes);  // the request is done with them
       changed.versionstamp = vs;
+      if (c.op == EncodedChange::Op::kUpdate) {
+        changed.base_version = c.base_version;
+        changed.changed_fields = c.changed_fields;
+      }
       event.tables[it->second].second.push_back(std::move(changed));
     }
   }

@@ -54,6 +54,10 @@ struct EncodedChange {
   // and whether the primary key changed.
   std::vector<Value> old_index_values;
   bool key_changed = false;
+  // For updates: the version the change was made over, and which top-level fields
+  // differ from it (EncodedObject::changed_fields, accumulated), for observers.
+  Versionstamp base_version;
+  uint64_t changed_fields = ~uint64_t{0};
 };
 
 // What one closure (or one internal job) asks the writer to commit.

@@ -47,6 +47,10 @@ struct EncodedObject {
   ObjectBuffer bytes;
   // False when the request left the object exactly as it was (nothing to write).
   bool changed = true;
+  // For a request applied over an existing object: which of its top-level fields now
+  // differ, bit i for FlatBuffers field id i (ids of 63 and above share bit 63). All
+  // bits set when not known. Observers use it to skip fields nothing changed.
+  uint64_t changed_fields = ~uint64_t{0};
 };
 
 // The part of every generated ChangeRequest that is not about fields: its kind, its

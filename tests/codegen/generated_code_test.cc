@@ -168,6 +168,21 @@ TEST(GeneratedChangeRequest, UnchangedObjectIsDetected) {
   EXPECT_TRUE(different.encodeOver(base->data())->changed);
 }
 
+TEST(GeneratedChangeRequest, ChangedFieldsAreTheTopLevelFieldsThatDiffer) {
+  auto base = build(orc().setStats(StatsT()));
+  // Field ids in game.fbs: hp 2, color 4, stats 11 (queries name them by id path).
+  ASSERT_EQ(F::color.info().id_path, "4");
+  auto change = MonsterChangeRequest::changeOf(*base);
+  StatsT s;
+  s.level = 2;
+  change.setHp(30).setColor(Color::Green).setStats(s);  // hp as it was
+  auto encoded = change.encodeOver(base->data());
+  ASSERT_TRUE(encoded.ok()) << encoded.status();
+  EXPECT_EQ(encoded->changed_fields, (uint64_t{1} << 4) | (uint64_t{1} << 11));
+  // A new object: every field counts as changed.
+  EXPECT_EQ(orc().encodeOver(nullptr)->changed_fields, ~uint64_t{0});
+}
+
 TEST(GeneratedChangeRequest, ClearersRemoveOptionalParts) {
   auto base = build(orc().setPos(Vec3(1, 2, 3)).setScore(4).setEquipped(ShieldT()));
   auto cleared = build(

@@ -121,6 +121,34 @@ TEST_F(ObserveTest, LimitedResultRequeriesWhenItLosesMembers) {
   EXPECT_THAT(names(last), ElementsAre("m1", "m7", "m6"));
 }
 
+TEST_F(ObserveTest, WindowRefillSeesCommitsOfOtherProcessesNotYetObserved) {
+  // A window that loses members is refilled with just the matches after those it
+  // holds, which is right only if it reflects every commit so far. Here another
+  // workspace on the file (another process, as far as the change log tells) deletes a
+  // member that this workspace's watcher has not reported yet.
+  ws_.reset();
+  WorkspaceOptions slow;
+  slow.watch_interval = absl::Hours(1);
+  auto here = Workspace::open(dir_.file("observe.db"), slow);
+  ASSERT_OK(here);
+  auto there = Workspace::open(dir_.file("observe.db"));
+  ASSERT_OK(there);
+  for (int i = 0; i < 10; ++i)
+    ASSERT_OK(put(**here, "m" + std::to_string(i), static_cast<int16_t>(i * 10)));
+  auto top = (*here)->fetch<Monster>().orderBy(F::hp.descending()).limit(3).all();
+  ASSERT_OK(top);
+  FetchedResult<Monster> last = *top;
+  auto token = (*here)->subscribe(
+      *top, [&](const FetchedResult<Monster>& latest, const Changeset&) { last = latest; },
+      &inlineExecutor());
+  ASSERT_OK(token);
+  EXPECT_THAT(names(last), ElementsAre("m9", "m8", "m7"));
+  ASSERT_OK(remove(**there, "m8"));
+  ASSERT_OK(put(**here, "m9", 0));  // leaves the window, which must be refilled
+  (*here)->awaitObservers();
+  EXPECT_THAT(names(last), ElementsAre("m7", "m6", "m5"));
+}
+
 TEST_F(ObserveTest, StaleResultIsCaughtUpAtOnce) {
   ASSERT_OK(put(*ws_, "a", 10));
   auto old = ws_->fetch<Monster>().all();

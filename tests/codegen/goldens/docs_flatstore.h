@@ -289,37 +289,51 @@ class DocChangeRequest : public ::flatstore::ChangeRequestBase<DocChangeRequest>
   absl::StatusOr<::flatstore::EncodedObject> encodeOver(const uint8_t* current) const {
     ::flatstore::bench::DocT object;
     if (current != nullptr) ::flatbuffers::GetRoot<::flatstore::bench::Doc>(current)->UnPackTo(&object);
-    bool changed = current == nullptr;
+    uint64_t changed_fields = 0;
     if (touched_.test(0)) {
-      changed = changed || !::flatstore::internal::deepEqual(object.id, value_.id);
+      if (!::flatstore::internal::deepEqual(object.id, value_.id)) {
+        changed_fields |= uint64_t{1} << 0;
+      }
       object.id = ::flatstore::internal::deepCopy(value_.id);
     }
     if (touched_.test(1)) {
-      changed = changed || !::flatstore::internal::deepEqual(object.score, value_.score);
+      if (!::flatstore::internal::deepEqual(object.score, value_.score)) {
+        changed_fields |= uint64_t{1} << 1;
+      }
       object.score = ::flatstore::internal::deepCopy(value_.score);
     }
     if (touched_.test(2)) {
-      changed = changed || !::flatstore::internal::deepEqual(object.rank, value_.rank);
+      if (!::flatstore::internal::deepEqual(object.rank, value_.rank)) {
+        changed_fields |= uint64_t{1} << 2;
+      }
       object.rank = ::flatstore::internal::deepCopy(value_.rank);
     }
     if (touched_.test(3)) {
-      changed = changed || !::flatstore::internal::deepEqual(object.size, value_.size);
+      if (!::flatstore::internal::deepEqual(object.size, value_.size)) {
+        changed_fields |= uint64_t{1} << 3;
+      }
       object.size = ::flatstore::internal::deepCopy(value_.size);
     }
     if (touched_.test(4)) {
-      changed = changed || !::flatstore::internal::deepEqual(object.ratio, value_.ratio);
+      if (!::flatstore::internal::deepEqual(object.ratio, value_.ratio)) {
+        changed_fields |= uint64_t{1} << 4;
+      }
       object.ratio = ::flatstore::internal::deepCopy(value_.ratio);
     }
     if (touched_.test(5)) {
-      changed = changed || !::flatstore::internal::deepEqual(object.body, value_.body);
+      if (!::flatstore::internal::deepEqual(object.body, value_.body)) {
+        changed_fields |= uint64_t{1} << 5;
+      }
       object.body = ::flatstore::internal::deepCopy(value_.body);
     }
-    if (!changed) return ::flatstore::EncodedObject{::flatstore::ObjectBuffer(), false};
+    if (current != nullptr && changed_fields == 0) {
+      return ::flatstore::EncodedObject{::flatstore::ObjectBuffer(), false, 0};
+    }
     ::flatbuffers::FlatBufferBuilder builder;
     builder.Finish(::flatstore::bench::Doc::Pack(builder, &object));
     return ::flatstore::EncodedObject{
         ::flatstore::ObjectBuffer::copyOf({builder.GetBufferPointer(), builder.GetSize()}),
-        true};
+        true, current != nullptr ? changed_fields : ~uint64_t{0}};
   }
 
  private:

@@ -808,89 +808,129 @@ class MonsterChangeRequest : public ::flatstore::ChangeRequestBase<MonsterChange
   absl::StatusOr<::flatstore::EncodedObject> encodeOver(const uint8_t* current) const {
     ::flatstore::test::game::MonsterT object;
     if (current != nullptr) ::flatbuffers::GetRoot<::flatstore::test::game::Monster>(current)->UnPackTo(&object);
-    bool changed = current == nullptr;
+    uint64_t changed_fields = 0;
     if (touched_.test(0)) {
-      changed = changed || !::flatstore::internal::deepEqual(object.name, value_.name);
+      if (!::flatstore::internal::deepEqual(object.name, value_.name)) {
+        changed_fields |= uint64_t{1} << 0;
+      }
       object.name = ::flatstore::internal::deepCopy(value_.name);
     }
     if (touched_.test(1)) {
-      changed = changed || !::flatstore::internal::deepEqual(object.realm, value_.realm);
+      if (!::flatstore::internal::deepEqual(object.realm, value_.realm)) {
+        changed_fields |= uint64_t{1} << 1;
+      }
       object.realm = ::flatstore::internal::deepCopy(value_.realm);
     }
     if (touched_.test(2)) {
-      changed = changed || !::flatstore::internal::deepEqual(object.hp, value_.hp);
+      if (!::flatstore::internal::deepEqual(object.hp, value_.hp)) {
+        changed_fields |= uint64_t{1} << 2;
+      }
       object.hp = ::flatstore::internal::deepCopy(value_.hp);
     }
     if (touched_.test(3)) {
-      changed = changed || !::flatstore::internal::deepEqual(object.mana, value_.mana);
+      if (!::flatstore::internal::deepEqual(object.mana, value_.mana)) {
+        changed_fields |= uint64_t{1} << 3;
+      }
       object.mana = ::flatstore::internal::deepCopy(value_.mana);
     }
     if (touched_.test(4)) {
-      changed = changed || !::flatstore::internal::deepEqual(object.color, value_.color);
+      if (!::flatstore::internal::deepEqual(object.color, value_.color)) {
+        changed_fields |= uint64_t{1} << 4;
+      }
       object.color = ::flatstore::internal::deepCopy(value_.color);
     }
     if (touched_.test(5)) {
-      changed = changed || !::flatstore::internal::deepEqual(object.pos, value_.pos);
+      if (!::flatstore::internal::deepEqual(object.pos, value_.pos)) {
+        changed_fields |= uint64_t{1} << 5;
+      }
       object.pos = ::flatstore::internal::deepCopy(value_.pos);
     }
     if (touched_.test(6)) {
-      changed = changed || !::flatstore::internal::deepEqual(object.inventory, value_.inventory);
+      if (!::flatstore::internal::deepEqual(object.inventory, value_.inventory)) {
+        changed_fields |= uint64_t{1} << 6;
+      }
       object.inventory = ::flatstore::internal::deepCopy(value_.inventory);
     }
     if (touched_.test(7)) {
-      changed = changed || !::flatstore::internal::deepEqual(object.weapons, value_.weapons);
+      if (!::flatstore::internal::deepEqual(object.weapons, value_.weapons)) {
+        changed_fields |= uint64_t{1} << 8;
+      }
       object.weapons = ::flatstore::internal::deepCopy(value_.weapons);
     }
     if (touched_.test(8)) {
-      changed = changed || !::flatstore::internal::deepEqual(object.equipped, value_.equipped);
+      if (!::flatstore::internal::deepEqual(object.equipped, value_.equipped)) {
+        changed_fields |= uint64_t{1} << 10;
+      }
       object.equipped = ::flatstore::internal::deepCopy(value_.equipped);
     }
     if (touched_.test(9)) {
-      changed = changed || !::flatstore::internal::deepEqual(object.stats, value_.stats);
+      if (!::flatstore::internal::deepEqual(object.stats, value_.stats)) {
+        changed_fields |= uint64_t{1} << 11;
+      }
       object.stats = ::flatstore::internal::deepCopy(value_.stats);
     }
     if (touched_.test(10)) {
-      changed = changed || !::flatstore::internal::deepEqual(object.path, value_.path);
+      if (!::flatstore::internal::deepEqual(object.path, value_.path)) {
+        changed_fields |= uint64_t{1} << 12;
+      }
       object.path = ::flatstore::internal::deepCopy(value_.path);
     }
     if (touched_.test(11)) {
-      changed = changed || !::flatstore::internal::deepEqual(object.tags, value_.tags);
+      if (!::flatstore::internal::deepEqual(object.tags, value_.tags)) {
+        changed_fields |= uint64_t{1} << 13;
+      }
       object.tags = ::flatstore::internal::deepCopy(value_.tags);
     }
     if (touched_.test(12)) {
-      changed = changed || !::flatstore::internal::deepEqual(object.email, value_.email);
+      if (!::flatstore::internal::deepEqual(object.email, value_.email)) {
+        changed_fields |= uint64_t{1} << 14;
+      }
       object.email = ::flatstore::internal::deepCopy(value_.email);
     }
     if (touched_.test(13)) {
-      changed = changed || !::flatstore::internal::deepEqual(object.score, value_.score);
+      if (!::flatstore::internal::deepEqual(object.score, value_.score)) {
+        changed_fields |= uint64_t{1} << 15;
+      }
       object.score = ::flatstore::internal::deepCopy(value_.score);
     }
     if (touched_.test(14)) {
-      changed = changed || !::flatstore::internal::deepEqual(object.kit, value_.kit);
+      if (!::flatstore::internal::deepEqual(object.kit, value_.kit)) {
+        changed_fields |= uint64_t{1} << 17;
+      }
       object.kit = ::flatstore::internal::deepCopy(value_.kit);
     }
     if (touched_.test(15)) {
-      changed = changed || !::flatstore::internal::deepEqual(object.alive, value_.alive);
+      if (!::flatstore::internal::deepEqual(object.alive, value_.alive)) {
+        changed_fields |= uint64_t{1} << 18;
+      }
       object.alive = ::flatstore::internal::deepCopy(value_.alive);
     }
     if (touched_.test(16)) {
-      changed = changed || !::flatstore::internal::deepEqual(object.speed, value_.speed);
+      if (!::flatstore::internal::deepEqual(object.speed, value_.speed)) {
+        changed_fields |= uint64_t{1} << 19;
+      }
       object.speed = ::flatstore::internal::deepCopy(value_.speed);
     }
     if (touched_.test(17)) {
-      changed = changed || !::flatstore::internal::deepEqual(object.big, value_.big);
+      if (!::flatstore::internal::deepEqual(object.big, value_.big)) {
+        changed_fields |= uint64_t{1} << 20;
+      }
       object.big = ::flatstore::internal::deepCopy(value_.big);
     }
     if (touched_.test(18)) {
-      changed = changed || !::flatstore::internal::deepEqual(object.badge, value_.badge);
+      if (!::flatstore::internal::deepEqual(object.badge, value_.badge)) {
+        changed_fields |= uint64_t{1} << 21;
+      }
       object.badge = ::flatstore::internal::deepCopy(value_.badge);
     }
-    if (!changed) return ::flatstore::EncodedObject{::flatstore::ObjectBuffer(), false};
+    if (current != nullptr && changed_fields == 0) {
+      return ::flatstore::EncodedObject{::flatstore::ObjectBuffer(), false, 0};
+    }
     ::flatbuffers::FlatBufferBuilder builder;
     builder.Finish(::flatstore::test::game::Monster::Pack(builder, &object));
     return ::flatstore::EncodedObject{
         ::flatstore::ObjectBuffer::copyOf({builder.GetBufferPointer(), builder.GetSize()}),
-        true};
+        true, current != nullptr ? changed_fields : ~uint64_t{0}};
   }
 
  private:
@@ -1326,25 +1366,33 @@ class EventChangeRequest : public ::flatstore::ChangeRequestBase<EventChangeRequ
   absl::StatusOr<::flatstore::EncodedObject> encodeOver(const uint8_t* current) const {
     ::flatstore::test::game::EventT object;
     if (current != nullptr) ::flatbuffers::GetRoot<::flatstore::test::game::Event>(current)->UnPackTo(&object);
-    bool changed = current == nullptr;
+    uint64_t changed_fields = 0;
     if (touched_.test(0)) {
-      changed = changed || !::flatstore::internal::deepEqual(object.kind, value_.kind);
+      if (!::flatstore::internal::deepEqual(object.kind, value_.kind)) {
+        changed_fields |= uint64_t{1} << 0;
+      }
       object.kind = ::flatstore::internal::deepCopy(value_.kind);
     }
     if (touched_.test(1)) {
-      changed = changed || !::flatstore::internal::deepEqual(object.at, value_.at);
+      if (!::flatstore::internal::deepEqual(object.at, value_.at)) {
+        changed_fields |= uint64_t{1} << 1;
+      }
       object.at = ::flatstore::internal::deepCopy(value_.at);
     }
     if (touched_.test(2)) {
-      changed = changed || !::flatstore::internal::deepEqual(object.payload, value_.payload);
+      if (!::flatstore::internal::deepEqual(object.payload, value_.payload)) {
+        changed_fields |= uint64_t{1} << 2;
+      }
       object.payload = ::flatstore::internal::deepCopy(value_.payload);
     }
-    if (!changed) return ::flatstore::EncodedObject{::flatstore::ObjectBuffer(), false};
+    if (current != nullptr && changed_fields == 0) {
+      return ::flatstore::EncodedObject{::flatstore::ObjectBuffer(), false, 0};
+    }
     ::flatbuffers::FlatBufferBuilder builder;
     builder.Finish(::flatstore::test::game::Event::Pack(builder, &object));
     return ::flatstore::EncodedObject{
         ::flatstore::ObjectBuffer::copyOf({builder.GetBufferPointer(), builder.GetSize()}),
-        true};
+        true, current != nullptr ? changed_fields : ~uint64_t{0}};
   }
 
  private:
