@@ -257,9 +257,23 @@ void Writer::passiveCheckpoint() {
                                            &log_frames, &done_frames);
   if (metrics_ != nullptr) metrics_->recordCheckpoint(/*truncating=*/false, rc == SQLITE_OK);
   if (rc != SQLITE_OK && rc != SQLITE_BUSY) return;
+  absl::MutexLock role(&role_);
+  if (rc == SQLITE_OK && done_frames == log_frames) {
+    // Everything was copied back but the frames committed meanwhile. SQLite starts the
+    // WAL over only when a write transaction begins with every frame copied back and
+    // no reader on its frames, which under a steady stream of commits never happens by
+    // itself; the WAL would grow to wal_size_limit. So copy those few frames too, with
+    // the role (no commit in between): the next commit then writes from the WAL's
+    // beginning, unless a reader of older frames is still open.
+    int tail_log = 0;
+    int tail_done = 0;
+    if (sqlite3_wal_checkpoint_v2(db_->db(), nullptr, SQLITE_CHECKPOINT_PASSIVE, &tail_log,
+                                  &tail_done) == SQLITE_OK) {
+      log_frames = tail_log;
+    }
+  }
   // The next one is due when as many frames again were appended (readers holding back
   // older frames must not make every group checkpoint again).
-  absl::MutexLock role(&role_);
   checkpointed_pages_ = std::max(0, log_frames);
 }
 
