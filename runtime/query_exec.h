@@ -17,6 +17,8 @@
 #include <unordered_set>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "flatstore/fetch.h"
 #include "runtime/catalog.h"
@@ -32,14 +34,14 @@ struct PendingTable {
     int64_t rowid = 0;    // 0 for a pending insert
     int64_t sort_id = 0;  // rowid, or a number above every rowid for pending inserts
     ObjectBuffer bytes;   // current bytes unless deleted
-    std::vector<Value> key;
-    size_t change = 0;  // index of its EncodedChange
+    size_t change = 0;    // index of its EncodedChange (which holds its key)
   };
-  std::map<int64_t, Entry> by_rowid;  // existing rows changed or deleted
-  std::map<int64_t, Entry> inserts;   // by sort_id
+  // Unordered: queries that merge pending changes sort by the order and then sort_id.
+  absl::flat_hash_map<int64_t, Entry> by_rowid;  // existing rows changed or deleted
+  absl::flat_hash_map<int64_t, Entry> inserts;   // by sort_id
   // Keyed by encodeKey(): live pending keys, and keys no longer present.
-  std::unordered_map<std::string, int64_t> key_to_sort_id;
-  std::unordered_set<std::string> removed_keys;
+  absl::flat_hash_map<std::string, int64_t> key_to_sort_id;
+  absl::flat_hash_set<std::string> removed_keys;
   int64_t next_insert_id = int64_t{1} << 62;
 
   bool empty() const { return by_rowid.empty() && inserts.empty(); }

@@ -15,6 +15,7 @@
 #include <string>
 #include <string_view>
 
+#include "absl/container/node_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -104,7 +105,8 @@ class Connection {
   absl::Duration busy_max_pause_ = absl::InfiniteDuration();
   absl::Time busy_since_;
   std::string path_;
-  std::map<std::string, Statement> cache_;
+  // Node-based: cached() hands out pointers that stay valid as statements are added.
+  absl::node_hash_map<std::string, Statement> cache_;
 };
 
 // Quotes an SQL identifier ("name" with inner quotes doubled).

@@ -148,6 +148,15 @@ QuerySource* TransactionState::source(const TableDescription& table) {
 }
 
 std::vector<EncodedChange> TransactionState::takeChanges() {
+  // The latest bytes of each created or changed object are its pending entry's.
+  for (auto& [table, p] : pending_) {
+    for (auto* entries : {&p.inserts, &p.by_rowid}) {
+      for (auto& [id, e] : *entries) {
+        if (!e.deleted) changes_[e.change].bytes = std::move(e.bytes);
+      }
+    }
+  }
+  pending_.clear();
   std::vector<EncodedChange> out;
   out.reserve(changes_.size());
   for (EncodedChange& c : changes_) {
@@ -160,9 +169,10 @@ std::vector<EncodedChange> TransactionState::takeChanges() {
 absl::StatusOr<std::optional<TransactionState::Current>> TransactionState::find(
     TableState& t, int64_t rowid, const std::vector<Value>* key) {
   PendingTable& p = pending_[&t];
-  auto fromEntry = [](const PendingTable::Entry& e, bool insert) -> std::optional<Current> {
+  auto fromEntry = [this](const PendingTable::Entry& e, bool insert) -> std::optional<Current> {
     if (e.deleted) return std::nullopt;
-    return Current{e.rowid, e.sort_id, ObjectBuffer::copyOf(e.bytes.span()), e.key, insert, {}};
+    return Current{e.rowid, e.sort_id, ObjectBuffer::copyOf(e.bytes.span()), changes_[e.change].key,
+                   insert,  {}};
   };
   if (rowid != 0) {
     auto it = p.by_rowid.find(rowid);
@@ -201,19 +211,18 @@ void TransactionState::recordInsert(TableState& t, EncodedObject encoded, std::v
   PendingTable& p = pending_[&t];
   PendingTable::Entry e;
   e.sort_id = p.next_insert_id++;
-  e.bytes = ObjectBuffer::copyOf(encoded.bytes.span());
-  e.key = key;
   e.change = changes_.size();
   bytes_ += static_cast<int64_t>(encoded.bytes.size());
+  // The bytes stay with the entry (read-your-writes) until takeChanges() hands them on.
+  e.bytes = std::move(encoded.bytes);
   if (!t.desc.hasAutomaticId()) {
     std::string encoded = PendingTable::encodeKey(key);
-    p.key_to_sort_id[encoded] = e.sort_id;
-    p.removed_keys.erase(encoded);
+    if (!p.removed_keys.empty()) p.removed_keys.erase(encoded);
+    p.key_to_sort_id.insert_or_assign(std::move(encoded), e.sort_id);
   }
   EncodedChange c;
   c.op = EncodedChange::Op::kInsert;
   c.table = &t;
-  c.bytes = std::move(encoded.bytes);
   c.key = std::move(key);
   c.index_values = std::move(index_values);
   changes_.push_back(std::move(c));
@@ -259,10 +268,8 @@ void TransactionState::recordUpdate(TableState& t, const Current& current, Encod
     }
     entry = &it->second;
   }
-  entry->bytes = ObjectBuffer::copyOf(encoded.bytes.span());
-  entry->key = key;
+  entry->bytes = std::move(encoded.bytes);  // handed on by takeChanges()
   EncodedChange& c = changes_[entry->change];
-  c.bytes = std::move(encoded.bytes);
   if (c.op == EncodedChange::Op::kUpdate) {
     c.key_changed = c.key_changed || key_changed;
     c.changed_fields |= encoded.changed_fields;

@@ -94,6 +94,8 @@ class TransactionState {
   QuerySource* source(const TableDescription& table);
   void abort() { aborted_ = true; }
   bool aborted() const { return aborted_; }
+  // The changes to commit. Ends the transaction: its pending view (what its queries
+  // see of its own changes) is given up.
   std::vector<EncodedChange> takeChanges();
   // Work for the writer to do inside this transaction's savepoint (chunk cursors).
   void setCommitHook(std::function<absl::Status(Connection&)> hook) {
