@@ -110,6 +110,7 @@ bool Scheduler::onWorkerThread() { return worker_thread; }
 void Scheduler::runHere(Job* job) {
   bool was_worker = worker_thread;
   worker_thread = true;  // the same rules as inside a worker apply
+  job->on_caller = true;
   job->run(job);
   worker_thread = was_worker;
   absl::MutexLock lock(&mu_);

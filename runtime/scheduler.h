@@ -36,6 +36,8 @@ class Scheduler {
     // runnable, it waits for that caller instead of a worker.
     bool caller_runs = false;
     bool caller_turn = false;
+    // Set when runHere() runs the job on the thread of a caller waiting for it.
+    bool on_caller = false;
   };
 
   // `threads` workers; at most that many jobs run at a time (workers and callers

@@ -429,49 +429,6 @@ void WorkspaceImpl::runClosure(Scheduler::Job* job, const std::shared_ptr<Txn>& 
   if (attempt == 0) txn->timing.started = absl::Now();
   auto request = std::make_unique<CommitRequest>();
   request->priority = txn->priority;
-  if (attempt >= kOptimisticRuns) {
-    // Other processes committed to its tables before each of its earlier runs reached
-    // the write lock. This run happens on the writer thread inside the write
-    // transaction, so its snapshot is the latest state and no other process can change
-    // it before the commit: re-runs cannot starve.
-    request->produce = [txn, closure](Connection& db, CommitRequest& r) -> absl::Status {
-      absl::Time run_start = absl::Now();
-      ClosureRun run = runOn(db, txn->tables, closure);
-      txn->timing.run_us += absl::ToInt64Microseconds(absl::Now() - run_start);
-      FLATSTORE_RETURN_IF_ERROR(run.status);
-      r.changes = std::move(run.changes);
-      r.apply = std::move(run.commit_hook);
-      return absl::OkStatus();
-    };
-  } else {
-    absl::Time run_start = absl::Now();
-    ClosureRun run;
-    {
-      ReaderPool::Lease snapshot = readers_->checkout();
-      absl::Status read = inReadTransaction(*snapshot, [&]() -> absl::Status {
-        // The commit this snapshot sees: the writer checks under the write lock that no
-        // other process changed these tables since.
-        FLATSTORE_ASSIGN_OR_RETURN(LogHead head, readLogHead(*snapshot, "snapshot"));
-        request->snapshot_sequence = head.sequence;
-        request->read_tables = txn->tables;
-        run = runOn(*snapshot, txn->tables, closure);
-        return absl::OkStatus();
-      });
-      if (!read.ok()) run.status = read;
-    }
-    txn->timing.run_us += absl::ToInt64Microseconds(absl::Now() - run_start);
-    if (!run.status.ok() || (run.changes.empty() && !run.commit_hook)) {
-      finish(*txn,
-             run.status.ok() ? absl::StatusOr<TransactionResult>(TransactionResult{})
-                             : absl::StatusOr<TransactionResult>(run.status),
-             -1);
-      scheduler_->release(job);
-      return;
-    }
-    request->changes = std::move(run.changes);
-    request->apply = std::move(run.commit_hook);
-    request->bytes = run.bytes;
-  }
   CommitRequest* raw_request = request.get();
   request->complete = [this, job, txn, attempt,
                        raw_request](absl::StatusOr<TransactionResult> result) {
@@ -492,6 +449,63 @@ void WorkspaceImpl::runClosure(Scheduler::Job* job, const std::shared_ptr<Txn>& 
     scheduler_->release(job);
     finish(*txn, std::move(result), raw_request->lock_hold_us);
   };
+  // A run inside the write transaction: its snapshot is the latest state and no other
+  // process can change it before the commit.
+  auto under_lock = [txn, closure](Connection& db, CommitRequest& r) -> absl::Status {
+    absl::Time run_start = absl::Now();
+    ClosureRun run = runOn(db, txn->tables, closure);
+    txn->timing.run_us += absl::ToInt64Microseconds(absl::Now() - run_start);
+    FLATSTORE_RETURN_IF_ERROR(run.status);
+    r.changes = std::move(run.changes);
+    r.apply = std::move(run.commit_hook);
+    return absl::OkStatus();
+  };
+  if (attempt >= kOptimisticRuns) {
+    // Other processes committed to its tables before each of its earlier runs reached
+    // the write lock. This run happens on the writer thread inside the write
+    // transaction: re-runs cannot starve.
+    request->produce = under_lock;
+    writer_->submitOrCommit(std::move(request));
+    return;
+  }
+  if (attempt == 0 && job->on_caller) {
+    // The caller runs the closure and waits for it. When the writer is idle, the
+    // closure runs inside a write transaction of its own, as hand-written SQLite code
+    // would: no snapshot to open, no conflict to check. Meanwhile commits of other
+    // tables wait for it (for as long as a closure runs, which is meant to be short);
+    // with work queued, it runs on a snapshot instead.
+    request->produce = under_lock;
+    request = writer_->commitIfIdle(std::move(request));
+    if (request == nullptr) return;
+    request->produce = nullptr;
+  }
+  absl::Time run_start = absl::Now();
+  ClosureRun run;
+  {
+    ReaderPool::Lease snapshot = readers_->checkout();
+    absl::Status read = inReadTransaction(*snapshot, [&]() -> absl::Status {
+      // The commit this snapshot sees: the writer checks under the write lock that no
+      // other process changed these tables since.
+      FLATSTORE_ASSIGN_OR_RETURN(LogHead head, readLogHead(*snapshot, "snapshot"));
+      request->snapshot_sequence = head.sequence;
+      request->read_tables = txn->tables;
+      run = runOn(*snapshot, txn->tables, closure);
+      return absl::OkStatus();
+    });
+    if (!read.ok()) run.status = read;
+  }
+  txn->timing.run_us += absl::ToInt64Microseconds(absl::Now() - run_start);
+  if (!run.status.ok() || (run.changes.empty() && !run.commit_hook)) {
+    finish(*txn,
+           run.status.ok() ? absl::StatusOr<TransactionResult>(TransactionResult{})
+                           : absl::StatusOr<TransactionResult>(run.status),
+           -1);
+    scheduler_->release(job);
+    return;
+  }
+  request->changes = std::move(run.changes);
+  request->apply = std::move(run.commit_hook);
+  request->bytes = run.bytes;
   // Commits here when no group is being committed; the job may be released (and a
   // re-run started) before this returns, so nothing after this touches `job` or `txn`.
   writer_->submitOrCommit(std::move(request));

@@ -141,6 +141,30 @@ void Writer::submitOrCommit(std::unique_ptr<CommitRequest> request) {
   leaders_ -= 1;
 }
 
+std::unique_ptr<CommitRequest> Writer::commitIfIdle(std::unique_ptr<CommitRequest> request) {
+  if (current_writer != nullptr || !role_.TryLock()) return request;
+  bool idle;
+  {
+    absl::MutexLock lock(&mu_);
+    idle = !stopping_ && !queued();
+    if (idle) leaders_ += 1;
+  }
+  if (!idle) {
+    role_.Unlock();
+    return request;
+  }
+  std::vector<std::unique_ptr<CommitRequest>> group;
+  group.push_back(std::move(request));
+  {
+    WriterScope scope(this);
+    commitAndNote(group);
+  }
+  role_.Unlock();
+  absl::MutexLock lock(&mu_);
+  leaders_ -= 1;
+  return nullptr;
+}
+
 void Writer::takeGroup(std::vector<std::unique_ptr<CommitRequest>>* group) {
   int64_t bytes = 0;
   for (int priority = 0; priority < 3; ++priority) {
@@ -628,8 +652,12 @@ void Writer::commitGroup(std::vector<std::unique_ptr<CommitRequest>>& group) {
       if (!group_status.ok()) break;
     }
   }
-  if (lone_failure) {
-    // Nothing of the group remains to commit: the only request failed on its own.
+  // A lone request that produced nothing to write (a closure run inside the write
+  // transaction that changed nothing) commits nothing either.
+  bool lone_nothing = group_status.ok() && !use_savepoints && results[0].ok() &&
+                      group[0]->changes.empty() && !group[0]->apply;
+  if (lone_failure || lone_nothing) {
+    // Nothing of the group remains to commit: the only request failed or wrote nothing.
     db_->rollbackQuietly();
     int64_t hold_us = absl::ToInt64Microseconds(absl::Now() - locked);
     group[0]->lock_hold_us = hold_us;

@@ -122,6 +122,10 @@ class Writer {
   // Commits `request` (with whatever else is queued) on the calling thread when the
   // writer role is free, completing it before returning; otherwise as submit().
   void submitOrCommit(std::unique_ptr<CommitRequest> request);
+  // Commits `request` alone on the calling thread, completing it before returning, if
+  // the writer is idle: the role is free and nothing is queued. Otherwise hands the
+  // request back untouched.
+  std::unique_ptr<CommitRequest> commitIfIdle(std::unique_ptr<CommitRequest> request);
   // Runs `fn` in a write transaction of its own on the writer thread and waits. Called
   // on the writer thread itself (from a completion callback) it runs `fn` at once; from
   // inside a write transaction there (a closure under the write lock) it fails with

@@ -148,7 +148,10 @@ class Workspace {
 
   // performChanges and wait: the result of the transaction. When the tables are free
   // and a worker slot is idle, the closure runs on the calling thread (which would only
-  // wait otherwise); the rules are the same as on a worker.
+  // wait otherwise); the rules are the same as on a worker. When the writer is idle as
+  // well, the closure runs inside a write transaction of its own, as hand-written
+  // SQLite code would: it sees the latest state, cannot conflict with other processes,
+  // and commits of other tables wait for it meanwhile.
   template <class... Ts, class Fn>
   absl::StatusOr<TransactionResult> performChangesAndWait(Fn&& closure,
                                                           TransactionOptions options = {}) {

@@ -1,6 +1,9 @@
 // Re-runs after conflicts with another workspace on the same file (standing in for
 // another process: it has its own writer and commits through its own connection), the
 // run under the write lock that ends them, and what code on the writer thread may do.
+// The closures that meet conflicts are run by workers (performChanges): a caller that
+// waits runs its closure inside the write transaction when the writer is idle, where
+// no conflict can happen.
 #include <optional>
 #include <vector>
 
@@ -50,15 +53,15 @@ TEST_F(RerunTest, ThirdRunHoldsTheWriteLockAndCannotConflict) {
   ASSERT_OK(setHp(*ws, 1));
   std::vector<int> seen;  // the hp each run read
   std::vector<absl::Status> interference;
-  auto done = ws->performChangesAndWait<Monster>([&](TransactionContext& txn) -> absl::Status {
-    auto orc = txn.get<Monster>("orc", 1);
-    if (!orc.ok()) return orc.status();
-    seen.push_back((*orc)->hp());
-    interference.push_back(setHp(*other, static_cast<int16_t>(100 + seen.size())));
-    auto r = MonsterChangeRequest::changeOf(**orc);
-    r.setHp(static_cast<int16_t>((*orc)->hp() + 1));
-    return txn.submit(r).status();
-  });
+  auto done = ws->performChanges<Monster>([&](TransactionContext& txn) -> absl::Status {
+                  auto orc = txn.get<Monster>("orc", 1);
+                  if (!orc.ok()) return orc.status();
+                  seen.push_back((*orc)->hp());
+                  interference.push_back(setHp(*other, static_cast<int16_t>(100 + seen.size())));
+                  auto r = MonsterChangeRequest::changeOf(**orc);
+                  r.setHp(static_cast<int16_t>((*orc)->hp() + 1));
+                  return txn.submit(r).status();
+                }).wait();
   ASSERT_OK(done);
   ASSERT_EQ(seen.size(), 3u);
   EXPECT_THAT(seen, ::testing::ElementsAre(1, 101, 102));
@@ -89,11 +92,11 @@ TEST_F(RerunTest, CommitsToOtherTablesAreNoConflict) {
   auto other = open();
   ASSERT_OK(setHp(*ws, 1));
   int runs = 0;
-  auto done = ws->performChangesAndWait<Monster>([&](TransactionContext& txn) -> absl::Status {
-    runs += 1;
-    FLATSTORE_RETURN_IF_ERROR(addEvent(*other, "elsewhere"));
-    return submitHp(txn, 2);
-  });
+  auto done = ws->performChanges<Monster>([&](TransactionContext& txn) -> absl::Status {
+                  runs += 1;
+                  FLATSTORE_RETURN_IF_ERROR(addEvent(*other, "elsewhere"));
+                  return submitHp(txn, 2);
+                }).wait();
   ASSERT_OK(done);
   EXPECT_EQ(runs, 1);
 }
@@ -108,14 +111,15 @@ TEST_F(RerunTest, PrunedLogCountsAsConflict) {
   auto other = open(short_log);
   ASSERT_OK(setHp(*ws, 1));
   int runs = 0;
-  auto done = ws->performChangesAndWait<Monster>([&](TransactionContext& txn) -> absl::Status {
-    runs += 1;
-    if (runs == 1) {
-      // The log is pruned every 256 commits.
-      for (int i = 0; i < 300; ++i) FLATSTORE_RETURN_IF_ERROR(addEvent(*other, "prune"));
-    }
-    return submitHp(txn, 2);
-  });
+  auto done = ws->performChanges<Monster>([&](TransactionContext& txn) -> absl::Status {
+                  runs += 1;
+                  if (runs == 1) {
+                    // The log is pruned every 256 commits.
+                    for (int i = 0; i < 300; ++i)
+                      FLATSTORE_RETURN_IF_ERROR(addEvent(*other, "prune"));
+                  }
+                  return submitHp(txn, 2);
+                }).wait();
   ASSERT_OK(done);
   EXPECT_EQ(runs, 2);
 }
@@ -129,13 +133,13 @@ TEST_F(RerunTest, RetryBoundFailsWithAbortedNamingTheTable) {
   auto other = open();
   ASSERT_OK(setHp(*ws, 1));
   int runs = 0;
-  auto done = ws->performChangesAndWait<Monster>([&](TransactionContext& txn) -> absl::Status {
-    runs += 1;
-    FLATSTORE_RETURN_IF_ERROR(setHp(*other, static_cast<int16_t>(10 * runs)));
-    auto r = MonsterChangeRequest::upsert();
-    r.setName("orc").setRealm(1).setHp(-1);
-    return txn.submit(r).status();
-  });
+  auto done = ws->performChanges<Monster>([&](TransactionContext& txn) -> absl::Status {
+                  runs += 1;
+                  FLATSTORE_RETURN_IF_ERROR(setHp(*other, static_cast<int16_t>(10 * runs)));
+                  auto r = MonsterChangeRequest::upsert();
+                  r.setName("orc").setRealm(1).setHp(-1);
+                  return txn.submit(r).status();
+                }).wait();
   EXPECT_EQ(runs, 2);
   ASSERT_TRUE(absl::IsAborted(done.status())) << done.status();
   EXPECT_THAT(done.status().message(), HasSubstr("Monster"));
