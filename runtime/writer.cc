@@ -132,6 +132,10 @@ void Writer::submitOrCommit(std::unique_ptr<CommitRequest> request) {
     request->complete(absl::FailedPreconditionError("the workspace is shut down"));
     return;
   }
+  leadGroup(group);
+}
+
+void Writer::leadGroup(std::vector<std::unique_ptr<CommitRequest>>& group) {
   {
     WriterScope scope(this);
     commitAndNote(group);
@@ -155,13 +159,7 @@ std::unique_ptr<CommitRequest> Writer::commitIfIdle(std::unique_ptr<CommitReques
   }
   std::vector<std::unique_ptr<CommitRequest>> group;
   group.push_back(std::move(request));
-  {
-    WriterScope scope(this);
-    commitAndNote(group);
-  }
-  role_.Unlock();
-  absl::MutexLock lock(&mu_);
-  leaders_ -= 1;
+  leadGroup(group);
   return nullptr;
 }
 

@@ -150,6 +150,9 @@ class Writer {
   // Commits `group`, then notes whether the WAL needs a checkpoint.
   void commitAndNote(std::vector<std::unique_ptr<CommitRequest>>& group)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(role_);
+  // For a thread other than the writer thread that took the role (and counted itself
+  // in leaders_): commits `group`, then gives up the role.
+  void leadGroup(std::vector<std::unique_ptr<CommitRequest>>& group) ABSL_UNLOCK_FUNCTION(role_);
   void commitGroup(std::vector<std::unique_ptr<CommitRequest>>& group)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(role_);
   absl::Status applyRequest(CommitRequest& request, Versionstamp vs, TransactionResult* result)
