@@ -83,29 +83,33 @@ class DictionaryImpl : public Dictionary {
     std::string k(key);
     std::string t(type);
     std::vector<uint8_t> v(value.begin(), value.end());
-    return ws_->writer().runSync([k, kind, t, v](Connection& c) -> absl::Status {
-      FLATSTORE_ASSIGN_OR_RETURN(
-          Statement * s,
-          c.cached("INSERT INTO flatstore_kv(key, kind, type, value) VALUES(?, ?, ?, ?) "
-                   "ON CONFLICT(key) DO UPDATE SET kind = excluded.kind, type = excluded.type, "
-                   "value = excluded.value",
-                   "dictionary"));
-      s->bindText(1, k);
-      s->bindInt(2, static_cast<int64_t>(kind));
-      s->bindText(3, t);
-      s->bindBlob(4, v);
-      return s->run(absl::StrCat("dictionary key '", k, "'"));
-    });
+    return ws_->writer().runSync(
+        [k, kind, t, v](Connection& c) -> absl::Status {
+          FLATSTORE_ASSIGN_OR_RETURN(
+              Statement * s,
+              c.cached("INSERT INTO flatstore_kv(key, kind, type, value) VALUES(?, ?, ?, ?) "
+                       "ON CONFLICT(key) DO UPDATE SET kind = excluded.kind, type = excluded.type, "
+                       "value = excluded.value",
+                       "dictionary"));
+          s->bindText(1, k);
+          s->bindInt(2, static_cast<int64_t>(kind));
+          s->bindText(3, t);
+          s->bindBlob(4, v);
+          return s->run(absl::StrCat("dictionary key '", k, "'"));
+        },
+        /*may_join=*/true);
   }
 
   absl::Status remove(std::string_view key) override {
     std::string k(key);
-    return ws_->writer().runSync([k](Connection& c) -> absl::Status {
-      FLATSTORE_ASSIGN_OR_RETURN(Statement * s,
-                                 c.cached("DELETE FROM flatstore_kv WHERE key = ?", "dictionary"));
-      s->bindText(1, k);
-      return s->run(absl::StrCat("dictionary key '", k, "'"));
-    });
+    return ws_->writer().runSync(
+        [k](Connection& c) -> absl::Status {
+          FLATSTORE_ASSIGN_OR_RETURN(
+              Statement * s, c.cached("DELETE FROM flatstore_kv WHERE key = ?", "dictionary"));
+          s->bindText(1, k);
+          return s->run(absl::StrCat("dictionary key '", k, "'"));
+        },
+        /*may_join=*/true);
   }
 
   absl::StatusOr<std::optional<Record>> load(std::string_view key) override {

@@ -179,9 +179,16 @@ void Writer::takeGroup(std::vector<std::unique_ptr<CommitRequest>>* group) {
   }
 }
 
-absl::Status Writer::runSync(std::function<absl::Status(Connection&)> fn) {
+absl::Status Writer::runSync(std::function<absl::Status(Connection&)> fn, bool may_join) {
   if (current_writer == this) {
     role_.AssertHeld();
+    if (!db_->autocommit() && may_join) {
+      FLATSTORE_RETURN_IF_ERROR(db_->exec("SAVEPOINT joined", "closure"));
+      absl::Status s = fn(*db_);
+      if (!s.ok()) FLATSTORE_RETURN_IF_ERROR(db_->exec("ROLLBACK TO joined", "closure"));
+      FLATSTORE_RETURN_IF_ERROR(db_->exec("RELEASE joined", "closure"));
+      return s;
+    }
     if (!db_->autocommit()) {
       return absl::FailedPreconditionError(
           "a closure running under the write lock cannot create tables or indexes; use "

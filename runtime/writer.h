@@ -128,9 +128,10 @@ class Writer {
   std::unique_ptr<CommitRequest> commitIfIdle(std::unique_ptr<CommitRequest> request);
   // Runs `fn` in a write transaction of its own on the writer thread and waits. Called
   // on the writer thread itself (from a completion callback) it runs `fn` at once; from
-  // inside a write transaction there (a closure under the write lock) it fails with
-  // FailedPrecondition.
-  absl::Status runSync(std::function<absl::Status(Connection&)> fn);
+  // inside a write transaction there (a closure under the write lock) it runs `fn` in a
+  // savepoint of that transaction when `may_join`, and fails with FailedPrecondition
+  // otherwise.
+  absl::Status runSync(std::function<absl::Status(Connection&)> fn, bool may_join = false);
   // Registers a table whose incomplete indexes the writer back-fills when idle.
   void addBackfill(TableState* table);
   // Blocks until no registered back-fill remains (each finished or failed) or the

@@ -6,6 +6,9 @@
 // Values are strings, integers, doubles, byte strings, or FlatBuffers objects of an
 // entity type. Writes go through the workspace's writer and are durable when the call
 // returns (as durable as `synchronous` makes commits); reads see the latest commit.
+// Called from a closure that runs inside the write transaction (see
+// performChangesAndWait), a write joins that transaction: it commits, or rolls back,
+// with the closure.
 // Reading a key as another kind than it holds is FailedPrecondition naming the key and
 // both kinds; an absent key reads as nullopt.
 //

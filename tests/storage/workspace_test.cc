@@ -389,6 +389,29 @@ TEST_F(WorkspaceTest, CorruptBlobIsDataLossNamingTableAndRowid) {
   EXPECT_EQ(change.status().code(), absl::StatusCode::kDataLoss);
 }
 
+// Settings written from inside closures: a waiting caller's closure (inside the write
+// transaction when the writer is idle) and a worker's closure (on a snapshot).
+TEST_F(WorkspaceTest, DictionaryWritesFromInsideClosures) {
+  Dictionary& d = ws_->dictionary();
+  auto waited = ws_->performChangesAndWait<Monster>([&](TransactionContext& txn) -> absl::Status {
+    FLATSTORE_RETURN_IF_ERROR(d.setInteger("waited", 1));
+    auto m = MonsterChangeRequest::creation();
+    m.setName("orc").setRealm(1).setHp(7);
+    return txn.submit(m).status();
+  });
+  ASSERT_OK(waited);
+  auto queued = ws_->performChanges<Monster>([&](TransactionContext& txn) -> absl::Status {
+    FLATSTORE_RETURN_IF_ERROR(d.setInteger("queued", 2));
+    auto m = MonsterChangeRequest::creation();
+    m.setName("elf").setRealm(1).setHp(8);
+    return txn.submit(m).status();
+  });
+  ASSERT_OK(queued.wait());
+  EXPECT_EQ(**d.getInteger("waited"), 1);
+  EXPECT_EQ(**d.getInteger("queued"), 2);
+  EXPECT_EQ(*ws_->fetch<Monster>().count(), 2);
+}
+
 TEST_F(WorkspaceTest, DictionaryKeepsTypedValues) {
   Dictionary& d = ws_->dictionary();
   ASSERT_OK(d.setString("name", "flatstore"));
