@@ -536,9 +536,9 @@ absl::Status Writer::applyRequest(CommitRequest& request, Versionstamp vs,
 
 absl::Status Writer::writeLog(const std::vector<std::unique_ptr<CommitRequest>>& group,
                               const std::vector<absl::StatusOr<TransactionResult>>& results,
-                              uint64_t seq, Versionstamp previous_last_change) {
+                              uint64_t seq, Versionstamp* last_change) {
   std::string blob;
-  Versionstamp last = previous_last_change;
+  Versionstamp& last = *last_change;
   for (size_t i = 0; i < group.size(); ++i) {
     if (!results[i].ok() || group[i]->changes.empty()) continue;
     bool changed = false;
@@ -585,6 +585,20 @@ absl::Status Writer::writeLog(const std::vector<std::unique_ptr<CommitRequest>>&
   return absl::OkStatus();
 }
 
+absl::StatusOr<LogHead> Writer::logHead() {
+  const char* what = "group commit";
+  FLATSTORE_ASSIGN_OR_RETURN(Statement * s, db_->cached("PRAGMA data_version", what));
+  absl::StatusOr<bool> row = s->step(what);
+  int64_t version = row.ok() && *row ? s->columnInt(0) : 0;
+  s->reset();
+  FLATSTORE_RETURN_IF_ERROR(row.status());
+  if (head_.has_value() && version == head_data_version_) return *head_;
+  FLATSTORE_ASSIGN_OR_RETURN(LogHead head, readLogHead(*db_, what));
+  head_ = head;
+  head_data_version_ = version;
+  return head;
+}
+
 CommitEvent Writer::observedChanges(std::vector<std::unique_ptr<CommitRequest>>& group,
                                     const std::vector<absl::StatusOr<TransactionResult>>& results,
                                     uint64_t seq) {
@@ -622,13 +636,13 @@ void Writer::commitGroup(std::vector<std::unique_ptr<CommitRequest>>& group) {
   absl::Status group_status = db_->exec("BEGIN IMMEDIATE", "group commit");
   absl::Time locked = absl::Now();
   uint64_t seq = 0;
-  Versionstamp previous_last_change;
+  Versionstamp last_change;
   if (group_status.ok()) {
-    absl::StatusOr<LogHead> head = readLogHead(*db_, "group commit");
+    absl::StatusOr<LogHead> head = logHead();
     group_status = head.status();
     if (head.ok()) {
       seq = head->sequence + 1;
-      previous_last_change = head->last_change;
+      last_change = head->last_change;
     }
   }
   const bool use_savepoints = group.size() > 1;
@@ -669,13 +683,14 @@ void Writer::commitGroup(std::vector<std::unique_ptr<CommitRequest>>& group) {
     group[0]->complete(std::move(results[0]));
     return;
   }
-  if (group_status.ok()) group_status = writeLog(group, results, seq, previous_last_change);
+  if (group_status.ok()) group_status = writeLog(group, results, seq, &last_change);
   if (group_status.ok()) group_status = db_->exec("COMMIT", "group commit");
   if (!group_status.ok()) {
     // Nothing of the group is visible: every request fails with the group's error.
     db_->rollbackQuietly();
     for (auto& r : results) r = group_status;
   } else {
+    head_ = LogHead{seq, last_change};
     {
       absl::MutexLock lock(&mu_);
       last_sequence_ = seq;

@@ -24,6 +24,7 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -35,6 +36,7 @@
 #include "flatstore/transaction.h"
 #include "flatstore/value.h"
 #include "runtime/catalog.h"
+#include "runtime/change_log.h"
 #include "runtime/metrics.h"
 #include "runtime/observers.h"
 #include "runtime/sqlite.h"
@@ -93,7 +95,7 @@ struct WriterOptions {
   // Commits whose change-log entries are kept.
   int64_t log_retention = 10000;
   // Checkpoint policy; see WorkspaceOptions.
-  int checkpoint_pages = 1000;
+  int checkpoint_pages = 2000;
   int64_t wal_size_limit = 32 << 20;
   absl::Duration checkpoint_wait = absl::Milliseconds(200);
   absl::Duration lock_timeout = absl::Seconds(30);
@@ -162,11 +164,15 @@ class Writer {
   // insert.
   absl::Status applyRemovals(const EncodedChange& change) ABSL_EXCLUSIVE_LOCKS_REQUIRED(role_);
   absl::Status applyWrites(EncodedChange& change, int64_t vs) ABSL_EXCLUSIVE_LOCKS_REQUIRED(role_);
-  // Appends the group's change-log row and prunes old ones. `previous_last_change` is
-  // from the log's newest row before this commit.
+  // Appends the group's change-log row and prunes old ones. `last_change` comes in as
+  // the log's newest row's and leaves as the one written.
   absl::Status writeLog(const std::vector<std::unique_ptr<CommitRequest>>& group,
                         const std::vector<absl::StatusOr<TransactionResult>>& results, uint64_t seq,
-                        Versionstamp previous_last_change) ABSL_EXCLUSIVE_LOCKS_REQUIRED(role_);
+                        Versionstamp* last_change) ABSL_EXCLUSIVE_LOCKS_REQUIRED(role_);
+  // The change log's newest row inside the open write transaction. Read from the log
+  // only when another connection committed since this writer last did (PRAGMA
+  // data_version); otherwise it is the row this writer wrote last.
+  absl::StatusOr<LogHead> logHead() ABSL_EXCLUSIVE_LOCKS_REQUIRED(role_);
   CommitEvent observedChanges(std::vector<std::unique_ptr<CommitRequest>>& group,
                               const std::vector<absl::StatusOr<TransactionResult>>& results,
                               uint64_t seq);
@@ -198,6 +204,9 @@ class Writer {
   int64_t next_restart_bytes_ ABSL_GUARDED_BY(role_) = 0;
   bool restartDue() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(role_);
   const int page_size_;
+  // The log head after this writer's last commit, and the data version it holds for.
+  std::optional<LogHead> head_ ABSL_GUARDED_BY(role_);
+  int64_t head_data_version_ ABSL_GUARDED_BY(role_) = 0;
   // The writer thread's connection for passive checkpoints.
   std::unique_ptr<Connection> checkpointer_;
   // The bytes of a WAL of `frames` frames: with wal_high_pages_, the file's size (no
