@@ -64,6 +64,10 @@ class TableState {
 
   // Live subscriptions on this table; the writer publishes commits only when > 0.
   std::atomic<int> subscriptions{0};
+  // Closures on this table hand their tables on only at their commit (no pipelining)
+  // while this is above 0; each such hand-off counts it down. A closure that read what
+  // a pipelined predecessor was writing sets it (see WorkspaceImpl::runClosure).
+  std::atomic<int> pipeline_pause{0};
 
   bool indexReady(int i) const {
     return ready_[static_cast<size_t>(i)].load(std::memory_order_acquire);

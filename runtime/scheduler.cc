@@ -101,6 +101,15 @@ void Scheduler::release(Job* job) {
   pending_.erase(job);
 }
 
+bool Scheduler::hasFollowers(const Job* job) {
+  absl::MutexLock lock(&mu_);
+  for (const std::string& t : job->tables) {
+    auto it = queues_.find(t);
+    if (it != queues_.end() && it->second.size() > 1) return true;
+  }
+  return false;
+}
+
 namespace {
 thread_local bool worker_thread = false;
 }  // namespace

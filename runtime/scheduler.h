@@ -5,7 +5,9 @@
 // waits for all of its tables, and no cycle can form: the earliest pending job is always
 // at the head of all of its queues. A job is runnable when it heads every queue it is
 // in; it leaves the queues only when release() is called for it, which the workspace
-// does after the job's changes are committed.
+// does after the job's changes are committed, or, when another job waits behind it, as
+// soon as its changes have their place in the writer's mailbox (pipelining: see
+// InFlight in writer.h).
 //
 // Thread-safety: all methods are thread-safe.
 #ifndef FLATSTORE_RUNTIME_SCHEDULER_H_
@@ -63,6 +65,8 @@ class Scheduler {
   void rerun(Job* job);
   // Removes `job` from its queues; the jobs behind it may become runnable.
   void release(Job* job);
+  // Whether another job waits behind `job` in one of its queues.
+  bool hasFollowers(const Job* job);
   // Refuses new jobs, waits until every submitted job was released, and joins the
   // workers. Idempotent.
   void stop();

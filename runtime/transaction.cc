@@ -104,10 +104,12 @@ class TransactionState::Source : public QuerySource {
   absl::StatusOr<std::vector<RawRow>> runQuery(const TableDescription& d,
                                                const QuerySpec& spec) override {
     FLATSTORE_RETURN_IF_ERROR(check(d));
+    if (txn_->reads_ != nullptr) txn_->reads_->scanned.insert(table_->id);
     return executeQuery(*txn_->snapshot_, *table_, spec, pending());
   }
   absl::StatusOr<int64_t> runCount(const TableDescription& d, const QuerySpec& spec) override {
     FLATSTORE_RETURN_IF_ERROR(check(d));
+    if (txn_->reads_ != nullptr) txn_->reads_->scanned.insert(table_->id);
     return executeCount(*txn_->snapshot_, *table_, spec, pending());
   }
 
@@ -177,6 +179,7 @@ absl::StatusOr<std::optional<TransactionState::Current>> TransactionState::find(
   if (rowid != 0) {
     auto it = p.by_rowid.find(rowid);
     if (it != p.by_rowid.end()) return fromEntry(it->second, false);
+    if (reads_ != nullptr) reads_->rowids.emplace(t.id, rowid);
     FLATSTORE_ASSIGN_OR_RETURN(auto row, readRowByRowid(*snapshot_, t, rowid));
     if (!row.has_value()) return std::optional<Current>();
     Current c{row->rowid, row->rowid, std::move(row->bytes), {}, false, row->versionstamp};
@@ -193,6 +196,7 @@ absl::StatusOr<std::optional<TransactionState::Current>> TransactionState::find(
     if (up != p.by_rowid.end()) return fromEntry(up->second, false);
   }
   if (p.removed_keys.count(encoded) != 0) return std::optional<Current>();
+  if (reads_ != nullptr) reads_->keys.insert(keyOf(t.id, *key));
   FLATSTORE_ASSIGN_OR_RETURN(auto row, readRowByKey(*snapshot_, t, *key));
   if (!row.has_value()) return std::optional<Current>();
   auto up = p.by_rowid.find(row->rowid);

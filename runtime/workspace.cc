@@ -392,9 +392,11 @@ struct ClosureRun {
 // Runs `closure` over `db`, which is inside a transaction: a reader's snapshot, or the
 // writer's own write transaction for a run under the write lock.
 ClosureRun runOn(Connection& db, const std::vector<TableState*>& tables,
-                 const std::function<absl::Status(TransactionContext&)>& closure) {
+                 const std::function<absl::Status(TransactionContext&)>& closure,
+                 ReadSet* reads = nullptr) {
   ClosureRun run;
   TransactionState state(&db, tables);
+  state.recordReads(reads);
   TransactionContext context(&state);
   try {
     run.status = closure(context);
@@ -483,9 +485,21 @@ void WorkspaceImpl::runClosure(Scheduler::Job* job, const std::shared_ptr<Txn>& 
     if (request == nullptr) return;
     request->produce = nullptr;
   }
-  absl::Time run_start = absl::Now();
+  // Runs the closure on a snapshot. Pipelining: `predecessors` are the requests on these
+  // tables that gave them up before their commit. The snapshot is taken after this list,
+  // so it lacks at most their changes; whether the closure read any of them is checked
+  // below, and by the writer.
+  std::vector<std::shared_ptr<InFlight>> predecessors;
   ClosureRun run;
-  {
+  auto run_on_snapshot = [&] {
+    predecessors = inFlightOn(txn->tables);
+    for (const std::shared_ptr<InFlight>& p : predecessors) {
+      // One of another priority waits in another queue of the mailbox, where this
+      // request could overtake it: wait for its commit instead.
+      if (p->priority != txn->priority) p->done.WaitForNotification();
+    }
+    absl::Time run_start = absl::Now();
+    request->reads = ReadSet();
     ReaderPool::Lease snapshot = readers_->checkout();
     absl::Status read = inReadTransaction(*snapshot, [&]() -> absl::Status {
       // The commit this snapshot sees: the writer checks under the write lock that no
@@ -493,12 +507,27 @@ void WorkspaceImpl::runClosure(Scheduler::Job* job, const std::shared_ptr<Txn>& 
       FLATSTORE_ASSIGN_OR_RETURN(LogHead head, readLogHead(*snapshot, "snapshot"));
       request->snapshot_sequence = head.sequence;
       request->read_tables = txn->tables;
-      run = runOn(*snapshot, txn->tables, closure);
+      run = runOn(*snapshot, txn->tables, closure, &request->reads);
       return absl::OkStatus();
     });
     if (!read.ok()) run.status = read;
+    txn->timing.run_us += absl::ToInt64Microseconds(absl::Now() - run_start);
+  };
+  run_on_snapshot();
+  bool stale = false;
+  for (const std::shared_ptr<InFlight>& p : predecessors) {
+    if (p->intended.touches(request->reads)) stale = true;
   }
-  txn->timing.run_us += absl::ToInt64Microseconds(absl::Now() - run_start);
+  if (stale) {
+    // The run read what a request still in flight writes. Run it again once those
+    // requests completed (this job still holds its tables, so no other closure on them
+    // runs meanwhile), and let the next closures on these tables wait for commits for a
+    // while: they touch the same objects.
+    for (TableState* t : txn->tables) t->pipeline_pause.store(16, std::memory_order_relaxed);
+    for (const std::shared_ptr<InFlight>& p : predecessors) p->done.WaitForNotification();
+    txn->attempts += 1;
+    run_on_snapshot();
+  }
   if (!run.status.ok() || (run.changes.empty() && !run.commit_hook)) {
     finish(*txn,
            run.status.ok() ? absl::StatusOr<TransactionResult>(TransactionResult{})
@@ -510,9 +539,74 @@ void WorkspaceImpl::runClosure(Scheduler::Job* job, const std::shared_ptr<Txn>& 
   request->changes = std::move(run.changes);
   request->apply = std::move(run.commit_hook);
   request->bytes = run.bytes;
+  request->predecessors = std::move(predecessors);
+  request->rerun = [txn, under_lock](Connection& db, CommitRequest& r) {
+    txn->attempts += 1;
+    return under_lock(db, r);
+  };
+  if (options_.max_conflict_retries > 0 && pipelining(txn->tables) &&
+      scheduler_->hasFollowers(job)) {
+    // Closures wait for these tables: give them up as soon as the request has its place
+    // in the mailbox, ahead of theirs, instead of after the commit. A conflict with
+    // another process is then settled by the writer, which runs the closure again
+    // inside the write transaction.
+    auto record = std::make_shared<InFlight>();
+    record->priority = txn->priority;
+    record->intended = writesOf(request->changes);
+    request->in_flight = record;
+    request->released = true;
+    setInFlight(txn->tables, record, true);
+    request->complete = [this, txn, record, raw_request](absl::StatusOr<TransactionResult> result) {
+      setInFlight(txn->tables, record, false);
+      record->done.Notify();
+      finish(*txn, std::move(result), raw_request->lock_hold_us);
+    };
+    writer_->submitOrCommit(std::move(request), [this, job] { scheduler_->release(job); });
+    return;
+  }
   // Commits here when no group is being committed; the job may be released (and a
   // re-run started) before this returns, so nothing after this touches `job` or `txn`.
   writer_->submitOrCommit(std::move(request));
+}
+
+bool WorkspaceImpl::pipelining(const std::vector<TableState*>& tables) {
+  bool paused = false;
+  for (TableState* t : tables) {
+    int left = t->pipeline_pause.load(std::memory_order_relaxed);
+    if (left > 0) {
+      t->pipeline_pause.store(left - 1, std::memory_order_relaxed);
+      paused = true;
+    }
+  }
+  return !paused;
+}
+
+std::vector<std::shared_ptr<InFlight>> WorkspaceImpl::inFlightOn(
+    const std::vector<TableState*>& tables) {
+  std::vector<std::shared_ptr<InFlight>> out;
+  absl::MutexLock lock(&in_flight_mu_);
+  for (const TableState* t : tables) {
+    auto it = in_flight_.find(t);
+    if (it == in_flight_.end()) continue;
+    for (const auto& record : it->second) {
+      if (std::find(out.begin(), out.end(), record) == out.end()) out.push_back(record);
+    }
+  }
+  return out;
+}
+
+void WorkspaceImpl::setInFlight(const std::vector<TableState*>& tables,
+                                const std::shared_ptr<InFlight>& record, bool present) {
+  absl::MutexLock lock(&in_flight_mu_);
+  for (const TableState* t : tables) {
+    std::vector<std::shared_ptr<InFlight>>& list = in_flight_[t];
+    if (present) {
+      list.push_back(record);
+    } else {
+      std::erase(list, record);
+      if (list.empty()) in_flight_.erase(t);
+    }
+  }
 }
 
 void WorkspaceImpl::finish(Txn& txn, absl::StatusOr<TransactionResult> result,

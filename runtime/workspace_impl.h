@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -103,6 +104,8 @@ class TransactionState {
   }
   std::function<absl::Status(Connection&)> takeCommitHook() { return std::move(commit_hook_); }
   int64_t pendingBytes() const { return bytes_; }
+  // Records in `reads` what the closure reads from its snapshot (for pipelining).
+  void recordReads(ReadSet* reads) { reads_ = reads; }
 
  private:
   class Source;
@@ -133,6 +136,7 @@ class TransactionState {
   std::function<absl::Status(Connection&)> commit_hook_;
   int64_t bytes_ = 0;
   bool aborted_ = false;
+  ReadSet* reads_ = nullptr;
 };
 
 class WorkspaceImpl : public QuerySource {
@@ -202,6 +206,14 @@ class WorkspaceImpl : public QuerySource {
   // Records metrics, frees the admission slot and completes every handle.
   void finish(Txn& txn, absl::StatusOr<TransactionResult> result, int64_t lock_hold_us);
   absl::Status admit(WhenFull when_full);
+  // Pipelining (see InFlight): the requests handed to the writer, not yet complete,
+  // whose tables were released early, by table.
+  std::vector<std::shared_ptr<InFlight>> inFlightOn(const std::vector<TableState*>& tables);
+  // Whether a closure on `tables` may hand them on early (see TableState::pipeline_pause);
+  // counts a pause down.
+  static bool pipelining(const std::vector<TableState*>& tables);
+  void setInFlight(const std::vector<TableState*>& tables, const std::shared_ptr<InFlight>& record,
+                   bool present);
   void dropCoalescing(const Txn& txn);
   // Watches for other processes' commits and publishes them to the hub.
   void watchLoop();
@@ -223,6 +235,10 @@ class WorkspaceImpl : public QuerySource {
   int64_t pending_ ABSL_GUARDED_BY(admission_mu_) = 0;
   absl::Mutex coalesce_mu_;
   std::map<std::string, std::shared_ptr<Txn>> coalescing_ ABSL_GUARDED_BY(coalesce_mu_);
+
+  absl::Mutex in_flight_mu_;
+  absl::flat_hash_map<const TableState*, std::vector<std::shared_ptr<InFlight>>> in_flight_
+      ABSL_GUARDED_BY(in_flight_mu_);
 
   absl::Mutex mu_;
   std::map<std::string, std::unique_ptr<TableState>> tables_ ABSL_GUARDED_BY(mu_);

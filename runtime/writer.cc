@@ -13,6 +13,7 @@
 #include "flatstore/status.h"
 #include "runtime/absl_compat.h"
 #include "runtime/change_log.h"
+#include "runtime/query_exec.h"
 
 namespace flatstore::internal {
 namespace {
@@ -109,11 +110,13 @@ class WriterScope {
 
 }  // namespace
 
-void Writer::submitOrCommit(std::unique_ptr<CommitRequest> request) {
+void Writer::submitOrCommit(std::unique_ptr<CommitRequest> request,
+                            const std::function<void()>& queued) {
   // Under the role already (a completion callback), or a group is being committed:
   // the mailbox.
   if (current_writer != nullptr || !role_.TryLock()) {
     submit(std::move(request));
+    if (queued) queued();
     return;
   }
   std::vector<std::unique_ptr<CommitRequest>> group;
@@ -129,9 +132,11 @@ void Writer::submitOrCommit(std::unique_ptr<CommitRequest> request) {
   }
   if (request != nullptr) {  // stopped
     role_.Unlock();
+    if (queued) queued();
     request->complete(absl::FailedPreconditionError("the workspace is shut down"));
     return;
   }
+  if (queued) queued();
   leadGroup(group);
 }
 
@@ -504,13 +509,32 @@ absl::Status Writer::applyRequest(CommitRequest& request, Versionstamp vs,
   if (request.produce) {
     FLATSTORE_RETURN_IF_ERROR(request.produce(*db_, request));
   }
-  if (!request.read_tables.empty()) {
+  // Whether the closure's run is stale and runs again here, inside the transaction.
+  bool stale = false;
+  if (!request.predecessors.empty()) {
+    FLATSTORE_ASSIGN_OR_RETURN(stale, readsOverwritten(request));
+  }
+  if (!stale && !request.read_tables.empty()) {
     std::vector<int64_t> ids;
     ids.reserve(request.read_tables.size());
     for (const TableState* t : request.read_tables) ids.push_back(t->id);
     FLATSTORE_ASSIGN_OR_RETURN(
         int changed, firstChangedSince(*db_, request.snapshot_sequence, options_.origin, ids));
-    if (changed >= 0) return conflictError(*request.read_tables[static_cast<size_t>(changed)]);
+    if (changed >= 0) {
+      // Another process changed a table. A request that still holds its tables runs
+      // again on a fresh snapshot; one that gave them to the next closures already runs
+      // again here, so that it stays ahead of them.
+      if (!request.released) {
+        return conflictError(*request.read_tables[static_cast<size_t>(changed)]);
+      }
+      stale = true;
+    }
+  }
+  if (stale) {
+    if (!request.rerun) return absl::InternalError("a stale request without a re-run");
+    request.changes.clear();
+    request.apply = nullptr;
+    FLATSTORE_RETURN_IF_ERROR(request.rerun(*db_, request));
   }
   if (request.apply) FLATSTORE_RETURN_IF_ERROR(request.apply(*db_));
   for (const EncodedChange& c : request.changes) FLATSTORE_RETURN_IF_ERROR(applyRemovals(c));
@@ -532,6 +556,74 @@ absl::Status Writer::applyRequest(CommitRequest& request, Versionstamp vs,
   }
   if (!request.changes.empty()) result->versionstamp = vs;
   return absl::OkStatus();
+}
+
+namespace {
+
+template <class Set>
+bool intersect(const Set& a, const Set& b) {
+  const Set& small = a.size() <= b.size() ? a : b;
+  const Set& large = a.size() <= b.size() ? b : a;
+  for (const auto& x : small) {
+    if (large.contains(x)) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+std::string keyOf(int64_t table_id, const std::vector<Value>& key) {
+  return absl::StrCat(table_id, ":", PendingTable::encodeKey(key));
+}
+
+bool WriteSet::touches(const ReadSet& reads) const {
+  for (int64_t table : wide) {
+    if (reads.scanned.contains(table)) return true;
+    for (const auto& [t, rowid] : reads.rowids) {
+      if (t == table) return true;
+    }
+    std::string prefix = absl::StrCat(table, ":");
+    for (const std::string& k : reads.keys) {
+      if (k.starts_with(prefix)) return true;
+    }
+  }
+  return intersect(reads.scanned, tables) || intersect(reads.rowids, rowids) ||
+         intersect(reads.keys, keys);
+}
+
+absl::StatusOr<bool> Writer::readsOverwritten(const CommitRequest& request) const {
+  for (const std::shared_ptr<InFlight>& p : request.predecessors) {
+    if (p->failed) continue;  // the snapshot lacks it, and so does the database
+    if (p->sequence == 0) {
+      // Same-priority predecessors are queued ahead; others are waited for.
+      return absl::InternalError("a pipelined request reached the writer before its predecessor");
+    }
+    if (p->sequence <= request.snapshot_sequence) continue;  // the snapshot has it
+    if (p->applied.touches(request.reads)) return true;
+  }
+  return false;
+}
+
+void Writer::noteApplied(CommitRequest& request, uint64_t seq) {
+  request.in_flight->sequence = seq;
+  request.in_flight->applied = writesOf(request.changes);
+}
+
+WriteSet writesOf(const std::vector<EncodedChange>& changes) {
+  WriteSet w;
+  for (const EncodedChange& c : changes) {
+    if (c.op == EncodedChange::Op::kNone) continue;
+    w.tables.insert(c.table->id);
+    // An insert not yet applied has no rowid; with an automatic id, no key either.
+    if (c.rowid != 0) {
+      w.rowids.emplace(c.table->id, c.rowid);
+    } else if (c.key.empty()) {
+      w.wide.insert(c.table->id);
+    }
+    if (!c.key.empty()) w.keys.insert(keyOf(c.table->id, c.key));
+    if (c.key_changed) w.wide.insert(c.table->id);
+  }
+  return w;
 }
 
 absl::Status Writer::writeLog(const std::vector<std::unique_ptr<CommitRequest>>& group,
@@ -659,7 +751,9 @@ void Writer::commitGroup(std::vector<std::unique_ptr<CommitRequest>>& group) {
       if (s.ok()) {
         results[i] = result;
         if (use_savepoints) group_status = db_->exec("RELEASE request", "group commit");
+        if (group[i]->in_flight != nullptr) noteApplied(*group[i], seq);
       } else {
+        if (group[i]->in_flight != nullptr) group[i]->in_flight->failed = true;
         results[i] = s;
         if (use_savepoints) {
           group_status = db_->exec("ROLLBACK TO request", "group commit");
@@ -689,6 +783,9 @@ void Writer::commitGroup(std::vector<std::unique_ptr<CommitRequest>>& group) {
     // Nothing of the group is visible: every request fails with the group's error.
     db_->rollbackQuietly();
     for (auto& r : results) r = group_status;
+    for (auto& r : group) {
+      if (r->in_flight != nullptr) r->in_flight->failed = true;
+    }
   } else {
     head_ = LogHead{seq, last_change};
     {

@@ -25,13 +25,17 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "flatstore/entity.h"
 #include "flatstore/transaction.h"
 #include "flatstore/value.h"
@@ -62,6 +66,47 @@ struct EncodedChange {
   uint64_t changed_fields = ~uint64_t{0};
 };
 
+// What a closure read through its snapshot: objects by (table id, rowid) and by table
+// id and primary key (keyOf), and the tables its queries scanned.
+struct ReadSet {
+  absl::flat_hash_set<std::pair<int64_t, int64_t>> rowids;
+  absl::flat_hash_set<std::string> keys;
+  absl::flat_hash_set<int64_t> scanned;
+};
+// The ReadSet and InFlight form of a primary key of table `table_id`.
+std::string keyOf(int64_t table_id, const std::vector<Value>& key);
+
+// What a request writes, in ReadSet's terms. A table where it changes a primary key,
+// or (before it is applied) creates objects with automatic ids, counts as written whole.
+struct WriteSet {
+  absl::flat_hash_set<std::pair<int64_t, int64_t>> rowids;
+  absl::flat_hash_set<std::string> keys;
+  absl::flat_hash_set<int64_t> wide;
+  absl::flat_hash_set<int64_t> tables;  // every table written
+  // Whether the writes touch what `reads` read.
+  bool touches(const ReadSet& reads) const;
+};
+
+// What `changes` write (an insert counts by its rowid once it is applied).
+WriteSet writesOf(const std::vector<EncodedChange>& changes);
+
+// A request whose tables were given to the next closures on them as soon as it reached
+// the mailbox, before its commit (pipelining). Those closures run on snapshots that may
+// lack its changes, so each names it as a predecessor: the closure's thread compares
+// what it read with `intended` before it hands its own request on (and runs again after
+// the predecessors' commits on a match), and the writer compares with what was applied.
+struct InFlight {
+  int priority = 1;
+  WriteSet intended;  // fixed before the record is published
+  // Written and read only under the writer role: the sequence of the group that applied
+  // it (0 before) and what it wrote; `failed` when nothing of it reached the database.
+  uint64_t sequence = 0;
+  bool failed = false;
+  WriteSet applied;
+  // Notified once its handle's result is known.
+  absl::Notification done;
+};
+
 // What one closure (or one internal job) asks the writer to commit.
 struct CommitRequest {
   std::vector<EncodedChange> changes;
@@ -74,6 +119,18 @@ struct CommitRequest {
   // transaction, before they are applied (a closure run under the write lock). An error
   // fails the request.
   std::function<absl::Status(Connection&, CommitRequest&)> produce;
+  // Pipelining (see InFlight). `predecessors`: the requests on this request's tables
+  // that were in flight when its snapshot was taken; `reads`: what its closure read;
+  // `in_flight`: its own record, when its tables were released early (`released`).
+  // When a predecessor applied after the snapshot wrote something the closure read, or
+  // another process changed a table of a request that no longer holds its tables, the
+  // writer replaces the changes by running `rerun` inside the write transaction, where
+  // the closure sees everything before it.
+  std::vector<std::shared_ptr<InFlight>> predecessors;
+  ReadSet reads;
+  std::shared_ptr<InFlight> in_flight;
+  bool released = false;
+  std::function<absl::Status(Connection&, CommitRequest&)> rerun;
   // Extra work inside the request's savepoint (catalog DDL, dictionary writes).
   std::function<absl::Status(Connection&)> apply;
   // Called on the writer thread after the group committed or failed.
@@ -123,7 +180,10 @@ class Writer {
   void submit(std::unique_ptr<CommitRequest> request);
   // Commits `request` (with whatever else is queued) on the calling thread when the
   // writer role is free, completing it before returning; otherwise as submit().
-  void submitOrCommit(std::unique_ptr<CommitRequest> request);
+  // `queued`, when given, runs once the request has its place in the mailbox (before
+  // any commit of it), or before it completes with an error after stop().
+  void submitOrCommit(std::unique_ptr<CommitRequest> request,
+                      const std::function<void()>& queued = nullptr);
   // Commits `request` alone on the calling thread, completing it before returning, if
   // the writer is idle: the role is free and nothing is queued. Otherwise hands the
   // request back untouched.
@@ -160,6 +220,11 @@ class Writer {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(role_);
   absl::Status applyRequest(CommitRequest& request, Versionstamp vs, TransactionResult* result)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(role_);
+  // Whether a predecessor of `request` applied after its snapshot wrote what it read.
+  absl::StatusOr<bool> readsOverwritten(const CommitRequest& request) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(role_);
+  // Records in `request.in_flight` what the request wrote, applied in group `seq`.
+  static void noteApplied(CommitRequest& request, uint64_t seq);
   // A request is applied in two passes (see writer.cc); applyWrites sets `rowid` of an
   // insert.
   absl::Status applyRemovals(const EncodedChange& change) ABSL_EXCLUSIVE_LOCKS_REQUIRED(role_);
