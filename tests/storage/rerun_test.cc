@@ -75,6 +75,53 @@ TEST_F(RerunTest, ThirdRunHoldsTheWriteLockAndCannotConflict) {
   EXPECT_EQ((*orc)->versionstamp(), done->versionstamp);
 }
 
+// A closure that handed its table on to the next one (pipelining) and then conflicts
+// with another process runs again at once under the write lock, so it keeps its place:
+// the next closure, which read the orc before that, runs again after it and sees its
+// result.
+TEST_F(RerunTest, PipelinedClosureThatConflictsRunsAgainUnderTheWriteLockAndKeepsItsPlace) {
+  auto ws = open();
+  auto other = open();
+  ASSERT_OK(setHp(*ws, 1));
+  absl::Notification gate;
+  auto held = ws->performChanges<Monster>([&](TransactionContext&) -> absl::Status {
+    if (!gate.WaitForNotificationWithTimeout(absl::Seconds(60))) {
+      return absl::DeadlineExceededError("the gate was never opened");
+    }
+    return absl::OkStatus();
+  });
+  std::vector<int> first_seen, second_seen;
+  absl::Status interference;
+  auto bump = [](TransactionContext& txn, std::vector<int>* seen) -> absl::Status {
+    auto orc = txn.get<Monster>("orc", 1);
+    if (!orc.ok()) return orc.status();
+    seen->push_back((*orc)->hp());
+    auto r = MonsterChangeRequest::changeOf(**orc);
+    r.setHp(static_cast<int16_t>((*orc)->hp() + 1));
+    return txn.submit(r).status();
+  };
+  auto first = ws->performChanges<Monster>([&](TransactionContext& txn) -> absl::Status {
+    if (first_seen.empty()) interference = setHp(*other, 100);
+    return bump(txn, &first_seen);
+  });
+  auto second =
+      ws->performChanges<Monster>([&](TransactionContext& txn) { return bump(txn, &second_seen); });
+  gate.Notify();
+  ASSERT_OK(held.wait());
+  auto first_result = first.wait();
+  auto second_result = second.wait();
+  ASSERT_OK(first_result);
+  ASSERT_OK(second_result);
+  EXPECT_OK(interference);
+  EXPECT_THAT(first_seen, ::testing::ElementsAre(1, 100));
+  ASSERT_FALSE(second_seen.empty());
+  EXPECT_EQ(second_seen.back(), 101);
+  EXPECT_LT(first_result->versionstamp, second_result->versionstamp);
+  auto orc = ws->get<Monster>("orc", 1);
+  ASSERT_OK(orc);
+  EXPECT_EQ((*orc)->hp(), 102);
+}
+
 absl::Status addEvent(Workspace& ws, std::string_view kind) {
   return ws
       .performChangesAndWait<Event>([kind](TransactionContext& txn) -> absl::Status {
