@@ -773,7 +773,7 @@ bool ObserverHub::applyToResult(SubscriptionCore& s, TableChanges& changes, Refi
 
   if (large) {
     s.members_current = false;  // a large event is as costly as rebuilding them later
-  } else if (s.members_current) {
+  } else {                      // a small event made the member set current above
     for (const Replaced& left : replaced) {
       if (left.in_place == nullptr) s.members.erase(rows[left.position]->rowid());
     }

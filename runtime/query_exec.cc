@@ -96,13 +96,18 @@ class SqlBuilder {
     if (f.storage == FieldStorage::kPrimaryKey) {
       return "t." + quoteIdentifier(t_.desc.key_columns[static_cast<size_t>(f.slot)].column);
     }
+    return indexAlias(f) + ".value";
+  }
+
+  // The alias of the joined index table of indexed field `f`, joining it on first use.
+  const std::string& indexAlias(const FieldInfo& f) {
     auto it = aliases_.find(f.slot);
     if (it == aliases_.end()) {
       std::string alias = absl::StrCat("j", f.slot);
       absl::StrAppend(&joins_, " JOIN ",
                       quoteIdentifier(t_.desc.indexes[static_cast<size_t>(f.slot)].table), " ",
                       alias, " ON ", alias, ".rowid = t.rowid");
-      it = aliases_.emplace(f.slot, alias + ".value").first;
+      it = aliases_.emplace(f.slot, std::move(alias)).first;
     }
     return it->second;
   }
@@ -144,8 +149,7 @@ class SqlBuilder {
   // instead of sorting.
   std::string tieBreak(const FieldInfo& f) {
     if (f.storage == FieldStorage::kPrimaryKey) return "t.rowid";
-    std::string value = column(f);
-    return value.substr(0, value.size() - std::string_view(".value").size()) + ".rowid";
+    return indexAlias(f) + ".rowid";
   }
 
   std::string from() const { return " FROM " + t_.quoted + " t" + joins_; }
