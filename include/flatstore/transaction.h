@@ -10,12 +10,15 @@
 // The closure runs on a worker thread once every table it declared is free. It reads one
 // snapshot for its whole run plus its own submitted changes, and its changes are
 // committed by the workspace's single writer, together with other closures' changes, in
-// one SQLite transaction. The closure's tables are released only after that commit, so
-// the next closure on a table sees this one's writes.
+// one SQLite transaction. The next closure on a table sees this one's writes: it starts
+// after this commit, or (when closures queue up on the table) as soon as this closure's
+// changes reach the writer, and then runs again if it read anything this one writes
+// before that was committed. Closures on one table commit in submission order.
 //
 // A closure must not touch tables it did not declare (FailedPrecondition), must not keep
 // the context after it returns, and should be re-runnable (it may be run again when
-// another process changed what it read).
+// another process changed what it read, or when it read what an earlier closure on its
+// table was still committing).
 #ifndef FLATSTORE_TRANSACTION_H_
 #define FLATSTORE_TRANSACTION_H_
 
