@@ -423,6 +423,8 @@ internal::QuerySource* TransactionContext::source(const TableDescription& table)
   return state_->source(table);
 }
 
+bool TransactionContext::chunkFull() const { return state_->chunkFull(); }
+
 absl::Status TransactionContext::abort(std::string_view reason) {
   state_->abort();
   return absl::AbortedError(std::string(reason));

@@ -669,6 +669,11 @@ TransactionHandle WorkspaceImpl::performChunked(
         driver->tables,
         [driver](TransactionContext& txn) -> absl::Status {
           driver->next_cursor = driver->cursor;
+          // How many changes fill the chunk's budget of write-lock time at the writer's
+          // recent pace (at least one).
+          int64_t budget = absl::ToInt64Nanoseconds(driver->options.chunk_budget);
+          txn.state()->setChunkLimit(
+              std::max<int64_t>(1, budget / driver->ws->writer().nanosPerChange()));
           FLATSTORE_ASSIGN_OR_RETURN(driver->more, driver->chunk(txn, driver->next_cursor));
           std::string key = driver->key;
           std::string cursor = driver->next_cursor;

@@ -104,6 +104,12 @@ class TransactionState {
   }
   std::function<absl::Status(Connection&)> takeCommitHook() { return std::move(commit_hook_); }
   int64_t pendingBytes() const { return bytes_; }
+  // For chunks: after how many changes TransactionContext::chunkFull() turns true (0:
+  // never).
+  void setChunkLimit(int64_t changes) { chunk_limit_ = changes; }
+  bool chunkFull() const {
+    return chunk_limit_ > 0 && static_cast<int64_t>(changes_.size()) >= chunk_limit_;
+  }
   // Records in `reads` what the closure reads from its snapshot (for pipelining).
   void recordReads(ReadSet* reads) { reads_ = reads; }
 
@@ -135,6 +141,7 @@ class TransactionState {
   std::vector<EncodedChange> changes_;
   std::function<absl::Status(Connection&)> commit_hook_;
   int64_t bytes_ = 0;
+  int64_t chunk_limit_ = 0;
   bool aborted_ = false;
   ReadSet* reads_ = nullptr;
 };

@@ -737,6 +737,20 @@ CommitEvent Writer::observedChanges(std::vector<std::unique_ptr<CommitRequest>>&
   return event;
 }
 
+void Writer::notePace(const CommitRequest& request, absl::Duration apply) {
+  // Only requests with many changes: in small ones fixed costs dominate.
+  constexpr size_t kMinChanges = 16;
+  if (request.changes.size() < kMinChanges) return;
+  int64_t sample = absl::ToInt64Nanoseconds(apply) / static_cast<int64_t>(request.changes.size());
+  int64_t old = nanos_per_change_.load(std::memory_order_relaxed);
+  // A moving average over the last few such requests; one sample moves it by at most
+  // half or double, so a request that waited out a stalled write does not shrink every
+  // chunk after it.
+  sample = std::clamp(sample, old / 2, old * 2);
+  nanos_per_change_.store(std::max<int64_t>(1, old + (sample - old) / 4),
+                          std::memory_order_relaxed);
+}
+
 void Writer::commitGroup(std::vector<std::unique_ptr<CommitRequest>>& group) {
   std::vector<absl::StatusOr<TransactionResult>> results(group.size(), TransactionResult{});
   absl::Time begin = absl::Now();
@@ -761,9 +775,11 @@ void Writer::commitGroup(std::vector<std::unique_ptr<CommitRequest>>& group) {
       if (use_savepoints) group_status = db_->exec("SAVEPOINT request", "group commit");
       if (!group_status.ok()) break;
       TransactionResult result;
+      absl::Time applying = absl::Now();
       absl::Status s =
           applyRequest(*group[i], Versionstamp(seq, static_cast<uint16_t>(i)), &result);
       if (s.ok()) {
+        notePace(*group[i], absl::Now() - applying);
         results[i] = result;
         if (use_savepoints) group_status = db_->exec("RELEASE request", "group commit");
         if (group[i]->in_flight != nullptr) noteApplied(*group[i], seq);

@@ -20,6 +20,7 @@
 #ifndef FLATSTORE_RUNTIME_WRITER_H_
 #define FLATSTORE_RUNTIME_WRITER_H_
 
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -204,6 +205,9 @@ class Writer {
 
   // The commit sequence of the last group this writer committed.
   uint64_t lastCommitSequence() const;
+  // How long recent requests with many changes took to apply, per change (a moving
+  // average; 20 µs before the first such request). Sizes chunks (performChunked).
+  int64_t nanosPerChange() const { return nanos_per_change_.load(std::memory_order_relaxed); }
 
  private:
   void loop();
@@ -238,6 +242,8 @@ class Writer {
   // only when another connection committed since this writer last did (PRAGMA
   // data_version); otherwise it is the row this writer wrote last.
   absl::StatusOr<LogHead> logHead() ABSL_EXCLUSIVE_LOCKS_REQUIRED(role_);
+  // Folds the time a request took to apply, per change, into nanos_per_change_.
+  void notePace(const CommitRequest& request, absl::Duration apply);
   CommitEvent observedChanges(std::vector<std::unique_ptr<CommitRequest>>& group,
                               const std::vector<absl::StatusOr<TransactionResult>>& results,
                               uint64_t seq);
@@ -291,6 +297,8 @@ class Writer {
   int leaders_ ABSL_GUARDED_BY(mu_) = 0;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t last_sequence_ ABSL_GUARDED_BY(mu_) = 0;
+  // Written under the role, read by closures' threads.
+  std::atomic<int64_t> nanos_per_change_{20'000};
   std::thread thread_;
 };
 

@@ -32,6 +32,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "flatstore/change_request.h"
 #include "flatstore/entity.h"
 #include "flatstore/fetch.h"
@@ -111,6 +112,20 @@ class TransactionContext {
     return getByKey<T>(source(EntityTraits<T>::description()), key...);
   }
 
+  // For a chunk of Workspace::performChunked: true once the changes submitted so far
+  // would hold the write lock for about TransactionOptions::chunk_budget, at the pace
+  // the writer applied recent large requests. A chunk callback that ends its chunk
+  // (saves its cursor and returns) when this turns true keeps every chunk short, so a
+  // transaction that arrives meanwhile waits about that long at most for the lock:
+  //
+  //   for (; i < rows.size(); ++i) {
+  //     FLATSTORE_RETURN_IF_ERROR(txn.submit(creationFor(rows[i])).status());
+  //     if (txn.chunkFull()) { ++i; break; }
+  //   }
+  //
+  // Always false outside chunks. Cheap: no lock, no SQLite.
+  bool chunkFull() const;
+
   // Marks the transaction aborted: nothing it submitted is written. Returns the status
   // the closure should return (Aborted).
   absl::Status abort(std::string_view reason = "aborted by its closure");
@@ -167,6 +182,10 @@ struct TransactionOptions {
   // setting): a queued transaction with the same key that has not started yet is
   // replaced by this one, and both handles complete with this one's result.
   std::string coalescing_key;
+  // For performChunked: how long one chunk should hold the write lock (see
+  // TransactionContext::chunkFull). Shorter chunks let other transactions in sooner;
+  // each chunk also pays one commit.
+  absl::Duration chunk_budget = absl::Milliseconds(1);
 
   // The defaults with priority `p`.
   static TransactionOptions withPriority(Priority p) {

@@ -137,7 +137,10 @@ class Workspace {
   // keeps its progress in `cursor`, which is saved in the file in the same transaction
   // as the chunk's changes. After a crash, calling performChunked with the same `name`
   // resumes from the last committed chunk. The handle completes after the last chunk
-  // (or the first failure) with the total counts. Default priority: background.
+  // (or the first failure) with the total counts. Default priority: background. A
+  // chunk should end when txn.chunkFull() turns true: then it holds the write lock for
+  // about options.chunk_budget (1 ms by default), and transactions of any priority that
+  // arrive meanwhile wait no longer than that for it.
   template <class... Ts>
   TransactionHandle performChunked(
       std::string name,

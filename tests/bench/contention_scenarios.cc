@@ -19,7 +19,9 @@
 //       4 user threads for 6 s, each creating one object every 4 ms in Doc2 or Doc3 as a
 //       user-initiated transaction (flatstore: Priority::kUserInitiated); under_bulk
 //       with 2 threads importing into Doc0 and Doc1 beside them, imports of 5,000
-//       objects in chunks of 500 (flatstore: performChunked, background priority).
+//       objects in chunks of 500 (flatstore: performChunked, background priority, and
+//       a chunk ends early at TransactionContext::chunkFull(), after about 1 ms of
+//       write lock).
 //       Latencies are the user transactions'; bulk_objects_per_s the imports' pace.
 //   wal_bound
 //       storm_normal_16t for 60 s while 2 readers keep read transactions of 100 ms open,

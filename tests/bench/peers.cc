@@ -88,8 +88,11 @@ class FlatWriter final : public WriteClient {
                                        std::string& cursor) -> absl::StatusOr<bool> {
         size_t begin = cursor.empty() ? 0 : std::stoul(cursor);
         size_t end = std::min(docs.size(), begin + static_cast<size_t>(chunk));
+        // At most `chunk` objects, fewer when they would hold the write lock longer
+        // than the chunk budget (1 ms).
         for (size_t i = begin; i < end; ++i) {
           FLATSTORE_RETURN_IF_ERROR(submitCreation<T>(txn, docs[i]));
+          if (txn.chunkFull()) end = i + 1;
         }
         cursor = std::to_string(end);
         return end < docs.size() && Clock::now() < stop;

@@ -221,6 +221,65 @@ TEST(Admission, ChunkedWorkCommitsInSeveralTransactionsAndResumes) {
   EXPECT_EQ(*(*ws)->dictionary().getString("flatstore.chunked.import"), std::nullopt);
 }
 
+// A chunk callback that submits until the chunk is full, recording each chunk's size.
+auto fillChunks(std::vector<int>* sizes, int total, std::string prefix) {
+  return
+      [sizes, total, prefix](TransactionContext& txn, std::string& cursor) -> absl::StatusOr<bool> {
+        int next = cursor.empty() ? 0 : std::stoi(cursor);
+        int i = next;
+        while (i < total) {
+          FLATSTORE_RETURN_IF_ERROR(putDoc(txn, prefix + std::to_string(i), i));
+          ++i;
+          if (txn.chunkFull()) break;
+        }
+        sizes->push_back(i - next);
+        cursor = std::to_string(i);
+        return i < total;
+      };
+}
+
+TEST(Admission, ChunksEndWhenTheirWriteLockBudgetIsFull) {
+  TempDir dir;
+  auto ws = Workspace::open(dir.file("budget.db"));
+  ASSERT_OK(ws);
+  auto options = [](absl::Duration budget) {
+    TransactionOptions o = TransactionOptions::withPriority(Priority::kBackground);
+    o.chunk_budget = budget;
+    return o;
+  };
+  // No budget to speak of: one change per chunk.
+  std::vector<int> tiny;
+  ASSERT_OK(
+      (*ws)
+          ->performChunked<Doc>("tiny", fillChunks(&tiny, 20, "t"), options(absl::Nanoseconds(1)))
+          .wait());
+  EXPECT_EQ(tiny, std::vector<int>(20, 1));
+  // An unbounded budget: everything in one chunk.
+  std::vector<int> whole;
+  ASSERT_OK((*ws)
+                ->performChunked<Doc>("whole", fillChunks(&whole, 3000, "w"),
+                                      options(absl::InfiniteDuration()))
+                .wait());
+  EXPECT_EQ(whole, std::vector<int>{3000});
+  // The default millisecond: 3,000 objects (several milliseconds of inserts) take
+  // several chunks, sized by the pace of the group above.
+  std::vector<int> sized;
+  auto r = (*ws)->performChunked<Doc>("sized", fillChunks(&sized, 3000, "s"),
+                                      options(absl::Milliseconds(1)));
+  ASSERT_OK(r.wait());
+  EXPECT_GE(sized.size(), 2u);
+  EXPECT_EQ(*(*ws)->fetch<Doc>().count(), 20 + 3000 + 3000);
+  // Outside chunks the context never reports full.
+  bool full = true;
+  ASSERT_OK((*ws)->performChangesAndWait<Doc>([&](TransactionContext& txn) {
+    for (int i = 0; i < 500; ++i)
+      FLATSTORE_RETURN_IF_ERROR(putDoc(txn, "x" + std::to_string(i), i));
+    full = txn.chunkFull();
+    return absl::OkStatus();
+  }));
+  EXPECT_FALSE(full);
+}
+
 TEST(Admission, CheckpointerKeepsTheWalBoundedWithAPinnedReader) {
   TempDir dir;
   std::string path = dir.file("wal.db");
