@@ -322,6 +322,7 @@ TransactionHandle WorkspaceImpl::performChanges(
   if (internal_continuation) {
     absl::MutexLock lock(&admission_mu_);
     pending_ += 1;
+    pending_now_.store(pending_, std::memory_order_relaxed);
   }
   if (!admitted.ok()) {
     dropCoalescing(*txn);
@@ -369,6 +370,7 @@ absl::Status WorkspaceImpl::admit(WhenFull when_full) {
     admission_mu_.Await(absl::Condition(&room));
   }
   pending_ += 1;
+  pending_now_.store(pending_, std::memory_order_relaxed);
   return absl::OkStatus();
 }
 
@@ -626,6 +628,7 @@ void WorkspaceImpl::finish(Txn& txn, absl::StatusOr<TransactionResult> result,
   {
     absl::MutexLock lock(&admission_mu_);
     pending_ -= 1;
+    pending_now_.store(pending_, std::memory_order_relaxed);
   }
   for (auto& h : handles) h->complete(result);
 }
@@ -673,7 +676,8 @@ TransactionHandle WorkspaceImpl::performChunked(
           // recent pace (at least one).
           int64_t budget = absl::ToInt64Nanoseconds(driver->options.chunk_budget);
           txn.state()->setChunkLimit(
-              std::max<int64_t>(1, budget / driver->ws->writer().nanosPerChange()));
+              std::max<int64_t>(1, budget / driver->ws->writer().nanosPerChange()),
+              &driver->ws->pending_now_);
           FLATSTORE_ASSIGN_OR_RETURN(driver->more, driver->chunk(txn, driver->next_cursor));
           std::string key = driver->key;
           std::string cursor = driver->next_cursor;

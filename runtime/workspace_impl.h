@@ -105,10 +105,19 @@ class TransactionState {
   std::function<absl::Status(Connection&)> takeCommitHook() { return std::move(commit_hook_); }
   int64_t pendingBytes() const { return bytes_; }
   // For chunks: after how many changes TransactionContext::chunkFull() turns true (0:
-  // never).
-  void setChunkLimit(int64_t changes) { chunk_limit_ = changes; }
+  // never) while other transactions are pending (`pending` counts the workspace's
+  // pending transactions, this one included); with none, after kAloneFactor times as
+  // many.
+  static constexpr int64_t kAloneFactor = 16;
+  void setChunkLimit(int64_t changes, const std::atomic<int64_t>* pending) {
+    chunk_limit_ = changes;
+    workspace_pending_ = pending;
+  }
   bool chunkFull() const {
-    return chunk_limit_ > 0 && static_cast<int64_t>(changes_.size()) >= chunk_limit_;
+    int64_t n = static_cast<int64_t>(changes_.size());
+    if (chunk_limit_ <= 0 || n < chunk_limit_) return false;
+    return workspace_pending_->load(std::memory_order_relaxed) > 1 ||
+           n / kAloneFactor >= chunk_limit_;
   }
   // Records in `reads` what the closure reads from its snapshot (for pipelining).
   void recordReads(ReadSet* reads) { reads_ = reads; }
@@ -142,6 +151,7 @@ class TransactionState {
   std::function<absl::Status(Connection&)> commit_hook_;
   int64_t bytes_ = 0;
   int64_t chunk_limit_ = 0;
+  const std::atomic<int64_t>* workspace_pending_ = nullptr;
   bool aborted_ = false;
   ReadSet* reads_ = nullptr;
 };
@@ -240,6 +250,8 @@ class WorkspaceImpl : public QuerySource {
 
   absl::Mutex admission_mu_;
   int64_t pending_ ABSL_GUARDED_BY(admission_mu_) = 0;
+  // pending_, for reading without the lock (TransactionContext::chunkFull).
+  std::atomic<int64_t> pending_now_{0};
   absl::Mutex coalesce_mu_;
   std::map<std::string, std::shared_ptr<Txn>> coalescing_ ABSL_GUARDED_BY(coalesce_mu_);
 

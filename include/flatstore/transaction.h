@@ -123,7 +123,9 @@ class TransactionContext {
   //     if (txn.chunkFull()) { ++i; break; }
   //   }
   //
-  // Always false outside chunks. Cheap: no lock, no SQLite.
+  // When no other transaction of the workspace is pending, nobody waits for the lock,
+  // and a chunk may grow to 16 times the budget before this turns true. Always false
+  // outside chunks. Cheap: no lock, no SQLite.
   bool chunkFull() const;
 
   // Marks the transaction aborted: nothing it submitted is written. Returns the status

@@ -247,13 +247,31 @@ TEST(Admission, ChunksEndWhenTheirWriteLockBudgetIsFull) {
     o.chunk_budget = budget;
     return o;
   };
-  // No budget to speak of: one change per chunk.
+  // No budget to speak of: one change per chunk while another transaction is pending
+  // (blocked here on another table)...
+  Gate gate;
+  TransactionHandle blocker =
+      (*ws)->performChanges<test::game::Monster>([&gate](TransactionContext&) {
+        gate.entered.Notify();
+        gate.release.WaitForNotification();
+        return absl::OkStatus();
+      });
+  gate.entered.WaitForNotification();
   std::vector<int> tiny;
   ASSERT_OK(
       (*ws)
           ->performChunked<Doc>("tiny", fillChunks(&tiny, 20, "t"), options(absl::Nanoseconds(1)))
           .wait());
   EXPECT_EQ(tiny, std::vector<int>(20, 1));
+  gate.release.Notify();
+  ASSERT_OK(blocker.wait());
+  // ...and 16 times as many when none is: nobody waits for the lock.
+  std::vector<int> alone;
+  ASSERT_OK(
+      (*ws)
+          ->performChunked<Doc>("alone", fillChunks(&alone, 40, "a"), options(absl::Nanoseconds(1)))
+          .wait());
+  EXPECT_EQ(alone, (std::vector<int>{16, 16, 8}));
   // An unbounded budget: everything in one chunk.
   std::vector<int> whole;
   ASSERT_OK((*ws)
@@ -268,7 +286,7 @@ TEST(Admission, ChunksEndWhenTheirWriteLockBudgetIsFull) {
                                       options(absl::Milliseconds(1)));
   ASSERT_OK(r.wait());
   EXPECT_GE(sized.size(), 2u);
-  EXPECT_EQ(*(*ws)->fetch<Doc>().count(), 20 + 3000 + 3000);
+  EXPECT_EQ(*(*ws)->fetch<Doc>().count(), 20 + 40 + 3000 + 3000);
   // Outside chunks the context never reports full.
   bool full = true;
   ASSERT_OK((*ws)->performChangesAndWait<Doc>([&](TransactionContext& txn) {
