@@ -284,36 +284,36 @@ void Writer::passiveCheckpoint() {
   // On a connection of its own, without the role: group commits go on meanwhile
   // (SQLite lets one checkpointer copy frames while a writer appends new ones). Each
   // round copies back what the commits during the previous round appended, until a
-  // round finds only a short tail of new frames.
+  // round finds only a short tail of new frames (or after three rounds).
   const int short_tail = std::max(64, options_.checkpoint_pages / 16);
-  constexpr int kMaxRounds = 4;
+  constexpr int kMaxRounds = 3;
   int log_frames = 0;
   int done_frames = 0;
-  bool caught_up = false;
   int rc = SQLITE_MISUSE;
   for (int round = 0; round < kMaxRounds && checkpointer_ != nullptr; ++round) {
     int before = log_frames;
     rc = sqlite3_wal_checkpoint_v2(checkpointer_->db(), nullptr, SQLITE_CHECKPOINT_PASSIVE,
                                    &log_frames, &done_frames);
     if (metrics_ != nullptr) metrics_->recordCheckpoint(/*truncating=*/false, rc == SQLITE_OK);
-    // A reader of older frames holds the rest back, or the WAL started over.
+    // A reader of older frames holds the rest back, or the WAL started over, or the
+    // round found little new. Or the WAL grew past half its bound: commits go on during
+    // the rounds, and the tail below (which they wait for) is what lets the WAL start
+    // over, so more rounds would trade a shorter wait for a larger WAL.
     if (rc != SQLITE_OK || done_frames < log_frames || log_frames < before) break;
-    if (round > 0 && log_frames - before <= short_tail) {
-      caught_up = true;
-      break;
-    }
+    if (round > 0 && log_frames - before <= short_tail) break;
+    if (walBytes(log_frames) > options_.wal_size_limit / 2) break;
   }
   if (rc != SQLITE_OK && rc != SQLITE_BUSY) return;
   absl::MutexLock role(&role_);
-  if (caught_up) {
-    // Everything was copied back but the few frames committed meanwhile. SQLite starts
-    // the WAL over only when a write transaction begins with every frame copied back and
-    // no reader on its frames, which under a steady stream of commits never happens by
-    // itself; the WAL would grow to wal_size_limit. So copy that tail too, with the role
-    // (no commit in between): the next commit then writes from the WAL's beginning,
-    // unless a reader of older frames is still open. Only a short tail is copied so:
-    // with the role held, commits wait for it (and its two syncs). When the commits
-    // outpace the rounds, the tail is left to the next checkpoint or the size bound.
+  if (rc == SQLITE_OK && done_frames == log_frames) {
+    // Everything was copied back but the frames committed during the last round. SQLite
+    // starts the WAL over only when a write transaction begins with every frame copied
+    // back and no reader on its frames, which under a steady stream of commits never
+    // happens by itself; the WAL would grow to wal_size_limit, and with read
+    // transactions that overlap (each starting while frames remain to copy) past it. So
+    // copy that tail too, with the role (no commit in between): the next commit then
+    // writes from the WAL's beginning, unless a reader of older frames is still open.
+    // Commits wait for this tail and its two syncs; the rounds keep it short.
     int tail_log = 0;
     int tail_done = 0;
     if (sqlite3_wal_checkpoint_v2(db_->db(), nullptr, SQLITE_CHECKPOINT_PASSIVE, &tail_log,
