@@ -322,7 +322,6 @@ TransactionHandle WorkspaceImpl::performChanges(
   if (internal_continuation) {
     absl::MutexLock lock(&admission_mu_);
     pending_ += 1;
-    pending_now_.store(pending_, std::memory_order_relaxed);
   }
   if (!admitted.ok()) {
     dropCoalescing(*txn);
@@ -359,18 +358,17 @@ TransactionHandle WorkspaceImpl::performChanges(
 absl::Status WorkspaceImpl::admit(WhenFull when_full) {
   absl::MutexLock lock(&admission_mu_);
   auto room = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(admission_mu_) {
-    return pending_ < options_.max_pending_transactions;
+    return pending_.load() < options_.max_pending_transactions;
   };
   if (!room()) {
     if (when_full == WhenFull::kFailFast) {
       return absl::ResourceExhaustedError(
-          absl::StrCat("the writer queue is full: ", pending_,
+          absl::StrCat("the writer queue is full: ", pending_.load(),
                        " transactions are pending (WorkspaceOptions::max_pending_transactions)"));
     }
     admission_mu_.Await(absl::Condition(&room));
   }
   pending_ += 1;
-  pending_now_.store(pending_, std::memory_order_relaxed);
   return absl::OkStatus();
 }
 
@@ -628,7 +626,6 @@ void WorkspaceImpl::finish(Txn& txn, absl::StatusOr<TransactionResult> result,
   {
     absl::MutexLock lock(&admission_mu_);
     pending_ -= 1;
-    pending_now_.store(pending_, std::memory_order_relaxed);
   }
   for (auto& h : handles) h->complete(result);
 }
@@ -677,7 +674,7 @@ TransactionHandle WorkspaceImpl::performChunked(
           int64_t budget = absl::ToInt64Nanoseconds(driver->options.chunk_budget);
           txn.state()->setChunkLimit(
               std::max<int64_t>(1, budget / driver->ws->writer().nanosPerChange()),
-              &driver->ws->pending_now_);
+              &driver->ws->pending_);
           FLATSTORE_ASSIGN_OR_RETURN(driver->more, driver->chunk(txn, driver->next_cursor));
           std::string key = driver->key;
           std::string cursor = driver->next_cursor;

@@ -249,9 +249,9 @@ class WorkspaceImpl : public QuerySource {
   int64_t origin_ = 0;  // this instance's mark in the change log
 
   absl::Mutex admission_mu_;
-  int64_t pending_ ABSL_GUARDED_BY(admission_mu_) = 0;
-  // pending_, for reading without the lock (TransactionContext::chunkFull).
-  std::atomic<int64_t> pending_now_{0};
+  // Pending transactions. Changed under admission_mu_ (its waits depend on it), read
+  // without it by TransactionContext::chunkFull.
+  std::atomic<int64_t> pending_{0};
   absl::Mutex coalesce_mu_;
   std::map<std::string, std::shared_ptr<Txn>> coalescing_ ABSL_GUARDED_BY(coalesce_mu_);
 

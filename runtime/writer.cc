@@ -739,8 +739,7 @@ CommitEvent Writer::observedChanges(std::vector<std::unique_ptr<CommitRequest>>&
 
 void Writer::notePace(const CommitRequest& request, absl::Duration apply) {
   // Only requests with many changes: in small ones fixed costs dominate.
-  constexpr size_t kMinChanges = 16;
-  if (request.changes.size() < kMinChanges) return;
+  if (request.changes.size() < kPaceMinChanges) return;
   int64_t sample = absl::ToInt64Nanoseconds(apply) / static_cast<int64_t>(request.changes.size());
   int64_t old = nanos_per_change_.load(std::memory_order_relaxed);
   // A moving average over the last few such requests; one sample moves it by at most
@@ -775,11 +774,13 @@ void Writer::commitGroup(std::vector<std::unique_ptr<CommitRequest>>& group) {
       if (use_savepoints) group_status = db_->exec("SAVEPOINT request", "group commit");
       if (!group_status.ok()) break;
       TransactionResult result;
-      absl::Time applying = absl::Now();
+      // Large requests are timed for the chunk pace (see notePace).
+      const bool timed = group[i]->changes.size() >= kPaceMinChanges;
+      absl::Time applying = timed ? absl::Now() : absl::Time();
       absl::Status s =
           applyRequest(*group[i], Versionstamp(seq, static_cast<uint16_t>(i)), &result);
       if (s.ok()) {
-        notePace(*group[i], absl::Now() - applying);
+        if (timed) notePace(*group[i], absl::Now() - applying);
         results[i] = result;
         if (use_savepoints) group_status = db_->exec("RELEASE request", "group commit");
         if (group[i]->in_flight != nullptr) noteApplied(*group[i], seq);

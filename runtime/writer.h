@@ -242,7 +242,9 @@ class Writer {
   // only when another connection committed since this writer last did (PRAGMA
   // data_version); otherwise it is the row this writer wrote last.
   absl::StatusOr<LogHead> logHead() ABSL_EXCLUSIVE_LOCKS_REQUIRED(role_);
-  // Folds the time a request took to apply, per change, into nanos_per_change_.
+  // Folds the time a request took to apply, per change, into nanos_per_change_, for
+  // requests of at least kPaceMinChanges changes.
+  static constexpr size_t kPaceMinChanges = 16;
   void notePace(const CommitRequest& request, absl::Duration apply);
   CommitEvent observedChanges(std::vector<std::unique_ptr<CommitRequest>>& group,
                               const std::vector<absl::StatusOr<TransactionResult>>& results,
