@@ -1,6 +1,7 @@
 #include "runtime/scheduler.h"
 
 #include <algorithm>
+#include <utility>
 
 namespace flatstore::internal {
 
@@ -22,7 +23,7 @@ bool Scheduler::anyRunnable() const {
 
 void Scheduler::makeRunnable(Job* job) {
   if (job->caller_runs) {
-    job->caller_turn = true;  // awaitTurn() takes it from here
+    job->give_turn();  // takeTurn() goes on from here
     return;
   }
   runnable_[std::clamp(job->priority, 0, 2)].push_back(job);
@@ -68,15 +69,13 @@ absl::StatusOr<bool> Scheduler::submit(std::shared_ptr<Job> job, bool caller_may
   return false;
 }
 
-void Scheduler::awaitTurn(Job* job) {
+void Scheduler::takeTurn(Job* job) {
   absl::MutexLock lock(&mu_);
-  auto turn = [this, job]()
-                  ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return job->caller_turn && hasSlot(*job); };
-  mu_.Await(absl::Condition(&turn));
+  auto slot = [this, job]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return hasSlot(*job); };
+  mu_.Await(absl::Condition(&slot));
   // A re-run after a conflict goes to the workers: the caller is waiting for the
   // handle by then.
   job->caller_runs = false;
-  job->caller_turn = false;
   running_ += 1;
 }
 
@@ -85,7 +84,21 @@ void Scheduler::rerun(Job* job) {
   makeRunnable(job);
 }
 
-void Scheduler::release(Job* job) {
+namespace {
+thread_local bool worker_thread = false;
+// A job release() had this thread take, to run when the current run returns.
+thread_local Scheduler::Job* taken_next = nullptr;
+// How many jobs in a row the thread may still take: a caller running others' closures
+// returns to its own work after a bounded detour.
+thread_local int takes_left = 0;
+constexpr int kMaxTakes = 8;
+}  // namespace
+
+bool Scheduler::release(Job* job, bool take_next) {
+  const int priority = job->priority;
+  // Only inside a run that runChain() drives, which runs what is taken.
+  bool may_take = take_next && worker_thread && takes_left > 0 && taken_next == nullptr;
+  bool took = false;
   absl::MutexLock lock(&mu_);
   for (const std::string& t : job->tables) {
     auto it = queues_.find(t);
@@ -95,10 +108,20 @@ void Scheduler::release(Job* job) {
       continue;
     }
     Job* next = it->second.front();
-    // A multi-table job is queued once, by the release that completes its set.
-    if (headsAllQueues(next)) makeRunnable(next);
+    // A multi-table job becomes runnable once, by the release that completes its set.
+    if (!headsAllQueues(next)) continue;
+    if (may_take && !took && next->priority <= priority) {
+      // Taken: no worker or caller is woken for it. It runs in the slot of `job`.
+      next->caller_runs = false;
+      taken_next = next;
+      takes_left -= 1;
+      took = true;
+      continue;
+    }
+    makeRunnable(next);
   }
   pending_.erase(job);
+  return took;
 }
 
 bool Scheduler::hasFollowers(const Job* job) {
@@ -110,17 +133,20 @@ bool Scheduler::hasFollowers(const Job* job) {
   return false;
 }
 
-namespace {
-thread_local bool worker_thread = false;
-}  // namespace
-
 bool Scheduler::onWorkerThread() { return worker_thread; }
+
+void Scheduler::runChain(Job* job) {
+  takes_left = kMaxTakes;
+  job->run(job);
+  while (Job* next = std::exchange(taken_next, nullptr)) next->run(next);
+  takes_left = 0;
+}
 
 void Scheduler::runHere(Job* job) {
   bool was_worker = worker_thread;
   worker_thread = true;  // the same rules as inside a worker apply
   job->on_caller = true;
-  job->run(job);
+  runChain(job);
   worker_thread = was_worker;
   absl::MutexLock lock(&mu_);
   running_ -= 1;
@@ -141,7 +167,7 @@ void Scheduler::workerLoop() {
       job = takeRunnable();
       running_ += 1;
     }
-    job->run(job);
+    runChain(job);
     absl::MutexLock lock(&mu_);
     running_ -= 1;
   }

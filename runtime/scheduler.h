@@ -9,6 +9,12 @@
 // soon as its changes have their place in the writer's mailbox (pipelining: see
 // InFlight in writer.h).
 //
+// A thread that releases a job that way may take the job behind it and run it next, in
+// the same slot (release(job, true)): the next closure on a busy table then runs at
+// once on a thread that is running already, instead of after a thread was woken for it.
+// A chain of short closures on one table runs back to back on one thread while the
+// writer commits the changes of those before.
+//
 // Thread-safety: all methods are thread-safe.
 #ifndef FLATSTORE_RUNTIME_SCHEDULER_H_
 #define FLATSTORE_RUNTIME_SCHEDULER_H_
@@ -34,10 +40,11 @@ class Scheduler {
     std::vector<std::string> tables;  // sorted, unique
     std::function<void(Job*)> run;    // runs on a worker; must lead to release(job)
     int priority = 1;                 // 0 user-initiated, 1 default, 2 background
-    // Set by submit() for a caller that will run the job itself (see awaitTurn):
-    // runnable, it waits for that caller instead of a worker.
+    // Set by submit() for a caller that will run the job itself (see takeTurn): when
+    // the job becomes runnable, `give_turn` is called (under the scheduler's lock; it
+    // must only signal) instead of a worker being woken.
     bool caller_runs = false;
-    bool caller_turn = false;
+    std::function<void()> give_turn;
     // Set when runHere() runs the job on the thread of a caller waiting for it.
     bool on_caller = false;
   };
@@ -50,21 +57,27 @@ class Scheduler {
 
   // Enqueues `job`. FailedPrecondition after stop(). With `caller_may_run` the caller
   // runs the job itself (a blocked caller runs its own closure, saving thread
-  // hand-offs): when the job can run at once and a closure slot is free, submit takes
-  // the slot and returns true, and the caller calls runHere(job); when it returns
-  // false, the caller must call awaitTurn(job) and then runHere(job).
+  // hand-offs): when the job can run at once and a slot is free, submit takes the slot
+  // and returns true, and the caller calls runHere(job). When it returns false, the
+  // job's give_turn is called once it is the caller's turn, and the caller then calls
+  // takeTurn(job) and runHere(job); unless another thread took the job first (see
+  // release), in which case give_turn is never called and the job's own completion is
+  // all the caller waits for.
   absl::StatusOr<bool> submit(std::shared_ptr<Job> job, bool caller_may_run = false);
-  // Runs `job` on the calling thread in the slot submit() or awaitTurn() took for it.
+  // Runs `job` on the calling thread in the slot submit() or takeTurn() took for it,
+  // then any job release() had this thread take meanwhile.
   void runHere(Job* job);
-  // For a caller whose submit(job, true) returned false: blocks until `job` heads its
-  // queues and a slot is free, takes the slot, and then the caller calls runHere(job).
-  // A caller that waits for its transaction anyway runs it itself when its turn comes,
-  // instead of a worker being woken for it and then the caller for its result.
-  void awaitTurn(Job* job);
+  // For a caller whose job's give_turn was called: blocks until a slot is free and
+  // takes it; the caller then calls runHere(job).
+  void takeTurn(Job* job);
   // Runs `job` again (it keeps its place at the head of its queues).
   void rerun(Job* job);
-  // Removes `job` from its queues; the jobs behind it may become runnable.
-  void release(Job* job);
+  // Removes `job` from its queues; the jobs behind it may become runnable. With
+  // `take_next`, called by a job's own run on a worker or in runHere, the thread may
+  // take one of them (of `job`'s priority or a higher one, a bounded number of times in
+  // a row) to run when the current run returns, in the same slot. Returns whether it
+  // took one.
+  bool release(Job* job, bool take_next = false);
   // Whether another job waits behind `job` in one of its queues.
   bool hasFollowers(const Job* job);
   // Refuses new jobs, waits until every submitted job was released, and joins the
@@ -76,6 +89,8 @@ class Scheduler {
 
  private:
   void workerLoop();
+  // Runs `job`, then the jobs its run (and theirs) took with release(job, true).
+  static void runChain(Job* job);
   bool headsAllQueues(const Job* job) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   absl::Mutex mu_;

@@ -72,6 +72,20 @@ absl::StatusOr<TransactionResult> HandleState::wait() {
   return result_;
 }
 
+void HandleState::giveTurn() {
+  absl::MutexLock lock(&mu_);
+  turn_ = true;
+}
+
+bool HandleState::awaitTurn() {
+  absl::MutexLock lock(&mu_);
+  auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return done_ || turn_; };
+  mu_.Await(absl::Condition(&ready));
+  if (done_) return false;
+  turn_ = false;
+  return true;
+}
+
 bool HandleState::done() {
   absl::MutexLock lock(&mu_);
   return done_;

@@ -342,14 +342,17 @@ TransactionHandle WorkspaceImpl::performChanges(
   // A caller that is going to wait anyway may run the closure itself; not on the writer
   // thread, and not inside another closure, whose slot it would need twice.
   bool may_run_here = caller_waits && !onWriterThread() && !Scheduler::onWorkerThread();
+  if (may_run_here) job->give_turn = [handle] { handle->giveTurn(); };
   absl::StatusOr<bool> run_here = scheduler_->submit(std::move(job), may_run_here);
   if (!run_here.ok()) {
     dropCoalescing(*txn);
     finish(*txn, run_here.status(), -1);
   } else if (*run_here) {
     scheduler_->runHere(raw_job);
-  } else if (may_run_here) {
-    scheduler_->awaitTurn(raw_job);
+  } else if (may_run_here && handle->awaitTurn()) {
+    // Its turn came (unless a thread running the closure before it took it along, and
+    // the transaction is complete already).
+    scheduler_->takeTurn(raw_job);
     scheduler_->runHere(raw_job);
   }
   return TransactionHandle(handle);
@@ -545,11 +548,12 @@ void WorkspaceImpl::runClosure(Scheduler::Job* job, const std::shared_ptr<Txn>& 
     return under_lock(db, r);
   };
   if (options_.max_conflict_retries > 0 && pipelining(txn->tables) &&
-      scheduler_->hasFollowers(job)) {
-    // Closures wait for these tables: give them up as soon as the request has its place
-    // in the mailbox, ahead of theirs, instead of after the commit. A conflict with
-    // another process is then settled by the writer, which runs the closure again
-    // inside the write transaction.
+      (scheduler_->hasFollowers(job) || writer_->busy())) {
+    // Closures wait for these tables, or may come while this request waits for the
+    // writer: give the tables up as soon as the request has its place in the mailbox,
+    // ahead of theirs, instead of after the commit. A conflict with another process is
+    // then settled by the writer, which runs the closure again inside the write
+    // transaction.
     auto record = std::make_shared<InFlight>();
     record->priority = txn->priority;
     record->intended = writesOf(request->changes);
@@ -561,7 +565,11 @@ void WorkspaceImpl::runClosure(Scheduler::Job* job, const std::shared_ptr<Txn>& 
       record->done.Notify();
       finish(*txn, std::move(result), raw_request->lock_hold_us);
     };
-    writer_->submitOrCommit(std::move(request), [this, job] { scheduler_->release(job); });
+    writer_->submit(std::move(request));
+    // The next closure on these tables runs on this thread now when it may (its caller
+    // is not woken for it); the writer thread commits this request meanwhile. Otherwise
+    // this thread commits what is queued when no group is being committed.
+    if (!scheduler_->release(job, /*take_next=*/true)) writer_->commitQueued();
     return;
   }
   // Commits here when no group is being committed; the job may be released (and a

@@ -73,10 +73,16 @@ class HandleState {
   absl::StatusOr<TransactionResult> wait();
   bool done();
   void onComplete(std::function<void(const absl::StatusOr<TransactionResult>&)> callback);
+  // For a caller that runs its own closure: the scheduler's signal that its turn came
+  // (Scheduler::Job::give_turn), and the wait for it. awaitTurn() returns true for a
+  // turn, false once the transaction completed (another thread ran the closure).
+  void giveTurn();
+  bool awaitTurn();
 
  private:
   absl::Mutex mu_;
   bool done_ ABSL_GUARDED_BY(mu_) = false;
+  bool turn_ ABSL_GUARDED_BY(mu_) = false;
   absl::StatusOr<TransactionResult> result_ ABSL_GUARDED_BY(mu_);
   std::vector<std::function<void(const absl::StatusOr<TransactionResult>&)>> callbacks_
       ABSL_GUARDED_BY(mu_);

@@ -110,13 +110,11 @@ class WriterScope {
 
 }  // namespace
 
-void Writer::submitOrCommit(std::unique_ptr<CommitRequest> request,
-                            const std::function<void()>& queued) {
+void Writer::submitOrCommit(std::unique_ptr<CommitRequest> request) {
   // Under the role already (a completion callback), or a group is being committed:
   // the mailbox.
   if (current_writer != nullptr || !role_.TryLock()) {
     submit(std::move(request));
-    if (queued) queued();
     return;
   }
   std::vector<std::unique_ptr<CommitRequest>> group;
@@ -132,11 +130,9 @@ void Writer::submitOrCommit(std::unique_ptr<CommitRequest> request,
   }
   if (request != nullptr) {  // stopped
     role_.Unlock();
-    if (queued) queued();
     request->complete(absl::FailedPreconditionError("the workspace is shut down"));
     return;
   }
-  if (queued) queued();
   leadGroup(group);
 }
 
@@ -148,6 +144,21 @@ void Writer::leadGroup(std::vector<std::unique_ptr<CommitRequest>>& group) {
   role_.Unlock();
   absl::MutexLock lock(&mu_);
   leaders_ -= 1;
+}
+
+void Writer::commitQueued() {
+  if (current_writer != nullptr || !role_.TryLock()) return;
+  std::vector<std::unique_ptr<CommitRequest>> group;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!stopping_) takeGroup(&group);
+    if (!group.empty()) leaders_ += 1;
+  }
+  if (group.empty()) {
+    role_.Unlock();
+    return;
+  }
+  leadGroup(group);
 }
 
 std::unique_ptr<CommitRequest> Writer::commitIfIdle(std::unique_ptr<CommitRequest> request) {
@@ -331,8 +342,16 @@ int64_t Writer::walBytes(int frames) const {
   return frames == 0 ? 0 : 32 + static_cast<int64_t>(frames) * (page_size_ + 24);
 }
 
+bool Writer::busy() const {
+  if (committing_.load(std::memory_order_relaxed)) return true;
+  absl::MutexLock lock(&mu_);
+  return queued();
+}
+
 void Writer::commitAndNote(std::vector<std::unique_ptr<CommitRequest>>& group) {
+  committing_.store(true, std::memory_order_relaxed);
   commitGroup(group);
+  committing_.store(false, std::memory_order_relaxed);
   // The WAL restarted from its beginning.
   if (wal_pages_ < checkpointed_pages_) checkpointed_pages_ = 0;
   if (metrics_ != nullptr) metrics_->recordWal(walBytes(wal_high_pages_));

@@ -181,10 +181,13 @@ class Writer {
   void submit(std::unique_ptr<CommitRequest> request);
   // Commits `request` (with whatever else is queued) on the calling thread when the
   // writer role is free, completing it before returning; otherwise as submit().
-  // `queued`, when given, runs once the request has its place in the mailbox (before
-  // any commit of it), or before it completes with an error after stop().
-  void submitOrCommit(std::unique_ptr<CommitRequest> request,
-                      const std::function<void()>& queued = nullptr);
+  void submitOrCommit(std::unique_ptr<CommitRequest> request);
+  // Whether a request submitted now would wait: a group is being committed, or
+  // requests are queued. A hint: it may change at once.
+  bool busy() const;
+  // Commits what is queued on the calling thread when the writer role is free, completing
+  // it before returning; otherwise leaves it to the writer thread.
+  void commitQueued();
   // Commits `request` alone on the calling thread, completing it before returning, if
   // the writer is idle: the role is free and nothing is queued. Otherwise hands the
   // request back untouched.
@@ -301,6 +304,7 @@ class Writer {
   uint64_t last_sequence_ ABSL_GUARDED_BY(mu_) = 0;
   // Written under the role, read by closures' threads.
   std::atomic<int64_t> nanos_per_change_{20'000};
+  std::atomic<bool> committing_{false};  // see busy()
   std::thread thread_;
 };
 

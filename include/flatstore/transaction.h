@@ -7,13 +7,16 @@
 //   });
 //   absl::StatusOr<flatstore::TransactionResult> done = handle.wait();
 //
-// The closure runs on a worker thread once every table it declared is free. It reads one
-// snapshot for its whole run plus its own submitted changes, and its changes are
-// committed by the workspace's single writer, together with other closures' changes, in
-// one SQLite transaction. The next closure on a table sees this one's writes: it starts
-// after this commit, or (when closures queue up on the table) as soon as this closure's
-// changes reach the writer, and then runs again if it read anything this one writes
-// before that was committed. Closures on one table commit in submission order.
+// The closure runs on a worker thread once every table it declared is free (or on the
+// thread of a caller waiting for it, or on the thread that ran the closure before it on
+// its tables: which thread is not part of the contract). It reads one snapshot for its
+// whole run plus its own submitted changes, and its changes are committed by the
+// workspace's single writer, together with other closures' changes, in one SQLite
+// transaction. The next closure on a table sees this one's writes: it starts after this
+// commit, or (when closures queue up on the table, or the writer is busy) as soon as
+// this closure's changes reach the writer, and then runs again if it read anything this
+// one writes before that was committed. Closures on one table commit in submission
+// order.
 //
 // A closure must not touch tables it did not declare (FailedPrecondition), must not keep
 // the context after it returns, and should be re-runnable (it may be run again when

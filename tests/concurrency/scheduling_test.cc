@@ -282,6 +282,66 @@ TEST_F(SchedulingTest, WaitingStaysOnTheTablesInvolved) {
   EXPECT_OK(doc.wait());
 }
 
+// A thread that hands a table on takes the next closure on it along: while the first
+// closure runs, two more are queued behind it on Doc; when it ends, its thread runs them
+// back to back (no other thread is woken for them), and all three commit in order. (They
+// write objects the others do not read: a closure that read its predecessor's pending
+// change would run again after that commit instead.)
+TEST_F(SchedulingTest, NextClosuresOnATableRunOnTheThreadThatHandsItOn) {
+  absl::Notification first_started;
+  absl::Notification release_first;
+  absl::Mutex mu;
+  std::vector<std::thread::id> threads;  // guarded by mu
+  auto record = [&] {
+    absl::MutexLock lock(&mu);
+    threads.push_back(std::this_thread::get_id());
+  };
+  auto first = ws_->performChanges<Doc>([&](TransactionContext& txn) -> absl::Status {
+    record();
+    first_started.Notify();
+    if (!release_first.WaitForNotificationWithTimeout(absl::Seconds(10))) {
+      return absl::DeadlineExceededError("the test did not let the first closure go on");
+    }
+    auto d = DocChangeRequest::creation();
+    d.setId("along-0");
+    return txn.submit(d).status();
+  });
+  ASSERT_TRUE(first_started.WaitForNotificationWithTimeout(kBoundedWait));
+  auto second = ws_->performChanges<Doc>([&](TransactionContext& txn) -> absl::Status {
+    record();
+    auto d = DocChangeRequest::creation();
+    d.setId("along-1");
+    return txn.submit(d).status();
+  });
+  auto third = ws_->performChanges<Doc>([&](TransactionContext& txn) -> absl::Status {
+    record();
+    auto d = DocChangeRequest::creation();
+    d.setId("along-2");
+    return txn.submit(d).status();
+  });
+  release_first.Notify();
+  waitAllOrDie({first, second, third}, "three closures on Doc");
+  auto r1 = first.wait();
+  auto r2 = second.wait();
+  auto r3 = third.wait();
+  ASSERT_OK(r1);
+  ASSERT_OK(r2);
+  ASSERT_OK(r3);
+  EXPECT_LT(r1->versionstamp, r2->versionstamp);
+  EXPECT_LT(r2->versionstamp, r3->versionstamp);
+  {
+    absl::MutexLock lock(&mu);
+    ASSERT_EQ(threads.size(), 3u);
+    EXPECT_EQ(threads[1], threads[0]);
+    EXPECT_EQ(threads[2], threads[0]);
+  }
+  for (const char* id : {"along-0", "along-1", "along-2"}) {
+    auto d = ws_->get<Doc>(id);
+    ASSERT_OK(d);
+    EXPECT_NE(*d, nullptr) << id;
+  }
+}
+
 // The converse: closures sharing a table never overlap. Each closure counts itself in an
 // in-flight counter per declared table for its whole run (with reads in between, so an
 // overlap has room to show); the highest count per table must be exactly 1.
