@@ -22,36 +22,58 @@ namespace internal {
 // ---------------------------------------------------------------------------------------
 // ReaderPool
 
+namespace {
+
+absl::StatusOr<std::unique_ptr<Connection>> openReader(const std::string& path) {
+  FLATSTORE_ASSIGN_OR_RETURN(auto c, Connection::open(path, /*read_only=*/true));
+  // Readers rarely meet a lock in WAL mode (only while another process recovers the WAL
+  // index); they wait it out rather than report SQLITE_BUSY.
+  c->setBusyTimeout(absl::Seconds(30));
+  return c;
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<ReaderPool>> ReaderPool::open(const std::string& path, int size,
-                                                             MetricsRegistry* metrics) {
+                                                             MetricsRegistry* metrics, bool grows) {
   auto pool = std::make_unique<ReaderPool>();
+  pool->path_ = path;
   pool->metrics_ = metrics;
+  pool->grows_ = grows;
   absl::MutexLock lock(&pool->mu_);
   for (int i = 0; i < std::max(1, size); ++i) {
-    FLATSTORE_ASSIGN_OR_RETURN(auto c, Connection::open(path, /*read_only=*/true));
-    // Readers rarely meet a lock in WAL mode (only while another process recovers the
-    // WAL index); they wait it out rather than report SQLITE_BUSY.
-    c->setBusyTimeout(absl::Seconds(30));
+    FLATSTORE_ASSIGN_OR_RETURN(auto c, openReader(path));
     pool->free_.push_back(std::move(c));
   }
   return pool;
 }
 
-ReaderPool::Lease ReaderPool::checkout() {
-  absl::MutexLock lock(&mu_);
-  if (free_.empty() && metrics_ != nullptr) {
-    absl::Time start = absl::Now();
-    mu_.Await(absl::Condition(
-        +[](ReaderPool* p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(p->mu_) { return !p->free_.empty(); },
-        this));
-    metrics_->recordReaderWait(absl::ToInt64Microseconds(absl::Now() - start));
-  }
-  mu_.Await(absl::Condition(
-      +[](ReaderPool* p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(p->mu_) { return !p->free_.empty(); },
-      this));
+ReaderPool::Lease ReaderPool::take() {
   std::unique_ptr<Connection> c = std::move(free_.back());
   free_.pop_back();
   return Lease(this, std::move(c));
+}
+
+ReaderPool::Lease ReaderPool::checkout() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (!free_.empty()) return take();
+  }
+  if (grows_) {
+    // Opened outside the lock; it joins the pool when the lease ends.
+    absl::StatusOr<std::unique_ptr<Connection>> c = openReader(path_);
+    if (c.ok()) return Lease(this, std::move(*c));
+  }
+  auto available =
+      +[](ReaderPool* p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(p->mu_) { return !p->free_.empty(); };
+  absl::MutexLock lock(&mu_);
+  if (free_.empty() && metrics_ != nullptr) {
+    absl::Time start = absl::Now();
+    mu_.Await(absl::Condition(available, this));
+    metrics_->recordReaderWait(absl::ToInt64Microseconds(absl::Now() - start));
+  }
+  mu_.Await(absl::Condition(available, this));
+  return take();
 }
 
 ReaderPool::Lease::~Lease() {
@@ -186,6 +208,10 @@ absl::StatusOr<std::unique_ptr<WorkspaceImpl>> WorkspaceImpl::open(
                             nullptr);
   FLATSTORE_ASSIGN_OR_RETURN(ws->readers_,
                              ReaderPool::open(path, options.reader_connections, &ws->metrics_));
+  // Closures' snapshots: one connection per closure running at a time, opened as needed,
+  // so that closures never hold up fetches (nor fetches closures).
+  FLATSTORE_ASSIGN_OR_RETURN(ws->snapshots_,
+                             ReaderPool::open(path, 1, /*metrics=*/nullptr, /*grows=*/true));
   WriterOptions wo;
   wo.max_group_transactions = std::clamp(options.max_group_transactions, 1, 65535);
   wo.max_group_bytes = options.max_group_bytes;
@@ -503,7 +529,7 @@ void WorkspaceImpl::runClosure(Scheduler::Job* job, const std::shared_ptr<Txn>& 
     }
     absl::Time run_start = absl::Now();
     request->reads = ReadSet();
-    ReaderPool::Lease snapshot = readers_->checkout();
+    ReaderPool::Lease snapshot = snapshots_->checkout();
     absl::Status read = inReadTransaction(*snapshot, [&]() -> absl::Status {
       // The commit this snapshot sees: the writer checks under the write lock that no
       // other process changed these tables since.

@@ -35,11 +35,14 @@
 
 namespace flatstore::internal {
 
-// Read-only connections for queries; the writer never borrows them.
+// Read-only connections for queries; the writer never borrows them. A pool that
+// `grows` opens another connection when none is free instead of waiting (for closures'
+// snapshots, whose number the scheduler bounds); waits are recorded in `metrics`.
 class ReaderPool {
  public:
   static absl::StatusOr<std::unique_ptr<ReaderPool>> open(const std::string& path, int size,
-                                                          MetricsRegistry* metrics);
+                                                          MetricsRegistry* metrics,
+                                                          bool grows = false);
 
   // A connection checked out for one read transaction; returned on destruction.
   class Lease {
@@ -54,11 +57,14 @@ class ReaderPool {
     ReaderPool* pool_;
     std::unique_ptr<Connection> c_;
   };
-  // Blocks until a connection is free.
+  // Blocks until a connection is free (a growing pool opens one).
   Lease checkout();
 
  private:
+  Lease take() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::string path_;
   MetricsRegistry* metrics_ = nullptr;
+  bool grows_ = false;
   absl::Mutex mu_;
   std::vector<std::unique_ptr<Connection>> free_ ABSL_GUARDED_BY(mu_);
 };
@@ -246,7 +252,8 @@ class WorkspaceImpl : public QuerySource {
   const WorkspaceOptions options_;
   MetricsRegistry metrics_;
   std::unique_ptr<Writer> writer_;
-  std::unique_ptr<ReaderPool> readers_;
+  std::unique_ptr<ReaderPool> readers_;    // fetches, snapshots, observers
+  std::unique_ptr<ReaderPool> snapshots_;  // closures
   std::unique_ptr<Scheduler> scheduler_;
   std::unique_ptr<Dictionary> dictionary_;
   std::unique_ptr<NotificationThread> notifications_;

@@ -41,7 +41,9 @@ struct WorkspaceOptions {
   Synchronous synchronous = Synchronous::kNormal;
   // Threads that run closures. 0: the number of cores, at least 2.
   int worker_threads = 0;
-  // Read-only connections for fetches (the writer never uses them).
+  // Read-only connections for fetches, snapshot() and subscriptions (the writer never
+  // uses them). Closures read on connections of their own, one per closure running at a
+  // time, so a write storm never holds up fetches by taking these.
   int reader_connections = 4;
   // Transactions submitted and not yet completed; beyond it performChanges waits or
   // fails fast (TransactionOptions::when_full).

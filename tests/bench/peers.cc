@@ -176,7 +176,9 @@ class FlatStore final : public Store {
 
   void markStart() override {
     first_commit_ = ws_->lastCommitSequence();
-    start_ = ws_->metrics().wal;
+    Metrics metrics = ws_->metrics();
+    start_ = metrics.wal;
+    start_reader_waits_ = metrics.reader_wait_us.count;
   }
   void addFigures(Measurement* m) override {
     m->commits = static_cast<int64_t>(ws_->lastCommitSequence() - first_commit_);
@@ -186,6 +188,9 @@ class FlatStore final : public Store {
                                                                  start_.truncating_checkpoints));
     m->extra.emplace_back("checkpoints_failed",
                           static_cast<double>(now.failed_checkpoints - start_.failed_checkpoints));
+    // Fetches (and closures' snapshots) that found no free reader connection.
+    m->extra.emplace_back("reader_waits", static_cast<double>(ws_->metrics().reader_wait_us.count -
+                                                              start_reader_waits_));
   }
 
  private:
@@ -194,6 +199,7 @@ class FlatStore final : public Store {
   std::atomic<int64_t> imports_{0};
   uint64_t first_commit_ = 0;
   WalMetrics start_;
+  int64_t start_reader_waits_ = 0;
 };
 
 // ---------------------------------------------------------------------------------------

@@ -342,6 +342,43 @@ TEST_F(SchedulingTest, NextClosuresOnATableRunOnTheThreadThatHandsItOn) {
   }
 }
 
+// Closures read on connections of their own: with one pooled reader connection and
+// two closures holding their snapshots open, a fetch still runs at once. (Were the
+// closures' snapshots taken from the fetch pool, the second closure and the fetch would
+// wait until the first gave up, and it gives up only after the fetch ran.)
+TEST_F(SchedulingTest, FetchesDoNotWaitForClosuresSnapshots) {
+  auto opened =
+      Workspace::open(dir_.file("pool.db"), {.worker_threads = 4, .reader_connections = 1});
+  ASSERT_OK(opened);
+  Workspace& ws = **opened;
+  absl::Notification fetched;
+  std::atomic<int> holding{0};
+  // Holds the snapshot that `read` opened until the fetch ran.
+  auto hold = [&](absl::Status read) -> absl::Status {
+    FLATSTORE_RETURN_IF_ERROR(read);
+    holding.fetch_add(1);
+    if (!fetched.WaitForNotificationWithTimeout(absl::Seconds(10))) {
+      return absl::DeadlineExceededError("the fetch waited for a closure's snapshot");
+    }
+    return absl::OkStatus();
+  };
+  auto doc = ws.performChanges<Doc>(
+      [&](TransactionContext& txn) { return hold(txn.get<Doc>("nothing").status()); });
+  auto monster = ws.performChanges<Monster>(
+      [&](TransactionContext& txn) { return hold(txn.get<Monster>("nothing", 1).status()); });
+  absl::Time deadline = absl::Now() + kBoundedWait;
+  while (holding.load() < 2) {
+    if (absl::Now() > deadline) failStuck("two closures holding snapshots");
+    std::this_thread::yield();
+  }
+  auto found = ws.get<Doc>("nothing");
+  fetched.Notify();
+  EXPECT_OK(found);
+  waitAllOrDie({doc, monster}, "closures holding snapshots");
+  EXPECT_OK(doc.wait());
+  EXPECT_OK(monster.wait());
+}
+
 // The converse: closures sharing a table never overlap. Each closure counts itself in an
 // in-flight counter per declared table for its whole run (with reads in between, so an
 // overlap has room to show); the highest count per table must be exactly 1.
