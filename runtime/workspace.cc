@@ -573,7 +573,9 @@ void WorkspaceImpl::runClosure(Scheduler::Job* job, const std::shared_ptr<Txn>& 
     txn->attempts += 1;
     return under_lock(db, r);
   };
-  if (options_.max_conflict_retries > 0 && pipelining(txn->tables) &&
+  // Pipelined, a conflict makes the writer run the closure again at once: only while
+  // the retry bound allows another run.
+  if (attempt < options_.max_conflict_retries && pipelining(txn->tables) &&
       (scheduler_->hasFollowers(job) || writer_->busy())) {
     // Closures wait for these tables, or may come while this request waits for the
     // writer: give the tables up as soon as the request has its place in the mailbox,
