@@ -125,12 +125,16 @@ void Writer::submitOrCommit(std::unique_ptr<CommitRequest> request) {
       // mu_: the writer thread never sees it queued.
       queue_[std::clamp(request->priority, 0, 2)].push_back(std::move(request));
       takeGroup(&group);
-      leaders_ += 1;
+      if (!group.empty()) leaders_ += 1;
     }
   }
   if (request != nullptr) {  // stopped
     role_.Unlock();
     request->complete(absl::FailedPreconditionError("the workspace is shut down"));
+    return;
+  }
+  if (group.empty()) {  // a background request, queued while background work is paused
+    role_.Unlock();
     return;
   }
   leadGroup(group);
@@ -166,7 +170,7 @@ std::unique_ptr<CommitRequest> Writer::commitIfIdle(std::unique_ptr<CommitReques
   bool idle;
   {
     absl::MutexLock lock(&mu_);
-    idle = !stopping_ && !queued();
+    idle = !stopping_ && !queued() && !(background_paused_ && request->priority == 2);
     if (idle) leaders_ += 1;
   }
   if (!idle) {
@@ -185,6 +189,7 @@ void Writer::takeGroup(std::vector<std::unique_ptr<CommitRequest>>* group) {
     // User-initiated transactions commit without background work (a bulk chunk would
     // make their commit as slow as its own); the background goes in the next group.
     if (priority == 2 && !group->empty() && group->front()->priority == 0) break;
+    if (priority == 2 && background_paused_ && !stopping_) break;
     auto& queue = queue_[priority];
     while (!queue.empty() && static_cast<int>(group->size()) < options_.max_group_transactions &&
            (group->empty() || bytes + queue.front()->bytes <= options_.max_group_bytes)) {
@@ -291,11 +296,23 @@ bool Writer::resetWal(int mode) {
   return ok;
 }
 
+void Writer::pauseBackground(bool paused) {
+  absl::MutexLock lock(&mu_);
+  background_paused_ = paused;
+}
+
 void Writer::passiveCheckpoint() {
   // On a connection of its own, without the role: group commits go on meanwhile
   // (SQLite lets one checkpointer copy frames while a writer appends new ones). Each
   // round copies back what the commits during the previous round appended, until a
   // round finds only a short tail of new frames (or after three rounds).
+  //
+  // Background commits wait until the tail below is copied. A bulk import appends
+  // frames as fast as the rounds copy them back: the tail stayed long (commits waited
+  // milliseconds for it), or the WAL outgrew its limit and the restarting checkpoint
+  // stopped every commit for tens of milliseconds. User-initiated and default commits
+  // go on, and their few frames make a short tail.
+  pauseBackground(true);
   const int short_tail = std::max(64, options_.checkpoint_pages / 16);
   constexpr int kMaxRounds = 3;
   int log_frames = 0;
@@ -306,15 +323,19 @@ void Writer::passiveCheckpoint() {
     rc = sqlite3_wal_checkpoint_v2(checkpointer_->db(), nullptr, SQLITE_CHECKPOINT_PASSIVE,
                                    &log_frames, &done_frames);
     if (metrics_ != nullptr) metrics_->recordCheckpoint(/*truncating=*/false, rc == SQLITE_OK);
-    // A reader of older frames holds the rest back, or the WAL started over, or the
-    // round found little new. Or the WAL grew past half its bound: commits go on during
-    // the rounds, and the tail below (which they wait for) is what lets the WAL start
-    // over, so more rounds would trade a shorter wait for a larger WAL.
-    if (rc != SQLITE_OK || done_frames < log_frames || log_frames < before) break;
-    if (round > 0 && log_frames - before <= short_tail) break;
+    // The WAL started over, or the round found little new. Or the WAL grew past half
+    // its bound: commits go on during the rounds, and the tail below (which they wait
+    // for) is what lets the WAL start over, so more rounds would trade a shorter wait
+    // for a larger WAL. A reader of older frames that held the rest back (a closure's
+    // snapshot, mostly short) gets another round.
+    if (rc != SQLITE_OK || log_frames < before) break;
+    if (round > 0 && log_frames - before <= short_tail && done_frames == log_frames) break;
     if (walBytes(log_frames) > options_.wal_size_limit / 2) break;
   }
-  if (rc != SQLITE_OK && rc != SQLITE_BUSY) return;
+  if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
+    pauseBackground(false);
+    return;
+  }
   absl::MutexLock role(&role_);
   if (rc == SQLITE_OK && done_frames == log_frames) {
     // Everything was copied back but the frames committed during the last round. SQLite
@@ -335,6 +356,7 @@ void Writer::passiveCheckpoint() {
   // The next one is due when as many frames again were appended (readers holding back
   // older frames must not make every group checkpoint again).
   checkpointed_pages_ = std::max(0, log_frames);
+  pauseBackground(false);
 }
 
 int64_t Writer::walBytes(int frames) const {
@@ -756,10 +778,10 @@ CommitEvent Writer::observedChanges(std::vector<std::unique_ptr<CommitRequest>>&
   return event;
 }
 
-void Writer::notePace(const CommitRequest& request, absl::Duration apply) {
+void Writer::notePace(const CommitRequest& request, absl::Duration hold) {
   // Only requests with many changes: in small ones fixed costs dominate.
   if (request.changes.size() < kPaceMinChanges) return;
-  int64_t sample = absl::ToInt64Nanoseconds(apply) / static_cast<int64_t>(request.changes.size());
+  int64_t sample = absl::ToInt64Nanoseconds(hold) / static_cast<int64_t>(request.changes.size());
   int64_t old = nanos_per_change_.load(std::memory_order_relaxed);
   // A moving average over the last few such requests; one sample moves it by at most
   // half or double, so a request that waited out a stalled write does not shrink every
@@ -786,6 +808,10 @@ void Writer::commitGroup(std::vector<std::unique_ptr<CommitRequest>>& group) {
   }
   const bool use_savepoints = group.size() > 1;
   bool lone_failure = false;
+  // Large requests are timed for the chunk pace (see notePace): how long each took to
+  // apply, and how many changes the group applied in all.
+  std::vector<std::pair<size_t, absl::Duration>> timed_applies;
+  size_t group_changes = 0;
   if (group_status.ok()) {
     for (size_t i = 0; i < group.size(); ++i) {
       // Each request in its own savepoint when several share the group; a lone
@@ -793,13 +819,13 @@ void Writer::commitGroup(std::vector<std::unique_ptr<CommitRequest>>& group) {
       if (use_savepoints) group_status = db_->exec("SAVEPOINT request", "group commit");
       if (!group_status.ok()) break;
       TransactionResult result;
-      // Large requests are timed for the chunk pace (see notePace).
       const bool timed = group[i]->changes.size() >= kPaceMinChanges;
       absl::Time applying = timed ? absl::Now() : absl::Time();
       absl::Status s =
           applyRequest(*group[i], Versionstamp(seq, static_cast<uint16_t>(i)), &result);
       if (s.ok()) {
-        if (timed) notePace(*group[i], absl::Now() - applying);
+        if (timed) timed_applies.emplace_back(i, absl::Now() - applying);
+        group_changes += group[i]->changes.size();
         results[i] = result;
         if (use_savepoints) group_status = db_->exec("RELEASE request", "group commit");
         if (group[i]->in_flight != nullptr) noteApplied(*group[i], seq);
@@ -828,8 +854,19 @@ void Writer::commitGroup(std::vector<std::unique_ptr<CommitRequest>>& group) {
     group[0]->complete(std::move(results[0]));
     return;
   }
+  absl::Time committing = absl::Now();
   if (group_status.ok()) group_status = writeLog(group, results, seq, &last_change);
   if (group_status.ok()) group_status = db_->exec("COMMIT", "group commit");
+  if (group_status.ok() && !timed_applies.empty()) {
+    // A chunk holds the write lock for its apply and its share of the commit (the log
+    // row and the WAL frames), in proportion to its changes.
+    absl::Duration commit = absl::Now() - committing;
+    for (const auto& [i, apply] : timed_applies) {
+      double share = static_cast<double>(group[i]->changes.size()) /
+                     static_cast<double>(std::max<size_t>(1, group_changes));
+      notePace(*group[i], apply + commit * share);
+    }
+  }
   if (!group_status.ok()) {
     // Nothing of the group is visible: every request fails with the group's error.
     db_->rollbackQuietly();

@@ -192,6 +192,10 @@ class Writer {
   // the writer is idle: the role is free and nothing is queued. Otherwise hands the
   // request back untouched.
   std::unique_ptr<CommitRequest> commitIfIdle(std::unique_ptr<CommitRequest> request);
+  // While paused, background requests (priority 2) stay queued and other requests
+  // commit without them; passive checkpoints pause them (see passiveCheckpoint). A
+  // stopping writer commits them regardless.
+  void pauseBackground(bool paused) ABSL_LOCKS_EXCLUDED(mu_);
   // Runs `fn` in a write transaction of its own on the writer thread and waits. Called
   // on the writer thread itself (from a completion callback) it runs `fn` at once; from
   // inside a write transaction there (a closure under the write lock) it runs `fn` in a
@@ -208,8 +212,9 @@ class Writer {
 
   // The commit sequence of the last group this writer committed.
   uint64_t lastCommitSequence() const;
-  // How long recent requests with many changes took to apply, per change (a moving
-  // average; 20 µs before the first such request). Sizes chunks (performChunked).
+  // How long recent requests with many changes held the write lock (apply and commit),
+  // per change (a moving average; 20 µs before the first such request). Sizes chunks
+  // (performChunked).
   int64_t nanosPerChange() const { return nanos_per_change_.load(std::memory_order_relaxed); }
 
  private:
@@ -245,10 +250,11 @@ class Writer {
   // only when another connection committed since this writer last did (PRAGMA
   // data_version); otherwise it is the row this writer wrote last.
   absl::StatusOr<LogHead> logHead() ABSL_EXCLUSIVE_LOCKS_REQUIRED(role_);
-  // Folds the time a request took to apply, per change, into nanos_per_change_, for
-  // requests of at least kPaceMinChanges changes.
+  // Folds the write-lock time a request took (its apply and its share of the commit),
+  // per change, into nanos_per_change_, for requests of at least kPaceMinChanges
+  // changes.
   static constexpr size_t kPaceMinChanges = 16;
-  void notePace(const CommitRequest& request, absl::Duration apply);
+  void notePace(const CommitRequest& request, absl::Duration hold);
   CommitEvent observedChanges(std::vector<std::unique_ptr<CommitRequest>>& group,
                               const std::vector<absl::StatusOr<TransactionResult>>& results,
                               uint64_t seq);
@@ -291,9 +297,15 @@ class Writer {
 
   mutable absl::Mutex mu_;
   std::deque<std::unique_ptr<CommitRequest>> queue_[3] ABSL_GUARDED_BY(mu_);
+  // Whether a group could be taken now (background requests wait while paused).
   bool queued() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return !queue_[0].empty() || !queue_[1].empty() || !queue_[2].empty();
+    return !queue_[0].empty() || !queue_[1].empty() ||
+           (!queue_[2].empty() && (!background_paused_ || stopping_));
   }
+  // Set while passive checkpoint rounds copy the WAL back: background requests stay
+  // queued meanwhile, so that a bulk import's frames do not outrun the copying (see
+  // passiveCheckpoint).
+  bool background_paused_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<TableState*> backfills_ ABSL_GUARDED_BY(mu_);
   // Set after a commit that left the WAL past a checkpoint bound; the writer thread
   // checkpoints.

@@ -117,7 +117,7 @@ class TransactionContext {
 
   // For a chunk of Workspace::performChunked: true once the changes submitted so far
   // would hold the write lock for about TransactionOptions::chunk_budget, at the pace
-  // the writer applied recent large requests. A chunk callback that ends its chunk
+  // the writer applied and committed recent large requests. A chunk callback that ends its chunk
   // (saves its cursor and returns) when this turns true keeps every chunk short, so a
   // transaction that arrives meanwhile waits about that long at most for the lock:
   //

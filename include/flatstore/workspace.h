@@ -70,8 +70,9 @@ struct WorkspaceOptions {
 
   // WAL policy. SQLite's automatic checkpoints are off; the writer thread checkpoints.
   // When `checkpoint_pages` pages were appended to the WAL since the last checkpoint it
-  // runs a passive checkpoint on a connection of its own (never waits; commits go on).
-  // Readers whose transactions overlap keep SQLite from ever reusing the WAL from its
+  // runs a passive checkpoint on a connection of its own (never waits; commits go on,
+  // except background ones, which wait until it is done so that a bulk import does not
+  // outrun it). Readers whose transactions overlap keep SQLite from ever reusing the WAL from its
   // beginning, so when the WAL holds more than `wal_size_limit` bytes the writer runs a
   // restarting checkpoint: it waits up to `checkpoint_wait` for readers of older
   // snapshots to finish (new readers are not blocked; commits wait meanwhile), and the

@@ -1,7 +1,8 @@
 // flatstore-bench: workloads run through flatstore and through its peers (hand-written
 // SQLite code and others), in one process, over the same table layout and settings.
 //
-//   flatstore-bench [--filter REGEX] [--repeat N] [--json FILE] [--system NAME] [--list]
+//   flatstore-bench [--filter REGEX] [--repeat N] [--json FILE] [--system NAME] [--metrics]
+//                   [--list]
 //
 // stdout gets the table (ops/s, latency percentiles, further figures) and then each
 // goal with its measured ratio; --json writes the same records. stderr gets progress
@@ -26,6 +27,7 @@
 #include <regex>
 
 #include "tests/bench/bench_util.h"
+#include "tests/bench/peers.h"
 
 namespace flatstore::bench {
 namespace {
@@ -215,11 +217,12 @@ void usage() {
   std::fprintf(
       stderr,
       "usage: flatstore-bench [--filter REGEX] [--repeat N] [--json FILE] [--system NAME]\n"
-      "                       [--list]\n"
+      "                       [--metrics] [--list]\n"
       "  --filter REGEX  run only the scenarios whose name matches (std::regex search)\n"
       "  --repeat N      runs per scenario and system; the median is reported (3)\n"
       "  --json FILE     also write the results as a JSON array of records\n"
       "  --system REGEX  run only the systems whose name matches (for profiling)\n"
+      "  --metrics       print flatstore's metrics() after each of its timed runs\n"
       "  --list          print the scenarios with their systems and exit\n");
 }
 
@@ -257,6 +260,8 @@ int run(int argc, char** argv) {
       system_filter = parseRegex(a, value());
     } else if (a == "--json") {
       json = value();
+    } else if (a == "--metrics") {
+      printFlatstoreMetrics(true);
     } else if (a == "--list") {
       list = true;
     } else if (a == "--help" || a == "-h") {

@@ -5,6 +5,8 @@
 #include <sys/stat.h>
 
 #include <array>
+#include <atomic>
+#include <cstdio>
 #include <deque>
 #include <semaphore>
 #include <tuple>
@@ -62,6 +64,8 @@ RawObject verifiedCopy(int64_t rowid, int64_t vs, const void* blob, int size, co
 
 // ---------------------------------------------------------------------------------------
 // flatstore
+
+std::atomic<bool> print_metrics{false};  // see printFlatstoreMetrics
 
 class FlatWriter final : public WriteClient {
  public:
@@ -182,6 +186,9 @@ class FlatStore final : public Store {
   }
   void addFigures(Measurement* m) override {
     m->commits = static_cast<int64_t>(ws_->lastCommitSequence() - first_commit_);
+    if (print_metrics.load()) {
+      std::fprintf(stderr, "flatstore metrics (whole run):\n%s", ws_->metrics().toText().c_str());
+    }
     WalMetrics now = ws_->metrics().wal;
     // Truncating checkpoints that succeeded, and those (passive ones too) that failed.
     m->extra.emplace_back("wal_truncations", static_cast<double>(now.truncating_checkpoints -
@@ -824,5 +831,7 @@ int64_t WalMonitor::stop() {
   if (thread_.joinable()) thread_.join();
   return max_bytes_;
 }
+
+void printFlatstoreMetrics(bool on) { print_metrics.store(on); }
 
 }  // namespace flatstore::bench

@@ -103,6 +103,9 @@ class Store {
 
 using StoreFactory = std::unique_ptr<Store> (*)(const std::string& path, Synchronous synchronous);
 std::unique_ptr<Store> openFlatstore(const std::string& path, Synchronous synchronous);
+// With true, flatstore's stores print their workspace's metrics() to stderr at the end
+// of each timed region (flatstore-bench --metrics).
+void printFlatstoreMetrics(bool on);
 std::unique_ptr<Store> openSqliteNaive(const std::string& path, Synchronous synchronous);
 std::unique_ptr<Store> openSqliteWriterThread(const std::string& path, Synchronous synchronous);
 std::unique_ptr<Store> openLmdb(const std::string& path, Synchronous synchronous);

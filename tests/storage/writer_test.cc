@@ -27,7 +27,10 @@ class WriterGroupsTest : public ::testing::Test {
 
   // Queues a request named `name` that changes nothing; its completion records the
   // sequence of the group that committed it.
-  void queue(const std::string& name, int priority) {
+  // With `how`, the request goes through submitOrCommit (kCommit) or commitIfIdle
+  // (kIfIdle, which hands back a request it did not commit; it is then submitted).
+  enum class How { kSubmit, kCommit, kIfIdle };
+  void queue(const std::string& name, int priority, How how = How::kSubmit) {
     auto r = std::make_unique<CommitRequest>();
     r->priority = priority;
     r->apply = [](Connection&) { return absl::OkStatus(); };
@@ -37,7 +40,30 @@ class WriterGroupsTest : public ::testing::Test {
       // Completions run right after their group's commit, before the next group.
       group_of_[name] = writer_->lastCommitSequence();
     };
-    writer_->submit(std::move(r));
+    switch (how) {
+      case How::kSubmit:
+        writer_->submit(std::move(r));
+        break;
+      case How::kCommit:
+        writer_->submitOrCommit(std::move(r));
+        break;
+      case How::kIfIdle:
+        r = writer_->commitIfIdle(std::move(r));
+        if (r != nullptr) writer_->submit(std::move(r));
+        break;
+    }
+  }
+
+  bool committed(const std::string& name) {
+    absl::MutexLock lock(&mu_);
+    return group_of_.contains(name);
+  }
+
+  // Waits until `name` committed.
+  void awaitCommitted(const std::string& name) {
+    absl::MutexLock lock(&mu_);
+    auto done = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return group_of_.contains(name); };
+    mu_.Await(absl::Condition(&done));
   }
 
   // Holds the writer inside a group until `release_` is notified, so that what is
@@ -93,6 +119,39 @@ TEST_F(WriterGroupsTest, BackgroundRequestsJoinOtherGroups) {
   std::map<std::string, uint64_t> g = groups();
   ASSERT_EQ(g.size(), 2u);
   EXPECT_EQ(g["background"], g["default"]);
+}
+
+// While background work is paused (as during a passive checkpoint), background
+// requests stay queued however they were handed in, and other requests commit past
+// them; they commit once the pause ends.
+TEST_F(WriterGroupsTest, PausedBackgroundRequestsWaitWhileOthersCommit) {
+  writer_->pauseBackground(true);
+  queue("queued", 2);
+  queue("led", 2, How::kCommit);
+  queue("idle", 2, How::kIfIdle);
+  queue("default", 1, How::kCommit);
+  queue("user", 0);
+  awaitCommitted("default");
+  awaitCommitted("user");
+  EXPECT_FALSE(committed("queued"));
+  EXPECT_FALSE(committed("led"));
+  EXPECT_FALSE(committed("idle"));
+  writer_->pauseBackground(false);
+  awaitCommitted("queued");
+  awaitCommitted("led");
+  awaitCommitted("idle");
+  std::map<std::string, uint64_t> g = groups();
+  EXPECT_GT(g["queued"], g["default"]);
+  EXPECT_GT(g["queued"], g["user"]);
+}
+
+// A writer that stops commits paused background requests rather than leave them.
+TEST_F(WriterGroupsTest, StoppingCommitsPausedBackgroundRequests) {
+  writer_->pauseBackground(true);
+  queue("background", 2);
+  std::map<std::string, uint64_t> g = groups();
+  EXPECT_EQ(g.size(), 1u);
+  EXPECT_GT(g["background"], 0u);
 }
 
 }  // namespace
