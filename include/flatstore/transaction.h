@@ -117,9 +117,10 @@ class TransactionContext {
 
   // For a chunk of Workspace::performChunked: true once the changes submitted so far
   // would hold the write lock for about TransactionOptions::chunk_budget, at the pace
-  // the writer applied and committed recent large requests. A chunk callback that ends its chunk
-  // (saves its cursor and returns) when this turns true keeps every chunk short, so a
-  // transaction that arrives meanwhile waits about that long at most for the lock:
+  // the writer applied and committed recent large requests. A chunk callback that ends
+  // its chunk (saves its cursor and returns) when this turns true keeps every chunk
+  // short, so a transaction that arrives meanwhile waits about that long at most for
+  // the lock:
   //
   //   for (; i < rows.size(); ++i) {
   //     FLATSTORE_RETURN_IF_ERROR(txn.submit(creationFor(rows[i])).status());

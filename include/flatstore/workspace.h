@@ -72,14 +72,14 @@ struct WorkspaceOptions {
   // When `checkpoint_pages` pages were appended to the WAL since the last checkpoint it
   // runs a passive checkpoint on a connection of its own (never waits; commits go on,
   // except background ones, which wait until it is done so that a bulk import does not
-  // outrun it). Readers whose transactions overlap keep SQLite from ever reusing the WAL from its
-  // beginning, so when the WAL holds more than `wal_size_limit` bytes the writer runs a
-  // restarting checkpoint: it waits up to `checkpoint_wait` for readers of older
-  // snapshots to finish (new readers are not blocked; commits wait meanwhile), and the
-  // next commit writes from the WAL's beginning, so the WAL file stays near the limit
-  // even when some read transaction is always open. When readers outlast the wait, it
-  // tries again once the WAL grew by another quarter of the limit. The WAL is
-  // truncated to nothing at open and at a clean shutdown. The default, 2000 pages
+  // outrun it). Readers whose transactions overlap keep SQLite from ever reusing the
+  // WAL from its beginning, so when the WAL holds more than `wal_size_limit` bytes the
+  // writer runs a restarting checkpoint: it waits up to `checkpoint_wait` for readers
+  // of older snapshots to finish (new readers are not blocked; commits wait
+  // meanwhile), and the next commit writes from the WAL's beginning, so the WAL file
+  // stays near the limit even when some read transaction is always open. When readers
+  // outlast the wait, it tries again once the WAL grew by another quarter of the
+  // limit. The WAL is truncated to nothing at open and at a clean shutdown. The default, 2000 pages
   // (8 MB at 4 KB pages), checkpoints after as many commits as SQLite's own automatic
   // checkpoint (1000 pages) would: each commit also appends its change-log page.
   int checkpoint_pages = 2000;

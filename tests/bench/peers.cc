@@ -187,7 +187,8 @@ class FlatStore final : public Store {
   void addFigures(Measurement* m) override {
     m->commits = static_cast<int64_t>(ws_->lastCommitSequence() - first_commit_);
     if (print_metrics.load()) {
-      std::fprintf(stderr, "flatstore metrics (whole run):\n%s", ws_->metrics().toText().c_str());
+      std::fprintf(stderr, "flatstore metrics (since the workspace opened):\n%s",
+                   ws_->metrics().toText().c_str());
     }
     WalMetrics now = ws_->metrics().wal;
     // Truncating checkpoints that succeeded, and those (passive ones too) that failed.
