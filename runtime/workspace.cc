@@ -35,21 +35,25 @@ absl::StatusOr<std::unique_ptr<Connection>> openReader(const std::string& path) 
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<ReaderPool>> ReaderPool::open(const std::string& path, int size,
-                                                             MetricsRegistry* metrics, bool grows) {
+                                                             MetricsRegistry* metrics, bool grows,
+                                                             absl::Duration idle_close) {
   auto pool = std::make_unique<ReaderPool>();
   pool->path_ = path;
   pool->metrics_ = metrics;
   pool->grows_ = grows;
+  pool->size_ = std::max(1, size);
+  pool->idle_close_ = idle_close;
   absl::MutexLock lock(&pool->mu_);
-  for (int i = 0; i < std::max(1, size); ++i) {
+  for (int i = 0; i < pool->size_; ++i) {
     FLATSTORE_ASSIGN_OR_RETURN(auto c, openReader(path));
-    pool->free_.push_back(std::move(c));
+    pool->free_.push_back(Idle{std::move(c), absl::Now()});
+    pool->open_ += 1;
   }
   return pool;
 }
 
 ReaderPool::Lease ReaderPool::take() {
-  std::unique_ptr<Connection> c = std::move(free_.back());
+  std::unique_ptr<Connection> c = std::move(free_.back().connection);
   free_.pop_back();
   return Lease(this, std::move(c));
 }
@@ -62,7 +66,11 @@ ReaderPool::Lease ReaderPool::checkout() {
   if (grows_) {
     // Opened outside the lock; it joins the pool when the lease ends.
     absl::StatusOr<std::unique_ptr<Connection>> c = openReader(path_);
-    if (c.ok()) return Lease(this, std::move(*c));
+    if (c.ok()) {
+      absl::MutexLock lock(&mu_);
+      open_ += 1;
+      return Lease(this, std::move(*c));
+    }
   }
   auto available =
       +[](ReaderPool* p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(p->mu_) { return !p->free_.empty(); };
@@ -76,10 +84,28 @@ ReaderPool::Lease ReaderPool::checkout() {
   return take();
 }
 
+int ReaderPool::connections() {
+  absl::MutexLock lock(&mu_);
+  return open_;
+}
+
+void ReaderPool::giveBack(std::unique_ptr<Connection> c) {
+  std::vector<std::unique_ptr<Connection>> closing;
+  {
+    absl::MutexLock lock(&mu_);
+    absl::Time now = absl::Now();
+    free_.push_back(Idle{std::move(c), now});
+    while (grows_ && open_ > size_ && now - free_.front().since >= idle_close_) {
+      closing.push_back(std::move(free_.front().connection));
+      free_.pop_front();
+      open_ -= 1;
+    }
+  }
+  // Closed outside the lock (sqlite3_close frees the connection's page cache).
+}
+
 ReaderPool::Lease::~Lease() {
-  if (c_ == nullptr) return;
-  absl::MutexLock lock(&pool_->mu_);
-  pool_->free_.push_back(std::move(c_));
+  if (c_ != nullptr) pool_->giveBack(std::move(c_));
 }
 
 absl::Status inReadTransaction(Connection& c, const std::function<absl::Status()>& fn) {

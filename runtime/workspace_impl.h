@@ -10,6 +10,7 @@
 #ifndef FLATSTORE_RUNTIME_WORKSPACE_IMPL_H_
 #define FLATSTORE_RUNTIME_WORKSPACE_IMPL_H_
 
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -40,9 +41,13 @@ namespace flatstore::internal {
 // snapshots, whose number the scheduler bounds); waits are recorded in `metrics`.
 class ReaderPool {
  public:
-  static absl::StatusOr<std::unique_ptr<ReaderPool>> open(const std::string& path, int size,
-                                                          MetricsRegistry* metrics,
-                                                          bool grows = false);
+  // `size` connections, opened now. A pool that `grows` opens another connection when
+  // none is free instead of waiting, and closes connections beyond `size` once they
+  // were idle for `idle_close` (checked whenever a lease ends): a burst of closures
+  // leaves no lasting crowd of connections, each with its own page cache.
+  static absl::StatusOr<std::unique_ptr<ReaderPool>> open(
+      const std::string& path, int size, MetricsRegistry* metrics, bool grows = false,
+      absl::Duration idle_close = absl::Seconds(30));
 
   // A connection checked out for one read transaction; returned on destruction.
   class Lease {
@@ -59,14 +64,26 @@ class ReaderPool {
   };
   // Blocks until a connection is free (a growing pool opens one).
   Lease checkout();
+  // Connections open now, leased or free.
+  int connections();
 
  private:
+  struct Idle {
+    std::unique_ptr<Connection> connection;
+    absl::Time since;
+  };
   Lease take() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void giveBack(std::unique_ptr<Connection> c) ABSL_LOCKS_EXCLUDED(mu_);
   std::string path_;
   MetricsRegistry* metrics_ = nullptr;
   bool grows_ = false;
+  int size_ = 1;
+  absl::Duration idle_close_;
   absl::Mutex mu_;
-  std::vector<std::unique_ptr<Connection>> free_ ABSL_GUARDED_BY(mu_);
+  // Last returned at the back: the next lease takes the most recently used connection,
+  // and those that sat idle longest are at the front.
+  std::deque<Idle> free_ ABSL_GUARDED_BY(mu_);
+  int open_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 // Runs fn inside one read transaction on `c`, always ending it.

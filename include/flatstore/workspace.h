@@ -43,7 +43,8 @@ struct WorkspaceOptions {
   int worker_threads = 0;
   // Read-only connections for fetches, snapshot() and subscriptions (the writer never
   // uses them). Closures read on connections of their own, one per closure running at a
-  // time, so a write storm never holds up fetches by taking these.
+  // time, so a write storm never holds up fetches by taking these; those beyond the
+  // first are closed again after 30 s unused.
   int reader_connections = 4;
   // Transactions submitted and not yet completed; beyond it performChanges waits or
   // fails fast (TransactionOptions::when_full).
