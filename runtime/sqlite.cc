@@ -156,7 +156,7 @@ Connection::~Connection() {
 absl::Status Connection::exec(std::string_view sql, std::string_view what) {
   // A single statement (BEGIN, COMMIT, SAVEPOINT ...) is prepared once and reused.
   if (sql.find(';') == std::string_view::npos) {
-    FLATSTORE_ASSIGN_OR_RETURN(Statement * s, cached(std::string(sql), what));
+    FLATSTORE_ASSIGN_OR_RETURN(Statement * s, cached(sql, what));
     return s->run(what);
   }
   std::string text(sql);
@@ -173,14 +173,20 @@ absl::StatusOr<Statement> Connection::prepare(std::string_view sql, std::string_
   return Statement(stmt, db_);
 }
 
-absl::StatusOr<Statement*> Connection::cached(const std::string& sql, std::string_view what) {
-  auto it = cache_.find(sql);
+absl::StatusOr<Statement*> Connection::cached(std::string_view sql, std::string_view what) {
+  auto it = cache_.find(av(sql));  // heterogeneous: no string is built to look one up
   if (it == cache_.end()) {
     absl::StatusOr<Statement> s = prepare(sql, what);
     if (!s.ok()) return s.status();
-    it = cache_.emplace(sql, std::move(*s)).first;
+    it = cache_.emplace(std::string(sql), std::move(*s)).first;
   }
   return &it->second;
+}
+
+uint32_t Connection::dataVersion() const {
+  unsigned int version = 0;
+  sqlite3_file_control(db_, "main", SQLITE_FCNTL_DATA_VERSION, &version);
+  return version;
 }
 
 void Connection::setBusyTimeout(absl::Duration timeout, absl::Duration max_pause) {

@@ -82,7 +82,7 @@ class Connection {
   absl::Status exec(std::string_view sql, std::string_view what = {});
   absl::StatusOr<Statement> prepare(std::string_view sql, std::string_view what = {});
   // A statement prepared once and kept for this connection's life, reset on return.
-  absl::StatusOr<Statement*> cached(const std::string& sql, std::string_view what = {});
+  absl::StatusOr<Statement*> cached(std::string_view sql, std::string_view what = {});
   // Rolls back an open transaction, if any. Never fails loudly: used on error paths.
   void rollbackQuietly();
   // While another connection (of any process) holds a lock, retries with jittered
@@ -96,6 +96,10 @@ class Connection {
   int changes() const { return sqlite3_changes(db_); }
   // True when no transaction is open.
   bool autocommit() const { return sqlite3_get_autocommit(db_) != 0; }
+  // The main database's data version (SQLITE_FCNTL_DATA_VERSION): it changes with every
+  // commit of this connection and, once this connection starts its next transaction,
+  // with every commit another connection made meanwhile.
+  uint32_t dataVersion() const;
 
  private:
   Connection(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}

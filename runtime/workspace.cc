@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "flatstore/status.h"
 #include "runtime/absl_compat.h"
 #include "runtime/change_log.h"
@@ -999,6 +1000,9 @@ absl::StatusOr<std::shared_ptr<SubscriptionCore>> WorkspaceImpl::newSubscription
 
 absl::StatusOr<std::unique_ptr<Workspace>> Workspace::open(const std::string& path,
                                                            WorkspaceOptions options) {
+  if (options.disable_mutex_deadlock_detection) {
+    absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  }
   FLATSTORE_ASSIGN_OR_RETURN(auto impl, internal::WorkspaceImpl::open(path, options));
   return std::unique_ptr<Workspace>(new Workspace(std::move(impl)));
 }

@@ -734,14 +734,11 @@ absl::Status Writer::writeLog(const std::vector<std::unique_ptr<CommitRequest>>&
 }
 
 absl::StatusOr<LogHead> Writer::logHead() {
-  const char* what = "group commit";
-  FLATSTORE_ASSIGN_OR_RETURN(Statement * s, db_->cached("PRAGMA data_version", what));
-  absl::StatusOr<bool> row = s->step(what);
-  int64_t version = row.ok() && *row ? s->columnInt(0) : 0;
-  s->reset();
-  FLATSTORE_RETURN_IF_ERROR(row.status());
+  // Inside the write transaction: the data version moved unless the last thing to
+  // change the file was this writer's own group commit, which left head_ behind.
+  uint32_t version = db_->dataVersion();
   if (head_.has_value() && version == head_data_version_) return *head_;
-  FLATSTORE_ASSIGN_OR_RETURN(LogHead head, readLogHead(*db_, what));
+  FLATSTORE_ASSIGN_OR_RETURN(LogHead head, readLogHead(*db_, "group commit"));
   head_ = head;
   head_data_version_ = version;
   return head;
@@ -876,6 +873,7 @@ void Writer::commitGroup(std::vector<std::unique_ptr<CommitRequest>>& group) {
     }
   } else {
     head_ = LogHead{seq, last_change};
+    head_data_version_ = db_->dataVersion();
     {
       absl::MutexLock lock(&mu_);
       last_sequence_ = seq;
