@@ -16,11 +16,14 @@ using ::flatstore::testing::TempDir;
 
 // Takes two fresh mutexes in one order, then in the other: a lock-order cycle that
 // Abseil reports (in kReport mode) when it checks lock order. Returns what it wrote to
-// stderr. The mutexes are never destroyed, so no later mutex reuses their addresses
-// (the order graph would remember them).
+// stderr. The mutexes live as long as the process, so no later mutex reuses their
+// addresses (the order graph would remember them).
 std::string invertLockOrder() {
-  auto* a = new absl::Mutex;
-  auto* b = new absl::Mutex;
+  static absl::Mutex mutexes[16];
+  static int used = 0;
+  EXPECT_LE(used + 2, 16) << "more inversions than mutexes set aside";
+  absl::Mutex* a = &mutexes[used++ % 16];
+  absl::Mutex* b = &mutexes[used++ % 16];
   ::testing::internal::CaptureStderr();
   {
     absl::MutexLock la(a);
