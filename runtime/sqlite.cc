@@ -183,9 +183,11 @@ absl::StatusOr<Statement*> Connection::cached(std::string_view sql, std::string_
   return &it->second;
 }
 
-uint32_t Connection::dataVersion() const {
+std::optional<uint32_t> Connection::dataVersion() const {
   unsigned int version = 0;
-  sqlite3_file_control(db_, "main", SQLITE_FCNTL_DATA_VERSION, &version);
+  if (sqlite3_file_control(db_, "main", SQLITE_FCNTL_DATA_VERSION, &version) != SQLITE_OK) {
+    return std::nullopt;
+  }
   return version;
 }
 

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -98,8 +99,8 @@ class Connection {
   bool autocommit() const { return sqlite3_get_autocommit(db_) != 0; }
   // The main database's data version (SQLITE_FCNTL_DATA_VERSION): it changes with every
   // commit of this connection and, once this connection starts its next transaction,
-  // with every commit another connection made meanwhile.
-  uint32_t dataVersion() const;
+  // with every commit another connection made meanwhile. Empty if SQLite cannot tell.
+  std::optional<uint32_t> dataVersion() const;
 
  private:
   Connection(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}

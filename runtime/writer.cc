@@ -736,8 +736,8 @@ absl::Status Writer::writeLog(const std::vector<std::unique_ptr<CommitRequest>>&
 absl::StatusOr<LogHead> Writer::logHead() {
   // Inside the write transaction: the data version moved unless the last thing to
   // change the file was this writer's own group commit, which left head_ behind.
-  uint32_t version = db_->dataVersion();
-  if (head_.has_value() && version == head_data_version_) return *head_;
+  std::optional<uint32_t> version = db_->dataVersion();
+  if (head_.has_value() && version.has_value() && version == head_data_version_) return *head_;
   FLATSTORE_ASSIGN_OR_RETURN(LogHead head, readLogHead(*db_, "group commit"));
   head_ = head;
   head_data_version_ = version;

@@ -288,7 +288,7 @@ class Writer {
   const int page_size_;
   // The log head after this writer's last commit, and the data version it holds for.
   std::optional<LogHead> head_ ABSL_GUARDED_BY(role_);
-  uint32_t head_data_version_ ABSL_GUARDED_BY(role_) = 0;
+  std::optional<uint32_t> head_data_version_ ABSL_GUARDED_BY(role_);
   // The writer thread's connection for passive checkpoints.
   std::unique_ptr<Connection> checkpointer_;
   // The bytes of a WAL of `frames` frames: with wal_high_pages_, the file's size (no
