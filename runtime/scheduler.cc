@@ -1,6 +1,7 @@
 #include "runtime/scheduler.h"
 
 #include <algorithm>
+#include <iterator>
 #include <utility>
 
 namespace flatstore::internal {
@@ -14,11 +15,12 @@ Scheduler::~Scheduler() { stop(); }
 bool Scheduler::hasSlot(const Job& job) const {
   // A caller running its own user-initiated job is not held up by background work
   // that fills the slots: it runs on a thread of its own anyway.
-  return running_ < slots_ || (job.caller_runs && job.priority == 0);
+  return running_ < slots_ || (job.caller_runs && job.priority == kUserInitiatedLevel);
 }
 
 bool Scheduler::anyRunnable() const {
-  return !runnable_[0].empty() || !runnable_[1].empty() || !runnable_[2].empty();
+  return std::any_of(std::begin(runnable_), std::end(runnable_),
+                     [](const std::deque<Job*>& q) { return !q.empty(); });
 }
 
 void Scheduler::makeRunnable(Job* job) {
@@ -26,19 +28,21 @@ void Scheduler::makeRunnable(Job* job) {
     job->give_turn();  // takeTurn() goes on from here
     return;
   }
-  runnable_[std::clamp(job->priority, 0, 2)].push_back(job);
+  runnable_[queueOf(job->priority)].push_back(job);
 }
 
 Scheduler::Job* Scheduler::takeRunnable() {
   // Weighted turns: of every 7 picks, 4 prefer user-initiated work, 2 default and 1
   // background; a turn whose class is empty goes to the highest non-empty one.
-  static constexpr int kTurns[7] = {0, 1, 0, 2, 0, 1, 0};
-  int preferred = kTurns[turn_];
+  static constexpr int kTurns[7] = {kUserInitiatedLevel, kDefaultLevel,       kUserInitiatedLevel,
+                                    kBackgroundLevel,    kUserInitiatedLevel, kDefaultLevel,
+                                    kUserInitiatedLevel};
+  int pick = kTurns[turn_];
   turn_ = (turn_ + 1) % 7;
-  int pick = !runnable_[preferred].empty() ? preferred
-             : !runnable_[0].empty()       ? 0
-             : !runnable_[1].empty()       ? 1
-                                           : 2;
+  if (runnable_[pick].empty()) {
+    pick = 0;
+    while (runnable_[pick].empty()) ++pick;  // callers make sure one is not empty
+  }
   Job* job = runnable_[pick].front();
   runnable_[pick].pop_front();
   return job;

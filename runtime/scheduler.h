@@ -31,6 +31,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "runtime/priority.h"
 
 namespace flatstore::internal {
 
@@ -39,7 +40,7 @@ class Scheduler {
   struct Job {
     std::vector<std::string> tables;  // sorted, unique
     std::function<void(Job*)> run;    // runs on a worker; must lead to release(job)
-    int priority = 1;                 // 0 user-initiated, 1 default, 2 background
+    int priority = kDefaultLevel;     // a level of priority.h
     // Set by submit() for a caller that will run the job itself (see takeTurn): when
     // the job becomes runnable, `give_turn` is called (under the scheduler's lock; it
     // must only signal) instead of a worker being woken.
@@ -97,7 +98,7 @@ class Scheduler {
   std::map<std::string, std::deque<Job*>> queues_ ABSL_GUARDED_BY(mu_);
   std::map<Job*, std::shared_ptr<Job>> pending_ ABSL_GUARDED_BY(mu_);
   // Runnable jobs by priority; takeRunnable() serves them 4 : 2 : 1.
-  std::deque<Job*> runnable_[3] ABSL_GUARDED_BY(mu_);
+  std::deque<Job*> runnable_[kPriorityLevels] ABSL_GUARDED_BY(mu_);
   int turn_ ABSL_GUARDED_BY(mu_) = 0;
   bool anyRunnable() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Whether `job` may take a slot now (a caller's user-initiated job always may).

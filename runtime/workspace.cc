@@ -94,7 +94,8 @@ void ReaderPool::giveBack(std::unique_ptr<Connection> c) {
   std::vector<std::unique_ptr<Connection>> closing;
   {
     absl::MutexLock lock(&mu_);
-    absl::Time now = absl::Now();
+    // Only a growing pool closes idle connections, so only it needs the time.
+    absl::Time now = grows_ ? absl::Now() : absl::InfinitePast();
     free_.push_back(Idle{std::move(c), now});
     while (grows_ && open_ > size_ && now - free_.front().since >= idle_close_) {
       closing.push_back(std::move(free_.front().connection));

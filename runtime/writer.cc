@@ -6,6 +6,7 @@
 #include <string>
 #include <utility>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -80,8 +81,7 @@ void Writer::submit(std::unique_ptr<CommitRequest> request) {
   {
     absl::MutexLock lock(&mu_);
     if (!stopping_) {
-      int priority = std::clamp(request->priority, 0, 2);
-      queue_[priority].push_back(std::move(request));
+      queue_[queueOf(request->priority)].push_back(std::move(request));
       return;
     }
   }
@@ -123,7 +123,7 @@ void Writer::submitOrCommit(std::unique_ptr<CommitRequest> request) {
     if (!stopping_) {
       // Into the mailbox and out again with whatever waits there, without releasing
       // mu_: the writer thread never sees it queued.
-      queue_[std::clamp(request->priority, 0, 2)].push_back(std::move(request));
+      queue_[queueOf(request->priority)].push_back(std::move(request));
       takeGroup(&group);
       if (!group.empty()) leaders_ += 1;
     }
@@ -170,7 +170,8 @@ std::unique_ptr<CommitRequest> Writer::commitIfIdle(std::unique_ptr<CommitReques
   bool idle;
   {
     absl::MutexLock lock(&mu_);
-    idle = !stopping_ && !queued() && !(background_paused_ && request->priority == 2);
+    idle =
+        !stopping_ && !queued() && !(background_paused_ && request->priority == kBackgroundLevel);
     if (idle) leaders_ += 1;
   }
   if (!idle) {
@@ -185,11 +186,14 @@ std::unique_ptr<CommitRequest> Writer::commitIfIdle(std::unique_ptr<CommitReques
 
 void Writer::takeGroup(std::vector<std::unique_ptr<CommitRequest>>* group) {
   int64_t bytes = 0;
-  for (int priority = 0; priority < 3; ++priority) {
+  for (int priority = 0; priority < kPriorityLevels; ++priority) {
     // User-initiated transactions commit without background work (a bulk chunk would
     // make their commit as slow as its own); the background goes in the next group.
-    if (priority == 2 && !group->empty() && group->front()->priority == 0) break;
-    if (priority == 2 && background_paused_ && !stopping_) break;
+    if (priority == kBackgroundLevel && !group->empty() &&
+        group->front()->priority == kUserInitiatedLevel) {
+      break;
+    }
+    if (priority == kBackgroundLevel && background_paused_ && !stopping_) break;
     auto& queue = queue_[priority];
     while (!queue.empty() && static_cast<int>(group->size()) < options_.max_group_transactions &&
            (group->empty() || bytes + queue.front()->bytes <= options_.max_group_bytes)) {
@@ -313,6 +317,7 @@ void Writer::passiveCheckpoint() {
   // stopped every commit for tens of milliseconds. User-initiated and default commits
   // go on, and their few frames make a short tail.
   pauseBackground(true);
+  absl::Cleanup resume = [this] { pauseBackground(false); };
   const int short_tail = std::max(64, options_.checkpoint_pages / 16);
   constexpr int kMaxRounds = 3;
   int log_frames = 0;
@@ -332,10 +337,7 @@ void Writer::passiveCheckpoint() {
     if (round > 0 && log_frames - before <= short_tail && done_frames == log_frames) break;
     if (walBytes(log_frames) > options_.wal_size_limit / 2) break;
   }
-  if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
-    pauseBackground(false);
-    return;
-  }
+  if (rc != SQLITE_OK && rc != SQLITE_BUSY) return;
   absl::MutexLock role(&role_);
   if (rc == SQLITE_OK && done_frames == log_frames) {
     // Everything was copied back but the frames committed during the last round. SQLite
@@ -356,7 +358,6 @@ void Writer::passiveCheckpoint() {
   // The next one is due when as many frames again were appended (readers holding back
   // older frames must not make every group checkpoint again).
   checkpointed_pages_ = std::max(0, log_frames);
-  pauseBackground(false);
 }
 
 int64_t Writer::walBytes(int frames) const {

@@ -44,6 +44,7 @@
 #include "runtime/change_log.h"
 #include "runtime/metrics.h"
 #include "runtime/observers.h"
+#include "runtime/priority.h"
 #include "runtime/sqlite.h"
 
 namespace flatstore::internal {
@@ -97,7 +98,7 @@ WriteSet writesOf(const std::vector<EncodedChange>& changes);
 // what it read with `intended` before it hands its own request on (and runs again after
 // the predecessors' commits on a match), and the writer compares with what was applied.
 struct InFlight {
-  int priority = 1;
+  int priority = kDefaultLevel;
   WriteSet intended;  // fixed before the record is published
   // Written and read only under the writer role: the sequence of the group that applied
   // it (0 before) and what it wrote; `failed` when nothing of it reached the database.
@@ -139,9 +140,9 @@ struct CommitRequest {
   int64_t bytes = 0;
   // Set by the writer before `complete`: how long the group held the write lock.
   int64_t lock_hold_us = -1;
-  // 0 user-initiated, 1 default, 2 background: when more is queued than one group
-  // takes, higher priorities go first.
-  int priority = 1;
+  // A level of priority.h: when more is queued than one group takes, higher priorities
+  // go first.
+  int priority = kDefaultLevel;
 };
 
 struct WriterOptions {
@@ -192,7 +193,7 @@ class Writer {
   // the writer is idle: the role is free and nothing is queued. Otherwise hands the
   // request back untouched.
   std::unique_ptr<CommitRequest> commitIfIdle(std::unique_ptr<CommitRequest> request);
-  // While paused, background requests (priority 2) stay queued and other requests
+  // While paused, background requests stay queued and other requests
   // commit without them; passive checkpoints pause them (see passiveCheckpoint). A
   // stopping writer commits them regardless.
   void pauseBackground(bool paused) ABSL_LOCKS_EXCLUDED(mu_);
@@ -296,11 +297,11 @@ class Writer {
   int64_t walBytes(int frames) const;
 
   mutable absl::Mutex mu_;
-  std::deque<std::unique_ptr<CommitRequest>> queue_[3] ABSL_GUARDED_BY(mu_);
+  std::deque<std::unique_ptr<CommitRequest>> queue_[kPriorityLevels] ABSL_GUARDED_BY(mu_);
   // Whether a group could be taken now (background requests wait while paused).
   bool queued() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return !queue_[0].empty() || !queue_[1].empty() ||
-           (!queue_[2].empty() && (!background_paused_ || stopping_));
+    return !queue_[kUserInitiatedLevel].empty() || !queue_[kDefaultLevel].empty() ||
+           (!queue_[kBackgroundLevel].empty() && (!background_paused_ || stopping_));
   }
   // Set while passive checkpoint rounds copy the WAL back: background requests stay
   // queued meanwhile, so that a bulk import's frames do not outrun the copying (see
