@@ -262,6 +262,14 @@ std::regex parseRegex(const std::string& flag, const std::string& text) {
   }
 }
 
+// The whole of `text` as a number in [min, max], or die() naming `flag`.
+long parseCount(const std::string& flag, const std::string& text, long min, long max) {
+  char* end = nullptr;
+  long n = std::strtol(text.c_str(), &end, 10);
+  if (end == text.c_str() || *end != '\0' || n < min || n > max) die("bad " + flag + " " + text);
+  return n;
+}
+
 int run(int argc, char** argv) {
   std::optional<std::regex> filter, system_filter;
   int repeat = 3;
@@ -280,11 +288,7 @@ int run(int argc, char** argv) {
     if (a == "--filter") {
       filter = parseRegex(a, value());
     } else if (a == "--repeat") {
-      std::string v = value();
-      char* end = nullptr;
-      long n = std::strtol(v.c_str(), &end, 10);
-      if (end == v.c_str() || *end != '\0' || n < 1 || n > 1000) die("bad --repeat " + v);
-      repeat = static_cast<int>(n);
+      repeat = static_cast<int>(parseCount(a, value(), 1, 1000));
     } else if (a == "--system") {
       system_filter = parseRegex(a, value());
     } else if (a == "--json") {
@@ -292,11 +296,7 @@ int run(int argc, char** argv) {
     } else if (a == "--metrics") {
       printFlatstoreMetrics(true);
     } else if (a == "--sync-delay-us") {
-      std::string v = value();
-      char* end = nullptr;
-      long n = std::strtol(v.c_str(), &end, 10);
-      if (end == v.c_str() || *end != '\0' || n < 0 || n > 1000000) die("bad --sync-delay-us " + v);
-      sync_delay_us = n;
+      sync_delay_us = parseCount(a, value(), 0, 1000000);
     } else if (a == "--list") {
       list = true;
     } else if (a == "--help" || a == "-h") {
