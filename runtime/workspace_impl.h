@@ -29,6 +29,7 @@
 #include "runtime/catalog.h"
 #include "runtime/metrics.h"
 #include "runtime/observers.h"
+#include "runtime/priority.h"
 #include "runtime/query_exec.h"
 #include "runtime/scheduler.h"
 #include "runtime/sqlite.h"
@@ -241,7 +242,7 @@ class WorkspaceImpl : public QuerySource {
   // starts it takes them out of that map first.
   struct Txn {
     std::vector<TableState*> tables;
-    int priority = 1;
+    int priority = kDefaultLevel;  // a level of priority.h
     std::string coalescing_key;
     Timing timing;
     int attempts = 0;  // worker thread of the current run only
