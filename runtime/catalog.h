@@ -66,7 +66,7 @@ class TableState {
   std::atomic<int> subscriptions{0};
   // Closures on this table hand their tables on only at their commit (no pipelining)
   // while this is above 0; each such hand-off counts it down. A closure that read what
-  // a pipelined predecessor was writing sets it (see WorkspaceImpl::runClosure).
+  // a pipelined predecessor was writing sets it (see pipeline.h).
   std::atomic<int> pipeline_pause{0};
 
   bool indexReady(int i) const {

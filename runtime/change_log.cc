@@ -224,4 +224,34 @@ absl::StatusOr<uint64_t> logPrunedThrough(Connection& c) {
   return v;
 }
 
+absl::Status writeLogRow(Connection& c, uint64_t seq, int64_t origin, std::string_view changes,
+                         Versionstamp last_change, int64_t retention) {
+  const char* what = "change log";
+  FLATSTORE_ASSIGN_OR_RETURN(
+      Statement * s,
+      c.cached("INSERT INTO flatstore_changes(seq, origin, changes, last_vs) VALUES(?, ?, ?, ?)",
+               what));
+  s->bindInt(1, static_cast<int64_t>(seq));
+  s->bindInt(2, origin);
+  s->bindBlobStatic(3, {reinterpret_cast<const uint8_t*>(changes.data()), changes.size()});
+  s->bindInt(4, last_change.packed());
+  FLATSTORE_RETURN_IF_ERROR(s->run(what));
+  // Keep the log bounded: every 256 commits, drop entries older than the retention
+  // (at least the newest row stays).
+  int64_t horizon = static_cast<int64_t>(seq) - std::max<int64_t>(1, retention);
+  if (seq % 256 == 0 && horizon > 0) {
+    FLATSTORE_ASSIGN_OR_RETURN(Statement * prune,
+                               c.cached("DELETE FROM flatstore_changes WHERE seq <= ?", what));
+    prune->bindInt(1, horizon);
+    FLATSTORE_RETURN_IF_ERROR(prune->run(what));
+    FLATSTORE_ASSIGN_OR_RETURN(
+        Statement * mark, c.cached("UPDATE flatstore_meta SET value = max(value, ?) WHERE key = "
+                                   "'log_pruned_through'",
+                                   what));
+    mark->bindInt(1, horizon);
+    FLATSTORE_RETURN_IF_ERROR(mark->run(what));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace flatstore::internal

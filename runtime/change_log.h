@@ -66,6 +66,14 @@ absl::StatusOr<LogHead> readLogHead(Connection& c, std::string_view what);
 absl::StatusOr<int> firstChangedSince(Connection& c, uint64_t after, int64_t own_origin,
                                       std::span<const int64_t> table_ids);
 
+// Inside the writer's transaction: appends the row of commit `seq`, written by `origin`,
+// with `changes` (records from appendLogRecord) and `last_change`, the newest change
+// committed so far. Every 256 commits it also drops the rows more than `retention`
+// commits old (the newest row always stays) and records how far in
+// flatstore_meta('log_pruned_through').
+absl::Status writeLogRow(Connection& c, uint64_t seq, int64_t origin, std::string_view changes,
+                         Versionstamp last_change, int64_t retention);
+
 // The highest sequence whose log entry was pruned (0: none).
 absl::StatusOr<uint64_t> logPrunedThrough(Connection& c);
 

@@ -1,5 +1,5 @@
-// Priorities as the scheduler's and the writer's queues number them: one queue per
-// level, Priority's values in order, highest first.
+// Priorities as the scheduler's and the writer's queues hold them: one queue per
+// Priority, in Priority's order, highest first.
 #ifndef FLATSTORE_RUNTIME_PRIORITY_H_
 #define FLATSTORE_RUNTIME_PRIORITY_H_
 
@@ -9,13 +9,12 @@
 
 namespace flatstore::internal {
 
-constexpr int kUserInitiatedLevel = static_cast<int>(Priority::kUserInitiated);
-constexpr int kDefaultLevel = static_cast<int>(Priority::kDefault);
-constexpr int kBackgroundLevel = static_cast<int>(Priority::kBackground);
-constexpr int kPriorityLevels = kBackgroundLevel + 1;
+inline constexpr int kPriorityLevels = static_cast<int>(Priority::kBackground) + 1;
 
-// The queue of a priority level (out-of-range values go to the nearest level).
-inline int queueOf(int priority) { return std::clamp(priority, 0, kPriorityLevels - 1); }
+// The queue of `priority` (a value outside the enumerators goes to the nearest queue).
+inline constexpr int queueOf(Priority priority) {
+  return std::clamp(static_cast<int>(priority), 0, kPriorityLevels - 1);
+}
 
 }  // namespace flatstore::internal
 

@@ -15,7 +15,7 @@ Scheduler::~Scheduler() { stop(); }
 bool Scheduler::hasSlot(const Job& job) const {
   // A caller running its own user-initiated job is not held up by background work
   // that fills the slots: it runs on a thread of its own anyway.
-  return running_ < slots_ || (job.caller_runs && job.priority == kUserInitiatedLevel);
+  return running_ < slots_ || (job.caller_runs && job.priority == Priority::kUserInitiated);
 }
 
 bool Scheduler::anyRunnable() const {
@@ -34,10 +34,10 @@ void Scheduler::makeRunnable(Job* job) {
 Scheduler::Job* Scheduler::takeRunnable() {
   // Weighted turns: of every 7 picks, 4 prefer user-initiated work, 2 default and 1
   // background; a turn whose class is empty goes to the highest non-empty one.
-  static constexpr int kTurns[7] = {kUserInitiatedLevel, kDefaultLevel,       kUserInitiatedLevel,
-                                    kBackgroundLevel,    kUserInitiatedLevel, kDefaultLevel,
-                                    kUserInitiatedLevel};
-  int pick = kTurns[turn_];
+  static constexpr Priority kTurns[7] = {
+      Priority::kUserInitiated, Priority::kDefault, Priority::kUserInitiated, Priority::kBackground,
+      Priority::kUserInitiated, Priority::kDefault, Priority::kUserInitiated};
+  int pick = queueOf(kTurns[turn_]);
   turn_ = (turn_ + 1) % 7;
   if (runnable_[pick].empty()) {
     pick = 0;
@@ -99,7 +99,7 @@ constexpr int kMaxTakes = 8;
 }  // namespace
 
 bool Scheduler::release(Job* job, bool take_next) {
-  const int priority = job->priority;
+  const Priority priority = job->priority;
   // Only inside a run that runChain() drives, which runs what is taken.
   bool may_take = take_next && worker_thread && takes_left > 0 && taken_next == nullptr;
   bool took = false;

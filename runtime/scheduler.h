@@ -7,7 +7,7 @@
 // in; it leaves the queues only when release() is called for it, which the workspace
 // does after the job's changes are committed, or, when another job waits behind it, as
 // soon as its changes have their place in the writer's mailbox (pipelining: see
-// InFlight in writer.h).
+// pipeline.h).
 //
 // A thread that releases a job that way may take the job behind it and run it next, in
 // the same slot (release(job, true)): the next closure on a busy table then runs at
@@ -40,7 +40,7 @@ class Scheduler {
   struct Job {
     std::vector<std::string> tables;  // sorted, unique
     std::function<void(Job*)> run;    // runs on a worker; must lead to release(job)
-    int priority = kDefaultLevel;     // a level of priority.h
+    Priority priority = Priority::kDefault;
     // Set by submit() for a caller that will run the job itself (see takeTurn): when
     // the job becomes runnable, `give_turn` is called (under the scheduler's lock; it
     // must only signal) instead of a worker being woken.

@@ -37,6 +37,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "flatstore/change_request.h"
+#include "flatstore/detail/erased_change.h"
 #include "flatstore/entity.h"
 #include "flatstore/fetch.h"
 #include "flatstore/table_description.h"
@@ -62,25 +63,10 @@ struct TransactionResult {
   int64_t deleted = 0;
 };
 
-namespace internal {
-class TransactionState;
-struct ErasedChange {
-  ChangeKind kind;
-  int64_t target_rowid;
-  const std::vector<Value>* target_key;
-  std::optional<Versionstamp> required_versionstamp;
-  bool require_absent;
-  const void* request;
-  absl::StatusOr<EncodedObject> (*encode)(const void* request, const uint8_t* current);
-};
-class HandleState;
-}  // namespace internal
-
 // The context of one running closure. Used only on the closure's thread, only during
 // the closure's run.
 class TransactionContext {
  public:
-  explicit TransactionContext(internal::TransactionState* state) : state_(state) {}
   TransactionContext(const TransactionContext&) = delete;
   TransactionContext& operator=(const TransactionContext&) = delete;
 
@@ -136,10 +122,11 @@ class TransactionContext {
   // the closure should return (Aborted).
   absl::Status abort(std::string_view reason = "aborted by its closure");
 
-  // For the runtime: the state behind this context.
-  internal::TransactionState* state() const { return state_; }
-
  private:
+  // Made by the runtime for each run of a closure.
+  friend class internal::TransactionAccess;
+  explicit TransactionContext(internal::TransactionState* state) : state_(state) {}
+
   absl::StatusOr<SubmitOutcome> submitErased(const TableDescription& table,
                                              const internal::ErasedChange& change);
   // The query source for `table`; a source that fails every query when the table was

@@ -112,7 +112,8 @@ struct Changes {
 
 namespace internal {
 class WorkspaceImpl;
-}
+class Reads;
+}  // namespace internal
 
 class Workspace {
  public:
@@ -249,9 +250,12 @@ class Workspace {
     absl::StatusOr<std::shared_ptr<const typename EntityTraits<T>::Entity>> get(const K&... key) {
       return getByKey<T>(source_, key...);
     }
-    explicit Snapshot(internal::QuerySource* source) : source_(source) {}
 
    private:
+    // Made by the runtime for the length of one snapshot() call.
+    friend class internal::Reads;
+    explicit Snapshot(internal::QuerySource* source) : source_(source) {}
+
     internal::QuerySource* source_;
   };
   // Runs `fn(Snapshot&)` -> absl::Status with one read transaction for all its fetches.

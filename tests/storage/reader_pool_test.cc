@@ -1,12 +1,13 @@
 // The pools of read-only connections: a growing pool (closures' snapshots) opens a
 // connection when none is free and closes those beyond its size once they sat idle.
+#include "runtime/reader_pool.h"
+
 #include <memory>
 #include <vector>
 
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
 #include "runtime/catalog.h"
-#include "runtime/workspace_impl.h"
 #include "tests/storage/test_util.h"
 
 namespace flatstore::internal {

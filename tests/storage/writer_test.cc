@@ -1,6 +1,7 @@
 // The writer's mailbox: which queued requests one group commit takes.
 #include "runtime/writer.h"
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -16,6 +17,22 @@ namespace {
 
 using ::flatstore::testing::TempDir;
 
+// Completes a request by calling `done`; runs no closure.
+class OnComplete : public CommitCallbacks {
+ public:
+  explicit OnComplete(std::function<void(absl::StatusOr<TransactionResult>)> done)
+      : done_(std::move(done)) {}
+  absl::Status runUnderLock(Connection&, CommitRequest&, bool) override {
+    return absl::InternalError("no closure");
+  }
+  void complete(CommitRequest&, absl::StatusOr<TransactionResult> result) override {
+    done_(std::move(result));
+  }
+
+ private:
+  std::function<void(absl::StatusOr<TransactionResult>)> done_;
+};
+
 class WriterGroupsTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -30,16 +47,17 @@ class WriterGroupsTest : public ::testing::Test {
   // With `how`, the request goes through submitOrCommit (kCommit) or commitIfIdle
   // (kIfIdle, which hands back a request it did not commit; it is then submitted).
   enum class How { kSubmit, kCommit, kIfIdle };
-  void queue(const std::string& name, int priority, How how = How::kSubmit) {
+  void queue(const std::string& name, Priority priority, How how = How::kSubmit) {
     auto r = std::make_unique<CommitRequest>();
     r->priority = priority;
     r->apply = [](Connection&) { return absl::OkStatus(); };
-    r->complete = [this, name](absl::StatusOr<TransactionResult> result) {
-      absl::MutexLock lock(&mu_);
-      EXPECT_TRUE(result.ok()) << name << ": " << result.status();
-      // Completions run right after their group's commit, before the next group.
-      group_of_[name] = writer_->lastCommitSequence();
-    };
+    r->callbacks =
+        std::make_shared<OnComplete>([this, name](absl::StatusOr<TransactionResult> result) {
+          absl::MutexLock lock(&mu_);
+          EXPECT_TRUE(result.ok()) << name << ": " << result.status();
+          // Completions run right after their group's commit, before the next group.
+          group_of_[name] = writer_->lastCommitSequence();
+        });
     switch (how) {
       case How::kSubmit:
         writer_->submit(std::move(r));
@@ -75,7 +93,7 @@ class WriterGroupsTest : public ::testing::Test {
       release_.WaitForNotification();
       return absl::OkStatus();
     };
-    r->complete = [](absl::StatusOr<TransactionResult>) {};
+    r->callbacks = std::make_shared<OnComplete>([](absl::StatusOr<TransactionResult>) {});
     writer_->submit(std::move(r));
     entered_.WaitForNotification();
   }
@@ -98,10 +116,10 @@ class WriterGroupsTest : public ::testing::Test {
 // user-initiated requests leaves background ones for the next group.
 TEST_F(WriterGroupsTest, UserInitiatedRequestsCommitWithoutBackgroundOnes) {
   blockWriter();
-  queue("background", 2);
-  queue("default", 1);
-  queue("user-1", 0);
-  queue("user-2", 0);
+  queue("background", Priority::kBackground);
+  queue("default", Priority::kDefault);
+  queue("user-1", Priority::kUserInitiated);
+  queue("user-2", Priority::kUserInitiated);
   release_.Notify();
   std::map<std::string, uint64_t> g = groups();
   ASSERT_EQ(g.size(), 4u);
@@ -113,8 +131,8 @@ TEST_F(WriterGroupsTest, UserInitiatedRequestsCommitWithoutBackgroundOnes) {
 // Without user-initiated work, background requests share the group.
 TEST_F(WriterGroupsTest, BackgroundRequestsJoinOtherGroups) {
   blockWriter();
-  queue("background", 2);
-  queue("default", 1);
+  queue("background", Priority::kBackground);
+  queue("default", Priority::kDefault);
   release_.Notify();
   std::map<std::string, uint64_t> g = groups();
   ASSERT_EQ(g.size(), 2u);
@@ -126,11 +144,11 @@ TEST_F(WriterGroupsTest, BackgroundRequestsJoinOtherGroups) {
 // them; they commit once the pause ends.
 TEST_F(WriterGroupsTest, PausedBackgroundRequestsWaitWhileOthersCommit) {
   writer_->pauseBackground(true);
-  queue("queued", 2);
-  queue("led", 2, How::kCommit);
-  queue("idle", 2, How::kIfIdle);
-  queue("default", 1, How::kCommit);
-  queue("user", 0);
+  queue("queued", Priority::kBackground);
+  queue("led", Priority::kBackground, How::kCommit);
+  queue("idle", Priority::kBackground, How::kIfIdle);
+  queue("default", Priority::kDefault, How::kCommit);
+  queue("user", Priority::kUserInitiated);
   awaitCommitted("default");
   awaitCommitted("user");
   EXPECT_FALSE(committed("queued"));
@@ -148,7 +166,7 @@ TEST_F(WriterGroupsTest, PausedBackgroundRequestsWaitWhileOthersCommit) {
 // A writer that stops commits paused background requests rather than leave them.
 TEST_F(WriterGroupsTest, StoppingCommitsPausedBackgroundRequests) {
   writer_->pauseBackground(true);
-  queue("background", 2);
+  queue("background", Priority::kBackground);
   std::map<std::string, uint64_t> g = groups();
   EXPECT_EQ(g.size(), 1u);
   EXPECT_GT(g["background"], 0u);

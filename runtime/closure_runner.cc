@@ -1,0 +1,379 @@
+#include "runtime/closure_runner.h"
+
+#include <algorithm>
+#include <exception>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "flatstore/status.h"
+#include "runtime/change_log.h"
+
+namespace flatstore::internal {
+namespace {
+
+// What one run of a closure produced.
+struct ClosureRun {
+  absl::Status status;
+  std::vector<EncodedChange> changes;
+  std::function<absl::Status(Connection&)> commit_hook;
+  int64_t bytes = 0;
+};
+
+// Runs `closure` over `db`, which is inside a transaction: a reader's snapshot, or the
+// writer's own write transaction for a run under the write lock. Records what the
+// closure reads in `reads` when given.
+ClosureRun runOn(Connection& db, const std::vector<TableState*>& tables, const Closure& closure,
+                 ReadSet* reads = nullptr) {
+  ClosureRun run;
+  TransactionState state(&db, tables);
+  state.recordReads(reads);
+  TransactionContext context = TransactionAccess::context(&state);
+  try {
+    run.status = closure(context);
+  } catch (const std::exception& e) {
+    run.status = absl::AbortedError(absl::StrCat("the closure threw: ", e.what()));
+  } catch (...) {
+    run.status = absl::AbortedError("the closure threw a non-standard exception");
+  }
+  if (run.status.ok() && state.aborted()) run.status = absl::AbortedError("aborted by its closure");
+  if (run.status.ok()) {
+    run.changes = state.takeChanges();
+    run.bytes = state.pendingBytes();
+    run.commit_hook = state.takeCommitHook();
+  }
+  return run;
+}
+
+// Runs of a transaction that conflicted with other processes before it runs under the
+// write lock, where it cannot conflict.
+constexpr int kOptimisticRuns = 2;
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------
+// Coalescer
+
+bool Coalescer::joinOrAdd(const std::shared_ptr<PendingTransaction>& txn,
+                          const std::shared_ptr<HandleState>& handle) {
+  absl::MutexLock lock(&mu_);
+  auto it = queued_.find(txn->coalescing_key);
+  if (it == queued_.end()) {
+    queued_.emplace(txn->coalescing_key, txn);
+    return false;
+  }
+  PendingTransaction& queued = *it->second;
+  Closure closure;
+  {
+    absl::MutexLock txn_lock(&txn->mu);
+    closure = std::move(txn->closure);
+  }
+  absl::MutexLock queued_lock(&queued.mu);
+  queued.closure = std::move(closure);
+  queued.handles.push_back(handle);
+  return true;
+}
+
+Closure Coalescer::start(const std::shared_ptr<PendingTransaction>& txn) {
+  absl::MutexLock lock(&mu_);
+  if (!txn->coalescing_key.empty()) {
+    auto it = queued_.find(txn->coalescing_key);
+    if (it != queued_.end() && it->second == txn) queued_.erase(it);
+  }
+  absl::MutexLock txn_lock(&txn->mu);
+  return txn->closure;
+}
+
+void Coalescer::drop(const PendingTransaction& txn) {
+  if (txn.coalescing_key.empty()) return;
+  absl::MutexLock lock(&mu_);
+  auto it = queued_.find(txn.coalescing_key);
+  if (it != queued_.end() && it->second.get() == &txn) queued_.erase(it);
+}
+
+// ---------------------------------------------------------------------------------------
+// Commit: what the writer calls back for one run of a closure.
+
+class ClosureRunner::Commit : public CommitCallbacks {
+ public:
+  Commit(ClosureRunner* runner, Scheduler::Job* job, std::shared_ptr<PendingTransaction> txn,
+         int attempt, Closure closure)
+      : runner_(runner),
+        job_(job),
+        txn_(std::move(txn)),
+        attempt_(attempt),
+        closure_(std::move(closure)) {}
+
+  // A new request of this run.
+  std::unique_ptr<CommitRequest> request(std::shared_ptr<Commit> self) {
+    auto r = std::make_unique<CommitRequest>();
+    r->priority = txn_->priority;
+    r->callbacks = std::move(self);
+    return r;
+  }
+
+  absl::Status runUnderLock(Connection& db, CommitRequest& r, bool again) override {
+    if (again) txn_->attempts += 1;
+    absl::Time run_start = absl::Now();
+    ClosureRun run = runOn(db, txn_->tables, closure_);
+    txn_->run_us += absl::ToInt64Microseconds(absl::Now() - run_start);
+    FLATSTORE_RETURN_IF_ERROR(run.status);
+    r.changes = std::move(run.changes);
+    r.apply = std::move(run.commit_hook);
+    return absl::OkStatus();
+  }
+
+  void complete(CommitRequest& r, absl::StatusOr<TransactionResult> result) override {
+    if (r.handedOn()) {
+      // Its tables were handed on already; the writer settled any conflict by running
+      // the closure again under the lock.
+      const std::shared_ptr<InFlight>& record = r.pipelining.in_flight;
+      runner_->in_flight_.remove(txn_->tables, record);
+      record->done.Notify();
+      runner_->finish(*txn_, std::move(result), r.lock_hold_us);
+      return;
+    }
+    // Another process changed a table the closure read: run it again on a fresh
+    // snapshot, keeping its place in the table queues.
+    if (!result.ok() && isConflict(result.status())) {
+      if (attempt_ < runner_->max_conflict_retries_) {
+        runner_->scheduler_->rerun(job_);
+        return;
+      }
+      result = absl::AbortedError(
+          absl::StrCat(result.status().message(), " (gave up after ", attempt_ + 1, " runs)"));
+    }
+    // The commit is done, so the next closure on these tables sees it: release them
+    // first, so that a caller woken by the handle finds them free and may run its next
+    // closure itself (shutdown() still waits for this: the writer completes the handle
+    // before it stops).
+    runner_->scheduler_->release(job_);
+    runner_->finish(*txn_, std::move(result), r.lock_hold_us);
+  }
+
+ private:
+  ClosureRunner* const runner_;
+  Scheduler::Job* const job_;
+  const std::shared_ptr<PendingTransaction> txn_;
+  const int attempt_;
+  const Closure closure_;
+};
+
+// ---------------------------------------------------------------------------------------
+// ClosureRunner
+
+TransactionHandle ClosureRunner::performChanges(std::vector<const TableDescription*> descriptions,
+                                                Closure closure, TransactionOptions options,
+                                                bool internal_continuation, bool caller_waits) {
+  auto txn = std::make_shared<PendingTransaction>();
+  auto handle = std::make_shared<HandleState>();
+  txn->name = std::move(options.name);
+  txn->submitted = absl::Now();
+  txn->priority = options.priority;
+  {
+    absl::MutexLock lock(&txn->mu);
+    txn->handles.push_back(handle);
+    txn->closure = std::move(closure);
+  }
+  for (const TableDescription* d : descriptions) {
+    absl::StatusOr<TableState*> t = tables_->get(*d);
+    if (!t.ok()) {
+      handle->complete(t.status());
+      return TransactionHandle(handle);
+    }
+    if (std::find(txn->tables.begin(), txn->tables.end(), *t) == txn->tables.end()) {
+      txn->tables.push_back(*t);
+    }
+  }
+  // Background work with a coalescing key replaces a queued one that has not started.
+  if (options.priority == Priority::kBackground && !options.coalescing_key.empty()) {
+    txn->coalescing_key = options.coalescing_key;
+    if (coalescer_.joinOrAdd(txn, handle)) return TransactionHandle(handle);
+  }
+  absl::Status admitted = absl::OkStatus();
+  if (internal_continuation) {
+    admission_.enter();
+  } else {
+    admitted = admission_.admit(options.when_full);
+  }
+  if (!admitted.ok()) {
+    coalescer_.drop(*txn);
+    std::vector<std::shared_ptr<HandleState>> handles;
+    {
+      absl::MutexLock lock(&txn->mu);
+      handles.swap(txn->handles);  // including requests coalesced into it meanwhile
+    }
+    for (auto& h : handles) h->complete(admitted);
+    return TransactionHandle(handle);
+  }
+  auto job = std::make_shared<Scheduler::Job>();
+  for (TableState* t : txn->tables) job->tables.emplace_back(t->desc.table_name);
+  std::sort(job->tables.begin(), job->tables.end());
+  job->priority = txn->priority;
+  job->run = [this, txn](Scheduler::Job* self) { run(self, txn); };
+  Scheduler::Job* raw_job = job.get();
+  // A caller that is going to wait anyway may run the closure itself; not on the writer
+  // thread, and not inside another closure, whose slot it would need twice.
+  bool may_run_here = caller_waits && !onWriterThread() && !Scheduler::onWorkerThread();
+  if (may_run_here) job->give_turn = [handle] { handle->giveTurn(); };
+  absl::StatusOr<bool> run_here = scheduler_->submit(std::move(job), may_run_here);
+  if (!run_here.ok()) {
+    coalescer_.drop(*txn);
+    finish(*txn, run_here.status(), -1);
+  } else if (*run_here) {
+    scheduler_->runHere(raw_job);
+  } else if (may_run_here && handle->awaitTurn()) {
+    // Its turn came (unless a thread running the closure before it took it along, and
+    // the transaction is complete already).
+    scheduler_->takeTurn(raw_job);
+    scheduler_->runHere(raw_job);
+  }
+  return TransactionHandle(handle);
+}
+
+void ClosureRunner::run(Scheduler::Job* job, const std::shared_ptr<PendingTransaction>& txn) {
+  int attempt = txn->attempts++;
+  Closure closure = coalescer_.start(txn);
+  if (attempt == 0) txn->started = absl::Now();
+  auto commit = std::make_shared<Commit>(this, job, txn, attempt, closure);
+  std::unique_ptr<CommitRequest> request = commit->request(commit);
+  if (attempt >= kOptimisticRuns) {
+    runUnderLock(std::move(request));
+    return;
+  }
+  if (attempt == 0 && job->on_caller) {
+    request = runOnIdleWriter(std::move(request));
+    if (request == nullptr) return;
+  }
+  runOnSnapshot(job, txn, closure, attempt, std::move(request));
+}
+
+void ClosureRunner::runUnderLock(std::unique_ptr<CommitRequest> request) {
+  // Other processes committed to its tables before each of its earlier runs reached the
+  // write lock. This run happens inside the write transaction: re-runs cannot starve.
+  request->run_under_lock = true;
+  writer_->submitOrCommit(std::move(request));
+}
+
+std::unique_ptr<CommitRequest> ClosureRunner::runOnIdleWriter(
+    std::unique_ptr<CommitRequest> request) {
+  // The caller runs the closure and waits for it. When the writer is idle, the closure
+  // runs inside a write transaction of its own, as hand-written SQLite code would: no
+  // snapshot to open, no conflict to check. Meanwhile commits of other tables wait for
+  // it (for as long as a closure runs, which is meant to be short); with work queued,
+  // it runs on a snapshot instead, and the request comes back.
+  request->run_under_lock = true;
+  request = writer_->commitIfIdle(std::move(request));
+  if (request != nullptr) request->run_under_lock = false;
+  return request;
+}
+
+void ClosureRunner::runOnSnapshot(Scheduler::Job* job,
+                                  const std::shared_ptr<PendingTransaction>& txn,
+                                  const Closure& closure, int attempt,
+                                  std::unique_ptr<CommitRequest> request) {
+  // `predecessors` are the requests on these tables that gave them up before their
+  // commit. The snapshot is taken after this list, so it lacks at most their changes;
+  // whether the closure read any of them is checked below, and by the writer.
+  std::vector<std::shared_ptr<InFlight>> predecessors;
+  ClosureRun run;
+  auto run_once = [&] {
+    predecessors = in_flight_.on(txn->tables);
+    for (const std::shared_ptr<InFlight>& p : predecessors) {
+      // One of another priority waits in another queue of the mailbox, where this
+      // request could overtake it: wait for its commit instead.
+      if (p->priority != txn->priority) p->done.WaitForNotification();
+    }
+    absl::Time run_start = absl::Now();
+    request->pipelining.reads = ReadSet();
+    absl::Status read = snapshots_->read([&](Connection& snapshot) -> absl::Status {
+      // The commit this snapshot sees: the writer checks under the write lock that no
+      // other process changed these tables since.
+      FLATSTORE_ASSIGN_OR_RETURN(LogHead head, readLogHead(snapshot, "snapshot"));
+      request->snapshot_sequence = head.sequence;
+      request->read_tables = txn->tables;
+      run = runOn(snapshot, txn->tables, closure, &request->pipelining.reads);
+      return absl::OkStatus();
+    });
+    if (!read.ok()) run.status = read;
+    txn->run_us += absl::ToInt64Microseconds(absl::Now() - run_start);
+  };
+  run_once();
+  bool stale = false;
+  for (const std::shared_ptr<InFlight>& p : predecessors) {
+    if (p->intended.touches(request->pipelining.reads)) stale = true;
+  }
+  if (stale) {
+    // The run read what a request still in flight writes. Run it again once those
+    // requests completed (this job still holds its tables, so no other closure on them
+    // runs meanwhile), and let the next closures on these tables wait for commits for a
+    // while: they touch the same objects.
+    pauseHandOn(txn->tables);
+    for (const std::shared_ptr<InFlight>& p : predecessors) p->done.WaitForNotification();
+    txn->attempts += 1;
+    run_once();
+  }
+  if (!run.status.ok() || (run.changes.empty() && !run.commit_hook)) {
+    finish(*txn,
+           run.status.ok() ? absl::StatusOr<TransactionResult>(TransactionResult{})
+                           : absl::StatusOr<TransactionResult>(run.status),
+           -1);
+    scheduler_->release(job);
+    return;
+  }
+  request->changes = std::move(run.changes);
+  request->apply = std::move(run.commit_hook);
+  request->bytes = run.bytes;
+  request->pipelining.predecessors = std::move(predecessors);
+  // Handed on, a conflict makes the writer run the closure again at once: only while
+  // the retry bound allows another run.
+  if (attempt < max_conflict_retries_ && mayHandOn(txn->tables) &&
+      (scheduler_->hasFollowers(job) || writer_->busy())) {
+    handOn(job, *txn, std::move(request));
+    return;
+  }
+  submitHolding(std::move(request));
+}
+
+void ClosureRunner::handOn(Scheduler::Job* job, const PendingTransaction& txn,
+                           std::unique_ptr<CommitRequest> request) {
+  // Closures wait for these tables, or may come while this request waits for the writer:
+  // give the tables up as soon as the request has its place in the mailbox, ahead of
+  // theirs, instead of after the commit. A conflict with another process is then
+  // settled by the writer, which runs the closure again inside the write transaction.
+  auto record = std::make_shared<InFlight>();
+  record->priority = txn.priority;
+  record->intended = writesOf(request->changes);
+  request->pipelining.in_flight = record;
+  in_flight_.add(txn.tables, record);
+  writer_->submit(std::move(request));
+  // The next closure on these tables runs on this thread now when it may (its caller is
+  // not woken for it); the writer thread commits this request meanwhile. Otherwise this
+  // thread commits what is queued when no group is being committed.
+  if (!scheduler_->release(job, /*take_next=*/true)) writer_->commitQueued();
+}
+
+void ClosureRunner::submitHolding(std::unique_ptr<CommitRequest> request) {
+  // Commits here when no group is being committed; the job may be released (and a
+  // re-run started) before this returns, so nothing after this touches the job or the
+  // transaction.
+  writer_->submitOrCommit(std::move(request));
+}
+
+void ClosureRunner::finish(PendingTransaction& txn, absl::StatusOr<TransactionResult> result,
+                           int64_t lock_hold_us) {
+  absl::Time now = absl::Now();
+  absl::Time started = txn.started == absl::Time() ? now : txn.started;
+  metrics_->recordTransaction(
+      txn.name, {absl::ToInt64Microseconds(started - txn.submitted), txn.run_us, lock_hold_us,
+                 absl::ToInt64Microseconds(now - txn.submitted), !result.ok(),
+                 std::max(0, txn.attempts - 1)});
+  std::vector<std::shared_ptr<HandleState>> handles;
+  {
+    absl::MutexLock lock(&txn.mu);
+    handles.swap(txn.handles);
+  }
+  admission_.leave();
+  for (auto& h : handles) h->complete(result);
+}
+
+}  // namespace flatstore::internal

@@ -1,0 +1,110 @@
+// CommitRequest: what one closure (or one internal job) hands the writer to commit, and
+// CommitCallbacks, the one interface through which the writer calls its owner back.
+//
+// A request is plain data: the changes, encoded on the closure's thread; what the writer
+// needs to detect that another process (or a pipelined predecessor) changed what the
+// closure read; and a pointer to its owner's callbacks. It is created on the closure's
+// thread, handed to the Writer, and from then on touched only under the writer role.
+#ifndef FLATSTORE_RUNTIME_COMMIT_REQUEST_H_
+#define FLATSTORE_RUNTIME_COMMIT_REQUEST_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "flatstore/entity.h"
+#include "flatstore/transaction.h"
+#include "flatstore/value.h"
+#include "runtime/catalog.h"
+#include "runtime/pipeline.h"
+#include "runtime/sqlite.h"
+
+namespace flatstore::internal {
+
+// One change, fully encoded on the closure's thread.
+struct EncodedChange {
+  enum class Op { kInsert, kUpdate, kDelete, kNone };
+  Op op = Op::kNone;
+  TableState* table = nullptr;
+  int64_t rowid = 0;  // update, delete
+  ObjectBuffer bytes;
+  std::vector<Value> key;
+  std::vector<Value> index_values;
+  // For updates: the index values before the change, so unchanged ones are skipped,
+  // and whether the primary key changed.
+  std::vector<Value> old_index_values;
+  bool key_changed = false;
+  // For updates: the version the change was made over, and which top-level fields
+  // differ from it (EncodedObject::changed_fields, accumulated), for observers.
+  Versionstamp base_version;
+  uint64_t changed_fields = ~uint64_t{0};
+};
+
+// A primary key as error messages print it: "(a, b)".
+std::string keyText(const std::vector<Value>& key);
+
+struct CommitRequest;
+
+// What the writer calls back for a request. Both calls happen on a thread holding the
+// writer role (the writer thread, or a caller committing a group itself); waiting for
+// another transaction there would deadlock.
+class CommitCallbacks {
+ public:
+  virtual ~CommitCallbacks() = default;
+  // Runs the request's closure inside the open write transaction on `db`, where it sees
+  // every commit before it and no other process can interfere, and fills
+  // `request.changes` and `request.apply`. `again`: the run replaces a stale one (a
+  // pipelined predecessor or another process wrote what it read). An error fails the
+  // request alone.
+  virtual absl::Status runUnderLock(Connection& db, CommitRequest& request, bool again) = 0;
+  // The request's outcome, after its group committed or failed. The request is
+  // destroyed after this returns.
+  virtual void complete(CommitRequest& request, absl::StatusOr<TransactionResult> result) = 0;
+};
+
+struct CommitRequest {
+  std::vector<EncodedChange> changes;
+  // Extra work inside the request's savepoint (catalog DDL, dictionary writes, a chunk's
+  // cursor).
+  std::function<absl::Status(Connection&)> apply;
+  int64_t bytes = 0;
+  // When more is queued than one group takes, higher priorities go first.
+  Priority priority = Priority::kDefault;
+  // The writer produces `changes` and `apply` by calling runUnderLock() inside the write
+  // transaction before applying them (a closure run under the write lock).
+  bool run_under_lock = false;
+
+  // The tables the closure read and the commit sequence its snapshot saw. If another
+  // process changed one of them since, the request fails with a conflict (see
+  // isConflict) and is run again on a fresh snapshot, or, once it handed its tables on,
+  // runs again under the lock.
+  std::vector<TableState*> read_tables;
+  uint64_t snapshot_sequence = 0;
+
+  // Pipelining (see pipeline.h).
+  struct Pipelining {
+    // The requests on this request's tables that were in flight when its snapshot was
+    // taken, and what its closure read: when a predecessor applied after the snapshot
+    // wrote something the closure read, the writer runs the closure again under the
+    // lock.
+    std::vector<std::shared_ptr<InFlight>> predecessors;
+    ReadSet reads;
+    // Its own record, when it handed its tables on before its commit.
+    std::shared_ptr<InFlight> in_flight;
+  };
+  Pipelining pipelining;
+  bool handedOn() const { return pipelining.in_flight != nullptr; }
+
+  // Who is called back (shared: it may serve several runs of one closure).
+  std::shared_ptr<CommitCallbacks> callbacks;
+  // Set by the writer before complete(): how long the group held the write lock.
+  int64_t lock_hold_us = -1;
+};
+
+}  // namespace flatstore::internal
+
+#endif  // FLATSTORE_RUNTIME_COMMIT_REQUEST_H_

@@ -1,0 +1,111 @@
+#include "runtime/reader_pool.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "absl/time/clock.h"
+#include "flatstore/status.h"
+
+namespace flatstore::internal {
+
+namespace {
+
+absl::StatusOr<std::unique_ptr<Connection>> openReader(const std::string& path) {
+  FLATSTORE_ASSIGN_OR_RETURN(auto c, Connection::open(path, /*read_only=*/true));
+  // Readers rarely meet a lock in WAL mode (only while another process recovers the WAL
+  // index); they wait it out rather than report SQLITE_BUSY.
+  c->setBusyTimeout(absl::Seconds(30));
+  return c;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ReaderPool>> ReaderPool::open(const std::string& path, int size,
+                                                             MetricsRegistry* metrics, bool grows,
+                                                             absl::Duration idle_close) {
+  auto pool = std::make_unique<ReaderPool>();
+  pool->path_ = path;
+  pool->metrics_ = metrics;
+  pool->grows_ = grows;
+  pool->size_ = std::max(1, size);
+  pool->idle_close_ = idle_close;
+  absl::MutexLock lock(&pool->mu_);
+  for (int i = 0; i < pool->size_; ++i) {
+    FLATSTORE_ASSIGN_OR_RETURN(auto c, openReader(path));
+    pool->free_.push_back(Idle{std::move(c), absl::Now()});
+    pool->open_ += 1;
+  }
+  return pool;
+}
+
+ReaderPool::Lease ReaderPool::take() {
+  std::unique_ptr<Connection> c = std::move(free_.back().connection);
+  free_.pop_back();
+  return Lease(this, std::move(c));
+}
+
+ReaderPool::Lease ReaderPool::checkout() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (!free_.empty()) return take();
+  }
+  if (grows_) {
+    // Opened outside the lock; it joins the pool when the lease ends.
+    absl::StatusOr<std::unique_ptr<Connection>> c = openReader(path_);
+    if (c.ok()) {
+      absl::MutexLock lock(&mu_);
+      open_ += 1;
+      return Lease(this, std::move(*c));
+    }
+  }
+  auto available =
+      +[](ReaderPool* p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(p->mu_) { return !p->free_.empty(); };
+  absl::MutexLock lock(&mu_);
+  if (free_.empty() && metrics_ != nullptr) {
+    absl::Time start = absl::Now();
+    mu_.Await(absl::Condition(available, this));
+    metrics_->recordReaderWait(absl::ToInt64Microseconds(absl::Now() - start));
+  }
+  mu_.Await(absl::Condition(available, this));
+  return take();
+}
+
+int ReaderPool::connections() {
+  absl::MutexLock lock(&mu_);
+  return open_;
+}
+
+void ReaderPool::giveBack(std::unique_ptr<Connection> c) {
+  std::vector<std::unique_ptr<Connection>> closing;
+  {
+    absl::MutexLock lock(&mu_);
+    // Only a growing pool closes idle connections, so only it needs the time.
+    absl::Time now = grows_ ? absl::Now() : absl::InfinitePast();
+    free_.push_back(Idle{std::move(c), now});
+    while (grows_ && open_ > size_ && now - free_.front().since >= idle_close_) {
+      closing.push_back(std::move(free_.front().connection));
+      free_.pop_front();
+      open_ -= 1;
+    }
+  }
+  // Closed outside the lock (sqlite3_close frees the connection's page cache).
+}
+
+ReaderPool::Lease::~Lease() {
+  if (c_ != nullptr) pool_->giveBack(std::move(c_));
+}
+
+absl::Status ReaderPool::read(const std::function<absl::Status(Connection&)>& fn) {
+  Lease c = checkout();
+  return inReadTransaction(*c, [&] { return fn(*c); });
+}
+
+absl::Status inReadTransaction(Connection& c, const std::function<absl::Status()>& fn) {
+  FLATSTORE_RETURN_IF_ERROR(c.exec("BEGIN", "read transaction"));
+  absl::Status s = fn();
+  absl::Status end = c.exec(s.ok() ? "COMMIT" : "ROLLBACK", "read transaction");
+  if (!end.ok()) c.rollbackQuietly();
+  return s.ok() ? end : s;
+}
+
+}  // namespace flatstore::internal

@@ -1,0 +1,104 @@
+#include "runtime/row_writes.h"
+
+#include <string_view>
+
+#include "absl/strings/str_cat.h"
+#include "flatstore/status.h"
+#include "runtime/absl_compat.h"
+
+namespace flatstore::internal {
+
+std::string keyText(const std::vector<Value>& key) {
+  std::string out = "(";
+  for (size_t i = 0; i < key.size(); ++i) {
+    if (i > 0) out += ", ";
+    out += key[i].toString();
+  }
+  return out + ")";
+}
+namespace {
+
+bool indexChanged(const EncodedChange& c, size_t x) {
+  return c.op == EncodedChange::Op::kInsert || x >= c.old_index_values.size() ||
+         !(c.old_index_values[x] == c.index_values[x]);
+}
+
+}  // namespace
+
+// The first pass of a request: removes what its deletions and key or unique-value
+// changes free, so that the second pass can take over freed keys and values in any
+// order (a closure may delete b and give a b's key, or swap two keys).
+absl::Status applyRemovals(Connection& db, const EncodedChange& c) {
+  TableState& t = *c.table;
+  const TableDescription& d = t.desc;
+  std::string_view what = d.table_name;
+  bool remove_row =
+      c.op == EncodedChange::Op::kDelete || (c.op == EncodedChange::Op::kUpdate && c.key_changed);
+  if (remove_row) {
+    FLATSTORE_ASSIGN_OR_RETURN(Statement * s, db.cached(t.delete_sql, what));
+    s->bindInt(1, c.rowid);
+    FLATSTORE_RETURN_IF_ERROR(s->run(what));
+  }
+  for (size_t x = 0; x < d.indexes.size(); ++x) {
+    bool remove_entry =
+        c.op == EncodedChange::Op::kDelete ||
+        (c.op == EncodedChange::Op::kUpdate && d.indexes[x].unique && indexChanged(c, x));
+    if (!remove_entry) continue;
+    FLATSTORE_ASSIGN_OR_RETURN(Statement * is, db.cached(t.index_delete_sql[x], what));
+    is->bindInt(1, c.rowid);
+    FLATSTORE_RETURN_IF_ERROR(is->run(what));
+  }
+  return absl::OkStatus();
+}
+
+// The second pass: writes inserted and updated objects and their index entries.
+absl::Status applyWrites(Connection& db, EncodedChange& c, int64_t vs) {
+  if (c.op != EncodedChange::Op::kInsert && c.op != EncodedChange::Op::kUpdate) {
+    return absl::OkStatus();
+  }
+  TableState& t = *c.table;
+  const TableDescription& d = t.desc;
+  std::string_view what = d.table_name;
+  bool insert = c.op == EncodedChange::Op::kInsert;
+  // An update keeps its row in place unless its key changed (then the first pass
+  // removed it and it is inserted again with the same rowid).
+  const std::string& sql = insert          ? t.insert_sql
+                           : c.key_changed ? t.reinsert_sql
+                                           : t.update_bytes_sql;
+  FLATSTORE_ASSIGN_OR_RETURN(Statement * s, db.cached(sql, what));
+  int i = 1;
+  if (!insert && c.key_changed) s->bindInt(i++, c.rowid);
+  if (insert || c.key_changed) {
+    for (const Value& k : c.key) s->bind(i++, k);
+  }
+  s->bindBlobStatic(i++, c.bytes.span());
+  s->bindInt(i++, vs);
+  if (!insert && !c.key_changed) s->bindInt(i++, c.rowid);
+  absl::Status st = s->run(what);
+  if (absl::IsAlreadyExists(st)) {
+    return absl::AlreadyExistsError(absl::StrCat(
+        "table ", av(what), ": an object with primary key ", keyText(c.key), " already exists"));
+  }
+  FLATSTORE_RETURN_IF_ERROR(st);
+  if (insert) c.rowid = db.lastInsertRowid();
+  for (size_t x = 0; x < d.indexes.size(); ++x) {
+    if (!indexChanged(c, x)) continue;
+    // Entries of new objects and unique entries removed by the first pass are inserted;
+    // other changed entries are updated in place.
+    bool fresh = insert || d.indexes[x].unique;
+    FLATSTORE_ASSIGN_OR_RETURN(
+        Statement * is, db.cached(fresh ? t.index_insert_sql[x] : t.index_upsert_sql[x], what));
+    is->bindInt(1, c.rowid);
+    is->bind(2, c.index_values[x]);
+    absl::Status ist = is->run(what);
+    if (absl::IsAlreadyExists(ist)) {
+      return absl::AlreadyExistsError(
+          absl::StrCat("table ", av(what), ": unique field '", av(d.indexes[x].field_path),
+                       "' already has value ", c.index_values[x].toString()));
+    }
+    FLATSTORE_RETURN_IF_ERROR(ist);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace flatstore::internal

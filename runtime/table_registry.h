@@ -1,0 +1,48 @@
+// TableRegistry: the entity tables a workspace has used, by name.
+//
+// The first use of a table creates it in the database if needed (through the writer),
+// checks its stored layout, and hands incomplete indexes to the writer's back-fill. A
+// TableState lives as long as the registry, so the rest of the runtime keeps plain
+// pointers to it.
+//
+// Thread-safety: all methods are thread-safe.
+#ifndef FLATSTORE_RUNTIME_TABLE_REGISTRY_H_
+#define FLATSTORE_RUNTIME_TABLE_REGISTRY_H_
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "flatstore/table_description.h"
+#include "runtime/catalog.h"
+#include "runtime/writer.h"
+
+namespace flatstore::internal {
+
+class TableRegistry {
+ public:
+  explicit TableRegistry(Writer* writer) : writer_(writer) {}
+
+  // The state of `table`, creating the table in the database on first use.
+  // FailedPrecondition after close(); the writer's error when the table cannot be
+  // created or its stored layout does not match.
+  absl::StatusOr<TableState*> get(const TableDescription& table) ABSL_LOCKS_EXCLUDED(mu_);
+  // The tables in use that have live subscriptions.
+  std::vector<TableState*> observed() ABSL_LOCKS_EXCLUDED(mu_);
+  // Later calls of get() fail.
+  void close() ABSL_LOCKS_EXCLUDED(mu_);
+
+ private:
+  Writer* const writer_;
+  absl::Mutex mu_;
+  std::map<std::string, std::unique_ptr<TableState>> tables_ ABSL_GUARDED_BY(mu_);
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace flatstore::internal
+
+#endif  // FLATSTORE_RUNTIME_TABLE_REGISTRY_H_

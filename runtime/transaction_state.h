@@ -1,0 +1,143 @@
+// Transaction state: what stands behind the public TransactionHandle and
+// TransactionContext.
+//
+//   HandleState       a transaction's completion: its result, the callbacks waiting for
+//                     it, and the turn of a caller that runs its own closure.
+//                     Thread-safe.
+//   TransactionState  one run of a closure: the snapshot it reads, the tables it
+//                     declared, its pending changes (read-your-writes) and what it read
+//                     (for pipelining). Used only on the closure's thread.
+//   TransactionAccess the runtime's way into a TransactionContext.
+#ifndef FLATSTORE_RUNTIME_TRANSACTION_STATE_H_
+#define FLATSTORE_RUNTIME_TRANSACTION_STATE_H_
+
+#include <atomic>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "flatstore/fetch.h"
+#include "flatstore/transaction.h"
+#include "runtime/catalog.h"
+#include "runtime/commit_request.h"
+#include "runtime/pipeline.h"
+#include "runtime/query_exec.h"
+#include "runtime/sqlite.h"
+
+namespace flatstore::internal {
+
+// The completion state behind a TransactionHandle.
+class HandleState {
+ public:
+  void complete(absl::StatusOr<TransactionResult> result);
+  absl::StatusOr<TransactionResult> wait();
+  bool done();
+  void onComplete(std::function<void(const absl::StatusOr<TransactionResult>&)> callback);
+  // For a caller that runs its own closure: the scheduler's signal that its turn came
+  // (Scheduler::Job::give_turn), and the wait for it. awaitTurn() returns true for a
+  // turn, false once the transaction completed (another thread ran the closure).
+  void giveTurn();
+  bool awaitTurn();
+
+ private:
+  absl::Mutex mu_;
+  bool done_ ABSL_GUARDED_BY(mu_) = false;
+  bool turn_ ABSL_GUARDED_BY(mu_) = false;
+  absl::StatusOr<TransactionResult> result_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::function<void(const absl::StatusOr<TransactionResult>&)>> callbacks_
+      ABSL_GUARDED_BY(mu_);
+};
+
+// The state of one running closure: its snapshot connection, the tables it declared,
+// and its pending changes. Used only on the closure's thread.
+class TransactionState {
+ public:
+  TransactionState(Connection* snapshot, std::vector<TableState*> tables);
+  ~TransactionState();
+
+  absl::StatusOr<SubmitOutcome> submit(const TableDescription& table, const ErasedChange& change);
+  QuerySource* source(const TableDescription& table);
+  void abort() { aborted_ = true; }
+  bool aborted() const { return aborted_; }
+  // The changes to commit. Ends the transaction: its pending view (what its queries
+  // see of its own changes) is given up.
+  std::vector<EncodedChange> takeChanges();
+  // Work for the writer to do inside this transaction's savepoint (chunk cursors).
+  void setCommitHook(std::function<absl::Status(Connection&)> hook) {
+    commit_hook_ = std::move(hook);
+  }
+  std::function<absl::Status(Connection&)> takeCommitHook() { return std::move(commit_hook_); }
+  int64_t pendingBytes() const { return bytes_; }
+  // For chunks: after how many changes TransactionContext::chunkFull() turns true (0:
+  // never) while other transactions are pending (`pending` counts the workspace's
+  // pending transactions, this one included); with none, after kAloneFactor times as
+  // many.
+  static constexpr int64_t kAloneFactor = 16;
+  void setChunkLimit(int64_t changes, const std::atomic<int64_t>* pending) {
+    chunk_limit_ = changes;
+    workspace_pending_ = pending;
+  }
+  bool chunkFull() const {
+    int64_t n = static_cast<int64_t>(changes_.size());
+    if (chunk_limit_ <= 0 || n < chunk_limit_) return false;
+    return workspace_pending_->load(std::memory_order_relaxed) > 1 ||
+           n / kAloneFactor >= chunk_limit_;
+  }
+  // Records in `reads` what the closure reads from its snapshot (for pipelining).
+  void recordReads(ReadSet* reads) { reads_ = reads; }
+
+ private:
+  class Source;
+  TableState* declared(const TableDescription& table);
+  // The current version of the target of a change or deletion.
+  struct Current {
+    int64_t rowid = 0;    // 0 for a pending insert
+    int64_t sort_id = 0;  // identifies a pending insert
+    ObjectBuffer bytes;
+    std::vector<Value> key;
+    bool pending_insert = false;
+    Versionstamp versionstamp;  // of the committed version; zero if changed here
+  };
+  absl::StatusOr<std::optional<Current>> find(TableState& t, int64_t rowid,
+                                              const std::vector<Value>* key);
+  absl::StatusOr<bool> keyTaken(TableState& t, const std::vector<Value>& key);
+  void recordInsert(TableState& t, EncodedObject encoded, std::vector<Value> key,
+                    std::vector<Value> index_values);
+  void recordUpdate(TableState& t, const Current& current, EncodedObject encoded,
+                    std::vector<Value> key, std::vector<Value> index_values);
+  void recordDelete(TableState& t, const Current& current);
+  // The pending entry of committed object `rowid`; on its first change in this
+  // transaction a new entry, whose change make_change() makes.
+  template <class MakeChange>
+  PendingTable::Entry& committedEntry(PendingTable& p, int64_t rowid, MakeChange make_change);
+
+  Connection* snapshot_;
+  std::vector<TableState*> tables_;
+  std::map<TableState*, PendingTable> pending_;
+  std::map<TableState*, std::unique_ptr<Source>> sources_;
+  std::vector<EncodedChange> changes_;
+  std::function<absl::Status(Connection&)> commit_hook_;
+  int64_t bytes_ = 0;
+  int64_t chunk_limit_ = 0;
+  const std::atomic<int64_t>* workspace_pending_ = nullptr;
+  bool aborted_ = false;
+  ReadSet* reads_ = nullptr;
+};
+
+// How the runtime makes a TransactionContext for a state and reaches the state behind
+// one; the public header keeps both private.
+class TransactionAccess {
+ public:
+  static TransactionContext context(TransactionState* state) { return TransactionContext(state); }
+  static TransactionState* state(TransactionContext& context) { return context.state_; }
+};
+
+}  // namespace flatstore::internal
+
+#endif  // FLATSTORE_RUNTIME_TRANSACTION_STATE_H_
