@@ -41,8 +41,10 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "flatstore/workspace.h"
 #include "game_flatstore.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/storage/test_util.h"
 
@@ -1078,6 +1080,8 @@ struct QueryCase {
     if (offset) absl::StrAppend(&out, ".offset(", *offset, ")");
     return out;
   }
+  // A negative limit or offset: all(), first() and count() must each refuse it.
+  bool invalidWindow() const { return (limit && *limit < 0) || (offset && *offset < 0); }
   int size() const {
     int n = static_cast<int>(order.size()) + (limit ? 1 : 0) + (offset ? 1 : 0);
     for (const auto& w : wheres) n += nodeCount(*w);
@@ -1128,6 +1132,8 @@ class QueryGen {
       c.limit = rng_.pick(kLimits);
       c.offset = rng_.pick(kOffsets);
     }
+    // Now and then a negative limit or offset, which every path must refuse.
+    if (rng_.chance(0.04)) (rng_.chance(0.5) ? c.limit : c.offset) = -rng_.range(1, 3);
     c.check_first = rng_.chance(0.1);
     return c;
   }
@@ -1396,7 +1402,8 @@ struct Stats {
   int memory_only = 0;
   int nonempty = 0;
   int empty = 0;
-  int windowed = 0;  // with limit or offset
+  int windowed = 0;         // with limit or offset
+  int invalid_windows = 0;  // with a negative limit or offset
   int failures = 0;
 };
 
@@ -1421,7 +1428,30 @@ struct Outcome {
   }
 };
 
+// A negative window: all(), count() and first() each fail with InvalidArgument (the
+// answers are then compared as empty).
+Outcome invalidWindowAnswer(const Env& env, const QueryCase& c) {
+  Outcome o{Answer(), Answer(), Answer(), int64_t{0}, std::nullopt};
+  Query<Monster> q = buildQuery(env.fetch(), c);
+  std::vector<std::string> problems;
+  auto expectRefused = [&](const char* call, const absl::Status& status) {
+    if (status.code() != absl::StatusCode::kInvalidArgument ||
+        status.message().find("must not be negative") == absl::string_view::npos) {
+      problems.push_back(absl::StrCat(call, " returned ", status.ToString()));
+    }
+  };
+  expectRefused("all()", q.all().status());
+  expectRefused("count()", q.count().status());
+  expectRefused("first()", q.first().status());
+  if (!problems.empty()) {
+    o.first_problem =
+        absl::StrCat("a negative window was not refused: ", absl::StrJoin(problems, "; "));
+  }
+  return o;
+}
+
 Outcome answer(const Env& env, const QueryCase& c) {
+  if (c.invalidWindow()) return invalidWindowAnswer(env, c);
   Outcome o{engineAnswer(env.fetch(), c), memoryAnswer(*env.all, c), referenceAnswer(*env.model, c),
             buildQuery(env.fetch(), c).count(), std::nullopt};
   // first() with limit(0) is left to FirstRespectsLimitZero below.
@@ -1508,6 +1538,7 @@ void check(const Env& env, const QueryCase& c, Stats& stats) {
     ++stats.mixed;
   }
   if (c.limit || c.offset) ++stats.windowed;
+  if (c.invalidWindow()) ++stats.invalid_windows;
 
   Outcome o = answer(env, c);
   (o.reference.empty() ? stats.empty : stats.nonempty)++;
@@ -1666,8 +1697,9 @@ void runSeed(uint64_t seed, const Budget& budget = {}) {
   std::cout << "seed " << seed << ": " << model.size() << " objects, " << stats.queries
             << " queries (" << stats.in_transactions << " in transactions; " << stats.sql_only
             << " all-SQL, " << stats.mixed << " mixed, " << stats.memory_only << " all-memory; "
-            << stats.windowed << " with limit/offset; " << stats.nonempty << " non-empty, "
-            << stats.empty << " empty), " << stats.failures << " disagreements\n";
+            << stats.windowed << " with limit/offset, " << stats.invalid_windows
+            << " of them negative; " << stats.nonempty << " non-empty, " << stats.empty
+            << " empty), " << stats.failures << " disagreements\n";
   EXPECT_EQ(stats.failures, 0) << ctx.where();
   // The generator must produce queries that discriminate: a share of each kind, and
   // results that are neither always empty nor always everything.
@@ -1676,6 +1708,7 @@ void runSeed(uint64_t seed, const Budget& budget = {}) {
   EXPECT_GE(stats.memory_only, stats.queries / 10);
   EXPECT_GE(stats.nonempty, stats.queries / 4);
   EXPECT_GE(stats.empty, stats.queries / 20);
+  EXPECT_GE(stats.invalid_windows, stats.queries / 100);
 }
 
 class QueryDifferentialTest : public ::testing::TestWithParam<uint64_t> {};
@@ -1759,6 +1792,36 @@ TEST_F(QueryDifferentialMinimal, FirstRespectsLimitZero) {
   auto first = ws_->fetch<Monster>().limit(0).first();
   ASSERT_OK(first);
   EXPECT_TRUE(*first == nullptr) << "first() returned " << escaped((*first)->name());
+}
+
+// count() checks its window as all() does, on the SQL path, the in-memory path and
+// inside a transaction with pending changes.
+TEST_F(QueryDifferentialMinimal, CountRefusesANegativeWindowAsAllDoes) {
+  auto expectRefused = [](const Query<Monster>& q, const char* what) {
+    auto all = q.all();
+    auto count = q.count();
+    EXPECT_EQ(all.status().code(), absl::StatusCode::kInvalidArgument) << what;
+    EXPECT_EQ(count.status().code(), absl::StatusCode::kInvalidArgument)
+        << what << ": count() = " << (count.ok() ? absl::StrCat(*count) : "error");
+    EXPECT_THAT(std::string(count.status().message()), ::testing::HasSubstr("must not be negative"))
+        << what;
+  };
+  expectRefused(ws_->fetch<Monster>().offset(-3), "SQL, offset -3");
+  expectRefused(ws_->fetch<Monster>().limit(-1), "SQL, limit -1");
+  expectRefused(ws_->fetch<Monster>().where(F::speed > 0.0).offset(-3), "in memory, offset -3");
+  expectRefused(ws_->fetch<Monster>().where(F::speed > 0.0).limit(-2), "in memory, limit -2");
+  auto done = ws_->performChangesAndWait<Monster>([&](TransactionContext& txn) {
+    auto c = MonsterChangeRequest::creation();
+    c.setName("c").setRealm(3);
+    EXPECT_OK(txn.submit(c));
+    expectRefused(txn.fetch<Monster>().offset(-3), "transaction, offset -3");
+    expectRefused(txn.fetch<Monster>().where(F::hp > 0).limit(-1), "transaction, limit -1");
+    return txn.abort();
+  });
+  EXPECT_EQ(done.status().code(), absl::StatusCode::kAborted);
+  // A window that is not negative still counts.
+  EXPECT_EQ(*ws_->fetch<Monster>().offset(1).count(), 1);
+  EXPECT_EQ(*ws_->fetch<Monster>().where(F::speed > 0.0).limit(1).count(), 1);
 }
 
 // From the random test's committed round (seeds 62, 78, 79, 156 fail there): a closure
