@@ -153,6 +153,8 @@ Changeset diffResults(const std::vector<EntityPtr>& before, const std::vector<En
 namespace {
 
 // A value compare() orders totally against every other such value: not null, not NaN.
+// (Value::real makes a NaN null, so queries treat it as null everywhere; the NaN test
+// only guards the order.)
 bool ordered(const Value& v) {
   return !v.isNull() && !(v.kind() == Value::Kind::kReal && std::isnan(v.asReal()));
 }
