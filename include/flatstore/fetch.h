@@ -21,6 +21,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -177,11 +178,34 @@ class Query {
   internal::QuerySpec spec_;
 };
 
+namespace internal {
+
+template <class... V, class... K>
+constexpr bool keyAccepts(std::tuple<V...>*, std::tuple<K...>*) {
+  if constexpr (sizeof...(V) != sizeof...(K)) {
+    return false;
+  } else {
+    return (ComparableWith<V, K> && ...);
+  }
+}
+
+}  // namespace internal
+
+// `K...` can be a primary key of T: one value per key field (EntityTraits<T>::Key, an
+// automatic id is one int64_t), each of a type a query could compare with that field.
+// So get<T>(key...) takes what deletion(key...) takes, in number and order, and no
+// value is narrowed on the way (an int64_t for an int32 key field is looked up as it
+// is, and finds nothing when it does not fit).
+template <class T, class... K>
+concept PrimaryKeyOf = internal::keyAccepts(static_cast<typename EntityTraits<T>::Key*>(nullptr),
+                                            static_cast<std::tuple<K...>*>(nullptr));
+
 // Looks up one object of T by primary key (or automatic id) through `source`: null
 // when absent.
 template <class T, class... K>
-absl::StatusOr<std::shared_ptr<const typename EntityTraits<T>::Entity>> getByKey(
-    internal::QuerySource* source, const K&... key) {
+requires PrimaryKeyOf<T, K...>
+    absl::StatusOr<std::shared_ptr<const typename EntityTraits<T>::Entity>> getByKey(
+        internal::QuerySource* source, const K&... key) {
   using Entity = typename EntityTraits<T>::Entity;
   internal::QuerySpec spec;
   spec.key = std::vector<Value>{Value::of(key)...};

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "docs_flatstore.h"
+#include "flatstore/workspace.h"
 #include "game_flatstore.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -382,6 +383,24 @@ TEST(Values, NanIsNullInfinitiesAreNumbers) {
   EXPECT_EQ(F::speed.notIn({kNan, 2.0}).evaluate(*one), Truth::kUnknown);
   EXPECT_EQ((F::speed != kNan).evaluate(*one), Truth::kUnknown);
 }
+
+// get<T>(key...) takes the primary key's fields, in number and type, as
+// deletion(key...) does; tests/codegen/compile_fail/get_key.cc shows the compiler's
+// refusal.
+template <class T, class... K>
+concept Gettable = requires(Workspace& ws, TransactionContext& txn, const K&... key) {
+  ws.get<T>(key...);
+  txn.get<T>(key...);
+};
+static_assert(Gettable<Monster, const char*, int>);
+static_assert(Gettable<Monster, std::string, int64_t>);
+static_assert(Gettable<Event, int64_t>);
+static_assert(!Gettable<Monster, const char*>);
+static_assert(!Gettable<Monster, const char*, int, int>);
+static_assert(!Gettable<Monster, const char*, double>);
+static_assert(!Gettable<Monster, int, int>);
+static_assert(!Gettable<Event, const char*>);
+static_assert(!Gettable<Event>);
 
 }  // namespace
 }  // namespace flatstore::test::game

@@ -9,6 +9,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -954,6 +955,8 @@ struct flatstore::EntityTraits<::flatstore::test::game::Monster> {
   using Entity = ::flatstore::test::game::MonsterEntity;
   using ChangeRequest = ::flatstore::test::game::MonsterChangeRequest;
   using Fields = ::flatstore::test::game::MonsterFields;
+  // The primary key's types in key order (an automatic id: int64_t).
+  using Key = std::tuple<std::string_view, int32_t>;
   static const ::flatstore::TableDescription& description() {
     return ::flatstore::test::game::MonsterEntity::description();
   }
@@ -1419,6 +1422,8 @@ struct flatstore::EntityTraits<::flatstore::test::game::Event> {
   using Entity = ::flatstore::test::game::EventEntity;
   using ChangeRequest = ::flatstore::test::game::EventChangeRequest;
   using Fields = ::flatstore::test::game::EventFields;
+  // The primary key's types in key order (an automatic id: int64_t).
+  using Key = std::tuple<int64_t>;
   static const ::flatstore::TableDescription& description() {
     return ::flatstore::test::game::EventEntity::description();
   }
