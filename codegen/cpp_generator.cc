@@ -132,7 +132,7 @@ std::string CppGenerator::generate() {
   w_.line("#define {{GUARD}}");
   w_.line("");
   for (const char* h : {"<bitset>", "<cstdint>", "<memory>", "<optional>", "<span>", "<string>",
-                        "<string_view>", "<utility>", "<vector>"}) {
+                        "<string_view>", "<tuple>", "<utility>", "<vector>"}) {
     w_.set("H", h);
     w_.line("#include {{H}}");
   }
@@ -558,12 +558,11 @@ void CppGenerator::genChangeRequest(const Entity& e) {
   } else {
     std::string params;
     std::string pushes;
-    for (int k : e.key_paths) {
-      const QueryPath& p = e.paths[static_cast<size_t>(k)];
+    std::vector<std::string> types = keyTypes(e);
+    for (size_t i = 0; i < e.key_paths.size(); ++i) {
+      const QueryPath& p = e.paths[static_cast<size_t>(e.key_paths[i])];
       std::string name = lowerCamel(p.steps.back().field->name);
-      std::string type = p.cpp_type;
-      if (type.find("::") != std::string::npos && type.rfind("std::", 0) != 0) type = "::" + type;
-      params += (params.empty() ? "" : ", ") + type + " " + name;
+      params += (params.empty() ? "" : ", ") + types[i] + " " + name;
       pushes += "r.target_key_.push_back(::flatstore::Value::of(" + name + "));\n";
     }
     w_.set("PARAMS", params);
@@ -704,7 +703,21 @@ void CppGenerator::genSetter(const Entity& e, const FieldDef& f, size_t bit) {
   }
 }
 
+std::vector<std::string> CppGenerator::keyTypes(const Entity& e) {
+  if (e.key_paths.empty()) return {"int64_t"};
+  std::vector<std::string> out;
+  for (int k : e.key_paths) {
+    std::string type = e.paths[static_cast<size_t>(k)].cpp_type;
+    if (type.find("::") != std::string::npos && type.rfind("std::", 0) != 0) type = "::" + type;
+    out.push_back(std::move(type));
+  }
+  return out;
+}
+
 void CppGenerator::genTraits(const Entity& e) {
+  std::string key;
+  for (const std::string& t : keyTypes(e)) key += (key.empty() ? "" : ", ") + t;
+  w_.set("KEY", key);
   w_.set("QENTITY", "::" + e.cpp_name + "Entity");
   w_.set("QREQUEST", "::" + e.cpp_name + "ChangeRequest");
   w_.set("QFIELDS", "::" + e.cpp_name + "Fields");
@@ -714,6 +727,8 @@ void CppGenerator::genTraits(const Entity& e) {
   w_.line("  using Entity = {{QENTITY}};");
   w_.line("  using ChangeRequest = {{QREQUEST}};");
   w_.line("  using Fields = {{QFIELDS}};");
+  w_.line("  // The primary key's types in key order (an automatic id: int64_t).");
+  w_.line("  using Key = std::tuple<{{KEY}}>;");
   w_.line("  static const ::flatstore::TableDescription& description() {");
   w_.line("    return {{QENTITY}}::description();");
   w_.line("  }");

@@ -34,6 +34,8 @@ class CppGenerator {
   void genChangeRequest(const Entity& e);
   void genSetter(const Entity& e, const flatbuffers::FieldDef& f, size_t bit);
   void genTraits(const Entity& e);
+  // The C++ types of the primary key's fields, as deletion(key...) takes them.
+  static std::vector<std::string> keyTypes(const Entity& e);
 
   void setEntityVars(const Entity& e);
 

@@ -175,6 +175,9 @@ bool compileSchema(const Options& opts, const std::string& schema, Output* out) 
   }
   flatbuffers::IDLOptions idl;
   idl.lang_to_generate = flatbuffers::IDLOptions::kCpp;
+  // The stored binary schema keeps flatc's own attributes too (nested_flatbuffer, ...),
+  // so that the runtime and tools know what a nested buffer holds.
+  idl.binary_schema_builtins = true;
   flatbuffers::Parser parser(idl);
   for (const char* attr : kFlatstoreAttributes) parser.known_attributes_[attr] = false;
 

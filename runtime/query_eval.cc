@@ -45,15 +45,18 @@ Truth negate(Truth t) {
   return Truth::kUnknown;
 }
 
-// `field IN (values)`: true on a match; otherwise false, or unknown when the field is
-// null. An empty list is false even for null (as in SQLite).
+// `field IN (values)`: true on a match; otherwise unknown when the field or a listed
+// value is null (a NaN operand is one), else false. An empty list is false even for
+// null (as in SQLite).
 Truth evaluateIn(const Value& field, const std::vector<Value>& values) {
   if (values.empty()) return Truth::kFalse;
   if (field.isNull()) return Truth::kUnknown;
+  bool null_listed = false;
   for (const Value& v : values) {
     if (compareValues(field, CompareOp::kEq, v) == Truth::kTrue) return Truth::kTrue;
+    null_listed = null_listed || v.isNull();
   }
-  return Truth::kFalse;
+  return null_listed ? Truth::kUnknown : Truth::kFalse;
 }
 
 }  // namespace

@@ -8,6 +8,8 @@ namespace flatstore::internal {
 // ---------------------------------------------------------------------------------------
 // Ranges of filters and the changes they select
 
+// (Value::real makes a NaN null, so queries treat it as null everywhere; the NaN test only
+// guards the order.)
 bool ordered(const Value& v) {
   return !v.isNull() && !(v.kind() == Value::Kind::kReal && std::isnan(v.asReal()));
 }

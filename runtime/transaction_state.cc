@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "flatstore/status.h"
 #include "runtime/absl_compat.h"
+#include "runtime/object_check.h"
 #include "runtime/writer.h"
 
 namespace flatstore::internal {
@@ -329,9 +330,13 @@ absl::StatusOr<SubmitOutcome> TransactionState::submit(const TableDescription& d
   if (aborted_) return absl::FailedPreconditionError("the transaction was aborted");
   std::string what = absl::StrCat("table ", av(d.table_name));
 
-  auto encodeNew = [&]() -> absl::StatusOr<EncodedObject> {
-    return change.encode(change.request, nullptr);
+  // What is recorded has passed the verifier, so reads never meet it as DataLoss.
+  auto encode = [&](const uint8_t* current) -> absl::StatusOr<EncodedObject> {
+    FLATSTORE_ASSIGN_OR_RETURN(EncodedObject e, change.encode(change.request, current));
+    if (e.changed) FLATSTORE_RETURN_IF_ERROR(checkEncodedObject(d, e.bytes.span()));
+    return e;
   };
+  auto encodeNew = [&]() { return encode(nullptr); };
   auto keyOf = [&](const EncodedObject& e) {
     std::vector<Value> key;
     d.key_of(e.bytes.data(), &key);
@@ -361,8 +366,7 @@ absl::StatusOr<SubmitOutcome> TransactionState::submit(const TableDescription& d
             return absl::AlreadyExistsError(absl::StrCat(what, ": an object with primary key ",
                                                          keyText(key), " already exists"));
           }
-          FLATSTORE_ASSIGN_OR_RETURN(EncodedObject updated,
-                                     change.encode(change.request, current->bytes.data()));
+          FLATSTORE_ASSIGN_OR_RETURN(EncodedObject updated, encode(current->bytes.data()));
           if (!updated.changed) return SubmitOutcome::kUnchanged;
           std::vector<Value> new_key = keyOf(updated);
           std::vector<Value> values = indexValuesOf(updated);
@@ -390,8 +394,7 @@ absl::StatusOr<SubmitOutcome> TransactionState::submit(const TableDescription& d
         recordDelete(*t, *current);
         return SubmitOutcome::kDeleted;
       }
-      FLATSTORE_ASSIGN_OR_RETURN(EncodedObject updated,
-                                 change.encode(change.request, current->bytes.data()));
+      FLATSTORE_ASSIGN_OR_RETURN(EncodedObject updated, encode(current->bytes.data()));
       if (!updated.changed) return SubmitOutcome::kUnchanged;
       std::vector<Value> new_key = keyOf(updated);
       if (!keyComplete(new_key)) {

@@ -9,9 +9,9 @@ namespace flatstore {
 namespace {
 
 // Orders an integer against a real exactly (as SQLite does), without the rounding that
-// converting a large int64 to double would bring.
+// converting a large int64 to double would bring. `r` is never NaN (Value::real makes
+// a NaN null).
 std::strong_ordering compareIntReal(int64_t i, double r) {
-  if (std::isnan(r)) return std::strong_ordering::greater;  // SQLite stores NaN as NULL
   if (r >= 9223372036854775808.0) return std::strong_ordering::less;
   if (r < -9223372036854775808.0) return std::strong_ordering::greater;
   double whole = std::trunc(r);
@@ -22,6 +22,7 @@ std::strong_ordering compareIntReal(int64_t i, double r) {
   return std::strong_ordering::equal;
 }
 
+// Neither is NaN (Value::real makes a NaN null), so this order is total; -0.0 == 0.0.
 std::strong_ordering compareReals(double a, double b) {
   if (a < b) return std::strong_ordering::less;
   if (a > b) return std::strong_ordering::greater;

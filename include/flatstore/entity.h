@@ -22,10 +22,15 @@
 
 namespace flatstore {
 
-// The position of a change in the global commit order: the commit sequence (assigned by
-// the writer under SQLite's write lock) and the change's position inside that commit.
-// Versionstamps are strictly increasing in commit order. Stored as one SQLite integer
-// (sequence << 16 | position) and printed as 20 lowercase hex digits.
+// The place of a transaction in the global commit order: the commit sequence (assigned
+// by the writer under SQLite's write lock, one per group commit) and the position of
+// the transaction inside that group commit: its index among the transactions the
+// writer took into the group, from 0, counting those that failed or wrote nothing (so
+// the positions of one commit may skip numbers; a group holds at most
+// WorkspaceOptions::max_group_transactions, never more than 65535). Every object a transaction
+// inserts or changes gets the same versionstamp, the one TransactionResult reports. Versionstamps
+// are strictly increasing in commit order, across processes. Stored as one SQLite integer (sequence
+// << 16 | position) and printed as 20 lowercase hex digits.
 class Versionstamp {
  public:
   // The zero versionstamp, before every commit.
@@ -103,7 +108,8 @@ class EntityBase {
 
 // Maps a FlatBuffers root table type (the type users name in performChanges<T> and
 // fetch<T>) to its generated flatstore types. Specialized by generated headers with
-// `Entity`, `ChangeRequest`, `Fields` and `description()`.
+// `Entity`, `ChangeRequest`, `Fields`, `Key` (a std::tuple of the primary key's types)
+// and `description()`.
 template <class T>
 struct EntityTraits;
 

@@ -20,10 +20,13 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "flatstore/detail/query_source.h"
 #include "flatstore/entity.h"
 #include "flatstore/query.h"
@@ -95,7 +98,8 @@ class Query {
     return *this;
   }
 
-  // All matching objects. DataLoss if a stored object fails verification.
+  // All matching objects. InvalidArgument for a negative limit or offset; DataLoss if
+  // a stored object fails verification.
   absl::StatusOr<FetchedResult<T>> all() const {
     FLATSTORE_RETURN_IF_ERROR(checkWindow());
     uint64_t sequence = source_->committedSequence();
@@ -107,22 +111,30 @@ class Query {
     }
     return FetchedResult<T>(std::move(objects), spec_, sequence);
   }
-  // The first matching object, or null when none matches.
+  // The first matching object, or null when none matches. Errors as all().
   absl::StatusOr<std::shared_ptr<const Entity>> first() const {
     Query q = *this;
     q.spec_.limit = std::min<int64_t>(spec_.limit.value_or(1), 1);
     FLATSTORE_ASSIGN_OR_RETURN(auto result, q.all());
     return result.empty() ? nullptr : result[0];
   }
-  // The number of matching objects (limit and offset apply).
-  absl::StatusOr<int64_t> count() const { return source_->runCount(Entity::description(), spec_); }
+  // The number of matching objects (limit and offset apply): the size of what all()
+  // would return. Errors as all(), whichever path answers the query.
+  absl::StatusOr<int64_t> count() const {
+    FLATSTORE_RETURN_IF_ERROR(checkWindow());
+    return source_->runCount(Entity::description(), spec_);
+  }
 
   const internal::QuerySpec& spec() const { return spec_; }
 
  private:
+  // all(), first() and count() refuse the same windows, before any path runs.
   absl::Status checkWindow() const {
     if ((spec_.limit.has_value() && *spec_.limit < 0) || spec_.offset < 0) {
-      return absl::InvalidArgumentError("query limit and offset must not be negative");
+      return absl::InvalidArgumentError(absl::StrCat(
+          "query of table ", std::string(Entity::description().table_name), ": limit (",
+          spec_.limit.has_value() ? absl::StrCat(*spec_.limit) : std::string("none"),
+          ") and offset (", spec_.offset, ") must not be negative"));
     }
     return absl::OkStatus();
   }
@@ -131,11 +143,34 @@ class Query {
   internal::QuerySpec spec_;
 };
 
+namespace internal {
+
+template <class... V, class... K>
+constexpr bool keyAccepts(std::tuple<V...>*, std::tuple<K...>*) {
+  if constexpr (sizeof...(V) != sizeof...(K)) {
+    return false;
+  } else {
+    return (ComparableWith<V, K> && ...);
+  }
+}
+
+}  // namespace internal
+
+// `K...` can be a primary key of T: one value per key field (EntityTraits<T>::Key, an
+// automatic id is one int64_t), each of a type a query could compare with that field.
+// So get<T>(key...) takes what deletion(key...) takes, in number and order, and no
+// value is narrowed on the way (an int64_t for an int32 key field is looked up as it
+// is, and finds nothing when it does not fit).
+template <class T, class... K>
+concept PrimaryKeyOf = internal::keyAccepts(static_cast<typename EntityTraits<T>::Key*>(nullptr),
+                                            static_cast<std::tuple<K...>*>(nullptr));
+
 // Looks up one object of T by primary key (or automatic id) through `source`: null
 // when absent.
 template <class T, class... K>
-absl::StatusOr<std::shared_ptr<const typename EntityTraits<T>::Entity>> getByKey(
-    internal::QuerySource* source, const K&... key) {
+requires PrimaryKeyOf<T, K...>
+    absl::StatusOr<std::shared_ptr<const typename EntityTraits<T>::Entity>> getByKey(
+        internal::QuerySource* source, const K&... key) {
   using Entity = typename EntityTraits<T>::Entity;
   internal::QuerySpec spec;
   spec.key = std::vector<Value>{Value::of(key)...};

@@ -54,8 +54,9 @@ enum class SubmitOutcome {
 
 // The result of a committed transaction.
 struct TransactionResult {
-  // The versionstamp of the commit (commit sequence, position of the transaction in
-  // its group commit). Zero when the transaction wrote nothing.
+  // The versionstamp of the commit (commit sequence, index of the transaction in its
+  // group commit; see Versionstamp), which every object it wrote carries. Zero when the
+  // transaction wrote nothing.
   Versionstamp versionstamp;
   // Number of objects inserted, updated and deleted.
   int64_t inserted = 0;
@@ -95,9 +96,11 @@ class TransactionContext {
   Query<T> fetch() {
     return Query<T>(source(EntityTraits<T>::description()));
   }
-  // Looks up by primary key (or automatic id); null when absent.
+  // Looks up by primary key (or automatic id); null when absent. Takes the key as
+  // Workspace::get does.
   template <class T, class... K>
-  absl::StatusOr<std::shared_ptr<const typename EntityTraits<T>::Entity>> get(const K&... key) {
+  requires PrimaryKeyOf<T, K...>
+      absl::StatusOr<std::shared_ptr<const typename EntityTraits<T>::Entity>> get(const K&... key) {
     return getByKey<T>(source(EntityTraits<T>::description()), key...);
   }
 

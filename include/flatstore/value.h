@@ -3,17 +3,27 @@
 // Values follow SQLite's storage classes, because the same value is bound into SQL and
 // compared in memory, and both paths must agree:
 //   - null: an absent string, nested table, struct or union member, or optional scalar;
+//     and a NaN float or double (see below);
 //   - integer: every integral field, bools (0/1) and enums (their underlying value);
-//   - real: float and double fields;
+//   - real: float and double fields that are numbers, infinities included;
 //   - text: strings, compared bytewise like SQLite's BINARY collation.
 // A uint64 field is stored as the int64 with the same bits, so values above 2^63 - 1
 // sort below zero; this matches what SQLite can store.
+//
+// NaN is null. SQLite has no NaN: it stores and binds one as NULL, so an index or key
+// column holding a NaN field holds NULL. Value::real(NaN) is therefore the null value,
+// and every query path treats a NaN field or operand alike: it equals nothing, compares
+// as unknown with every operator (also !=), is matched by isNull(), never by in() or
+// notIn(), and sorts with the nulls. The object itself keeps its NaN; only queries see
+// null. +inf and -inf are ordinary reals (above and below every other number), and
+// -0.0 equals 0.0 (ties are broken by rowid).
 //
 // Thread-safety: a Value is a plain value type; distinct objects may be used from
 // distinct threads freely.
 #ifndef FLATSTORE_VALUE_H_
 #define FLATSTORE_VALUE_H_
 
+#include <cmath>
 #include <compare>
 #include <cstdint>
 #include <optional>
@@ -33,7 +43,10 @@ class Value {
   Value() = default;
 
   static Value integer(int64_t v) { return Value(Storage(std::in_place_index<1>, v)); }
-  static Value real(double v) { return Value(Storage(std::in_place_index<2>, v)); }
+  // The null value when `v` is NaN (see above).
+  static Value real(double v) {
+    return std::isnan(v) ? Value() : Value(Storage(std::in_place_index<2>, v));
+  }
   static Value text(std::string v) { return Value(Storage(std::in_place_index<3>, std::move(v))); }
 
   // Converts a field value of any queryable C++ type: arithmetic types, bools, enums and

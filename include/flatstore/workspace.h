@@ -65,6 +65,10 @@ struct WorkspaceOptions {
   // for the closure's duration). 0 fails at the first conflict.
   int max_conflict_retries = 16;
   // Commits whose entries the change log keeps (for changesSince and other processes).
+  // The log is pruned when a commit's sequence is a multiple of 256: that commit drops
+  // every entry of commits sequence - change_log_retention and older. So the log always
+  // holds at least the last change_log_retention commits, and up to 255 more between
+  // prunes. Values below 1 count as 1.
   int64_t change_log_retention = 10000;
   // How often the workspace looks for commits of other processes (PRAGMA data_version).
   absl::Duration watch_interval = absl::Milliseconds(20);
@@ -189,9 +193,12 @@ class Workspace {
   Query<T> fetch() {
     return Query<T>(querySource());
   }
-  // Looks up one object by primary key (or automatic id); null when absent.
+  // Looks up one object by primary key (or automatic id); null when absent. Compiles
+  // only with the key's fields in order, each of a type a query could compare with it
+  // (see PrimaryKeyOf in fetch.h): get<Monster>("orc", 1), never get<Monster>("orc").
   template <class T, class... K>
-  absl::StatusOr<std::shared_ptr<const typename EntityTraits<T>::Entity>> get(const K&... key) {
+  requires PrimaryKeyOf<T, K...>
+      absl::StatusOr<std::shared_ptr<const typename EntityTraits<T>::Entity>> get(const K&... key) {
     return getByKey<T>(querySource(), key...);
   }
 
@@ -247,7 +254,9 @@ class Workspace {
       return Query<T>(source_);
     }
     template <class T, class... K>
-    absl::StatusOr<std::shared_ptr<const typename EntityTraits<T>::Entity>> get(const K&... key) {
+    requires PrimaryKeyOf<T, K...>
+        absl::StatusOr<std::shared_ptr<const typename EntityTraits<T>::Entity>> get(
+            const K&... key) {
       return getByKey<T>(source_, key...);
     }
 
@@ -265,8 +274,9 @@ class Workspace {
   Dictionary& dictionary();
 
   // What changed in T after `since` (by any process), from the change log. OutOfRange
-  // when the log no longer reaches back to `since` (it keeps change_log_retention
-  // commits): fetch everything instead.
+  // when the log no longer reaches back to `since`, which can happen once `since` is
+  // change_log_retention commits old (see WorkspaceOptions::change_log_retention):
+  // fetch everything instead.
   template <class T>
   absl::StatusOr<Changes<T>> changesSince(Versionstamp since) {
     using Entity = typename EntityTraits<T>::Entity;

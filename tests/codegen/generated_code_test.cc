@@ -2,10 +2,13 @@
 // change requests build and encode objects, entities decode them and read every field
 // back, keys and index values come out of key paths, and field descriptors evaluate
 // predicates in memory with three-valued logic.
+#include <cmath>
+#include <limits>
 #include <string>
 #include <vector>
 
 #include "docs_flatstore.h"
+#include "flatstore/workspace.h"
 #include "game_flatstore.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -347,6 +350,57 @@ TEST(Values, SqlOrdering) {
   EXPECT_EQ(sortOrder(Value(), Value::integer(-5)), std::strong_ordering::less);
   EXPECT_EQ(Value::text("a\"b").toString(), "\"a\\\"b\"");
 }
+
+// NaN is null (SQLite stores and binds a NaN as NULL); infinities and -0.0 are numbers.
+TEST(Values, NanIsNullInfinitiesAreNumbers) {
+  constexpr double kNan = std::numeric_limits<double>::quiet_NaN();
+  constexpr double kInf = std::numeric_limits<double>::infinity();
+  EXPECT_TRUE(Value::real(kNan).isNull());
+  EXPECT_TRUE(Value::of(std::numeric_limits<float>::quiet_NaN()).isNull());
+  EXPECT_FALSE(compare(Value::real(kNan), Value::real(kNan)).has_value());
+  EXPECT_FALSE(compare(Value::integer(0), Value::real(kNan)).has_value());
+  EXPECT_EQ(*compare(Value::real(kInf), Value::integer(std::numeric_limits<int64_t>::max())),
+            std::strong_ordering::greater);
+  EXPECT_EQ(*compare(Value::real(-kInf), Value::integer(std::numeric_limits<int64_t>::min())),
+            std::strong_ordering::less);
+  EXPECT_EQ(*compare(Value::real(-0.0), Value::real(0.0)), std::strong_ordering::equal);
+  EXPECT_EQ(*compare(Value::real(-0.0), Value::integer(0)), std::strong_ordering::equal);
+
+  // In memory, on an object: a NaN field is null to every operator.
+  auto m = build(orc().setSpeed(kNan));
+  EXPECT_TRUE(std::isnan(m->speed())) << "the object keeps its NaN";
+  EXPECT_EQ((F::speed == kNan).evaluate(*m), Truth::kUnknown);
+  EXPECT_EQ((F::speed != 0).evaluate(*m), Truth::kUnknown);
+  EXPECT_EQ((F::speed == 0).evaluate(*m), Truth::kUnknown);
+  EXPECT_EQ((F::speed < kInf).evaluate(*m), Truth::kUnknown);
+  EXPECT_EQ(F::speed.isNull().evaluate(*m), Truth::kTrue);
+  EXPECT_EQ(F::speed.in({1.0}).evaluate(*m), Truth::kUnknown);
+  EXPECT_EQ(F::speed.notIn({1.0}).evaluate(*m), Truth::kUnknown);
+  // A NaN operand in a list is a NULL in it, as in SQL.
+  auto one = build(orc().setSpeed(1.0));
+  EXPECT_EQ(F::speed.in({kNan, 1.0}).evaluate(*one), Truth::kTrue);
+  EXPECT_EQ(F::speed.in({kNan, 2.0}).evaluate(*one), Truth::kUnknown);
+  EXPECT_EQ(F::speed.notIn({kNan, 2.0}).evaluate(*one), Truth::kUnknown);
+  EXPECT_EQ((F::speed != kNan).evaluate(*one), Truth::kUnknown);
+}
+
+// get<T>(key...) takes the primary key's fields, in number and type, as
+// deletion(key...) does; tests/codegen/compile_fail/get_key.cc shows the compiler's
+// refusal.
+template <class T, class... K>
+concept Gettable = requires(Workspace& ws, TransactionContext& txn, const K&... key) {
+  ws.get<T>(key...);
+  txn.get<T>(key...);
+};
+static_assert(Gettable<Monster, const char*, int>);
+static_assert(Gettable<Monster, std::string, int64_t>);
+static_assert(Gettable<Event, int64_t>);
+static_assert(!Gettable<Monster, const char*>);
+static_assert(!Gettable<Monster, const char*, int, int>);
+static_assert(!Gettable<Monster, const char*, double>);
+static_assert(!Gettable<Monster, int, int>);
+static_assert(!Gettable<Event, const char*>);
+static_assert(!Gettable<Event>);
 
 }  // namespace
 }  // namespace flatstore::test::game

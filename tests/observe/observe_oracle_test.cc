@@ -129,7 +129,13 @@ constexpr int32_t kRealms[] = {0, 1, 2};
 constexpr int kHps[] = {-5, 0, 10, 50, 100, 150, 200};
 constexpr int kManas[] = {0, 50, 150, 300};
 constexpr Color kColors[] = {Color::Red, Color::Green, Color::Blue};
-constexpr float kCoords[] = {-1.0f, -0.0f, 0.0f, 0.5f, 1.0f, 2.0f};
+// Reals include NaN (null to queries), both infinities and -0.0 (equal to 0.0), as
+// values stored and as query operands.
+constexpr float kNanF = std::numeric_limits<float>::quiet_NaN();
+constexpr float kInfF = std::numeric_limits<float>::infinity();
+constexpr double kNan = std::numeric_limits<double>::quiet_NaN();
+constexpr double kInf = std::numeric_limits<double>::infinity();
+constexpr float kCoords[] = {-1.0f, -0.0f, 0.0f, 0.5f, 1.0f, 2.0f, kNanF, kInfF, -kInfF};
 constexpr std::string_view kWeaponNames[] = {"axe", "bow", "sword", ""};
 constexpr int kDamages[] = {0, 5, 10, 20};
 constexpr int kArmors[] = {0, 3, 7};
@@ -137,7 +143,7 @@ constexpr int kLevels[] = {1, 2, 3, 5};
 constexpr int64_t kXps[] = {0, 100, -1, int64_t{1} << 40};
 constexpr std::string_view kEmails[] = {"a@x", "b@x", "c@x", "d@x", "e@x", "f@x", ""};
 constexpr int kScores[] = {-1, 0, 7, 42};
-constexpr double kSpeeds[] = {0.0, 1.5, 2.5, -1.0};
+constexpr double kSpeeds[] = {0.0, 1.5, 2.5, -1.0, -0.0, kNan, kInf, -kInf};
 constexpr uint64_t kBigs[] = {0, 1, uint64_t{1} << 63, std::numeric_limits<uint64_t>::max()};
 constexpr std::string_view kLabels[] = {"gold", "silver", "Gold", ""};
 constexpr int kWeights[] = {0, 1, 2};
@@ -148,7 +154,7 @@ constexpr std::string_view kDocIds[] = {"d00", "d01", "d02", "d03", "d04", "d05"
 constexpr int kDocScores[] = {0, 1, 2, 3, 5, 8};
 constexpr int kDocRanks[] = {0, 1, 2};
 constexpr int64_t kDocSizes[] = {0, 10, int64_t{1} << 40};
-constexpr double kDocRatios[] = {0.0, 0.5, 1.5, -1.0};
+constexpr double kDocRatios[] = {0.0, 0.5, 1.5, -1.0, -0.0, kNan, kInf, -kInf};
 constexpr std::string_view kDocBodies[] = {"", "a", "hello", "zz"};
 
 constexpr std::string_view kEventKinds[] = {"a", "b", "c", ""};

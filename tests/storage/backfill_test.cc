@@ -124,6 +124,8 @@ TEST(Backfill, ChangedPrimaryKeyLayoutIsRefused) {
     sqlite3_exec(db, "UPDATE flatstore_tables SET schema_hash = 12345", nullptr, nullptr, nullptr);
     sqlite3_close(db);
   }
+  // open() cannot know which entities the program will use: it succeeds, and the
+  // table's first use, by any call, is refused (as the guide says).
   auto ws = Workspace::open(path);
   ASSERT_OK(ws);
   auto r = (*ws)->fetch<Item>().count();
@@ -131,6 +133,15 @@ TEST(Backfill, ChangedPrimaryKeyLayoutIsRefused) {
   EXPECT_THAT(std::string(r.status().message()),
               ::testing::HasSubstr("flatstore.test.evolve.Item"));
   EXPECT_THAT(std::string(r.status().message()), ::testing::HasSubstr("primary key changed"));
+  auto got = (*ws)->get<Item>("i1");
+  EXPECT_EQ(got.status().code(), absl::StatusCode::kFailedPrecondition);
+  auto written = (*ws)->performChangesAndWait<Item>([](TransactionContext& txn) {
+    auto r = ItemChangeRequest::creation();
+    r.setId("new");
+    return txn.submit(r).status();
+  });
+  EXPECT_EQ(written.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(written.status().message()), ::testing::HasSubstr("primary key changed"));
 }
 
 }  // namespace

@@ -82,6 +82,24 @@ TEST_F(WorkspaceTest, InsertFetchUpdateDelete) {
   EXPECT_EQ(*ws_->fetch<Monster>().count(), 1);
 }
 
+// A versionstamp's position counts transactions within a group commit, not changes:
+// every object one transaction writes carries the transaction's versionstamp, and a
+// transaction committed alone is position 0 of its commit.
+TEST_F(WorkspaceTest, EveryObjectOfATransactionCarriesItsVersionstamp) {
+  auto done = ws_->performChangesAndWait<Monster>([](TransactionContext& txn) -> absl::Status {
+    for (int realm = 1; realm <= 3; ++realm) {
+      FLATSTORE_RETURN_IF_ERROR(create(txn, "orc", realm, 30).status());
+    }
+    return absl::OkStatus();
+  });
+  ASSERT_OK(done);
+  EXPECT_EQ(done->versionstamp.position(), 0);
+  auto all = ws_->fetch<Monster>().all();
+  ASSERT_OK(all);
+  ASSERT_EQ(all->size(), 3u);
+  for (const auto& m : *all) EXPECT_EQ(m->versionstamp(), done->versionstamp) << m->realm();
+}
+
 TEST_F(WorkspaceTest, UpsertInsertsThenUpdates) {
   const std::pair<int, SubmitOutcome> steps[] = {
       {5, SubmitOutcome::kInserted}, {6, SubmitOutcome::kUpdated}, {6, SubmitOutcome::kUnchanged}};

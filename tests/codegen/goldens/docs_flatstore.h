@@ -9,6 +9,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -354,6 +355,8 @@ struct flatstore::EntityTraits<::flatstore::bench::Doc> {
   using Entity = ::flatstore::bench::DocEntity;
   using ChangeRequest = ::flatstore::bench::DocChangeRequest;
   using Fields = ::flatstore::bench::DocFields;
+  // The primary key's types in key order (an automatic id: int64_t).
+  using Key = std::tuple<std::string_view>;
   static const ::flatstore::TableDescription& description() {
     return ::flatstore::bench::DocEntity::description();
   }

@@ -1,0 +1,28 @@
+// Checks an object a transaction encoded before it is recorded, so that submit never
+// lets through an object that reads would later refuse as DataLoss (design: "an object
+// that would not pass the verifier is refused at submit").
+//
+// The generated verifier (TableDescription::verify) decides; when it refuses, the
+// entity's stored reflection schema is used to say why: nesting deeper than the
+// verifier's limit, too many tables, or a `nested_flatbuffer` field whose bytes are not
+// a valid buffer of their type.
+//
+// Thread-safety: a pure function; call it from any thread.
+#ifndef FLATSTORE_RUNTIME_OBJECT_CHECK_H_
+#define FLATSTORE_RUNTIME_OBJECT_CHECK_H_
+
+#include <cstdint>
+#include <span>
+
+#include "absl/status/status.h"
+#include "flatstore/table_description.h"
+
+namespace flatstore::internal {
+
+// OK when `bytes` pass the FlatBuffers verifier as an object of `table`; otherwise
+// InvalidArgument naming the table and what failed.
+absl::Status checkEncodedObject(const TableDescription& table, std::span<const uint8_t> bytes);
+
+}  // namespace flatstore::internal
+
+#endif  // FLATSTORE_RUNTIME_OBJECT_CHECK_H_
