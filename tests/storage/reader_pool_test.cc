@@ -7,7 +7,7 @@
 #include "gtest/gtest.h"
 #include "runtime/catalog.h"
 #include "runtime/workspace_impl.h"
-#include "tests/storage/test_util.h"
+#include "tests/support/temp_dir.h"
 
 namespace flatstore::internal {
 namespace {
