@@ -34,6 +34,7 @@
 #include <random>
 
 #include "tests/bench/bench_util.h"
+#include "tests/bench/raw_sqlite.h"
 
 namespace flatstore::bench {
 namespace {

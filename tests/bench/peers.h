@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "tests/bench/bench_util.h"
+#include "tests/bench/raw_sqlite.h"
 
 namespace flatstore::bench {
 

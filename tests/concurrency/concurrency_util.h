@@ -1,9 +1,6 @@
-// Helpers shared by the concurrency tests: bounded waits, seeds, and a workspace fixture.
-//
-// Every wait in these tests is bounded. A wait that runs out means a deadlock or a lost
-// completion; the stuck threads still reference the test's state and the workspace could
-// never be destroyed (its destructor waits for them), so the test reports the failure and
-// ends the process instead of hanging until ctest's timeout.
+// Helpers of the concurrency tests: every way to declare the test schemas' tables, a
+// counter per table, and the fixture with four closure workers. Bounded waits, seeds
+// and the base fixture are tests/support's; every wait in these tests is bounded.
 #ifndef FLATSTORE_TESTS_CONCURRENCY_CONCURRENCY_UTIL_H_
 #define FLATSTORE_TESTS_CONCURRENCY_CONCURRENCY_UTIL_H_
 
@@ -26,70 +23,13 @@
 #include "flatstore/workspace.h"
 #include "game_flatstore.h"
 #include "gtest/gtest.h"
-#include "tests/storage/test_util.h"
+#include "tests/support/random.h"
+#include "tests/support/status_macros.h"
+#include "tests/support/temp_dir.h"
+#include "tests/support/wait.h"
+#include "tests/support/workspace_fixture.h"
 
 namespace flatstore::testing {
-
-// How long a test waits for work that must finish; generous, for ThreadSanitizer builds
-// on a loaded machine. Reaching it is a failure, never a normal path.
-inline constexpr absl::Duration kBoundedWait = absl::Seconds(120);
-
-// Reports `what` as a test failure and ends the process at once (see the file comment).
-[[noreturn]] inline void failStuck(const std::string& what) {
-  ADD_FAILURE() << "stuck: " << what;
-  std::fflush(stdout);
-  std::fflush(stderr);
-  std::_Exit(1);
-}
-
-// Waits until every handle in `handles` completed, at most `timeout` in all. False when
-// one did not. Completions are counted through onComplete, so this never blocks on a
-// single handle.
-inline bool waitAll(const std::vector<TransactionHandle>& handles,
-                    absl::Duration timeout = kBoundedWait) {
-  struct Pending {
-    absl::Mutex mu;
-    size_t remaining ABSL_GUARDED_BY(mu) = 0;
-  };
-  auto pending = std::make_shared<Pending>();
-  {
-    absl::MutexLock lock(&pending->mu);
-    pending->remaining = handles.size();
-  }
-  for (const TransactionHandle& h : handles) {
-    h.onComplete([pending](const absl::StatusOr<TransactionResult>&) {
-      absl::MutexLock lock(&pending->mu);
-      --pending->remaining;
-    });
-  }
-  absl::MutexLock lock(&pending->mu);
-  return pending->mu.AwaitWithTimeout(
-      absl::Condition(
-          +[](size_t* remaining) { return *remaining == 0; }, &pending->remaining),
-      timeout);
-}
-
-// waitAll, or failStuck naming `what`.
-inline void waitAllOrDie(const std::vector<TransactionHandle>& handles, const std::string& what,
-                         absl::Duration timeout = kBoundedWait) {
-  if (!waitAll(handles, timeout)) failStuck(what);
-}
-
-// The outcome of `handle`, waiting at most `timeout`, or failStuck naming `what`.
-inline absl::StatusOr<TransactionResult> waitOrDie(const TransactionHandle& handle,
-                                                   const std::string& what,
-                                                   absl::Duration timeout = kBoundedWait) {
-  waitAllOrDie({handle}, what, timeout);
-  return handle.wait();
-}
-
-// The base seed of randomized tests: FLATSTORE_SEED when set, else a fixed value, so a
-// failing run is reproduced by exporting the seed its failure message printed.
-inline uint64_t baseSeed() {
-  const char* env = std::getenv("FLATSTORE_SEED");
-  if (env != nullptr && *env != '\0') return std::strtoull(env, nullptr, 10);
-  return 20240611;
-}
 
 using ::flatstore::bench::Doc;
 using ::flatstore::bench::DocChangeRequest;
@@ -262,19 +202,9 @@ class Counters {
 };
 
 // A fresh workspace in a temporary directory, with four closure workers.
-class WorkspaceFixture : public ::testing::Test {
+class ConcurrencyFixture : public WorkspaceFixture {
  protected:
-  void SetUp() override { ASSERT_NO_FATAL_FAILURE(open()); }
-
-  void open() {
-    auto ws = Workspace::open(path(), {.worker_threads = 4});
-    ASSERT_TRUE(ws.ok()) << ws.status();
-    ws_ = std::move(*ws);
-  }
-  std::string path() const { return dir_.file("concurrency.db"); }
-
-  TempDir dir_;
-  std::unique_ptr<Workspace> ws_;
+  ConcurrencyFixture() : WorkspaceFixture("concurrency.db", {.worker_threads = 4}) {}
 };
 
 }  // namespace flatstore::testing

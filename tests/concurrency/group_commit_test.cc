@@ -47,7 +47,7 @@ absl::StatusOr<int64_t> eventsOfKind(Workspace& ws, std::string_view kind) {
   return ws.fetch<Event>().where(EventFields::kind == kind).count();
 }
 
-class GroupCommitTest : public WorkspaceFixture {};
+class GroupCommitTest : public ConcurrencyFixture {};
 
 // A closure holding all three tables lets a backlog form behind it on every table; once
 // it is released the backlog drains through the writer in groups. Among the backlog four closures

@@ -65,10 +65,10 @@ std::vector<Entry> parseLog(std::string_view body) {
   return out;
 }
 
-class SchedulingTest : public WorkspaceFixture {
+class SchedulingTest : public ConcurrencyFixture {
  protected:
   void SetUp() override {
-    ASSERT_NO_FATAL_FAILURE(WorkspaceFixture::SetUp());
+    ASSERT_NO_FATAL_FAILURE(ConcurrencyFixture::SetUp());
     ASSERT_OK(ws_->performChangesAndWait<Doc>([](TransactionContext& txn) {
       auto log = DocChangeRequest::creation();
       log.setId(kLogId).setRank(0).setBody("");
@@ -212,10 +212,10 @@ TEST_F(SchedulingTest, DisjointTablesRunAndCommitInParallel) {
   absl::Notification doc_committed;
   auto monster = ws_->performChanges<Monster>([&](TransactionContext& txn) -> absl::Status {
     monster_started.Notify();
-    if (!doc_started.WaitForNotificationWithTimeout(absl::Seconds(10))) {
+    if (!doc_started.WaitForNotificationWithTimeout(kBoundedWait)) {
       return absl::DeadlineExceededError("the Doc closure did not start beside this one");
     }
-    if (!doc_committed.WaitForNotificationWithTimeout(absl::Seconds(10))) {
+    if (!doc_committed.WaitForNotificationWithTimeout(kBoundedWait)) {
       return absl::DeadlineExceededError("the Doc closure did not commit while this one ran");
     }
     auto m = MonsterChangeRequest::creation();
@@ -224,7 +224,7 @@ TEST_F(SchedulingTest, DisjointTablesRunAndCommitInParallel) {
   });
   auto doc = ws_->performChanges<Doc>([&](TransactionContext& txn) -> absl::Status {
     doc_started.Notify();
-    if (!monster_started.WaitForNotificationWithTimeout(absl::Seconds(10))) {
+    if (!monster_started.WaitForNotificationWithTimeout(kBoundedWait)) {
       return absl::DeadlineExceededError("the Monster closure did not start beside this one");
     }
     auto d = DocChangeRequest::creation();
@@ -251,7 +251,7 @@ TEST_F(SchedulingTest, WaitingStaysOnTheTablesInvolved) {
   absl::Notification event_ran;
   std::atomic<bool> both_ran{false};
   auto monster = ws_->performChanges<Monster>([&](TransactionContext&) -> absl::Status {
-    if (!event_ran.WaitForNotificationWithTimeout(absl::Seconds(10))) {
+    if (!event_ran.WaitForNotificationWithTimeout(kBoundedWait)) {
       return absl::DeadlineExceededError("the Event closure was held up by Monster");
     }
     return absl::OkStatus();
@@ -299,7 +299,7 @@ TEST_F(SchedulingTest, NextClosuresOnATableRunOnTheThreadThatHandsItOn) {
   auto first = ws_->performChanges<Doc>([&](TransactionContext& txn) -> absl::Status {
     record();
     first_started.Notify();
-    if (!release_first.WaitForNotificationWithTimeout(absl::Seconds(10))) {
+    if (!release_first.WaitForNotificationWithTimeout(kBoundedWait)) {
       return absl::DeadlineExceededError("the test did not let the first closure go on");
     }
     auto d = DocChangeRequest::creation();
@@ -357,7 +357,7 @@ TEST_F(SchedulingTest, FetchesDoNotWaitForClosuresSnapshots) {
   auto hold = [&](absl::Status read) -> absl::Status {
     FLATSTORE_RETURN_IF_ERROR(read);
     holding.fetch_add(1);
-    if (!fetched.WaitForNotificationWithTimeout(absl::Seconds(10))) {
+    if (!fetched.WaitForNotificationWithTimeout(kBoundedWait)) {
       return absl::DeadlineExceededError("the fetch waited for a closure's snapshot");
     }
     return absl::OkStatus();

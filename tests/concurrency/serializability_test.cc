@@ -373,10 +373,10 @@ absl::Status runReader(TransactionContext& txn, const Bank& bank, unsigned table
   return absl::OkStatus();
 }
 
-class SerializabilityTest : public WorkspaceFixture {
+class SerializabilityTest : public ConcurrencyFixture {
  protected:
   void SetUp() override {
-    ASSERT_NO_FATAL_FAILURE(WorkspaceFixture::SetUp());
+    ASSERT_NO_FATAL_FAILURE(ConcurrencyFixture::SetUp());
     auto created = ws_->performChangesAndWait<Monster, Doc, Event>(
         [](TransactionContext& txn) -> absl::Status {
           for (int i = 0; i < kAccounts; ++i) {

@@ -107,7 +107,7 @@ void expectInFile(const Contents& c, const Submitted& s, bool present) {
       << tableNames(s.table) << " " << s.name << (present ? " is missing" : " was written");
 }
 
-class ShutdownTest : public WorkspaceFixture {};
+class ShutdownTest : public ConcurrencyFixture {};
 
 // shutdown() while a Monster closure runs (held on a gate) with closures queued behind it,
 // and while submitters keep submitting Doc closures. The gate opens only once a

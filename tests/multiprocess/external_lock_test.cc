@@ -30,7 +30,7 @@ using ::flatstore::bench::DocChangeRequest;
 using ::flatstore::test::game::Monster;
 using ::flatstore::test::game::MonsterChangeRequest;
 using ::flatstore::testing::Child;
-using ::flatstore::testing::kChildWait;
+using ::flatstore::testing::kBoundedWait;
 using ::flatstore::testing::TempDir;
 using ::testing::HasSubstr;
 
@@ -157,7 +157,7 @@ TEST_F(ExternalLock, CommitsWaitForTheLockHolderAndFetchesDoNot) {
   EXPECT_FALSE(done.awaitAny(kHold)) << "a commit completed while another process held the lock";
   absl::Time released = absl::Now();
   ASSERT_OK((*shell)->send("COMMIT;\nSELECT 'released';"));
-  ASSERT_TRUE(done.awaitAll(kChildWait)) << "commits still wait after the lock was released";
+  ASSERT_TRUE(done.awaitAll(kBoundedWait)) << "commits still wait after the lock was released";
   auto said = (*shell)->readLine();
   ASSERT_OK(said);
   EXPECT_EQ(*said, "released");

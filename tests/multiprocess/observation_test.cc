@@ -23,7 +23,7 @@ namespace flatstore::bench {
 namespace {
 
 using ::flatstore::testing::Child;
-using ::flatstore::testing::kChildWait;
+using ::flatstore::testing::kBoundedWait;
 using ::flatstore::testing::spawnHelper;
 using ::flatstore::testing::TempDir;
 using ::testing::IsEmpty;
@@ -250,7 +250,7 @@ class CrossProcessObservation : public ::testing::Test {
   // commits to the observers in batches, so the end is awaited on what was delivered
   // (bounded), not on a commit count.
   void checkFinal() {
-    absl::Time deadline = absl::Now() + kChildWait;
+    absl::Time deadline = absl::Now() + kBoundedWait;
     auto high = highQuery().all();
     ASSERT_OK(high);
     auto low = lowQuery().all();
@@ -356,7 +356,7 @@ TEST(CrossProcessSubscribe, SubscriptionsMadeWhileAnotherProcessCommitsMissNothi
   std::vector<size_t> initial_sizes;  // how far A was when each subscription was made
   size_t seen = initial->size();
   while (logs.size() < kMaxSubscriptions && seen < kGrow + 1) {
-    ASSERT_TRUE(clock.awaitSize(seen + 1, kChildWait)) << "A's commits stopped arriving";
+    ASSERT_TRUE(clock.awaitSize(seen + 1, kBoundedWait)) << "A's commits stopped arriving";
     auto result = all().all();
     ASSERT_OK(result);
     seen = result->size();
@@ -378,7 +378,7 @@ TEST(CrossProcessSubscribe, SubscriptionsMadeWhileAnotherProcessCommitsMissNothi
   ASSERT_EQ(fresh->size(), static_cast<size_t>(kGrow + 1));
   // The clock gets there only with A's last commit (each commit adds a new document);
   // once the observers drained that commit, every subscription has applied everything.
-  ASSERT_TRUE(clock.awaitRows(rowsOf(fresh->objects()), absl::Now() + kChildWait))
+  ASSERT_TRUE(clock.awaitRows(rowsOf(fresh->objects()), absl::Now() + kBoundedWait))
       << "the clock holds " << clock.last().size() << " documents";
   (*ws)->awaitObservers();
   int stale = 0;

@@ -1,9 +1,9 @@
 // Helpers shared by the multi-process tests: child processes (fork + exec of a helper
 // binary) with a line protocol over pipes, and bounded waits on their output and exit.
 //
-// Every wait here is bounded. A wait that runs out means a hung helper; the test reports
-// it as a failure and kills the child, so a bug never turns into a ctest timeout. The
-// helpers also arm alarm() on their own, so an orphaned helper cannot outlive a test.
+// Every wait here is bounded (kBoundedWait). A wait that runs out means a hung helper;
+// the test reports it as a failure and kills the child, so a bug never turns into a ctest timeout.
+// The helpers also arm alarm() on their own, so an orphaned helper cannot outlive a test.
 #ifndef FLATSTORE_TESTS_MULTIPROCESS_PROCESS_UTIL_H_
 #define FLATSTORE_TESTS_MULTIPROCESS_PROCESS_UTIL_H_
 
@@ -31,13 +31,11 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "tests/storage/test_util.h"
+#include "tests/support/status_macros.h"
+#include "tests/support/temp_dir.h"
+#include "tests/support/wait.h"
 
 namespace flatstore::testing {
-
-// How long a test waits for a helper's answer or exit; generous, for ASan builds on a
-// loaded machine. Reaching it is a failure, never a normal path.
-inline constexpr absl::Duration kChildWait = absl::Seconds(120);
 
 // A helper process whose stdin and stdout are pipes to the test; its stderr is the
 // test's, so its diagnostics land in the test log. Destroying a running child kills it.
@@ -109,7 +107,7 @@ class Child {
 
   // The next line the child prints, without its newline. DeadlineExceeded when none
   // comes within `timeout`; Unavailable when the child closed its stdout.
-  absl::StatusOr<std::string> readLine(absl::Duration timeout = kChildWait) {
+  absl::StatusOr<std::string> readLine(absl::Duration timeout = kBoundedWait) {
     absl::Time deadline = absl::Now() + timeout;
     while (true) {
       size_t nl = buffer_.find('\n');
@@ -142,7 +140,8 @@ class Child {
   }
 
   // Sends `command` and returns the child's answer line.
-  absl::StatusOr<std::string> ask(const std::string& command, absl::Duration timeout = kChildWait) {
+  absl::StatusOr<std::string> ask(const std::string& command,
+                                  absl::Duration timeout = kBoundedWait) {
     if (absl::Status s = send(command); !s.ok()) return s;
     return readLine(timeout);
   }
@@ -151,7 +150,7 @@ class Child {
 
   // Waits for the child to end, at most `timeout`; its wait status. DeadlineExceeded
   // when it is still running then (it is left running).
-  absl::StatusOr<int> waitExit(absl::Duration timeout = kChildWait) {
+  absl::StatusOr<int> waitExit(absl::Duration timeout = kBoundedWait) {
     if (reaped_) return status_;
     if (pidfd_ >= 0) {
       pollfd p{pidfd_, POLLIN, 0};
@@ -176,7 +175,7 @@ class Child {
   }
 
   // Waits until the child exited with code 0; an error naming how it ended otherwise.
-  absl::Status waitSuccess(absl::Duration timeout = kChildWait) {
+  absl::Status waitSuccess(absl::Duration timeout = kBoundedWait) {
     absl::StatusOr<int> status = waitExit(timeout);
     if (!status.ok()) return status.status();
     if (WIFEXITED(*status) && WEXITSTATUS(*status) == 0) return absl::OkStatus();
@@ -254,21 +253,5 @@ inline std::string integrityCheck(const std::string& path) {
 }
 
 }  // namespace flatstore::testing
-
-// test_util.h's ASSERT_OK binds a reference to the status inside its argument; for a
-// temporary (`ASSERT_OK(child->send("go"))`) that reference dangles once the full
-// expression ends (GCC warns, ASan may report use-after-scope). These copy the status.
-#undef ASSERT_OK
-#undef EXPECT_OK
-#define ASSERT_OK(expr)                                          \
-  do {                                                           \
-    const absl::Status _s(::flatstore::testing::statusOf(expr)); \
-    ASSERT_TRUE(_s.ok()) << #expr << ": " << _s;                 \
-  } while (false)
-#define EXPECT_OK(expr)                                          \
-  do {                                                           \
-    const absl::Status _s(::flatstore::testing::statusOf(expr)); \
-    EXPECT_TRUE(_s.ok()) << #expr << ": " << _s;                 \
-  } while (false)
 
 #endif  // FLATSTORE_TESTS_MULTIPROCESS_PROCESS_UTIL_H_

@@ -26,7 +26,8 @@
 #include "flatstore/workspace.h"
 #include "gtest/gtest.h"
 #include "tests/observe/observe_util.h"
-#include "tests/storage/test_util.h"
+#include "tests/support/status_macros.h"
+#include "tests/support/workspace_fixture.h"
 
 namespace flatstore::bench {
 namespace {
@@ -34,7 +35,7 @@ namespace {
 using ::flatstore::testing::checkChangeset;
 using ::flatstore::testing::describeRows;
 using ::flatstore::testing::sameRows;
-using ::flatstore::testing::TempDir;
+using ::flatstore::testing::WorkspaceFixture;
 using F = DocFields;
 using Ptr = std::shared_ptr<const DocEntity>;
 
@@ -174,13 +175,9 @@ struct Live {
   std::vector<std::string> errors ABSL_GUARDED_BY(mu);
 };
 
-class ObserveBulkTest : public ::testing::TestWithParam<uint64_t> {
+class ObserveBulkTest : public WorkspaceFixture, public ::testing::WithParamInterface<uint64_t> {
  protected:
-  void SetUp() override {
-    auto ws = Workspace::open(dir_.file("bulk.db"));
-    ASSERT_TRUE(ws.ok()) << ws.status();
-    ws_ = std::move(*ws);
-  }
+  ObserveBulkTest() : WorkspaceFixture("bulk.db") {}
 
   // Upserts object `n` with random fields.
   absl::Status put(TransactionContext& txn, int n) {
@@ -249,8 +246,6 @@ class ObserveBulkTest : public ::testing::TestWithParam<uint64_t> {
     }
   }
 
-  TempDir dir_;
-  std::unique_ptr<Workspace> ws_;
   std::mt19937_64 rng_{GetParam()};
   std::set<int> live_;
   int next_id_ = kObjects;

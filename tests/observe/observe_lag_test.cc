@@ -23,7 +23,7 @@
 #include "game_flatstore.h"
 #include "gtest/gtest.h"
 #include "tests/observe/observe_util.h"
-#include "tests/storage/test_util.h"
+#include "tests/support/temp_dir.h"
 
 namespace flatstore::test::game {
 namespace {

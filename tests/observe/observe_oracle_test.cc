@@ -57,7 +57,9 @@
 #include "game_flatstore.h"
 #include "gtest/gtest.h"
 #include "tests/observe/observe_util.h"
-#include "tests/storage/test_util.h"
+#include "tests/support/notification_barrier.h"
+#include "tests/support/random.h"
+#include "tests/support/temp_dir.h"
 
 namespace flatstore::test::game {
 namespace {
@@ -67,7 +69,8 @@ using ::flatstore::bench::DocChangeRequest;
 using ::flatstore::testing::CallbackGate;
 using ::flatstore::testing::checkChangeset;
 using ::flatstore::testing::describeRows;
-using ::flatstore::testing::kBoundedWait;
+using ::flatstore::testing::NotificationBarrier;
+using ::flatstore::testing::Rng;
 using ::flatstore::testing::sameRows;
 using ::flatstore::testing::TempDir;
 using ::flatstore::testing::vsText;
@@ -93,32 +96,6 @@ struct Budget {
 constexpr size_t kMaxErrorsPerSub = 4;
 
 absl::string_view av(std::string_view s) { return absl::string_view(s.data(), s.size()); }
-
-// ---------------------------------------------------------------------------------------
-// Deterministic randomness (SplitMix64).
-
-class Rng {
- public:
-  explicit Rng(uint64_t seed) : state_(seed) {}
-  uint64_t next() {
-    uint64_t z = (state_ += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-  }
-  size_t below(size_t n) { return static_cast<size_t>(next() % n); }
-  int64_t range(int64_t lo, int64_t hi) {
-    return lo + static_cast<int64_t>(next() % static_cast<uint64_t>(hi - lo + 1));
-  }
-  bool chance(double p) { return static_cast<double>(next() >> 11) * 0x1.0p-53 < p; }
-  template <class C>
-  const auto& pick(const C& c) {
-    return c[below(std::size(c))];
-  }
-
- private:
-  uint64_t state_;
-};
 
 // ---------------------------------------------------------------------------------------
 // Value pools: small, so that values tie and objects move in and out of results often.
@@ -841,7 +818,7 @@ class Oracle {
       std::string where = absl::StrCat("seed ", seed_, " step ", step_);
       bool barrier = (step_ + 1) % budget_.barrier_every == 0 || step_ + 1 == budget_.steps;
       if (barrier) {
-        ASSERT_NO_FATAL_FAILURE(notificationBarrier());
+        ASSERT_NO_FATAL_FAILURE(barrier_.pass(*ws_));
       }
       ASSERT_NO_FATAL_FAILURE(checkAll(where, barrier));
       if (::testing::Test::HasFailure()) return;  // the first failing step tells the most
@@ -849,7 +826,7 @@ class Oracle {
     }
     for (auto& s : stale) s();  // subscribe the leftovers, stale, and check them once more
     ws_->awaitObservers();
-    ASSERT_NO_FATAL_FAILURE(notificationBarrier());
+    ASSERT_NO_FATAL_FAILURE(barrier_.pass(*ws_));
     ASSERT_NO_FATAL_FAILURE(checkAll(absl::StrCat("seed ", seed_, " end"), true));
     // The workload must have exercised what the checks are about.
     Coverage c;
@@ -1059,31 +1036,6 @@ class Oracle {
     EXPECT_FALSE(gate_.timedOut()) << "the lagging commits took longer than the bounded wait";
   }
 
-  // Returns once every delivery queued on the notification thread so far has run: a
-  // subscription on the default executor made with a stale result is caught up at once,
-  // and its delivery queues behind everything offered before it.
-  void notificationBarrier() {
-    std::string tag = absl::StrCat("barrier ", barriers_++);
-    auto before = ws_->fetch<Event>().where(EF::kind == tag).all();
-    ASSERT_TRUE(before.ok()) << before.status();
-    auto made = ws_->performChangesAndWait<Event>([&tag](TransactionContext& txn) {
-      auto e = EventChangeRequest::creation();
-      e.setKind(tag);
-      return txn.submit(e).status();
-    });
-    ASSERT_TRUE(made.ok()) << made.status();
-    ws_->awaitObservers();
-    absl::Notification reached;
-    std::atomic<bool> notified{false};
-    auto token = ws_->subscribe(*before, [&](const FetchedResult<Event>& r, const Changeset&) {
-      if (r.size() == 1 && !notified.exchange(true)) reached.Notify();
-    });
-    ASSERT_TRUE(token.ok()) << token.status();
-    ASSERT_TRUE(reached.WaitForNotificationWithTimeout(kBoundedWait))
-        << "the notification thread did not reach the barrier";
-    token->cancel();
-  }
-
   void checkAll(const std::string& where, bool include_default) {
     monsters_.checkResults(*ws_, include_default, where);
     docs_.checkResults(*ws_, include_default, where);
@@ -1095,7 +1047,7 @@ class Oracle {
   Rng rng_;
   int step_ = 0;
   int next_id_ = 0;
-  int barriers_ = 0;
+  NotificationBarrier barrier_;
   int committed_ = 0;  // transactions that committed
   TempDir dir_;
   // Declared before the workspace and the trackers: outlives the gate subscription.

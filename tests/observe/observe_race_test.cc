@@ -28,7 +28,9 @@
 #include "game_flatstore.h"
 #include "gtest/gtest.h"
 #include "tests/observe/observe_util.h"
-#include "tests/storage/test_util.h"
+#include "tests/support/notification_barrier.h"
+#include "tests/support/status_macros.h"
+#include "tests/support/temp_dir.h"
 
 namespace flatstore::test::game {
 namespace {
@@ -37,6 +39,7 @@ using ::flatstore::testing::CallbackGate;
 using ::flatstore::testing::checkChangeset;
 using ::flatstore::testing::describeRows;
 using ::flatstore::testing::kBoundedWait;
+using ::flatstore::testing::NotificationBarrier;
 using ::flatstore::testing::sameRows;
 using ::flatstore::testing::TempDir;
 using ::flatstore::testing::ThreadPoolExecutor;
@@ -195,35 +198,10 @@ class ObserveRaceTest : public ::testing::Test {
     return nullptr;
   }
 
-  // Returns once every delivery handed to the default notification thread so far has
-  // run: a subscription on it made with a stale result is caught up at once, and its
-  // delivery queues behind everything offered before.
-  void notificationBarrier() {
-    std::string tag = absl::StrCat("barrier ", barriers_++);
-    auto before = ws_->fetch<Event>().where(EF::kind == tag).all();
-    ASSERT_TRUE(before.ok()) << before.status();
-    auto made = ws_->performChangesAndWait<Event>([&tag](TransactionContext& txn) {
-      auto e = EventChangeRequest::creation();
-      e.setKind(tag);
-      return txn.submit(e).status();
-    });
-    ASSERT_TRUE(made.ok()) << made.status();
-    ws_->awaitObservers();
-    absl::Notification reached;
-    std::atomic<bool> notified{false};
-    auto token = ws_->subscribe(*before, [&](const FetchedResult<Event>& r, const Changeset&) {
-      if (r.size() == 1 && !notified.exchange(true)) reached.Notify();
-    });
-    ASSERT_TRUE(token.ok()) << token.status();
-    ASSERT_TRUE(reached.WaitForNotificationWithTimeout(kBoundedWait))
-        << "the notification thread did not reach the barrier";
-    token->cancel();
-  }
-
   // Returns once every delivery of every executor made so far has run.
   void settle() {
     ws_->awaitObservers();
-    ASSERT_NO_FATAL_FAILURE(notificationBarrier());
+    ASSERT_NO_FATAL_FAILURE(barrier_.pass(*ws_));
     ASSERT_TRUE(pool_.drain()) << "the pool did not drain";
   }
 
@@ -246,7 +224,7 @@ class ObserveRaceTest : public ::testing::Test {
   // delivery to a destroyed executor.
   ThreadPoolExecutor pool_{3};
   std::unique_ptr<Workspace> ws_;
-  int barriers_ = 0;
+  NotificationBarrier barrier_;
 };
 
 // ---------------------------------------------------------------------------------------

@@ -7,12 +7,13 @@
 #include "game_flatstore.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "tests/storage/test_util.h"
+#include "tests/support/status_macros.h"
+#include "tests/support/workspace_fixture.h"
 
 namespace flatstore::test::game {
 namespace {
 
-using ::flatstore::testing::TempDir;
+using ::flatstore::testing::WorkspaceFixture;
 using ::testing::ElementsAre;
 using F = MonsterFields;
 
@@ -40,15 +41,9 @@ std::vector<std::string> names(const FetchedResult<Monster>& r) {
   return out;
 }
 
-class ObserveTest : public ::testing::Test {
+class ObserveTest : public WorkspaceFixture {
  protected:
-  void SetUp() override {
-    auto ws = Workspace::open(dir_.file("observe.db"));
-    ASSERT_TRUE(ws.ok()) << ws.status();
-    ws_ = std::move(*ws);
-  }
-  TempDir dir_;
-  std::unique_ptr<Workspace> ws_;
+  ObserveTest() : WorkspaceFixture("observe.db") {}
 };
 
 TEST_F(ObserveTest, ResultFollowsCommitsWithChangesets) {

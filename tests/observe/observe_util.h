@@ -23,12 +23,9 @@
 #include "flatstore/entity.h"
 #include "flatstore/observe.h"
 #include "gtest/gtest.h"
+#include "tests/support/wait.h"
 
 namespace flatstore::testing {
-
-// Every wait in the observer tests is bounded by this; a wait that runs out fails the
-// test instead of hanging it.
-inline constexpr absl::Duration kBoundedWait = absl::Seconds(60);
 
 inline std::string vsText(Versionstamp vs) {
   return absl::StrCat(vs.commitSequence(), ".", vs.position());

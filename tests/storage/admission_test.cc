@@ -13,7 +13,8 @@
 #include "game_flatstore.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "tests/storage/test_util.h"
+#include "tests/support/status_macros.h"
+#include "tests/support/temp_dir.h"
 
 namespace flatstore {
 namespace {

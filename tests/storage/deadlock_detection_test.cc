@@ -7,7 +7,7 @@
 #include "flatstore/workspace.h"
 #include "game_flatstore.h"
 #include "gtest/gtest.h"
-#include "tests/storage/test_util.h"
+#include "tests/support/temp_dir.h"
 
 namespace flatstore::test::game {
 namespace {

@@ -46,11 +46,14 @@
 #include "game_flatstore.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "tests/storage/test_util.h"
+#include "tests/support/random.h"
+#include "tests/support/status_macros.h"
+#include "tests/support/temp_dir.h"
 
 namespace flatstore::test::game {
 namespace {
 
+using ::flatstore::testing::Rng;
 using ::flatstore::testing::TempDir;
 using F = MonsterFields;
 using EntityPtr = std::shared_ptr<const MonsterEntity>;
@@ -69,34 +72,6 @@ struct Budget {
 constexpr int kMaxReportedFailures = 3;  // per seed; later mismatches are only counted
 // Pending inserts sort after every committed row (they get the next rowids on commit).
 constexpr int64_t kPendingSortBase = int64_t{1} << 62;
-
-// ---------------------------------------------------------------------------------------
-// Deterministic randomness (SplitMix64: the same stream on every platform).
-
-class Rng {
- public:
-  explicit Rng(uint64_t seed) : state_(seed) {}
-  uint64_t next() {
-    uint64_t z = (state_ += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-  }
-  // Uniform in [0, n).
-  size_t below(size_t n) { return static_cast<size_t>(next() % n); }
-  // Uniform in [lo, hi].
-  int64_t range(int64_t lo, int64_t hi) {
-    return lo + static_cast<int64_t>(next() % static_cast<uint64_t>(hi - lo + 1));
-  }
-  bool chance(double p) { return static_cast<double>(next() >> 11) * 0x1.0p-53 < p; }
-  template <class C>
-  const auto& pick(const C& c) {
-    return c[below(std::size(c))];
-  }
-
- private:
-  uint64_t state_;
-};
 
 // ---------------------------------------------------------------------------------------
 // Value pools: small, so that values tie often; with edges (bytes above 0x7f, an

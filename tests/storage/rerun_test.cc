@@ -12,11 +12,14 @@
 #include "game_flatstore.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "tests/storage/test_util.h"
+#include "tests/support/status_macros.h"
+#include "tests/support/temp_dir.h"
+#include "tests/support/wait.h"
 
 namespace flatstore::test::game {
 namespace {
 
+using ::flatstore::testing::kBoundedWait;
 using ::flatstore::testing::TempDir;
 using ::testing::HasSubstr;
 
@@ -85,7 +88,7 @@ TEST_F(RerunTest, PipelinedClosureThatConflictsRunsAgainUnderTheWriteLockAndKeep
   ASSERT_OK(setHp(*ws, 1));
   absl::Notification gate;
   auto held = ws->performChanges<Monster>([&](TransactionContext&) -> absl::Status {
-    if (!gate.WaitForNotificationWithTimeout(absl::Seconds(60))) {
+    if (!gate.WaitForNotificationWithTimeout(kBoundedWait)) {
       return absl::DeadlineExceededError("the gate was never opened");
     }
     return absl::OkStatus();

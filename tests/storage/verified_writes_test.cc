@@ -11,7 +11,8 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nested_flatstore.h"
-#include "tests/storage/test_util.h"
+#include "tests/support/status_macros.h"
+#include "tests/support/temp_dir.h"
 
 namespace flatstore::test::nested {
 namespace {

@@ -4,6 +4,7 @@
 
 #include <sqlite3.h>
 
+#include <filesystem>
 #include <fstream>
 #include <thread>
 
@@ -11,12 +12,15 @@
 #include "game_flatstore.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "tests/storage/test_util.h"
+#include "tests/support/status_macros.h"
+#include "tests/support/temp_dir.h"
+#include "tests/support/workspace_fixture.h"
 
 namespace flatstore::test::game {
 namespace {
 
 using ::flatstore::testing::TempDir;
+using ::flatstore::testing::WorkspaceFixture;
 using ::testing::HasSubstr;
 using F = MonsterFields;
 
@@ -27,16 +31,7 @@ absl::StatusOr<SubmitOutcome> create(TransactionContext& txn, std::string_view n
   return txn.submit(r);
 }
 
-class WorkspaceTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    auto ws = Workspace::open(dir_.file("test.db"));
-    ASSERT_TRUE(ws.ok()) << ws.status();
-    ws_ = std::move(*ws);
-  }
-  TempDir dir_;
-  std::unique_ptr<Workspace> ws_;
-};
+class WorkspaceTest : public WorkspaceFixture {};
 
 TEST_F(WorkspaceTest, InsertFetchUpdateDelete) {
   auto done = ws_->performChangesAndWait<Monster>([](TransactionContext& txn) -> absl::Status {

@@ -10,7 +10,7 @@
 #include "absl/synchronization/notification.h"
 #include "gtest/gtest.h"
 #include "runtime/catalog.h"
-#include "tests/storage/test_util.h"
+#include "tests/support/temp_dir.h"
 
 namespace flatstore::internal {
 namespace {
