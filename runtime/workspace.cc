@@ -14,6 +14,7 @@
 #include "absl/synchronization/mutex.h"
 #include "flatstore/status.h"
 #include "runtime/absl_compat.h"
+#include "runtime/backup.h"
 #include "runtime/change_log.h"
 #include "runtime/workspace_impl.h"
 
@@ -1077,6 +1078,9 @@ absl::StatusOr<SubscriptionToken> Workspace::subscribeObjectErased(
 uint64_t Workspace::lastCommitSequence() const { return impl_->lastCommitSequence(); }
 absl::Status Workspace::shutdown() { return impl_->shutdown(); }
 const std::string& Workspace::path() const { return impl_->path(); }
+absl::Status Workspace::backup(const std::string& dest) {
+  return internal::backupDatabase(path(), dest);
+}
 
 // ---------------------------------------------------------------------------------------
 // Dictionary (public, non-virtual parts)
