@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <map>
 #include <set>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "flatstore/status.h"
@@ -33,16 +34,41 @@ class Problems {
   int64_t count_ = 0;
 };
 
-absl::Status integrityCheck(Connection& c, Problems& problems) {
-  FLATSTORE_ASSIGN_OR_RETURN(Statement s, c.prepare("PRAGMA integrity_check", c.path()));
-  while (true) {
-    FLATSTORE_ASSIGN_OR_RETURN(bool row, s.step(c.path()));
-    if (!row) break;
-    std::string_view line = s.columnText(0);
-    if (line != "ok") problems.add("sqlite integrity_check", av(line));
+// SQLite's integrity check (or quick_check) on a connection of its own, on its own
+// thread: it reads every page, as the object scan does, and on a large file the two
+// take about as long, so running them side by side halves the wall time. Its lines
+// are printed after the scan's.
+class IntegrityCheck {
+ public:
+  IntegrityCheck(const std::string& path, bool quick)
+      : thread_([this, path, quick] { status_ = run(path, quick); }) {}
+
+  // Waits for the check; its problem lines, or the error that stopped it.
+  absl::StatusOr<std::vector<std::string>> result() {
+    thread_.join();
+    if (!status_.ok()) return status_;
+    return std::move(lines_);
   }
-  return absl::OkStatus();
-}
+
+ private:
+  absl::Status run(const std::string& path, bool quick) {
+    FLATSTORE_ASSIGN_OR_RETURN(auto c, openReadOnly(path));
+    FLATSTORE_ASSIGN_OR_RETURN(
+        Statement s, c->prepare(quick ? "PRAGMA quick_check" : "PRAGMA integrity_check", path));
+    while (true) {
+      FLATSTORE_ASSIGN_OR_RETURN(bool row, s.step(path));
+      if (!row) break;
+      std::string_view line = s.columnText(0);
+      if (line != "ok") lines_.emplace_back(line);
+    }
+    return absl::OkStatus();
+  }
+
+  // Written by the thread, read after join().
+  std::vector<std::string> lines_;
+  absl::Status status_;
+  std::thread thread_;
+};
 
 // A cursor over one index table in rowid order, merged with the object scan.
 struct IndexCursor {
@@ -206,9 +232,10 @@ int runCheck(const Args& args) {
   Problems problems;
   int64_t objects = 0;
   size_t tables = 0;
-  absl::Status status = [&]() -> absl::Status {
+  bool quick = args.has("--quick");
+  // Objects, indexes, keys and the change log, in one read transaction.
+  auto scan = [&]() -> absl::Status {
     FLATSTORE_RETURN_IF_ERROR(c.exec("BEGIN", file));
-    FLATSTORE_RETURN_IF_ERROR(integrityCheck(c, problems));
     FLATSTORE_ASSIGN_OR_RETURN(internal::LogHead head, internal::readLogHead(c, file));
     std::set<int64_t> ids;
     int64_t total = 0;
@@ -239,10 +266,17 @@ int runCheck(const Args& args) {
     }
     progress.finish();
     return checkLog(c, ids, problems);
-  }();
+  };
+  IntegrityCheck integrity(file, quick);
+  absl::Status status = scan();
   c.rollbackQuietly();
+  absl::StatusOr<std::vector<std::string>> sqlite = integrity.result();
+  if (status.ok() && !sqlite.ok()) status = sqlite.status();
   std::fflush(stdout);
   if (!status.ok()) return fail(file, status);
+  for (const std::string& line : *sqlite) {
+    problems.add(quick ? "sqlite quick_check" : "sqlite integrity_check", line);
+  }
   if (problems.count() > 0) {
     std::fprintf(stderr, "flatstore: %s: %lld problem%s\n", file.c_str(),
                  static_cast<long long>(problems.count()), problems.count() == 1 ? "" : "s");

@@ -92,6 +92,9 @@ absl::StatusOr<std::unique_ptr<internal::Connection>> openReadOnly(const std::st
   if (S_ISDIR(st.st_mode)) return absl::InvalidArgumentError("is a directory");
   FLATSTORE_ASSIGN_OR_RETURN(auto c, internal::Connection::open(path, /*read_only=*/true));
   c->setBusyTimeout(absl::Seconds(10));
+  // Scans read every page once: mapping the file saves a copy per page (reads through
+  // the mapping never write; SQLite caps the size at its compile-time limit).
+  FLATSTORE_RETURN_IF_ERROR(c->exec("PRAGMA mmap_size = 17179869184", path));
   absl::StatusOr<internal::Statement> s =
       c->prepare("SELECT value FROM flatstore_meta WHERE key = 'format'", path);
   if (!s.ok()) {
