@@ -38,6 +38,13 @@ TEST(CliProcessTest, BackupDuringAWriteStormIsConsistent) {
   auto before = (*ws)->latestVersionstamp();
   ASSERT_TRUE(before.ok());
 
+  // Read-only commands work on the live file while it is written.
+  CliResult live = runCli(dir, {"check", path});
+  EXPECT_EQ(live.exit_code, 0) << live.out << live.err;
+  CliResult dump = runCli(dir, {"dump", path, "Monster", "--where", "hp >= 0"});
+  EXPECT_EQ(dump.exit_code, 0) << dump.err;
+  EXPECT_EQ(dumpRowids(dump.out).size(), 20u);
+
   CliResult tool = runCli(dir, {"backup", path, dir.file("tool-copy.db")});
   EXPECT_EQ(tool.exit_code, 0) << tool.err;
   EXPECT_EQ(tool.err, "") << "no progress bar when standard error is not a terminal";
