@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "flatstore/status.h"
+#include "runtime/backup.h"
 #include "runtime/chunked.h"
 #include "runtime/dictionary.h"
 #include "runtime/workspace_impl.h"
@@ -243,5 +244,8 @@ absl::StatusOr<SubscriptionToken> Workspace::subscribeObjectErased(
 uint64_t Workspace::lastCommitSequence() const { return impl_->writer().lastCommitSequence(); }
 absl::Status Workspace::shutdown() { return impl_->shutdown(); }
 const std::string& Workspace::path() const { return impl_->path(); }
+absl::Status Workspace::backup(const std::string& dest) {
+  return internal::backupDatabase(path(), dest);
+}
 
 }  // namespace flatstore

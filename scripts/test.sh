@@ -127,11 +127,13 @@ check_no_shared_absl() {
 }
 # --------------------------------------------------------------------------------------
 
-# Installs the release build into a temporary prefix, then builds and runs tests/install,
-# a separate project that uses it through find_package(flatstore) and flatstore_generate().
+# Installs the release build into a temporary prefix (the flatstore tool must run from
+# there), then builds and runs tests/install, a separate project that uses it through
+# find_package(flatstore) and flatstore_generate().
 install_test() {
   local prefix="$tmp/prefix"
   cmake --install build/ci-release --prefix "$prefix"
+  "$prefix/bin/flatstore" --help >/dev/null
   rm -rf build/ci-install
   cmake -S tests/install -B build/ci-install -DCMAKE_PREFIX_PATH="$prefix"
   cmake --build build/ci-install -j"$jobs"

@@ -313,6 +313,18 @@ class Workspace {
   // The path the workspace was opened with.
   const std::string& path() const;
 
+  // Writes a consistent copy of the file, as committed when the call starts, to the new
+  // file `dest`, while this and other processes keep reading and writing. The copy
+  // opens as a flatstore file. Uses SQLite's online backup API inside one read
+  // transaction: the pages of one snapshot are copied as they are (VACUUM INTO would
+  // rebuild every row and index), and WAL mode lets every writer go on meanwhile. The
+  // copy is written beside `dest` and renamed into place once complete. Errors:
+  // AlreadyExists when `dest` exists (it is never overwritten); NotFound when its
+  // directory does not exist; the SQLite error naming the files otherwise, with no
+  // `dest` left behind. Thread-safe; it uses a connection of its own and holds no lock
+  // of the workspace.
+  absl::Status backup(const std::string& dest);
+
  private:
   explicit Workspace(std::unique_ptr<internal::WorkspaceImpl> impl);
   TransactionHandle performChangesErased(std::vector<const TableDescription*> tables,
