@@ -456,24 +456,37 @@ void CppGenerator::genEntityClass(const Entity& e) {
   w_.line("// `rowid` when they are not a valid object.");
   w_.line("static absl::StatusOr<std::shared_ptr<const {{ENTITY}}>> fromBytes(");
   w_.line("    std::span<const uint8_t> bytes, int64_t rowid = 0,");
-  w_.line("    ::flatstore::Versionstamp versionstamp = {}) {");
-  w_.line(
-      "  FLATSTORE_ASSIGN_OR_RETURN(auto buffer, "
-      "::flatstore::internal::verifiedCopy(description(), "
-      "bytes, rowid));");
-  w_.line("  return fromVerified(std::move(buffer), rowid, versionstamp);");
-  w_.line("}");
+  w_.line("    ::flatstore::Versionstamp versionstamp = {});");
   w_.line("// Wraps bytes that were already verified as a {{NAME}}.");
   w_.line(
       "static std::shared_ptr<const {{ENTITY}}> fromVerified(::flatstore::ObjectBuffer buffer,");
   w_.line("                                                     int64_t rowid,");
   w_.line(
       "                                                     ::flatstore::Versionstamp "
+      "versionstamp);");
+  // Out of line: each entity's StatusOr and shared_ptr are instantiated once, in the
+  // source file, not in every file that includes the header.
+  w_.select(kSource);
+  w_.line("");
+  w_.line("absl::StatusOr<std::shared_ptr<const {{ENTITY}}>> {{ENTITY}}::fromBytes(");
+  w_.line(
+      "    std::span<const uint8_t> bytes, int64_t rowid, ::flatstore::Versionstamp versionstamp) "
+      "{");
+  w_.line(
+      "  FLATSTORE_ASSIGN_OR_RETURN(auto buffer, "
+      "::flatstore::internal::verifiedCopy(description(), bytes, rowid));");
+  w_.line("  return fromVerified(std::move(buffer), rowid, versionstamp);");
+  w_.line("}");
+  w_.line("");
+  w_.line("std::shared_ptr<const {{ENTITY}}> {{ENTITY}}::fromVerified(");
+  w_.line(
+      "    ::flatstore::ObjectBuffer buffer, int64_t rowid, ::flatstore::Versionstamp "
       "versionstamp) {");
   w_.line(
       "  return std::shared_ptr<const {{ENTITY}}>(new {{ENTITY}}(std::move(buffer), rowid, "
       "versionstamp));");
   w_.line("}");
+  w_.select(kHeader);
   w_.line("static const ::flatstore::TableDescription& description() {");
   w_.line("  return {{DETAIL}}::kDescription;");
   w_.line("}");

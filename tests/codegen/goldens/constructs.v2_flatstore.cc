@@ -504,6 +504,17 @@ const ::flatstore::TableDescription kDescription{
 
 }  // namespace Hero_flatstore_detail
 
+absl::StatusOr<std::shared_ptr<const HeroEntity>> HeroEntity::fromBytes(
+    std::span<const uint8_t> bytes, int64_t rowid, ::flatstore::Versionstamp versionstamp) {
+  FLATSTORE_ASSIGN_OR_RETURN(auto buffer, ::flatstore::internal::verifiedCopy(description(), bytes, rowid));
+  return fromVerified(std::move(buffer), rowid, versionstamp);
+}
+
+std::shared_ptr<const HeroEntity> HeroEntity::fromVerified(
+    ::flatstore::ObjectBuffer buffer, int64_t rowid, ::flatstore::Versionstamp versionstamp) {
+  return std::shared_ptr<const HeroEntity>(new HeroEntity(std::move(buffer), rowid, versionstamp));
+}
+
 absl::StatusOr<::flatstore::EncodedObject> HeroChangeRequest::encodeOver(
     const uint8_t* current) const {
   ::flatstore::test::constructs::HeroT object;

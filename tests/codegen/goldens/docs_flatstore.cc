@@ -127,6 +127,17 @@ const ::flatstore::TableDescription kDescription{
 
 }  // namespace Doc_flatstore_detail
 
+absl::StatusOr<std::shared_ptr<const DocEntity>> DocEntity::fromBytes(
+    std::span<const uint8_t> bytes, int64_t rowid, ::flatstore::Versionstamp versionstamp) {
+  FLATSTORE_ASSIGN_OR_RETURN(auto buffer, ::flatstore::internal::verifiedCopy(description(), bytes, rowid));
+  return fromVerified(std::move(buffer), rowid, versionstamp);
+}
+
+std::shared_ptr<const DocEntity> DocEntity::fromVerified(
+    ::flatstore::ObjectBuffer buffer, int64_t rowid, ::flatstore::Versionstamp versionstamp) {
+  return std::shared_ptr<const DocEntity>(new DocEntity(std::move(buffer), rowid, versionstamp));
+}
+
 absl::StatusOr<::flatstore::EncodedObject> DocChangeRequest::encodeOver(
     const uint8_t* current) const {
   ::flatstore::bench::DocT object;

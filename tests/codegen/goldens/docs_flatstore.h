@@ -60,16 +60,11 @@ class DocEntity final : public ::flatstore::EntityBase {
   // `rowid` when they are not a valid object.
   static absl::StatusOr<std::shared_ptr<const DocEntity>> fromBytes(
       std::span<const uint8_t> bytes, int64_t rowid = 0,
-      ::flatstore::Versionstamp versionstamp = {}) {
-    FLATSTORE_ASSIGN_OR_RETURN(auto buffer, ::flatstore::internal::verifiedCopy(description(), bytes, rowid));
-    return fromVerified(std::move(buffer), rowid, versionstamp);
-  }
+      ::flatstore::Versionstamp versionstamp = {});
   // Wraps bytes that were already verified as a Doc.
   static std::shared_ptr<const DocEntity> fromVerified(::flatstore::ObjectBuffer buffer,
                                                        int64_t rowid,
-                                                       ::flatstore::Versionstamp versionstamp) {
-    return std::shared_ptr<const DocEntity>(new DocEntity(std::move(buffer), rowid, versionstamp));
-  }
+                                                       ::flatstore::Versionstamp versionstamp);
   static const ::flatstore::TableDescription& description() {
     return Doc_flatstore_detail::kDescription;
   }

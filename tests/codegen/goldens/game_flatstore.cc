@@ -453,6 +453,17 @@ const ::flatstore::TableDescription kDescription{
 
 }  // namespace Monster_flatstore_detail
 
+absl::StatusOr<std::shared_ptr<const MonsterEntity>> MonsterEntity::fromBytes(
+    std::span<const uint8_t> bytes, int64_t rowid, ::flatstore::Versionstamp versionstamp) {
+  FLATSTORE_ASSIGN_OR_RETURN(auto buffer, ::flatstore::internal::verifiedCopy(description(), bytes, rowid));
+  return fromVerified(std::move(buffer), rowid, versionstamp);
+}
+
+std::shared_ptr<const MonsterEntity> MonsterEntity::fromVerified(
+    ::flatstore::ObjectBuffer buffer, int64_t rowid, ::flatstore::Versionstamp versionstamp) {
+  return std::shared_ptr<const MonsterEntity>(new MonsterEntity(std::move(buffer), rowid, versionstamp));
+}
+
 absl::StatusOr<::flatstore::EncodedObject> MonsterChangeRequest::encodeOver(
     const uint8_t* current) const {
   ::flatstore::test::game::MonsterT object;
@@ -642,6 +653,17 @@ const ::flatstore::TableDescription kDescription{
 };
 
 }  // namespace Event_flatstore_detail
+
+absl::StatusOr<std::shared_ptr<const EventEntity>> EventEntity::fromBytes(
+    std::span<const uint8_t> bytes, int64_t rowid, ::flatstore::Versionstamp versionstamp) {
+  FLATSTORE_ASSIGN_OR_RETURN(auto buffer, ::flatstore::internal::verifiedCopy(description(), bytes, rowid));
+  return fromVerified(std::move(buffer), rowid, versionstamp);
+}
+
+std::shared_ptr<const EventEntity> EventEntity::fromVerified(
+    ::flatstore::ObjectBuffer buffer, int64_t rowid, ::flatstore::Versionstamp versionstamp) {
+  return std::shared_ptr<const EventEntity>(new EventEntity(std::move(buffer), rowid, versionstamp));
+}
 
 absl::StatusOr<::flatstore::EncodedObject> EventChangeRequest::encodeOver(
     const uint8_t* current) const {

@@ -121,16 +121,11 @@ class MonsterEntity final : public ::flatstore::EntityBase {
   // `rowid` when they are not a valid object.
   static absl::StatusOr<std::shared_ptr<const MonsterEntity>> fromBytes(
       std::span<const uint8_t> bytes, int64_t rowid = 0,
-      ::flatstore::Versionstamp versionstamp = {}) {
-    FLATSTORE_ASSIGN_OR_RETURN(auto buffer, ::flatstore::internal::verifiedCopy(description(), bytes, rowid));
-    return fromVerified(std::move(buffer), rowid, versionstamp);
-  }
+      ::flatstore::Versionstamp versionstamp = {});
   // Wraps bytes that were already verified as a Monster.
   static std::shared_ptr<const MonsterEntity> fromVerified(::flatstore::ObjectBuffer buffer,
                                                        int64_t rowid,
-                                                       ::flatstore::Versionstamp versionstamp) {
-    return std::shared_ptr<const MonsterEntity>(new MonsterEntity(std::move(buffer), rowid, versionstamp));
-  }
+                                                       ::flatstore::Versionstamp versionstamp);
   static const ::flatstore::TableDescription& description() {
     return Monster_flatstore_detail::kDescription;
   }
@@ -486,16 +481,11 @@ class EventEntity final : public ::flatstore::EntityBase {
   // `rowid` when they are not a valid object.
   static absl::StatusOr<std::shared_ptr<const EventEntity>> fromBytes(
       std::span<const uint8_t> bytes, int64_t rowid = 0,
-      ::flatstore::Versionstamp versionstamp = {}) {
-    FLATSTORE_ASSIGN_OR_RETURN(auto buffer, ::flatstore::internal::verifiedCopy(description(), bytes, rowid));
-    return fromVerified(std::move(buffer), rowid, versionstamp);
-  }
+      ::flatstore::Versionstamp versionstamp = {});
   // Wraps bytes that were already verified as a Event.
   static std::shared_ptr<const EventEntity> fromVerified(::flatstore::ObjectBuffer buffer,
                                                        int64_t rowid,
-                                                       ::flatstore::Versionstamp versionstamp) {
-    return std::shared_ptr<const EventEntity>(new EventEntity(std::move(buffer), rowid, versionstamp));
-  }
+                                                       ::flatstore::Versionstamp versionstamp);
   static const ::flatstore::TableDescription& description() {
     return Event_flatstore_detail::kDescription;
   }
