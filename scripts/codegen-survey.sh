@@ -28,6 +28,10 @@ if [[ $# -lt 2 ]]; then
   echo "usage: $0 CODEGEN SCHEMA_DIR [WORK_DIR]" >&2
   exit 2
 fi
+if [[ ! -x "$1" || ! -d "$2" ]]; then
+  echo "$0: $1 is not an executable or $2 is not a folder" >&2
+  exit 2
+fi
 codegen="$(realpath "$1")"
 schemas="$(realpath "$2")"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
