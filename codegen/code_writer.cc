@@ -42,9 +42,10 @@ void CodeWriter::line(std::string_view text) {
     size_t end = expanded.find('\n', start);
     std::string_view one = std::string_view(expanded).substr(
         start, end == std::string::npos ? std::string::npos : end - start);
-    if (!one.empty()) out_.append(static_cast<size_t>(depth_) * 2, ' ');
-    out_.append(one);
-    out_.push_back('\n');
+    std::string& out = outs_[current_];
+    if (!one.empty()) out.append(static_cast<size_t>(depths_[current_]) * 2, ' ');
+    out.append(one);
+    out.push_back('\n');
     if (end == std::string::npos) break;
     start = end + 1;
   }

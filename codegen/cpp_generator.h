@@ -1,4 +1,7 @@
-// CppGenerator: writes `<stem>_flatstore.h` for a schema model.
+// CppGenerator: writes `<stem>_flatstore.h` and `<stem>_flatstore.cc` for a schema
+// model. The header declares what users call and keeps inline only what is small; the
+// source holds the key-path readers, the table descriptions, the encoders and, once
+// per schema file, the binary schema, so that including the header stays cheap.
 //
 // One genX() per construct: the entity class, the field descriptors, the change
 // request, the table description and the EntityTraits specialization. The output
@@ -16,13 +19,18 @@
 
 namespace flatstore::codegen {
 
+struct GeneratedFiles {
+  std::string header;  // <stem>_flatstore.h
+  std::string source;  // <stem>_flatstore.cc, compiled once into the user's target
+};
+
 class CppGenerator {
  public:
   // `stem` is the schema's file name without ".fbs"; `binary_schema` its serialized
   // reflection schema.
   CppGenerator(const SchemaModel& model, std::string stem, std::vector<uint8_t> binary_schema);
 
-  std::string generate();
+  GeneratedFiles generate();
 
  private:
   void genEntityDetail(const Entity& e);
@@ -46,6 +54,10 @@ class CppGenerator {
     int struct_id = -1;
   };
   std::vector<RootMember> root_members_;
+
+  // The outputs of w_.
+  static constexpr size_t kHeader = 0;
+  static constexpr size_t kSource = 1;
 
   const SchemaModel& model_;
   std::string stem_;

@@ -1,10 +1,14 @@
 // flatstore-codegen: FlatBuffers schemas in, flatstore C++ headers out.
 //
-//   flatstore-codegen [-I DIR]... [-o OUT_DIR] [--depfile FILE] SCHEMA.fbs...
+//   flatstore-codegen [-I DIR]... [-o OUT_DIR] [--depfile FILE] [--stamp FILE] SCHEMA.fbs...
 //
 // For each SCHEMA.fbs writes OUT_DIR/SCHEMA_flatstore.h, which includes flatc's
-// SCHEMA_generated.h (flatc --cpp --gen-object-api --gen-compare --scoped-enums). On any
-// error, prints `file:line:col: error: message` lines, writes nothing, and exits 1.
+// SCHEMA_generated.h (flatc --cpp --gen-object-api --gen-compare --scoped-enums), and
+// OUT_DIR/SCHEMA_flatstore.cc, to be compiled once into the program. On any error,
+// prints `file:line:col: error: message` lines, writes nothing, and exits 1. A file that
+// would not change is left alone, so that nothing that includes it is rebuilt; --stamp
+// names a file written on every successful run (the target of the --depfile rule, when
+// given), for build tools that decide by file times whether a run is due.
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -29,13 +33,14 @@ struct Options {
   std::vector<std::string> include_dirs;
   std::string out_dir = ".";
   std::string depfile;
+  std::string stamp;
   std::vector<std::string> schemas;
 };
 
 void usage() {
   std::fprintf(stderr,
                "usage: flatstore-codegen [-I DIR]... [-o OUT_DIR] [--depfile FILE] "
-               "SCHEMA.fbs...\n");
+               "[--stamp FILE] SCHEMA.fbs...\n");
 }
 
 bool parseArgs(int argc, char** argv, Options* opts) {
@@ -56,6 +61,8 @@ bool parseArgs(int argc, char** argv, Options* opts) {
       if (!value(&opts->out_dir)) return false;
     } else if (a == "--depfile") {
       if (!value(&opts->depfile)) return false;
+    } else if (a == "--stamp") {
+      if (!value(&opts->stamp)) return false;
     } else if (a == "-h" || a == "--help") {
       return false;
     } else if (!a.empty() && a[0] == '-') {
@@ -159,8 +166,7 @@ std::string formatParserError(const std::string& raw, const std::vector<std::str
 }
 
 struct Output {
-  std::string path;
-  std::string text;
+  std::vector<std::pair<std::string, std::string>> files;  // path, text: header first
   std::vector<std::string> dependencies;
 };
 
@@ -213,8 +219,10 @@ bool compileSchema(const Options& opts, const std::string& schema, Output* out) 
   std::vector<uint8_t> bfbs(parser.builder_.GetBufferPointer(),
                             parser.builder_.GetBufferPointer() + parser.builder_.GetSize());
   std::string stem = fs::path(schema).stem().string();
-  out->path = (fs::path(opts.out_dir) / (stem + "_flatstore.h")).string();
-  out->text = CppGenerator(model, stem, std::move(bfbs)).generate();
+  GeneratedFiles generated = CppGenerator(model, stem, std::move(bfbs)).generate();
+  out->files = {
+      {(fs::path(opts.out_dir) / (stem + "_flatstore.h")).string(), std::move(generated.header)},
+      {(fs::path(opts.out_dir) / (stem + "_flatstore.cc")).string(), std::move(generated.source)}};
   for (const std::string& f : parser.GetIncludedFilesRecursive(main_file)) {
     out->dependencies.push_back(f);
   }
@@ -250,18 +258,20 @@ int run(int argc, char** argv) {
   std::error_code ec;
   fs::create_directories(opts.out_dir, ec);
   for (const Output& o : outputs) {
-    // Leave an unchanged header alone so that builds do not recompile needlessly.
-    std::string existing;
-    if (readFile(o.path, &existing) && existing == o.text) continue;
-    if (!writeAtomically(o.path, o.text)) {
-      std::fprintf(stderr, "flatstore-codegen: cannot write %s\n", o.path.c_str());
-      return 1;
+    for (const auto& [path, text] : o.files) {
+      // Leave an unchanged file alone so that builds do not recompile needlessly.
+      std::string existing;
+      if (readFile(path, &existing) && existing == text) continue;
+      if (!writeAtomically(path, text)) {
+        std::fprintf(stderr, "flatstore-codegen: cannot write %s\n", path.c_str());
+        return 1;
+      }
     }
   }
   if (!opts.depfile.empty()) {
     std::string deps;
     for (const Output& o : outputs) {
-      deps += o.path + ":";
+      deps += (opts.stamp.empty() ? o.files.front().first : opts.stamp) + ":";
       for (const auto& d : o.dependencies) deps += " " + d;
       deps += "\n";
     }
@@ -269,6 +279,12 @@ int run(int argc, char** argv) {
       std::fprintf(stderr, "flatstore-codegen: cannot write %s\n", opts.depfile.c_str());
       return 1;
     }
+  }
+  // The stamp is written on every successful run, unlike the outputs, so that a build
+  // tool comparing times sees the run done even when no output changed.
+  if (!opts.stamp.empty() && !writeAtomically(opts.stamp, "")) {
+    std::fprintf(stderr, "flatstore-codegen: cannot write %s\n", opts.stamp.c_str());
+    return 1;
   }
   return 0;
 }

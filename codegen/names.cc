@@ -8,7 +8,10 @@
 namespace flatstore::codegen {
 namespace {
 
-constexpr std::array<std::string_view, 97> kKeywords = {
+// flatc's C++ keyword list (FlatBuffers 2.x, idl_gen_cpp.cpp): the names flatc writes
+// with a trailing '_'. Accessors of flatc's classes are called by these spellings, so the
+// list must be flatc's own, not the language's.
+constexpr std::array<std::string_view, 95> kFlatcKeywords = {
     "alignas",
     "alignof",
     "and",
@@ -25,16 +28,13 @@ constexpr std::array<std::string_view, 97> kKeywords = {
     "case",
     "catch",
     "char",
-    "char8_t",
     "char16_t",
     "char32_t",
     "class",
     "compl",
     "concept",
     "const",
-    "consteval",
     "constexpr",
-    "constinit",
     "const_cast",
     "continue",
     "co_await",
@@ -57,9 +57,11 @@ constexpr std::array<std::string_view, 97> kKeywords = {
     "friend",
     "goto",
     "if",
+    "import",
     "inline",
     "int",
     "long",
+    "module",
     "mutable",
     "namespace",
     "new",
@@ -73,7 +75,6 @@ constexpr std::array<std::string_view, 97> kKeywords = {
     "private",
     "protected",
     "public",
-    "reflexpr",
     "register",
     "reinterpret_cast",
     "requires",
@@ -108,11 +109,27 @@ constexpr std::array<std::string_view, 97> kKeywords = {
     "xor_eq",
 };
 
+// Keywords of C++20 that flatc's list lacks. Names flatstore derives itself (camel-case
+// accessors, setters, descriptors) escape these too, since they would not compile.
+constexpr std::array<std::string_view, 4> kMoreKeywords = {"char8_t", "consteval", "constinit",
+                                                           "reflexpr"};
+
+template <size_t N>
+bool contains(const std::array<std::string_view, N>& list, std::string_view name) {
+  return std::find(list.begin(), list.end(), name) != list.end();
+}
+
 }  // namespace
+
+std::string flatcName(std::string_view name) {
+  std::string out(name);
+  if (contains(kFlatcKeywords, name)) out += '_';
+  return out;
+}
 
 std::string escapeKeyword(std::string_view name) {
   std::string out(name);
-  if (std::find(kKeywords.begin(), kKeywords.end(), name) != kKeywords.end()) out += '_';
+  if (contains(kFlatcKeywords, name) || contains(kMoreKeywords, name)) out += '_';
   return out;
 }
 
@@ -130,10 +147,22 @@ std::string upperCamel(std::string_view snake) {
   return out;
 }
 
-std::string lowerCamel(std::string_view snake) {
+std::string camelStem(std::string_view snake) {
   std::string out = upperCamel(snake);
   if (!out.empty()) out[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(out[0])));
-  return escapeKeyword(out);
+  return out;
+}
+
+std::string lowerCamel(std::string_view snake) { return escapeKeyword(camelStem(snake)); }
+
+std::string memberName(std::string_view field_name) {
+  // Member names of the generated entity class that a field accessor must not hide.
+  static constexpr std::array<std::string_view, 9> kReserved = {
+      "bytes",  "data",        "rowid",     "versionstamp", "view",
+      "unpack", "description", "fromBytes", "fromVerified"};
+  std::string out = lowerCamel(field_name);
+  if (contains(kReserved, out)) out += '_';
+  return out;
 }
 
 std::string cppStringLiteral(std::string_view text) {

@@ -7,6 +7,7 @@
 #include <set>
 #include <sstream>
 
+#include "codegen/names.h"
 #include "codegen/source_locator.h"
 
 namespace flatstore::codegen {
@@ -16,9 +17,13 @@ using flatbuffers::BaseType;
 using flatbuffers::FieldDef;
 using flatbuffers::StructDef;
 
-// Nested tables are followed at most this deep; a recursive schema would otherwise
-// produce unbounded key paths.
+// Key paths have at most this many steps; a recursive schema would otherwise produce
+// unbounded key paths.
 constexpr size_t kMaxPathDepth = 8;
+// A table appears at most this often on one key path, the entity's own table included:
+// Monster.enemy.hp (a Monster inside a Monster) is a key path, Monster.enemy.enemy.hp is
+// not. docs/guide.md states this bound.
+constexpr int kMaxTableRepeats = 2;
 
 std::string joinNamespace(const flatbuffers::Namespace* ns, const char* sep) {
   std::string out;
@@ -32,35 +37,6 @@ std::string joinNamespace(const flatbuffers::Namespace* ns, const char* sep) {
 
 bool hasAttribute(const flatbuffers::Definition& def, const char* name) {
   return def.attributes.Lookup(name) != nullptr;
-}
-
-const char* cppScalarType(BaseType t) {
-  switch (t) {
-    case flatbuffers::BASE_TYPE_BOOL:
-      return "bool";
-    case flatbuffers::BASE_TYPE_CHAR:
-      return "int8_t";
-    case flatbuffers::BASE_TYPE_UCHAR:
-      return "uint8_t";
-    case flatbuffers::BASE_TYPE_SHORT:
-      return "int16_t";
-    case flatbuffers::BASE_TYPE_USHORT:
-      return "uint16_t";
-    case flatbuffers::BASE_TYPE_INT:
-      return "int32_t";
-    case flatbuffers::BASE_TYPE_UINT:
-      return "uint32_t";
-    case flatbuffers::BASE_TYPE_LONG:
-      return "int64_t";
-    case flatbuffers::BASE_TYPE_ULONG:
-      return "uint64_t";
-    case flatbuffers::BASE_TYPE_FLOAT:
-      return "float";
-    case flatbuffers::BASE_TYPE_DOUBLE:
-      return "double";
-    default:
-      return nullptr;
-  }
 }
 
 // What kind of type a field has, in words for messages.
@@ -193,6 +169,12 @@ class ModelBuilder {
   void checkAttributes() {
     for (const StructDef* sd : parser_.structs_.vec) {
       if (!inMainFile(*sd)) continue;
+      if (sd->fixed && hasAttribute(*sd, "entity")) {
+        error(locations_.at(*sd, nullptr, nullptr,
+                            "struct '" + sd->name +
+                                "': only a table can be an entity; make it a table, or store "
+                                "it as a field of an entity table"));
+      }
       if (hasAttribute(*sd, "primary") || hasAttribute(*sd, "indexed") ||
           hasAttribute(*sd, "unique")) {
         error(locations_.at(*sd, nullptr, nullptr,
@@ -238,6 +220,18 @@ class ModelBuilder {
           } else if (f->deprecated) {
             error(locations_.at(*sd, f, attr,
                                 where + ": a deprecated field cannot be " + std::string(attr)));
+          } else if (std::string(attr) == "unique" && flatbuffers::IsScalar(type.base_type) &&
+                     !f->IsScalarOptional()) {
+            // FlatBuffers cannot tell an unset scalar from one set to its default, so the
+            // default is a value like any other (docs/guide.md, "Constructs with particular
+            // rules").
+            Diagnostic d =
+                locations_.at(*sd, f, attr,
+                              where + " is unique and has the default " + f->value.constant +
+                                  ": every object that leaves it unset has that "
+                                  "value, so only one can; declare it `= null` to "
+                                  "let unset mean no value");
+            model_->warnings.push_back(std::move(d));
           }
         }
       }
@@ -252,8 +246,9 @@ class ModelBuilder {
     if (table.defined_namespace != nullptr) {
       entity.cpp_namespace = table.defined_namespace->components;
     }
+    checkEntityNames(table);
     std::vector<PathStep> prefix;
-    std::set<const StructDef*> on_path = {&table};
+    std::map<const StructDef*, int> on_path = {{&table, 1}};
     collectPaths(entity, table, &prefix, &on_path, "", "");
 
     // Primary keys: only fields of the root table itself.
@@ -288,9 +283,19 @@ class ModelBuilder {
     return &sd == parser_.root_struct_def_ || hasAttribute(sd, "entity");
   }
 
+  // Whether a key path at `prefix` may enter `child`: structs always (they cannot
+  // recurse), tables up to kMaxTableRepeats times, within kMaxPathDepth steps.
+  static bool mayEnter(const StructDef& child, const std::vector<PathStep>& prefix,
+                       const std::map<const StructDef*, int>& on_path) {
+    if (child.fixed) return true;
+    auto it = on_path.find(&child);
+    return prefix.size() < kMaxPathDepth && (it == on_path.end() || it->second < kMaxTableRepeats);
+  }
+
   void collectPaths(Entity& entity, const StructDef& sd, std::vector<PathStep>* prefix,
-                    std::set<const StructDef*>* on_path, const std::string& names,
+                    std::map<const StructDef*, int>* on_path, const std::string& names,
                     const std::string& ids) {
+    checkMemberNames(sd);
     for (const FieldDef* f : sd.fields.vec) {
       const auto& type = f->value.type;
       if (f->deprecated || isHiddenTypeField(*f)) continue;
@@ -311,29 +316,117 @@ class ModelBuilder {
         entity.paths.push_back(std::move(path));
       } else if (type.base_type == flatbuffers::BASE_TYPE_STRUCT) {
         const StructDef& child = *type.struct_def;
-        if (!child.fixed && (on_path->count(&child) != 0 || prefix->size() >= kMaxPathDepth)) {
-          continue;
-        }
+        if (!mayEnter(child, *prefix, *on_path)) continue;
         prefix->push_back(step);
-        on_path->insert(&child);
+        ++(*on_path)[&child];
         collectPaths(entity, child, prefix, on_path, name, id_text);
-        on_path->erase(&child);
+        --(*on_path)[&child];
         prefix->pop_back();
       } else if (type.base_type == flatbuffers::BASE_TYPE_UNION) {
         for (const flatbuffers::EnumVal* ev : type.enum_def->Vals()) {
           const auto& ut = ev->union_type;
-          if (ut.base_type != flatbuffers::BASE_TYPE_STRUCT || ut.struct_def->fixed) continue;
+          // Members are tables or (since FlatBuffers 2) structs; strings are skipped.
+          if (ut.base_type != flatbuffers::BASE_TYPE_STRUCT) continue;
           const StructDef& child = *ut.struct_def;
-          if (on_path->count(&child) != 0 || prefix->size() >= kMaxPathDepth) continue;
+          if (!mayEnter(child, *prefix, *on_path)) continue;
           PathStep member = step;
           member.union_member = ev;
           prefix->push_back(member);
-          on_path->insert(&child);
+          ++(*on_path)[&child];
           collectPaths(entity, child, prefix, on_path, name + "." + ev->name,
                        id_text + "u" + std::to_string(ev->GetAsInt64()));
-          on_path->erase(&child);
+          --(*on_path)[&child];
           prefix->pop_back();
         }
+      }
+    }
+  }
+
+  // Reports a field whose derived name `name` was already derived from another field
+  // (or union member) of the same class, as recorded in `taken`.
+  void claimName(std::map<std::string, std::string>* taken, const std::string& name,
+                 const StructDef& owner, const FieldDef& f, const std::string& what) {
+    auto [it, inserted] = taken->emplace(name, what);
+    // One report per field, though its accessor and setter may both collide.
+    if (inserted || !collided_.insert(&f).second) return;
+    error(locations_.at(owner, &f, nullptr,
+                        "field '" + owner.name + "." + f.name + "': the generated name '" + name +
+                            "' (" + what + ") is also derived from " + it->second +
+                            "; rename one of them"));
+  }
+
+  // The names the entity class, change request and field descriptors of `table` derive
+  // from its fields must all differ, and the classes must not take a name the schema
+  // already uses in the table's namespace.
+  void checkEntityNames(const StructDef& table) {
+    // The field descriptors of the table's own fields are named like its accessors,
+    // which are checked here.
+    checked_members_.insert(&table);
+    std::map<std::string, std::string> members;
+    std::map<std::string, std::string> setters;
+    for (const FieldDef* f : table.fields.vec) {
+      if (f->deprecated || isHiddenTypeField(*f)) continue;
+      const auto& type = f->value.type;
+      std::string field = "field '" + f->name + "'";
+      std::string stem = camelStem(f->name);
+      claimName(&members, memberName(f->name), table, *f, "the accessor of " + field);
+      claimName(&setters, "set" + upperCamel(f->name), table, *f, "the setter of " + field);
+      if (type.base_type == flatbuffers::BASE_TYPE_STRING) {
+        claimName(&members, "has" + upperCamel(f->name), table, *f, "the has-test of " + field);
+      }
+      if (type.base_type == flatbuffers::BASE_TYPE_UNION ||
+          (type.base_type == flatbuffers::BASE_TYPE_VECTOR &&
+           type.element == flatbuffers::BASE_TYPE_UNION)) {
+        claimName(&members, stem + "Type", table, *f, "the type accessor of " + field);
+      }
+      if (type.base_type == flatbuffers::BASE_TYPE_UNION) {
+        for (const flatbuffers::EnumVal* ev : type.enum_def->Vals()) {
+          if (ev->union_type.base_type != flatbuffers::BASE_TYPE_STRUCT) continue;
+          claimName(&members, stem + "As" + upperCamel(ev->name), table, *f,
+                    "the accessor of member '" + ev->name + "' of " + field);
+        }
+      }
+    }
+    const std::vector<std::string>& ns = table.defined_namespace != nullptr
+                                             ? table.defined_namespace->components
+                                             : std::vector<std::string>();
+    auto sameNamespace = [&](const flatbuffers::Definition& def) {
+      return def.defined_namespace != nullptr ? def.defined_namespace->components == ns
+                                              : ns.empty();
+    };
+    for (const char* suffix : {"Entity", "ChangeRequest", "Fields", "_flatstore_detail"}) {
+      std::string generated = table.name + suffix;
+      std::string clash;
+      for (const StructDef* sd : parser_.structs_.vec) {
+        if (sd->name == generated && sameNamespace(*sd)) clash = sd->fixed ? "struct" : "table";
+      }
+      for (const flatbuffers::EnumDef* ed : parser_.enums_.vec) {
+        if (ed->name == generated && sameNamespace(*ed)) clash = ed->is_union ? "union" : "enum";
+      }
+      if (!clash.empty()) {
+        error(locations_.at(table, nullptr, nullptr,
+                            "table '" + table.name + "': the generated class '" + generated +
+                                "' has the name of " + clash + " '" + generated +
+                                "' in the same namespace; rename one of them"));
+      }
+    }
+  }
+
+  // Field descriptors of a table or struct on a key path are members named by
+  // memberName(), and a union's members are "as" + UpperCamel; each name must be unique.
+  void checkMemberNames(const StructDef& sd) {
+    if (!checked_members_.insert(&sd).second) return;
+    std::map<std::string, std::string> members;
+    for (const FieldDef* f : sd.fields.vec) {
+      if (f->deprecated || isHiddenTypeField(*f)) continue;
+      claimName(&members, memberName(f->name), sd, *f,
+                "the field descriptor of field '" + f->name + "'");
+      if (f->value.type.base_type != flatbuffers::BASE_TYPE_UNION) continue;
+      std::map<std::string, std::string> union_members;
+      for (const flatbuffers::EnumVal* ev : f->value.type.enum_def->Vals()) {
+        if (ev->union_type.base_type != flatbuffers::BASE_TYPE_STRUCT) continue;
+        claimName(&union_members, "as" + upperCamel(ev->name), sd, *f,
+                  "the descriptor of union member '" + ev->name + "'");
       }
     }
   }
@@ -400,9 +493,40 @@ class ModelBuilder {
   std::vector<Diagnostic>* errors_;
   Locations locations_;
   std::set<const FieldDef*> reached_indexes_;
+  std::set<const StructDef*> checked_members_;
+  std::set<const FieldDef*> collided_;
 };
 
 }  // namespace
+
+const char* cppScalarType(flatbuffers::BaseType t) {
+  switch (t) {
+    case flatbuffers::BASE_TYPE_BOOL:
+      return "bool";
+    case flatbuffers::BASE_TYPE_CHAR:
+      return "int8_t";
+    case flatbuffers::BASE_TYPE_UCHAR:
+      return "uint8_t";
+    case flatbuffers::BASE_TYPE_SHORT:
+      return "int16_t";
+    case flatbuffers::BASE_TYPE_USHORT:
+      return "uint16_t";
+    case flatbuffers::BASE_TYPE_INT:
+      return "int32_t";
+    case flatbuffers::BASE_TYPE_UINT:
+      return "uint32_t";
+    case flatbuffers::BASE_TYPE_LONG:
+      return "int64_t";
+    case flatbuffers::BASE_TYPE_ULONG:
+      return "uint64_t";
+    case flatbuffers::BASE_TYPE_FLOAT:
+      return "float";
+    case flatbuffers::BASE_TYPE_DOUBLE:
+      return "double";
+    default:
+      return nullptr;
+  }
+}
 
 std::string Diagnostic::format() const {
   return file + ":" + std::to_string(line) + ":" + std::to_string(column) + ": error: " + message;

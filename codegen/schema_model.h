@@ -85,6 +85,8 @@ inline bool isHiddenTypeField(const flatbuffers::FieldDef& f) {
           t.element == flatbuffers::BASE_TYPE_UTYPE);
 }
 
+// The C++ type of a scalar base type ("int16_t"), or null for a non-scalar.
+const char* cppScalarType(flatbuffers::BaseType t);
 // C++ spelling of a definition: "game::Monster".
 std::string cppQualifiedName(const flatbuffers::Definition& def);
 // Schema spelling of a definition: "game.Monster".

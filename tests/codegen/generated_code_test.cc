@@ -227,10 +227,12 @@ TEST(GeneratedDescription, CompositeKeyAndIndexes) {
   }
   // Index tables are named by field id (a union takes two ids: type and value); key
   // paths reach into structs, union members
-  // and nested tables; the recursive `stats.mentor` is not followed.
+  // and nested tables; the recursive `stats.mentor` is followed once (a table appears
+  // at most twice on a key path), so `stats.mentor.mentor` is not.
   EXPECT_THAT(paths, ElementsAre("hp@2", "color@4", "pos.x@5.0", "equipped.Weapon.damage@10u1.1",
-                                 "stats.level@11.0", "email@14", "badge.label@21.0"));
-  const IndexDescription& email = d.indexes[5];
+                                 "stats.level@11.0", "stats.mentor.level@11.2.0", "email@14",
+                                 "badge.label@21.0"));
+  const IndexDescription& email = d.indexes[6];
   EXPECT_TRUE(email.unique);
   EXPECT_EQ(email.table, "flatstore.test.game.Monster$14");
   EXPECT_THAT(std::string(email.create_index_sql), HasSubstr("CREATE UNIQUE INDEX"));
@@ -246,6 +248,8 @@ TEST(GeneratedDescription, KeyAndIndexValuesOfAnObject) {
   axe.damage = 12;
   StatsT stats;
   stats.level = 4;
+  stats.mentor = std::make_unique<StatsT>();
+  stats.mentor->level = 7;
   auto m = build(orc().setPos(Vec3(1.5f, 0, 0)).setEquipped(axe).setStats(std::move(stats)));
   const TableDescription& d = MonsterEntity::description();
   std::vector<Value> key;
@@ -254,7 +258,8 @@ TEST(GeneratedDescription, KeyAndIndexValuesOfAnObject) {
   std::vector<Value> index;
   d.index_values_of(m->data(), &index);
   EXPECT_THAT(index, ElementsAre(Value::integer(30), Value::integer(0), Value::real(1.5),
-                                 Value::integer(12), Value::integer(4), Value(), Value()));
+                                 Value::integer(12), Value::integer(4), Value::integer(7), Value(),
+                                 Value()));
 
   // A different union member makes the union key path null.
   auto shielded = build(orc().setEquipped(ShieldT()));

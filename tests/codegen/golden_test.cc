@@ -9,6 +9,7 @@
 // Instantiated as `codegen`, so that the ctest names match `ctest -R codegen`.
 #include <algorithm>
 #include <filesystem>
+#include <ostream>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -20,12 +21,29 @@
 namespace flatstore::codegen_test {
 namespace {
 
+using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::Not;
 
+struct GoldenCase {
+  const char* name;     // test name suffix
+  const char* schema;   // relative to the source tree
+  const char* warning;  // a fragment of the one warning the tool prints, or null
+};
+
+std::ostream& operator<<(std::ostream& os, const GoldenCase& c) { return os << c.name; }
+
 // The schemas with goldens; keep in step with tests/codegen/update_goldens.sh.
-const char* const kGoldenStems[] = {"game", "docs"};
+const GoldenCase kGoldenCases[] = {
+    {"game", "schemas/game.fbs", nullptr},
+    {"docs", "schemas/docs.fbs", nullptr},
+    {"constructs", "tests/codegen/schemas/constructs.v2.fbs",
+     "constructs.v2.fbs:53:19: warning: field 'Hero.badge' is unique and has the default 7"},
+};
+
+// The files the tool writes for a schema, goldens included.
+const char* const kSuffixes[] = {"_flatstore.h", "_flatstore.cc"};
 
 fs::path goldenDir() { return sourceDir() / "tests" / "codegen" / "goldens"; }
 
@@ -56,10 +74,10 @@ std::string firstDifference(const std::string& expected, const std::string& actu
   return out.str();
 }
 
-// The bytes of every `kBinarySchema[] = {0x.., ...};` array in a generated header.
+// The bytes of every `...BinarySchema[] = {0x.., ...};` array in a generated file.
 std::vector<std::string> embeddedSchemas(const std::string& header) {
   std::vector<std::string> out;
-  const std::string kStart = "kBinarySchema[] = {";
+  const std::string kStart = "BinarySchema[] = {";
   for (size_t pos = header.find(kStart); pos != std::string::npos; pos = header.find(kStart, pos)) {
     pos += kStart.size();
     size_t end = header.find("};", pos);
@@ -74,43 +92,60 @@ std::vector<std::string> embeddedSchemas(const std::string& header) {
   return out;
 }
 
-class GoldenTest : public ::testing::TestWithParam<const char*> {
+class GoldenTest : public ::testing::TestWithParam<GoldenCase> {
  protected:
-  std::string stem() const { return GetParam(); }
-  fs::path schema() const { return sourceDir() / "schemas" / (stem() + ".fbs"); }
-  std::string headerName() const { return stem() + "_flatstore.h"; }
+  fs::path schema() const { return sourceDir() / GetParam().schema; }
+  std::string stem() const { return schema().stem().string(); }
 
   // Runs the tool on schema() into `out_dir` from `cwd`, with the schema and output
-  // directory named relative to `cwd` when `relative`; returns the header, or "" after
-  // a failure.
-  std::string generate(const fs::path& out_dir, const fs::path& cwd, bool relative) {
+  // directory named relative to `cwd` when `relative`; returns the generated file with
+  // `suffix`, or "" after a failure.
+  std::string generate(const fs::path& out_dir, const fs::path& cwd, bool relative,
+                       const std::string& suffix = "_flatstore.h") {
     std::string schema_arg = relative ? fs::relative(schema(), cwd).string() : schema().string();
     std::string out_arg = relative ? fs::relative(out_dir, cwd).string() : out_dir.string();
     RunResult r = runCodegen({"-o", out_arg, schema_arg}, cwd, scratch_.path());
     EXPECT_EQ(r.exit_code, 0) << "flatstore-codegen -o " << out_arg << " " << schema_arg << " in "
                               << cwd << ":\n"
                               << r.err;
-    EXPECT_THAT(r.err, IsEmpty());
+    if (GetParam().warning == nullptr) {
+      EXPECT_THAT(r.err, IsEmpty());
+    } else {
+      EXPECT_THAT(splitLines(r.err), ElementsAre(HasSubstr(GetParam().warning)));
+    }
     if (r.exit_code != 0) return "";
-    return readFileOrDie(out_dir / headerName());
+    return readFileOrDie(out_dir / (stem() + suffix));
   }
 
   TempDir scratch_;
 };
 
 TEST_P(GoldenTest, MatchesCheckedInGolden) {
+  for (const std::string suffix : kSuffixes) {
+    SCOPED_TRACE(suffix);
+    TempDir out;
+    std::string generated = generate(out.path(), scratch_.path(), /*relative=*/false, suffix);
+    ASSERT_FALSE(generated.empty());
+    const std::string name = stem() + suffix;
+    const fs::path golden = goldenDir() / name;
+    ASSERT_TRUE(fs::exists(golden)) << golden << " is missing; run tests/codegen/update_goldens.sh";
+    std::string diff = firstDifference(readFileOrDie(golden), generated,
+                                       "tests/codegen/goldens/" + name, "generated/" + name);
+    EXPECT_TRUE(diff.empty())
+        << "the generated file differs from its golden. If the generator change is "
+           "intended, run tests/codegen/update_goldens.sh and commit the new goldens.\n"
+        << diff;
+  }
+}
+
+// The binary schema is in the source file, once however many entities the schema has,
+// and not in the header.
+TEST_P(GoldenTest, BinarySchemaOncePerSchemaFile) {
   TempDir out;
-  std::string generated = generate(out.path(), scratch_.path(), /*relative=*/false);
-  ASSERT_FALSE(generated.empty());
-  const fs::path golden = goldenDir() / headerName();
-  ASSERT_TRUE(fs::exists(golden)) << golden << " is missing; run tests/codegen/update_goldens.sh";
-  std::string diff =
-      firstDifference(readFileOrDie(golden), generated, "tests/codegen/goldens/" + headerName(),
-                      "generated/" + headerName());
-  EXPECT_TRUE(diff.empty())
-      << "the generated header differs from its golden. If the generator change is "
-         "intended, run tests/codegen/update_goldens.sh and commit the new goldens.\n"
-      << diff;
+  std::string header = generate(out.path(), scratch_.path(), /*relative=*/false);
+  std::string source = readFileOrDie(out.path() / (stem() + "_flatstore.cc"));
+  EXPECT_THAT(embeddedSchemas(header), IsEmpty());
+  EXPECT_EQ(embeddedSchemas(source).size(), 1u);
 }
 
 // The same schema, reached by another path from another working directory and written
@@ -119,8 +154,10 @@ TEST_P(GoldenTest, MatchesCheckedInGolden) {
 TEST_P(GoldenTest, IndependentOfWorkingDirectoryAndPaths) {
   TempDir out_a;
   TempDir out_b;
-  std::string from_elsewhere = generate(out_a.path(), scratch_.path(), /*relative=*/false);
-  std::string from_schema_dir = generate(out_b.path(), schema().parent_path(), /*relative=*/true);
+  std::string from_elsewhere =
+      generate(out_a.path(), scratch_.path(), /*relative=*/false, "_flatstore.cc");
+  std::string from_schema_dir =
+      generate(out_b.path(), schema().parent_path(), /*relative=*/true, "_flatstore.cc");
   ASSERT_FALSE(from_elsewhere.empty());
   ASSERT_FALSE(from_schema_dir.empty());
   std::string diff =
@@ -137,9 +174,9 @@ TEST_P(GoldenTest, IndependentOfWorkingDirectoryAndPaths) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(codegen, GoldenTest, ::testing::ValuesIn(kGoldenStems),
-                         [](const ::testing::TestParamInfo<const char*>& info) {
-                           return std::string(info.param);
+INSTANTIATE_TEST_SUITE_P(codegen, GoldenTest, ::testing::ValuesIn(kGoldenCases),
+                         [](const ::testing::TestParamInfo<GoldenCase>& info) {
+                           return std::string(info.param.name);
                          });
 
 }  // namespace

@@ -11,10 +11,11 @@
 #
 # golden_test (ctest -R codegen) runs the tool the same way and fails with the first
 # differing line while a golden is out of date. The schemas are listed here and in
-# kGoldenStems in golden_test.cc; keep the two in step.
+# kGoldenCases in golden_test.cc; keep the two in step.
 set -euo pipefail
 
-schemas=(game docs)
+# Relative to the source tree.
+schemas=(schemas/game.fbs schemas/docs.fbs tests/codegen/schemas/constructs.v2.fbs)
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 goldens="$root/tests/codegen/goldens"
@@ -40,16 +41,18 @@ fi
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 args=()
-for s in "${schemas[@]}"; do args+=("$root/schemas/$s.fbs"); done
+for s in "${schemas[@]}"; do args+=("$root/$s"); done
 "$codegen" -o "$tmp" "${args[@]}"
 
 mkdir -p "$goldens"
 for s in "${schemas[@]}"; do
-  header="${s}_flatstore.h"
-  if cmp -s "$tmp/$header" "$goldens/$header"; then
-    echo "unchanged: tests/codegen/goldens/$header"
-  else
-    cp "$tmp/$header" "$goldens/$header"
-    echo "updated:   tests/codegen/goldens/$header"
-  fi
+  stem="$(basename "$s" .fbs)"
+  for file in "${stem}_flatstore.h" "${stem}_flatstore.cc"; do
+    if cmp -s "$tmp/$file" "$goldens/$file"; then
+      echo "unchanged: tests/codegen/goldens/$file"
+    else
+      cp "$tmp/$file" "$goldens/$file"
+      echo "updated:   tests/codegen/goldens/$file"
+    fi
+  done
 done
