@@ -34,6 +34,9 @@ Changeset diffResults(const std::vector<EntityPtr>& before, const std::vector<En
 
 class ObserverHub;
 
+// True while this thread runs a subscription's callback (whatever its executor).
+bool inSubscriptionCallback();
+
 // The hub thread as a capability of the thread-safety analysis: state that only the hub
 // thread touches is ABSL_GUARDED_BY a HubThread, and code on the hub thread calls
 // assertHeld() before it touches that state (checked with assert() in debug builds).

@@ -116,10 +116,10 @@ absl::StatusOr<std::unique_ptr<WorkspaceImpl>> WorkspaceImpl::open(
 WorkspaceImpl::~WorkspaceImpl() { shutdown().IgnoreError(); }
 
 absl::Status WorkspaceImpl::shutdown() {
-  if (Scheduler::onWorkerThread() || onWriterThread()) {
+  if (Scheduler::onWorkerThread() || onWriterThread() || inSubscriptionCallback()) {
     return absl::FailedPreconditionError(
-        "shutdown() inside a closure or an onComplete callback would wait for itself; call "
-        "it from another thread");
+        "shutdown() inside a closure, an onComplete callback or a subscription callback "
+        "would wait for itself; call it from another thread");
   }
   {
     absl::MutexLock lock(&mu_);

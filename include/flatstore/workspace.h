@@ -296,8 +296,8 @@ class Workspace {
   // Stops taking transactions (later calls fail with FailedPrecondition), lets the ones
   // already submitted run and commit, waits for them, and closes the connections.
   // Idempotent: a call overlapping another returns when that one is done. Called inside
-  // a closure or an onComplete callback it would wait for itself, so it fails there
-  // with FailedPrecondition. Returns the first error met while closing.
+  // a closure, an onComplete callback or a subscription callback it would wait for
+  // itself, so it fails there with FailedPrecondition. Returns the first error met while closing.
   absl::Status shutdown();
 
   // The path the workspace was opened with.
