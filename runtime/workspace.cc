@@ -138,6 +138,9 @@ absl::Status WorkspaceImpl::shutdown() {
   // Then observers: no callback runs after the workspace is gone.
   if (hub_ != nullptr) hub_->stop();
   if (notifications_ != nullptr) notifications_->stop();
+  // Last, since the parts above read while they finish: from now on every read fails
+  // as fetches and commits do.
+  if (readers_ != nullptr) readers_->close();
   absl::MutexLock lock(&mu_);
   shutdown_finished_ = true;
   return absl::OkStatus();

@@ -220,6 +220,37 @@ TEST_F(WorkspaceTest, ShutdownCompletesPendingWorkAndRefusesNew) {
   EXPECT_EQ(*(*reopened)->fetch<Monster>().count(), 50);
 }
 
+// After shutdown() every call fails the same way, with FailedPrecondition: reads of the
+// dictionary and of the latest versionstamp included, not only fetches and commits.
+TEST_F(WorkspaceTest, EveryCallAfterShutdownIsFailedPrecondition) {
+  ASSERT_OK(ws_->performChangesAndWait<Monster>(
+      [](TransactionContext& txn) { return create(txn, "m", 0, 1).status(); }));
+  ASSERT_OK(ws_->dictionary().setInteger("k", 1));
+  auto before = ws_->fetch<Monster>().all();
+  ASSERT_OK(before);
+  ASSERT_OK(ws_->shutdown());
+  auto expectShutDown = [](const absl::Status& s, const char* call) {
+    EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << call << ": " << s;
+    EXPECT_THAT(s.message(), HasSubstr("shut down")) << call;
+  };
+  expectShutDown(ws_->fetch<Monster>().all().status(), "fetch().all()");
+  expectShutDown(ws_->fetch<Monster>().count().status(), "fetch().count()");
+  expectShutDown(ws_->get<Monster>("m", 0).status(), "get");
+  expectShutDown(ws_->dictionary().getInteger("k").status(), "dictionary().getInteger");
+  expectShutDown(ws_->dictionary().getString("missing").status(), "dictionary().getString");
+  expectShutDown(ws_->dictionary().setInteger("k", 2), "dictionary().setInteger");
+  expectShutDown(ws_->latestVersionstamp().status(), "latestVersionstamp");
+  expectShutDown(ws_->changesSince<Monster>(Versionstamp()).status(), "changesSince");
+  expectShutDown(ws_->snapshot([](Workspace::Snapshot&) { return absl::OkStatus(); }), "snapshot");
+  expectShutDown(
+      ws_->subscribe(*before, [](const FetchedResult<Monster>&, const Changeset&) {}).status(),
+      "subscribe");
+  expectShutDown(
+      ws_->performChangesAndWait<Monster>([](TransactionContext&) { return absl::OkStatus(); })
+          .status(),
+      "performChangesAndWait");
+}
+
 // performChangesAndWait on free tables runs the closure on the calling thread (which
 // would only wait otherwise); performChanges hands it to a worker. Either way the rules
 // inside are the same: shutdown() there is FailedPrecondition.
