@@ -126,14 +126,15 @@ absl::Status WorkspaceImpl::shutdown() {
     if (shut_down_) {
       // Another call is shutting down: return when it is done, as it does.
       mu_.Await(absl::Condition(&shutdown_finished_));
-      return absl::OkStatus();
+      return shutdown_status_;
     }
     shut_down_ = true;
   }
   if (tables_ != nullptr) tables_->close();
   // Order matters: closures still queued need the writer to commit and release them.
   if (scheduler_ != nullptr) scheduler_->stop();
-  if (writer_ != nullptr) writer_->stop();
+  absl::Status status = absl::OkStatus();
+  if (writer_ != nullptr) status = writer_->stop();
   if (watcher_ != nullptr) watcher_->stop();
   // Then observers: no callback runs after the workspace is gone.
   if (hub_ != nullptr) hub_->stop();
@@ -143,7 +144,8 @@ absl::Status WorkspaceImpl::shutdown() {
   if (readers_ != nullptr) readers_->close();
   absl::MutexLock lock(&mu_);
   shutdown_finished_ = true;
-  return absl::OkStatus();
+  shutdown_status_ = status;
+  return status;
 }
 
 uint64_t WorkspaceImpl::committedSequence() {

@@ -498,5 +498,47 @@ TEST_F(WorkspaceTest, SnapshotSeesOneState) {
   EXPECT_EQ(*ws_->fetch<Monster>().count(), 2);
 }
 
+// ---------------------------------------------------------------------------------------
+// A full disk (a small tmpfs; these tests skip where mounting one is not allowed)
+
+constexpr int64_t kSmallDisk = 4 << 20;
+
+// Creates `n` Monsters of about 40 KB each.
+absl::Status createLarge(Workspace& ws, int first, int n) {
+  for (int i = first; i < first + n; ++i) {
+    FLATSTORE_RETURN_IF_ERROR(ws.performChangesAndWait<Monster>([i](TransactionContext& txn) {
+                                  auto r = MonsterChangeRequest::creation();
+                                  r.setName("big" + std::to_string(i)).setRealm(0);
+                                  r.setInventory(std::vector<uint8_t>(40 << 10, uint8_t(i)));
+                                  return txn.submit(r).status();
+                                }).status());
+  }
+  return absl::OkStatus();
+}
+
+// shutdown() ends with a checkpoint that copies the WAL back into the database; on a
+// full disk that fails, and shutdown() says so (the WAL keeps every commit).
+TEST(FullDiskTest, ShutdownReturnsTheFinalCheckpointsError) {
+  testing::SmallDisk disk(kSmallDisk);
+  if (!disk.mounted()) GTEST_SKIP() << "mounting a small file system is not allowed here";
+  {
+    auto ws = Workspace::open(disk.file("full.db"));
+    ASSERT_OK(ws);
+    ASSERT_OK(createLarge(**ws, 0, 10));  // over 1 MB in the WAL, none in the file yet
+    disk.fill();
+    absl::Status closed = (*ws)->shutdown();
+    EXPECT_EQ(closed.code(), absl::StatusCode::kResourceExhausted) << closed;
+    EXPECT_THAT(closed.message(), HasSubstr("checkpoint"));
+    EXPECT_EQ((*ws)->shutdown().code(), absl::StatusCode::kResourceExhausted)
+        << "a second call returns what the first one did";
+  }
+  disk.release();
+  auto reopened = Workspace::open(disk.file("full.db"));
+  ASSERT_OK(reopened);
+  auto count = (*reopened)->fetch<Monster>().count();
+  ASSERT_OK(count);
+  EXPECT_EQ(*count, 10);
+}
+
 }  // namespace
 }  // namespace flatstore::test::game
