@@ -98,7 +98,7 @@ absl::StatusOr<std::unique_ptr<WorkspaceImpl>> WorkspaceImpl::open(
   ws->writer_ = std::make_unique<Writer>(
       std::move(writer_connection), wo, [hub](CommitEvent e) { hub->publish(std::move(e)); },
       &ws->metrics_);
-  ws->tables_ = std::make_unique<TableRegistry>(ws->writer_.get());
+  ws->tables_ = std::make_unique<TableRegistry>(ws->writer_.get(), ws->readers_.get());
   ws->reads_ = std::make_unique<Reads>(ws->readers_.get(), ws->tables_.get(), origin,
                                        [raw] { return raw->committedSequence(); });
   ws->scheduler_ = std::make_unique<Scheduler>(options.worker_threads > 0 ? options.worker_threads

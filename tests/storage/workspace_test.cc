@@ -540,5 +540,35 @@ TEST(FullDiskTest, ShutdownReturnsTheFinalCheckpointsError) {
   EXPECT_EQ(*count, 10);
 }
 
+// Opening on a full disk: a new file cannot be made (ResourceExhausted); an existing
+// one opens, and reading its tables needs no write, so fetches and lookups work while
+// the disk stays full, and a commit fails with ResourceExhausted.
+TEST(FullDiskTest, ReadsWorkOnAFullDisk) {
+  testing::SmallDisk disk(kSmallDisk);
+  if (!disk.mounted()) GTEST_SKIP() << "mounting a small file system is not allowed here";
+  {
+    auto ws = Workspace::open(disk.file("existing.db"));
+    ASSERT_OK(ws);
+    ASSERT_OK(createLarge(**ws, 0, 2));
+    ASSERT_OK((*ws)->shutdown());
+  }
+  disk.fill();
+  auto created = Workspace::open(disk.file("new.db"));
+  EXPECT_EQ(created.status().code(), absl::StatusCode::kResourceExhausted) << created.status();
+
+  auto ws = Workspace::open(disk.file("existing.db"));
+  ASSERT_OK(ws);
+  auto count = (*ws)->fetch<Monster>().count();
+  ASSERT_OK(count);
+  EXPECT_EQ(*count, 2);
+  auto big = (*ws)->get<Monster>("big1", 0);
+  ASSERT_OK(big);
+  ASSERT_NE(*big, nullptr);
+  ASSERT_NE((*big)->inventory(), nullptr);
+  EXPECT_EQ((*big)->inventory()->size(), 40u << 10);
+  absl::Status more = createLarge(**ws, 2, 1);
+  EXPECT_EQ(more.code(), absl::StatusCode::kResourceExhausted) << more;
+}
+
 }  // namespace
 }  // namespace flatstore::test::game
