@@ -112,11 +112,26 @@ std::unique_ptr<CommitRequest> Writer::tryLead(std::unique_ptr<CommitRequest> re
   {
     WriterScope scope(this);
     commitAndNote(group);
+    // The WAL policy holds for this commit too: a caller that leads group after group
+    // (performChangesAndWait in a loop) would otherwise keep the role from the writer
+    // thread, and the WAL would grow past its limit meanwhile.
+    restartIfDue();
   }
   role_.Unlock();
   absl::MutexLock lock(&mu_);
   leaders_ -= 1;
   return nullptr;
+}
+
+void Writer::restartIfDue() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (!checkpoint_due_) return;
+  }
+  // Passive rounds run without the role, on the writer thread: leave them to it.
+  bool passive = checkpointer_->runDue(*db_);
+  absl::MutexLock lock(&mu_);
+  checkpoint_due_ = passive;
 }
 
 void Writer::submitOrCommit(std::unique_ptr<CommitRequest> request) {

@@ -139,6 +139,10 @@ class Writer {
   // Moves queued requests into `group`, higher priorities first, within the limits.
   void takeGroup(std::vector<std::unique_ptr<CommitRequest>>* group)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Under the role, for a thread other than the writer's that committed a group: runs
+  // the checkpoint due after it (the restart past the WAL's size limit); passive rounds
+  // stay due for the writer thread.
+  void restartIfDue() ABSL_EXCLUSIVE_LOCKS_REQUIRED(role_) ABSL_LOCKS_EXCLUDED(mu_);
   // Commits `group`, then notes whether the WAL needs a checkpoint.
   void commitAndNote(std::vector<std::unique_ptr<CommitRequest>>& group)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(role_);
