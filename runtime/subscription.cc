@@ -198,6 +198,20 @@ void SubscriptionCore::cancel() {
   if (auto h = hub.lock()) h->remove(this);
 }
 
+void SubscriptionCore::fail(absl::Status error) {
+  absl::MutexLock lock(&mu_);
+  if (cancelled_ || ended_) return;
+  ended_ = true;
+  error_ = std::move(error);
+  // A delivery already scheduled finds the subscription ended and returns.
+  latest_deleted_ = false;
+}
+
+absl::Status SubscriptionCore::status() {
+  absl::MutexLock lock(&mu_);
+  return error_;
+}
+
 bool SubscriptionCore::active() {
   absl::MutexLock lock(&mu_);
   return !cancelled_ && !ended_;
@@ -261,5 +275,9 @@ void SubscriptionToken::cancel() {
 }
 
 bool SubscriptionToken::active() const { return core_ != nullptr && core_->active(); }
+
+absl::Status SubscriptionToken::status() const {
+  return core_ != nullptr ? core_->status() : absl::OkStatus();
+}
 
 }  // namespace flatstore
