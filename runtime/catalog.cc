@@ -138,7 +138,17 @@ TableState::TableState(const TableDescription& d)
   }
 }
 
-absl::Status ensureTable(Connection& c, TableState& state) {
+namespace {
+
+// ensureTable, or with `may_write` false the same checks on a read transaction: then
+// `*needs_write` tells that something is missing or stale, and `state` is not ready.
+absl::Status loadOrCreateTable(Connection& c, TableState& state, bool may_write,
+                               bool* needs_write) {
+  *needs_write = false;
+  auto write = [&]() {
+    *needs_write = !may_write;
+    return may_write;
+  };
   const TableDescription& d = state.desc;
   std::string what = absl::StrCat("table ", av(d.table_name));
   bool created = false;
@@ -158,6 +168,7 @@ absl::Status ensureTable(Connection& c, TableState& state) {
           av(d.table_name), static_cast<uint64_t>(stored), d.schema_hash));
     }
     if (!exists) {
+      if (!write()) return absl::OkStatus();
       FLATSTORE_RETURN_IF_ERROR(c.exec(d.create_table_sql, what));
       FLATSTORE_ASSIGN_OR_RETURN(
           Statement ins,
@@ -172,13 +183,19 @@ absl::Status ensureTable(Connection& c, TableState& state) {
     } else {
       // Keep the stored schema current so that tools decode with the newest fields.
       FLATSTORE_ASSIGN_OR_RETURN(
-          Statement up, c.prepare("UPDATE flatstore_tables SET schema = ? WHERE name = ? AND "
-                                  "schema IS NOT ?",
-                                  what));
-      up.bindBlob(1, d.binary_schema);
-      up.bindText(2, d.table_name);
-      up.bindBlob(3, d.binary_schema);
-      FLATSTORE_RETURN_IF_ERROR(up.run(what));
+          Statement stale,
+          c.prepare("SELECT 1 FROM flatstore_tables WHERE name = ? AND schema IS NOT ?", what));
+      stale.bindText(1, d.table_name);
+      stale.bindBlob(2, d.binary_schema);
+      FLATSTORE_ASSIGN_OR_RETURN(bool differs, stale.step(what));
+      if (differs) {
+        if (!write()) return absl::OkStatus();
+        FLATSTORE_ASSIGN_OR_RETURN(
+            Statement up, c.prepare("UPDATE flatstore_tables SET schema = ? WHERE name = ?", what));
+        up.bindBlob(1, d.binary_schema);
+        up.bindText(2, d.table_name);
+        FLATSTORE_RETURN_IF_ERROR(up.run(what));
+      }
     }
   }
   {
@@ -206,6 +223,7 @@ absl::Status ensureTable(Connection& c, TableState& state) {
       state.setIndexReady(static_cast<int>(i), s.columnIsNull(0));
       continue;
     }
+    if (!write()) return absl::OkStatus();
     FLATSTORE_RETURN_IF_ERROR(c.exec(index.create_table_sql, what));
     FLATSTORE_RETURN_IF_ERROR(c.exec(index.create_index_sql, what));
     FLATSTORE_ASSIGN_OR_RETURN(
@@ -224,6 +242,19 @@ absl::Status ensureTable(Connection& c, TableState& state) {
     state.setIndexReady(static_cast<int>(i), empty);
   }
   return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status ensureTable(Connection& c, TableState& state) {
+  bool needs_write = false;
+  return loadOrCreateTable(c, state, /*may_write=*/true, &needs_write);
+}
+
+absl::StatusOr<bool> loadStoredTable(Connection& c, TableState& state) {
+  bool needs_write = false;
+  FLATSTORE_RETURN_IF_ERROR(loadOrCreateTable(c, state, /*may_write=*/false, &needs_write));
+  return !needs_write;
 }
 
 absl::StatusOr<bool> backfillStep(Connection& c, TableState& state, int batch) {

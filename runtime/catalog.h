@@ -83,6 +83,10 @@ class TableState {
 // Creates `state`'s table and indexes if missing, checks the stored layout hash, and
 // records which indexes need a back-fill. Must run inside a write transaction.
 absl::Status ensureTable(Connection& c, TableState& state);
+// The same checks inside a read transaction, for a table stored as this schema has it:
+// true when nothing is missing or stale (the table, its current schema, every index),
+// and `state` is then ready; false when ensureTable has something to write.
+absl::StatusOr<bool> loadStoredTable(Connection& c, TableState& state);
 
 // Fills up to `batch` rows of the first incomplete index of `state`. Returns true when
 // more work remains. Must run inside a write transaction.

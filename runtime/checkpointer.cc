@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "absl/strings/str_cat.h"
+
 namespace flatstore::internal {
 namespace {
 
@@ -67,7 +69,7 @@ bool Checkpointer::runDue(Connection& writer) {
     // Readers that overlap keep the WAL from ever restarting by itself: a restarting
     // checkpoint waits for them, so the next commit writes from the WAL's beginning
     // and the file stops growing (it keeps its size; reusing it costs no allocation).
-    if (resetWal(writer, SQLITE_CHECKPOINT_RESTART)) {
+    if (resetWal(writer, SQLITE_CHECKPOINT_RESTART) == SQLITE_OK) {
       absl::MutexLock lock(&mu_);
       next_restart_bytes_ = 0;
       return false;
@@ -82,11 +84,15 @@ bool Checkpointer::runDue(Connection& writer) {
   return wal_pages_ - checkpointed_pages_ >= options_.checkpoint_pages;
 }
 
-bool Checkpointer::truncate(Connection& writer) {
-  return resetWal(writer, SQLITE_CHECKPOINT_TRUNCATE);
+absl::Status Checkpointer::truncate(Connection& writer) {
+  int rc = resetWal(writer, SQLITE_CHECKPOINT_TRUNCATE);
+  // Another process reading the file keeps its frames: not an error of this one.
+  if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED) return absl::OkStatus();
+  return sqliteStatus(rc == SQLITE_OK ? rc : sqlite3_extended_errcode(writer.db()), writer.db(), {},
+                      absl::StrCat("truncating checkpoint of ", writer.path()));
 }
 
-bool Checkpointer::resetWal(Connection& writer, int mode) {
+int Checkpointer::resetWal(Connection& writer, int mode) {
   // Waits for readers on older snapshots, but only briefly: meanwhile no group commits.
   // Such a reader may end at any moment, so the wait looks every millisecond: the
   // back-off meant for other processes' write locks pauses up to 96 ms and, with readers
@@ -102,7 +108,7 @@ bool Checkpointer::resetWal(Connection& writer, int mode) {
     if (mode == SQLITE_CHECKPOINT_TRUNCATE) wal_high_pages_ = 0;
   }
   if (metrics_ != nullptr) metrics_->recordCheckpoint(/*truncating=*/true, ok);
-  return ok;
+  return rc;
 }
 
 std::optional<Checkpointer::Rounds> Checkpointer::passiveRounds() {

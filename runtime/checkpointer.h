@@ -24,6 +24,7 @@
 #include <optional>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "runtime/metrics.h"
@@ -67,8 +68,9 @@ class Checkpointer {
   // copied.
   void copyTail(Connection& writer, Rounds rounds) ABSL_LOCKS_EXCLUDED(mu_);
   // Under the writer role: a checkpoint that copies everything back and empties the WAL
-  // file, waiting up to checkpoint_wait for readers.
-  bool truncate(Connection& writer) ABSL_LOCKS_EXCLUDED(mu_);
+  // file, waiting up to checkpoint_wait for readers. Its error (a full disk, an I/O
+  // error); OK too when readers (of other processes) kept it from finishing.
+  absl::Status truncate(Connection& writer) ABSL_LOCKS_EXCLUDED(mu_);
 
   // The bytes of a WAL of `frames` frames: the WAL header, then per frame a header and a
   // page. With the most frames since the last truncation, the file's size (no system
@@ -79,8 +81,8 @@ class Checkpointer {
   static int onWalCommit(void* self, sqlite3* db, const char* name, int pages);
   bool restartDue() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A checkpoint in `mode` (RESTART or TRUNCATE) on the writer's connection that waits
-  // up to checkpoint_wait for readers.
-  bool resetWal(Connection& writer, int mode) ABSL_LOCKS_EXCLUDED(mu_);
+  // up to checkpoint_wait for readers. Returns SQLite's result code.
+  int resetWal(Connection& writer, int mode) ABSL_LOCKS_EXCLUDED(mu_);
 
   const CheckpointOptions options_;
   MetricsRegistry* const metrics_;

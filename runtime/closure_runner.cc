@@ -211,6 +211,11 @@ TransactionHandle ClosureRunner::performChanges(std::vector<const TableDescripti
   job->priority = txn->priority;
   job->run = [this, txn](Scheduler::Job* self) { run(self, txn); };
   Scheduler::Job* raw_job = job.get();
+  // A closure waiting for this transaction must not hold one of its tables.
+  handle->setWaitCheck([scheduler = scheduler_, queued = std::weak_ptr<Scheduler::Job>(job)] {
+    std::shared_ptr<Scheduler::Job> j = queued.lock();
+    return j != nullptr ? scheduler->mayWait(*j) : absl::OkStatus();
+  });
   // A caller that is going to wait anyway may run the closure itself; not on the writer
   // thread, and not inside another closure, whose slot it would need twice.
   bool may_run_here = caller_waits && !onWriterThread() && !Scheduler::onWorkerThread();

@@ -185,7 +185,12 @@ void ObserverHub::requery(SubscriptionCore& s, std::optional<uint64_t> tail_at) 
   }
   absl::StatusOr<RequeryResult> result =
       requery_(s.table, s.spec, tail_at.has_value() ? &tail : nullptr);
-  if (!result.ok()) return;  // keeps the last good result; the next commit tries again
+  if (!result.ok()) {
+    // Without it the result is no longer exact, and commits applied on top of it would
+    // deliver what no fetch returns: the subscription ends with the error.
+    s.fail(result.status());
+    return;
+  }
   s.base_sequence = std::max(s.base_sequence, result->sequence);
   auto fresh = std::make_shared<std::vector<EntityPtr>>();
   fresh->reserve((result->tail ? held : 0) + result->rows.size());
@@ -215,7 +220,10 @@ void ObserverHub::register_(std::shared_ptr<SubscriptionCore> core, std::vector<
     QuerySpec spec;
     spec.rowid = core->object_rowid;
     absl::StatusOr<RequeryResult> result = requery_(core->table, spec, nullptr);
-    if (!result.ok()) return;
+    if (!result.ok()) {
+      core->fail(result.status());
+      return;
+    }
     std::vector<RawRow>& rows = result->rows;
     if (rows.empty()) {
       core->offerObject(nullptr, current, /*deleted=*/true);
@@ -237,7 +245,7 @@ void ObserverHub::register_(std::shared_ptr<SubscriptionCore> core, std::vector<
   uint64_t committed = committed_();
   if (seen < committed) {
     requery(*core);
-    core->offer(core->rows, committed);
+    core->offer(core->rows, committed);  // nothing once the re-query ended it
   }
 }
 

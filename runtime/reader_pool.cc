@@ -91,11 +91,20 @@ void ReaderPool::giveBack(std::unique_ptr<Connection> c) {
   // Closed outside the lock (sqlite3_close frees the connection's page cache).
 }
 
+void ReaderPool::close() {
+  absl::MutexLock lock(&mu_);
+  closed_ = true;
+}
+
 ReaderPool::Lease::~Lease() {
   if (c_ != nullptr) pool_->giveBack(std::move(c_));
 }
 
 absl::Status ReaderPool::read(const std::function<absl::Status(Connection&)>& fn) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (closed_) return absl::FailedPreconditionError("the workspace is shut down");
+  }
   Lease c = checkout();
   return inReadTransaction(*c, [&] { return fn(*c); });
 }

@@ -52,7 +52,10 @@ class ReaderPool {
   // Blocks until a connection is free (a growing pool opens one).
   Lease checkout();
   // Checks a connection out and runs `fn` on it inside one read transaction.
+  // FailedPrecondition after close().
   absl::Status read(const std::function<absl::Status(Connection&)>& fn);
+  // Refuses every later read(): the workspace is shut down. Reads under way finish.
+  void close() ABSL_LOCKS_EXCLUDED(mu_);
   // Connections open now, leased or free.
   int connections();
 
@@ -73,6 +76,7 @@ class ReaderPool {
   // and those that sat idle longest are at the front.
   std::deque<Idle> free_ ABSL_GUARDED_BY(mu_);
   int open_ ABSL_GUARDED_BY(mu_) = 0;
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 // Runs fn inside one read transaction on `c`, always ending it.

@@ -4,9 +4,12 @@
 #include <iterator>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
+
 namespace flatstore::internal {
 
 Scheduler::Scheduler(int threads) : slots_(threads) {
+  absl::MutexLock lock(&mu_);
   for (int i = 0; i < threads; ++i) workers_.emplace_back([this] { workerLoop(); });
 }
 
@@ -96,6 +99,10 @@ thread_local Scheduler::Job* taken_next = nullptr;
 // returns to its own work after a bounded detour.
 thread_local int takes_left = 0;
 constexpr int kMaxTakes = 8;
+// The scheduler and the job whose run this thread is in (runChain), for SlotLoan and
+// mayWait.
+thread_local Scheduler* running_scheduler = nullptr;
+thread_local const Scheduler::Job* running_job = nullptr;
 }  // namespace
 
 bool Scheduler::release(Job* job, bool take_next) {
@@ -141,16 +148,69 @@ bool Scheduler::onWorkerThread() { return worker_thread; }
 
 void Scheduler::runChain(Job* job) {
   takes_left = kMaxTakes;
+  running_job = job;
   job->run(job);
-  while (Job* next = std::exchange(taken_next, nullptr)) next->run(next);
+  while (Job* next = std::exchange(taken_next, nullptr)) {
+    running_job = next;
+    next->run(next);
+  }
+  running_job = nullptr;
   takes_left = 0;
+}
+
+absl::Status Scheduler::mayWait(const Job& job) {
+  const Job* current = running_job;
+  if (current == nullptr || running_scheduler != this || current == &job) {
+    return absl::OkStatus();
+  }
+  absl::MutexLock lock(&mu_);
+  if (pending_.count(const_cast<Job*>(&job)) == 0) return absl::OkStatus();
+  for (const std::string& t : job.tables) {
+    if (std::binary_search(current->tables.begin(), current->tables.end(), t)) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "a closure on table ", t, " waits for a transaction on ", t,
+          " submitted after it, which cannot start before the closure ends (it would wait "
+          "for itself)"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+Scheduler::SlotLoan::SlotLoan() : lender_(running_job != nullptr ? running_scheduler : nullptr) {
+  if (lender_ != nullptr) lender_->lend();
+}
+
+Scheduler::SlotLoan::~SlotLoan() {
+  if (lender_ != nullptr) lender_->reclaim();
+}
+
+void Scheduler::lend() {
+  absl::MutexLock lock(&mu_);
+  running_ -= 1;
+  lent_ += 1;
+  // Every thread that lends is one fewer to use the free slots: keep at least `slots_`
+  // threads that are not waiting. (Callers running their own jobs lend too; a thread
+  // too many then idles.)
+  if (static_cast<int>(workers_.size()) < slots_ + lent_) {
+    workers_.emplace_back([this] { workerLoop(); });
+  }
+}
+
+void Scheduler::reclaim() {
+  absl::MutexLock lock(&mu_);
+  lent_ -= 1;
+  auto slot = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return running_ < slots_; };
+  mu_.Await(absl::Condition(&slot));
+  running_ += 1;
 }
 
 void Scheduler::runHere(Job* job) {
   bool was_worker = worker_thread;
   worker_thread = true;  // the same rules as inside a worker apply
+  Scheduler* was_scheduler = std::exchange(running_scheduler, this);
   job->on_caller = true;
   runChain(job);
+  running_scheduler = was_scheduler;
   worker_thread = was_worker;
   absl::MutexLock lock(&mu_);
   running_ -= 1;
@@ -158,6 +218,7 @@ void Scheduler::runHere(Job* job) {
 
 void Scheduler::workerLoop() {
   worker_thread = true;
+  running_scheduler = this;
   while (true) {
     Job* job = nullptr;
     {
@@ -186,10 +247,15 @@ void Scheduler::stop() {
         this));
     exiting_ = true;
   }
-  for (std::thread& t : workers_) {
+  // No job runs any more, so no SlotLoan adds a thread meanwhile.
+  std::vector<std::thread> workers;
+  {
+    absl::MutexLock lock(&mu_);
+    workers.swap(workers_);
+  }
+  for (std::thread& t : workers) {
     if (t.joinable()) t.join();
   }
-  workers_.clear();
 }
 
 }  // namespace flatstore::internal

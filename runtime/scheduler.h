@@ -15,6 +15,14 @@
 // A chain of short closures on one table runs back to back on one thread while the
 // writer commits the changes of those before.
 //
+// A running job that blocks waiting for another transaction (a closure that waits for a
+// transaction on other tables) lends its slot for the wait (SlotLoan): the slot counts
+// as free, and when no worker thread is left to use it, the pool starts one more, so a
+// transaction waited for inside a closure always gets a slot and a thread. At most
+// `threads` jobs run at a time, not counting waiting ones; the pool keeps the threads it
+// started (as many as closures ever waited at once). A wait for a job queued behind the
+// waiting job on one of its tables could never end: mayWait() refuses it.
+//
 // Thread-safety: all methods are thread-safe.
 #ifndef FLATSTORE_RUNTIME_SCHEDULER_H_
 #define FLATSTORE_RUNTIME_SCHEDULER_H_
@@ -88,7 +96,28 @@ class Scheduler {
   // True on a worker thread of any scheduler (inside a closure).
   static bool onWorkerThread();
 
+  // FailedPrecondition when the job running on this thread shares a table with `job`,
+  // which is still queued: `job` waits behind it, so waiting for `job` would never end.
+  // OK on a thread that runs no job.
+  absl::Status mayWait(const Job& job) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // For the lifetime of a SlotLoan, the job running on this thread (if any) lends its
+  // slot: made by a thread that is about to block until another transaction completes.
+  // The destructor takes a slot back, waiting for one when every slot is in use.
+  class SlotLoan {
+   public:
+    SlotLoan();
+    ~SlotLoan();
+    SlotLoan(const SlotLoan&) = delete;
+    SlotLoan& operator=(const SlotLoan&) = delete;
+
+   private:
+    Scheduler* lender_;  // null when this thread runs no job
+  };
+
  private:
+  void lend() ABSL_LOCKS_EXCLUDED(mu_);
+  void reclaim() ABSL_LOCKS_EXCLUDED(mu_);
   void workerLoop();
   // Runs `job`, then the jobs its run (and theirs) took with release(job, true).
   static void runChain(Job* job);
@@ -107,9 +136,10 @@ class Scheduler {
   void makeRunnable(Job* job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   const int slots_;
   int running_ ABSL_GUARDED_BY(mu_) = 0;  // jobs running now, on workers or callers
+  int lent_ ABSL_GUARDED_BY(mu_) = 0;     // slots lent by waiting jobs (see SlotLoan)
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool exiting_ ABSL_GUARDED_BY(mu_) = false;
-  std::vector<std::thread> workers_;
+  std::vector<std::thread> workers_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace flatstore::internal

@@ -1,6 +1,7 @@
 #include "runtime/sqlite.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <random>
 
 #include "absl/strings/str_cat.h"
@@ -36,8 +37,6 @@ absl::Status sqliteStatus(int rc, sqlite3* db, std::string_view sql, std::string
     case SQLITE_PERM:
     case SQLITE_AUTH:
       return absl::PermissionDeniedError(message);
-    case SQLITE_CANTOPEN:
-      return absl::UnavailableError(message);
     case SQLITE_CORRUPT:
       return absl::DataLossError(message);
     case SQLITE_NOTADB:
@@ -48,6 +47,12 @@ absl::Status sqliteStatus(int rc, sqlite3* db, std::string_view sql, std::string
     case SQLITE_RANGE:
       return absl::InvalidArgumentError(message);
     case SQLITE_IOERR:
+    case SQLITE_CANTOPEN:
+      // A full disk is a full disk wherever SQLite meets it: growing the -shm file at
+      // open (SQLITE_IOERR_SHMSIZE), writing or syncing a page, creating a file.
+      if (db != nullptr && sqlite3_system_errno(db) == ENOSPC) {
+        return absl::ResourceExhaustedError(absl::StrCat(message, " (no space left on device)"));
+      }
       return absl::UnavailableError(message);
     default:
       return absl::InternalError(message);

@@ -138,6 +138,12 @@ void SubscriptionCore::offerObject(EntityPtr object, uint64_t sequence, bool del
   schedule();
 }
 
+namespace {
+thread_local int in_callback = 0;  // callbacks running on this thread (nested inline)
+}  // namespace
+
+bool inSubscriptionCallback() { return in_callback > 0; }
+
 void SubscriptionCore::deliver() {
   std::shared_ptr<const std::vector<EntityPtr>> before;
   std::shared_ptr<const std::vector<EntityPtr>> after;
@@ -163,6 +169,7 @@ void SubscriptionCore::deliver() {
     delivering_ = true;
     delivering_thread_ = std::this_thread::get_id();
   }
+  in_callback += 1;
   if (object_mode) {
     object_callback(deleted ? nullptr : object);
   } else if (after != nullptr) {
@@ -171,6 +178,7 @@ void SubscriptionCore::deliver() {
     cs.commit_sequence = sequence;
     if (!cs.empty()) result_callback(*after, cs);
   }
+  in_callback -= 1;
   absl::MutexLock lock(&mu_);
   delivering_ = false;
 }
@@ -188,6 +196,20 @@ void SubscriptionCore::cancel() {
     }
   }
   if (auto h = hub.lock()) h->remove(this);
+}
+
+void SubscriptionCore::fail(absl::Status error) {
+  absl::MutexLock lock(&mu_);
+  if (cancelled_ || ended_) return;
+  ended_ = true;
+  error_ = std::move(error);
+  // A delivery already scheduled finds the subscription ended and returns.
+  latest_deleted_ = false;
+}
+
+absl::Status SubscriptionCore::status() {
+  absl::MutexLock lock(&mu_);
+  return error_;
 }
 
 bool SubscriptionCore::active() {
@@ -253,5 +275,9 @@ void SubscriptionToken::cancel() {
 }
 
 bool SubscriptionToken::active() const { return core_ != nullptr && core_->active(); }
+
+absl::Status SubscriptionToken::status() const {
+  return core_ != nullptr ? core_->status() : absl::OkStatus();
+}
 
 }  // namespace flatstore

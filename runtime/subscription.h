@@ -34,6 +34,9 @@ Changeset diffResults(const std::vector<EntityPtr>& before, const std::vector<En
 
 class ObserverHub;
 
+// True while this thread runs a subscription's callback (whatever its executor).
+bool inSubscriptionCallback();
+
 // The hub thread as a capability of the thread-safety analysis: state that only the hub
 // thread touches is ABSL_GUARDED_BY a HubThread, and code on the hub thread calls
 // assertHeld() before it touches that state (checked with assert() in debug builds).
@@ -53,6 +56,11 @@ class SubscriptionCore : public std::enable_shared_from_this<SubscriptionCore> {
   void offerObject(EntityPtr object, uint64_t sequence, bool deleted);
   void cancel();
   bool active();
+  // Ends the subscription with `error`: no delivery runs after this returns (but one
+  // running now finishes). From the hub thread.
+  void fail(absl::Status error);
+  // OK, or the error fail() ended it with.
+  absl::Status status();
   // What the subscriber already holds: the base of the first changeset.
   void seedDelivered(std::shared_ptr<const std::vector<EntityPtr>> result);
 
@@ -91,6 +99,7 @@ class SubscriptionCore : public std::enable_shared_from_this<SubscriptionCore> {
   absl::Mutex mu_;
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
   bool ended_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status error_ ABSL_GUARDED_BY(mu_);
   bool scheduled_ ABSL_GUARDED_BY(mu_) = false;
   bool delivering_ ABSL_GUARDED_BY(mu_) = false;
   std::thread::id delivering_thread_ ABSL_GUARDED_BY(mu_);

@@ -14,8 +14,15 @@ absl::StatusOr<TableState*> TableRegistry::get(const TableDescription& d) {
   }
   auto state = std::make_unique<TableState>(d);
   TableState* raw = state.get();
-  FLATSTORE_RETURN_IF_ERROR(
-      writer_->runSync([raw](Connection& c) { return ensureTable(c, *raw); }));
+  bool stored = false;
+  FLATSTORE_RETURN_IF_ERROR(readers_->read([&](Connection& c) -> absl::Status {
+    FLATSTORE_ASSIGN_OR_RETURN(stored, loadStoredTable(c, *raw));
+    return absl::OkStatus();
+  }));
+  if (!stored) {
+    FLATSTORE_RETURN_IF_ERROR(
+        writer_->runSync([raw](Connection& c) { return ensureTable(c, *raw); }));
+  }
   absl::MutexLock lock(&mu_);
   auto [it, inserted] = tables_.emplace(name, std::move(state));
   if (inserted) {

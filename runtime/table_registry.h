@@ -1,7 +1,10 @@
 // TableRegistry: the entity tables a workspace has used, by name.
 //
-// The first use of a table creates it in the database if needed (through the writer),
-// checks its stored layout, and hands incomplete indexes to the writer's back-fill. A
+// The first use of a table checks its stored layout and hands incomplete indexes to the
+// writer's back-fill. It reads the catalog on a reader connection, and goes through the
+// writer only when something is missing or stale (a new table or index, a newer
+// schema): a table stored as this program has it is read without a write, so a file on
+// a full disk (or one another process holds the write lock of) can still be read. A
 // TableState lives as long as the registry, so the rest of the runtime keeps plain
 // pointers to it.
 //
@@ -19,15 +22,16 @@
 #include "absl/synchronization/mutex.h"
 #include "flatstore/table_description.h"
 #include "runtime/catalog.h"
+#include "runtime/reader_pool.h"
 #include "runtime/writer.h"
 
 namespace flatstore::internal {
 
 class TableRegistry {
  public:
-  explicit TableRegistry(Writer* writer) : writer_(writer) {}
+  TableRegistry(Writer* writer, ReaderPool* readers) : writer_(writer), readers_(readers) {}
 
-  // The state of `table`, creating the table in the database on first use.
+  // The state of `table`, creating the table in the database on first use if needed.
   // FailedPrecondition after close(); the writer's error when the table cannot be
   // created or its stored layout does not match.
   absl::StatusOr<TableState*> get(const TableDescription& table) ABSL_LOCKS_EXCLUDED(mu_);
@@ -38,6 +42,7 @@ class TableRegistry {
 
  private:
   Writer* const writer_;
+  ReaderPool* const readers_;
   absl::Mutex mu_;
   std::map<std::string, std::unique_ptr<TableState>> tables_ ABSL_GUARDED_BY(mu_);
   bool closed_ ABSL_GUARDED_BY(mu_) = false;

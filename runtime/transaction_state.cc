@@ -6,6 +6,7 @@
 #include "flatstore/status.h"
 #include "runtime/absl_compat.h"
 #include "runtime/object_check.h"
+#include "runtime/scheduler.h"
 #include "runtime/writer.h"
 
 namespace flatstore::internal {
@@ -54,15 +55,29 @@ void HandleState::complete(absl::StatusOr<TransactionResult> result) {
 }
 
 absl::StatusOr<TransactionResult> HandleState::wait() {
-  absl::MutexLock lock(&mu_);
-  if (!done_ && onWriterThread()) {
-    return absl::FailedPreconditionError(
-        "waiting for a transaction on flatstore's writer thread would deadlock: an "
-        "onComplete callback, or a closure re-run under the write lock, waited for "
-        "another transaction");
+  std::function<absl::Status()> check;
+  {
+    absl::MutexLock lock(&mu_);
+    if (done_) return result_;
+    if (onWriterThread()) {
+      return absl::FailedPreconditionError(
+          "waiting for a transaction on flatstore's writer thread would deadlock: an "
+          "onComplete callback, or a closure run under the write lock, waited for "
+          "another transaction");
+    }
+    check = wait_check_;
   }
+  if (check) FLATSTORE_RETURN_IF_ERROR(check());
+  // A closure that waits gives its worker slot to the transactions it may wait for.
+  Scheduler::SlotLoan loan;
+  absl::MutexLock lock(&mu_);
   mu_.Await(absl::Condition(&done_));
   return result_;
+}
+
+void HandleState::setWaitCheck(std::function<absl::Status()> check) {
+  absl::MutexLock lock(&mu_);
+  wait_check_ = std::move(check);
 }
 
 void HandleState::giveTurn() {

@@ -99,7 +99,7 @@ absl::StatusOr<std::unique_ptr<WorkspaceImpl>> WorkspaceImpl::open(
   ws->writer_ = std::make_unique<Writer>(
       std::move(writer_connection), wo, [hub](CommitEvent e) { hub->publish(std::move(e)); },
       &ws->metrics_);
-  ws->tables_ = std::make_unique<TableRegistry>(ws->writer_.get());
+  ws->tables_ = std::make_unique<TableRegistry>(ws->writer_.get(), ws->readers_.get());
   ws->reads_ = std::make_unique<Reads>(ws->readers_.get(), ws->tables_.get(), origin,
                                        [raw] { return raw->committedSequence(); });
   ws->scheduler_ = std::make_unique<Scheduler>(options.worker_threads > 0 ? options.worker_threads
@@ -117,31 +117,36 @@ absl::StatusOr<std::unique_ptr<WorkspaceImpl>> WorkspaceImpl::open(
 WorkspaceImpl::~WorkspaceImpl() { shutdown().IgnoreError(); }
 
 absl::Status WorkspaceImpl::shutdown() {
-  if (Scheduler::onWorkerThread() || onWriterThread()) {
+  if (Scheduler::onWorkerThread() || onWriterThread() || inSubscriptionCallback()) {
     return absl::FailedPreconditionError(
-        "shutdown() inside a closure or an onComplete callback would wait for itself; call "
-        "it from another thread");
+        "shutdown() inside a closure, an onComplete callback or a subscription callback "
+        "would wait for itself; call it from another thread");
   }
   {
     absl::MutexLock lock(&mu_);
     if (shut_down_) {
       // Another call is shutting down: return when it is done, as it does.
       mu_.Await(absl::Condition(&shutdown_finished_));
-      return absl::OkStatus();
+      return shutdown_status_;
     }
     shut_down_ = true;
   }
   if (tables_ != nullptr) tables_->close();
   // Order matters: closures still queued need the writer to commit and release them.
   if (scheduler_ != nullptr) scheduler_->stop();
-  if (writer_ != nullptr) writer_->stop();
+  absl::Status status = absl::OkStatus();
+  if (writer_ != nullptr) status = writer_->stop();
   if (watcher_ != nullptr) watcher_->stop();
   // Then observers: no callback runs after the workspace is gone.
   if (hub_ != nullptr) hub_->stop();
   if (notifications_ != nullptr) notifications_->stop();
+  // Last, since the parts above read while they finish: from now on every read fails
+  // as fetches and commits do.
+  if (readers_ != nullptr) readers_->close();
   absl::MutexLock lock(&mu_);
   shutdown_finished_ = true;
-  return absl::OkStatus();
+  shutdown_status_ = status;
+  return status;
 }
 
 uint64_t WorkspaceImpl::committedSequence() {

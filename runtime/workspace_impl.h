@@ -85,6 +85,7 @@ class WorkspaceImpl {
   absl::Mutex mu_;
   bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
   bool shutdown_finished_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status shutdown_status_ ABSL_GUARDED_BY(mu_);  // what the first call returned
 };
 
 }  // namespace flatstore::internal

@@ -49,7 +49,7 @@ Writer::Writer(std::unique_ptr<Connection> connection, WriterOptions options,
   thread_ = std::thread([this] { loop(); });
 }
 
-Writer::~Writer() { stop(); }
+Writer::~Writer() { stop().IgnoreError(); }
 
 void Writer::submit(std::unique_ptr<CommitRequest> request) {
   {
@@ -112,11 +112,26 @@ std::unique_ptr<CommitRequest> Writer::tryLead(std::unique_ptr<CommitRequest> re
   {
     WriterScope scope(this);
     commitAndNote(group);
+    // The WAL policy holds for this commit too: a caller that leads group after group
+    // (performChangesAndWait in a loop) would otherwise keep the role from the writer
+    // thread, and the WAL would grow past its limit meanwhile.
+    restartIfDue();
   }
   role_.Unlock();
   absl::MutexLock lock(&mu_);
   leaders_ -= 1;
   return nullptr;
+}
+
+void Writer::restartIfDue() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (!checkpoint_due_) return;
+  }
+  // Passive rounds run without the role, on the writer thread: leave them to it.
+  bool passive = checkpointer_->runDue(*db_);
+  absl::MutexLock lock(&mu_);
+  checkpoint_due_ = passive;
 }
 
 void Writer::submitOrCommit(std::unique_ptr<CommitRequest> request) {
@@ -220,7 +235,7 @@ uint64_t Writer::lastCommitSequence() const {
   return last_sequence_;
 }
 
-void Writer::stop() {
+absl::Status Writer::stop() {
   {
     absl::MutexLock lock(&mu_);
     stopping_ = true;
@@ -230,6 +245,7 @@ void Writer::stop() {
   absl::MutexLock lock(&mu_);
   auto no_leaders = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return leaders_ == 0; };
   mu_.Await(absl::Condition(&no_leaders));
+  return final_checkpoint_;
 }
 
 void Writer::pauseBackground(bool paused) {
@@ -277,8 +293,10 @@ void Writer::loop() {
         takeGroup(&group);
       }
       if (exiting) {
-        // A clean shutdown leaves an empty WAL behind.
-        checkpointer_->truncate(*db_);
+        // A clean shutdown leaves an empty WAL behind; shutdown() reports why not.
+        absl::Status truncated = checkpointer_->truncate(*db_);
+        absl::MutexLock lock(&mu_);
+        final_checkpoint_ = std::move(truncated);
         return;
       }
       if (!group.empty()) {

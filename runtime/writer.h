@@ -108,8 +108,10 @@ class Writer {
   // Blocks until no registered back-fill remains (each finished or failed) or the
   // writer stops.
   void awaitBackfills();
-  // Commits everything queued, then stops the thread. Idempotent.
-  void stop();
+  // Commits everything queued, then stops the thread, leaving an empty WAL. Returns the
+  // error of that last checkpoint (a full disk leaves the WAL as it was). Idempotent:
+  // later calls return the same status.
+  absl::Status stop();
 
   // The commit sequence of the last group this writer committed.
   uint64_t lastCommitSequence() const;
@@ -137,6 +139,10 @@ class Writer {
   // Moves queued requests into `group`, higher priorities first, within the limits.
   void takeGroup(std::vector<std::unique_ptr<CommitRequest>>* group)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Under the role, for a thread other than the writer's that committed a group: runs
+  // the checkpoint due after it (the restart past the WAL's size limit); passive rounds
+  // stay due for the writer thread.
+  void restartIfDue() ABSL_EXCLUSIVE_LOCKS_REQUIRED(role_) ABSL_LOCKS_EXCLUDED(mu_);
   // Commits `group`, then notes whether the WAL needs a checkpoint.
   void commitAndNote(std::vector<std::unique_ptr<CommitRequest>>& group)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(role_);
@@ -196,6 +202,7 @@ class Writer {
   // Threads committing a group of their own (see tryLead); stop() waits for them.
   int leaders_ ABSL_GUARDED_BY(mu_) = 0;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status final_checkpoint_ ABSL_GUARDED_BY(mu_);  // set when the thread ends
   uint64_t last_sequence_ ABSL_GUARDED_BY(mu_) = 0;
   // Written under the role, read by closures' threads.
   std::atomic<int64_t> nanos_per_change_{20'000};

@@ -21,6 +21,8 @@
 #include <memory>
 #include <vector>
 
+#include "absl/status/status.h"
+
 namespace flatstore {
 
 // How a result changed between two deliveries. Apply it to the old result by removing
@@ -74,8 +76,16 @@ class SubscriptionToken {
   // run again (unless cancel() is called from inside the callback itself, which then
   // finishes normally). Idempotent; safe after the workspace is gone.
   void cancel();
-  // False once cancelled, or once an object subscription's object was deleted.
+  // False once cancelled, once an object subscription's object was deleted, or once the
+  // subscription failed (see status()).
   bool active() const;
+  // Why the subscription ended: OK while it is active, after cancel() and after its
+  // object was deleted. A subscription that cannot keep its result exact (a re-query
+  // failed: DataLoss for a damaged object, FailedPrecondition after shutdown, ...) ends
+  // with that error rather than deliver a result a fresh fetch would not return; its
+  // callback is not called again. Fetch again and subscribe anew once the cause is
+  // fixed.
+  absl::Status status() const;
 
  private:
   std::shared_ptr<internal::SubscriptionCore> core_;

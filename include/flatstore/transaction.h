@@ -146,7 +146,15 @@ class TransactionHandle {
   explicit TransactionHandle(std::shared_ptr<internal::HandleState> state)
       : state_(std::move(state)) {}
 
-  // Blocks until the transaction committed or failed.
+  // Blocks until the transaction committed or failed, and returns its outcome.
+  //
+  // Inside a closure, the closure's worker slot is lent to other transactions while it
+  // waits (the pool starts another thread when no idle one is left), so a transaction
+  // on other tables completes even when every slot is held by waiting closures.
+  // FailedPrecondition, at once, where the wait could never end: on the writer thread
+  // (an onComplete callback, or a closure run under the write lock), and inside a
+  // closure that holds a table of the awaited transaction, which is queued behind it.
+  // A circle of closures each waiting for another's table is not detected: it deadlocks.
   absl::StatusOr<TransactionResult> wait() const;
   // True once the transaction committed or failed.
   bool done() const;

@@ -303,11 +303,13 @@ class Workspace {
   // The commit sequence of the last commit this workspace made or saw.
   uint64_t lastCommitSequence() const;
 
-  // Stops taking transactions (later calls fail with FailedPrecondition), lets the ones
-  // already submitted run and commit, waits for them, and closes the connections.
-  // Idempotent: a call overlapping another returns when that one is done. Called inside
-  // a closure or an onComplete callback it would wait for itself, so it fails there
-  // with FailedPrecondition. Returns the first error met while closing.
+  // Stops taking transactions (every later call fails with FailedPrecondition: commits,
+  // fetches, get, snapshot, changesSince, latestVersionstamp, subscribe and the
+  // dictionary's reads and writes), lets the ones already submitted run and commit,
+  // waits for them, and closes the connections. Idempotent: a call overlapping another
+  // returns when that one is done. Called inside a closure, an onComplete callback or a
+  // subscription callback it would wait for itself, so it fails there with
+  // FailedPrecondition. Returns the first error met while closing.
   absl::Status shutdown();
 
   // The path the workspace was opened with.

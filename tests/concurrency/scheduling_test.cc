@@ -496,5 +496,107 @@ TEST_F(SchedulingTest, MultiTableClosuresFromManyThreadsNeverDeadlock) {
   EXPECT_EQ(counts->event, expected[2].load());
 }
 
+// ---------------------------------------------------------------------------------------
+// Closures that wait for transactions on other tables
+
+// A workspace with `workers` closure workers, for the tests of waits inside closures.
+absl::StatusOr<std::unique_ptr<Workspace>> openWithWorkers(const TempDir& dir, int workers) {
+  return Workspace::open(dir.file("nested.db"), {.worker_threads = workers});
+}
+
+// How long a test below waits for a nested transaction: far beyond what it takes, and a
+// deadlock ends the test (failStuck) instead of hanging it.
+constexpr absl::Duration kNestedWait = absl::Seconds(30);
+
+// Creates the Doc `id` in a transaction of its own and waits for it, from inside a
+// closure: through performChangesAndWait, or through performChanges(...).wait().
+absl::Status createDocAndWait(Workspace& ws, const std::string& id, bool and_wait_form) {
+  auto create = [id](TransactionContext& txn) {
+    auto d = DocChangeRequest::creation();
+    d.setId(id).setRank(1);
+    return txn.submit(d).status();
+  };
+  if (and_wait_form) return ws.performChangesAndWait<Doc>(create).status();
+  return ws.performChanges<Doc>(create).wait().status();
+}
+
+// Whether the Doc `id` is in the file.
+bool docExists(Workspace& ws, const std::string& id) {
+  auto d = ws.get<Doc>(id);
+  EXPECT_OK(d);
+  return d.ok() && *d != nullptr;
+}
+
+// With one worker, the closure holds the only slot while it waits for a Doc transaction,
+// which needs a slot to run: the wait must lend its slot instead of hanging.
+TEST(NestedWaitTest, ClosureWaitingForAnotherTableCompletesWithOneWorker) {
+  TempDir dir;
+  auto ws = openWithWorkers(dir, 1);
+  ASSERT_OK(ws);
+  for (bool and_wait_form : {true, false}) {
+    std::string id = and_wait_form ? "inner-and-wait" : "inner-wait";
+    auto outer = (*ws)->performChanges<Monster>([&](TransactionContext& txn) -> absl::Status {
+      FLATSTORE_RETURN_IF_ERROR(createDocAndWait(**ws, id, and_wait_form));
+      auto m = MonsterChangeRequest::creation();
+      m.setName(id).setRealm(0);
+      return txn.submit(m).status();
+    });
+    ASSERT_OK(
+        waitOrDie(outer, "a closure waiting for a Doc transaction with one worker", kNestedWait));
+    EXPECT_TRUE(docExists(**ws, id)) << id;
+  }
+}
+
+// Two closures (on Monster and on Event) hold both slots of two workers, the default on
+// a two-core machine, and each waits for a Doc transaction: both must complete.
+TEST(NestedWaitTest, TwoClosuresWaitingForAnotherTableCompleteWithTwoWorkers) {
+  TempDir dir;
+  auto ws = openWithWorkers(dir, 2);
+  ASSERT_OK(ws);
+  absl::Mutex mu;
+  int started = 0;  // guarded by mu
+  // Both closures hold their slots before either waits (bounded: a closure that does not
+  // see the other one start fails instead of waiting).
+  auto bothStarted = [&]() -> absl::Status {
+    absl::MutexLock lock(&mu);
+    ++started;
+    if (!mu.AwaitWithTimeout(absl::Condition(
+                                 +[](int* n) { return *n >= 2; }, &started),
+                             kNestedWait)) {
+      return absl::DeadlineExceededError("the other closure never started");
+    }
+    return absl::OkStatus();
+  };
+  auto onMonster = (*ws)->performChanges<Monster>([&](TransactionContext&) -> absl::Status {
+    FLATSTORE_RETURN_IF_ERROR(bothStarted());
+    return createDocAndWait(**ws, "from-monster", /*and_wait_form=*/true);
+  });
+  auto onEvent = (*ws)->performChanges<Event>([&](TransactionContext&) -> absl::Status {
+    FLATSTORE_RETURN_IF_ERROR(bothStarted());
+    return createDocAndWait(**ws, "from-event", /*and_wait_form=*/true);
+  });
+  waitAllOrDie({onMonster, onEvent}, "two closures waiting for Doc transactions", kNestedWait);
+  EXPECT_OK(onMonster.wait());
+  EXPECT_OK(onEvent.wait());
+  EXPECT_TRUE(docExists(**ws, "from-monster"));
+  EXPECT_TRUE(docExists(**ws, "from-event"));
+}
+
+// A closure that waits for a transaction on a table it holds itself waits for a
+// transaction queued behind it: that is refused at once, never a hang.
+TEST(NestedWaitTest, ClosureWaitingForItsOwnTableFailsWithFailedPrecondition) {
+  TempDir dir;
+  auto ws = openWithWorkers(dir, 2);
+  ASSERT_OK(ws);
+  absl::Status inner_status;
+  auto outer = (*ws)->performChanges<Doc>([&](TransactionContext&) -> absl::Status {
+    inner_status = createDocAndWait(**ws, "same-table", /*and_wait_form=*/false);
+    return absl::OkStatus();
+  });
+  ASSERT_OK(waitOrDie(outer, "a closure waiting for a transaction on its own table", kNestedWait));
+  EXPECT_EQ(inner_status.code(), absl::StatusCode::kFailedPrecondition) << inner_status;
+  EXPECT_THAT(inner_status.message(), HasSubstr("Doc"));
+}
+
 }  // namespace
 }  // namespace flatstore::testing

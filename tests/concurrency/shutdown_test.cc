@@ -372,5 +372,39 @@ TEST_F(ShutdownTest, OverlappingShutdownCallsBothWaitForRunningClosures) {
   EXPECT_OK(running.wait());
 }
 
+// shutdown() from a subscription callback would wait for the callback's own thread (the
+// notification thread, or with the inline executor the thread that delivers): it must
+// return FailedPrecondition there, as in closures and onComplete callbacks, and the
+// workspace must go on working.
+TEST_F(ShutdownTest, ShutdownFromASubscriptionCallbackIsFailedPrecondition) {
+  for (bool inline_executor : {false, true}) {
+    SCOPED_TRACE(inline_executor ? "inline executor" : "default executor");
+    auto empty = ws_->fetch<Monster>().all();
+    ASSERT_OK(empty);
+    absl::Notification called;
+    absl::Status from_callback;
+    auto token = ws_->subscribe(
+        *empty,
+        [&](const FetchedResult<Monster>&, const Changeset&) {
+          if (called.HasBeenNotified()) return;
+          from_callback = ws_->shutdown();
+          called.Notify();
+        },
+        inline_executor ? &inlineExecutor() : nullptr);
+    ASSERT_OK(token);
+    std::string name = inline_executor ? "inline" : "default";
+    ASSERT_OK(ws_->performChangesAndWait<Monster>(
+        [&](TransactionContext& txn) { return createMonster(txn, name); }));
+    if (!called.WaitForNotificationWithTimeout(kBoundedWait)) failStuck("the callback");
+    EXPECT_EQ(from_callback.code(), absl::StatusCode::kFailedPrecondition) << from_callback;
+    EXPECT_THAT(from_callback.message(), HasSubstr("subscription callback"));
+    token->cancel();
+    // Not shut down: it still commits.
+    EXPECT_OK(ws_->performChangesAndWait<Monster>(
+        [&](TransactionContext& txn) { return createMonster(txn, name + "-after"); }));
+  }
+  EXPECT_OK(ws_->shutdown());
+}
+
 }  // namespace
 }  // namespace flatstore::testing

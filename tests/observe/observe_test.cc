@@ -1,6 +1,9 @@
 // Subscriptions to fetched results and to objects: deliveries, changesets, staleness,
 // object lifecycles and cancellation.
+#include <sqlite3.h>
+
 #include <atomic>
+#include <string>
 #include <vector>
 
 #include "flatstore/workspace.h"
@@ -15,6 +18,7 @@ namespace {
 
 using ::flatstore::testing::WorkspaceFixture;
 using ::testing::ElementsAre;
+using ::testing::HasSubstr;
 using F = MonsterFields;
 
 absl::Status put(Workspace& ws, std::string name, int16_t hp) {
@@ -203,6 +207,42 @@ TEST_F(ObserveTest, DefaultExecutorAndWorkspaceDestructionWithLiveSubscriptions)
   EXPECT_GE(after, 1);
   token->cancel();
   EXPECT_EQ(calls.load(), after);
+}
+
+// A subscription whose refresh fails (a damaged object: DataLoss) must not go on
+// with its last result and apply later commits on top of it: that delivered a result no
+// fetch would return. It ends with the error instead, which its token reports.
+TEST_F(ObserveTest, FailedRefreshEndsTheSubscriptionWithItsError) {
+  auto stale = ws_->fetch<Monster>().all();  // empty, and stale after the puts below
+  ASSERT_OK(stale);
+  for (int i = 0; i < 5; ++i) ASSERT_OK(put(*ws_, "m" + std::to_string(i), 10));
+  {
+    sqlite3* db;
+    ASSERT_EQ(sqlite3_open(dir_.file("observe.db").c_str(), &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    ASSERT_EQ(sqlite3_exec(db,
+                           "UPDATE \"flatstore.test.game.Monster\" SET p = x'0badf00d0badf00d' "
+                           "WHERE rowid = (SELECT min(rowid) FROM \"flatstore.test.game.Monster\")",
+                           nullptr, nullptr, nullptr),
+              SQLITE_OK);
+    sqlite3_close(db);
+  }
+  ASSERT_EQ(ws_->fetch<Monster>().all().status().code(), absl::StatusCode::kDataLoss);
+  std::vector<size_t> delivered_sizes;
+  auto token = ws_->subscribe(
+      *stale,
+      [&](const FetchedResult<Monster>& latest, const Changeset&) {
+        delivered_sizes.push_back(latest.size());
+      },
+      &inlineExecutor());
+  ASSERT_OK(token);
+  ASSERT_OK(put(*ws_, "late", 10));
+  ws_->awaitObservers();
+  // Every fresh fetch fails, so no delivered result can equal one.
+  EXPECT_TRUE(delivered_sizes.empty()) << "delivered a result of " << delivered_sizes.front();
+  EXPECT_FALSE(token->active());
+  EXPECT_EQ(token->status().code(), absl::StatusCode::kDataLoss) << token->status();
+  EXPECT_THAT(std::string(token->status().message()), HasSubstr("flatstore.test.game.Monster"));
 }
 
 }  // namespace

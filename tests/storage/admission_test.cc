@@ -5,8 +5,10 @@
 
 #include <atomic>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "docs_flatstore.h"
 #include "flatstore/workspace.h"
@@ -352,6 +354,51 @@ TEST(Admission, CheckpointerKeepsTheWalBoundedWithAPinnedReader) {
   struct stat st;
   ASSERT_EQ(stat((path + "-wal").c_str(), &st), 0);
   EXPECT_EQ(st.st_size, 0) << "a clean shutdown truncates the WAL";
+}
+
+// Commits that a caller runs itself (performChangesAndWait with the writer idle runs the
+// closure inside a write transaction of its own; a finished closure's thread commits it
+// when no group is being committed) go through the same WAL policy as the writer
+// thread's: with a 1 MiB limit, 50 commits of one 200 KB object per caller keep the WAL
+// near the limit, from one caller and from three at once.
+TEST(Admission, WalStaysBoundedWhenCallersCommitTheirOwnTransactions) {
+  const std::string body(200 << 10, 'x');
+  for (int callers : {1, 3}) {
+    for (bool and_wait : {true, false}) {
+      SCOPED_TRACE(absl::StrCat(callers, " callers, ",
+                                and_wait ? "performChangesAndWait" : "performChanges().wait()"));
+      TempDir dir;
+      std::string path = dir.file("own.db");
+      auto ws = Workspace::open(path, {.wal_size_limit = 1 << 20});
+      ASSERT_OK(ws);
+      std::atomic<int64_t> largest{0};
+      auto commits = [&](int caller) {
+        for (int i = 0; i < 50; ++i) {
+          auto put = [&](TransactionContext& txn) {
+            auto d = DocChangeRequest::creation();
+            d.setId(absl::StrCat("big", caller, "-", i)).setRank(i).setBody(body);
+            return txn.submit(d).status();
+          };
+          EXPECT_OK(and_wait ? (*ws)->performChangesAndWait<Doc>(put)
+                             : (*ws)->performChanges<Doc>(put).wait());
+          struct stat st;
+          if (stat((path + "-wal").c_str(), &st) != 0) continue;
+          int64_t seen = largest.load();
+          while (st.st_size > seen && !largest.compare_exchange_weak(seen, st.st_size)) {
+          }
+        }
+      };
+      std::vector<std::thread> threads;
+      for (int c = 0; c < callers; ++c) threads.emplace_back(commits, c);
+      for (std::thread& t : threads) t.join();
+      Metrics m = (*ws)->metrics();
+      // The limit, plus the commits appended before a restart (each about 200 KB) and
+      // the frames of the commits that overlap it; without checkpoints 50 such commits
+      // per caller write over 10 MiB.
+      EXPECT_LT(largest.load(), 3 << 20) << m.toText();
+      EXPECT_GT(m.wal.truncating_checkpoints, 0) << m.toText();
+    }
+  }
 }
 
 TEST(Admission, MetricsMatchTheWorkDone) {

@@ -12,6 +12,7 @@
 #include "game_flatstore.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/support/small_disk.h"
 #include "tests/support/status_macros.h"
 #include "tests/support/temp_dir.h"
 #include "tests/support/workspace_fixture.h"
@@ -231,6 +232,37 @@ TEST_F(WorkspaceTest, ShutdownCompletesPendingWorkAndRefusesNew) {
   auto reopened = Workspace::open(dir_.file("test.db"));
   ASSERT_OK(reopened);
   EXPECT_EQ(*(*reopened)->fetch<Monster>().count(), 50);
+}
+
+// After shutdown() every call fails the same way, with FailedPrecondition: reads of the
+// dictionary and of the latest versionstamp included, not only fetches and commits.
+TEST_F(WorkspaceTest, EveryCallAfterShutdownIsFailedPrecondition) {
+  ASSERT_OK(ws_->performChangesAndWait<Monster>(
+      [](TransactionContext& txn) { return create(txn, "m", 0, 1).status(); }));
+  ASSERT_OK(ws_->dictionary().setInteger("k", 1));
+  auto before = ws_->fetch<Monster>().all();
+  ASSERT_OK(before);
+  ASSERT_OK(ws_->shutdown());
+  auto expectShutDown = [](const absl::Status& s, const char* call) {
+    EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << call << ": " << s;
+    EXPECT_THAT(s.message(), HasSubstr("shut down")) << call;
+  };
+  expectShutDown(ws_->fetch<Monster>().all().status(), "fetch().all()");
+  expectShutDown(ws_->fetch<Monster>().count().status(), "fetch().count()");
+  expectShutDown(ws_->get<Monster>("m", 0).status(), "get");
+  expectShutDown(ws_->dictionary().getInteger("k").status(), "dictionary().getInteger");
+  expectShutDown(ws_->dictionary().getString("missing").status(), "dictionary().getString");
+  expectShutDown(ws_->dictionary().setInteger("k", 2), "dictionary().setInteger");
+  expectShutDown(ws_->latestVersionstamp().status(), "latestVersionstamp");
+  expectShutDown(ws_->changesSince<Monster>(Versionstamp()).status(), "changesSince");
+  expectShutDown(ws_->snapshot([](Workspace::Snapshot&) { return absl::OkStatus(); }), "snapshot");
+  expectShutDown(
+      ws_->subscribe(*before, [](const FetchedResult<Monster>&, const Changeset&) {}).status(),
+      "subscribe");
+  expectShutDown(
+      ws_->performChangesAndWait<Monster>([](TransactionContext&) { return absl::OkStatus(); })
+          .status(),
+      "performChangesAndWait");
 }
 
 // performChangesAndWait on free tables runs the closure on the calling thread (which
@@ -478,6 +510,78 @@ TEST_F(WorkspaceTest, SnapshotSeesOneState) {
     return absl::OkStatus();
   }));
   EXPECT_EQ(*ws_->fetch<Monster>().count(), 2);
+}
+
+// ---------------------------------------------------------------------------------------
+// A full disk (a small tmpfs; these tests skip where mounting one is not allowed)
+
+constexpr int64_t kSmallDisk = 4 << 20;
+
+// Creates `n` Monsters of about 40 KB each.
+absl::Status createLarge(Workspace& ws, int first, int n) {
+  for (int i = first; i < first + n; ++i) {
+    FLATSTORE_RETURN_IF_ERROR(ws.performChangesAndWait<Monster>([i](TransactionContext& txn) {
+                                  auto r = MonsterChangeRequest::creation();
+                                  r.setName("big" + std::to_string(i)).setRealm(0);
+                                  r.setInventory(std::vector<uint8_t>(40 << 10, uint8_t(i)));
+                                  return txn.submit(r).status();
+                                }).status());
+  }
+  return absl::OkStatus();
+}
+
+// shutdown() ends with a checkpoint that copies the WAL back into the database; on a
+// full disk that fails, and shutdown() says so (the WAL keeps every commit).
+TEST(FullDiskTest, ShutdownReturnsTheFinalCheckpointsError) {
+  testing::SmallDisk disk(kSmallDisk);
+  if (!disk.mounted()) GTEST_SKIP() << "mounting a small file system is not allowed here";
+  {
+    auto ws = Workspace::open(disk.file("full.db"));
+    ASSERT_OK(ws);
+    ASSERT_OK(createLarge(**ws, 0, 10));  // over 1 MB in the WAL, none in the file yet
+    disk.fill();
+    absl::Status closed = (*ws)->shutdown();
+    EXPECT_EQ(closed.code(), absl::StatusCode::kResourceExhausted) << closed;
+    EXPECT_THAT(closed.message(), HasSubstr("checkpoint"));
+    EXPECT_EQ((*ws)->shutdown().code(), absl::StatusCode::kResourceExhausted)
+        << "a second call returns what the first one did";
+  }
+  disk.release();
+  auto reopened = Workspace::open(disk.file("full.db"));
+  ASSERT_OK(reopened);
+  auto count = (*reopened)->fetch<Monster>().count();
+  ASSERT_OK(count);
+  EXPECT_EQ(*count, 10);
+}
+
+// Opening on a full disk: a new file cannot be made (ResourceExhausted); an existing
+// one opens, and reading its tables needs no write, so fetches and lookups work while
+// the disk stays full, and a commit fails with ResourceExhausted.
+TEST(FullDiskTest, ReadsWorkOnAFullDisk) {
+  testing::SmallDisk disk(kSmallDisk);
+  if (!disk.mounted()) GTEST_SKIP() << "mounting a small file system is not allowed here";
+  {
+    auto ws = Workspace::open(disk.file("existing.db"));
+    ASSERT_OK(ws);
+    ASSERT_OK(createLarge(**ws, 0, 2));
+    ASSERT_OK((*ws)->shutdown());
+  }
+  disk.fill();
+  auto created = Workspace::open(disk.file("new.db"));
+  EXPECT_EQ(created.status().code(), absl::StatusCode::kResourceExhausted) << created.status();
+
+  auto ws = Workspace::open(disk.file("existing.db"));
+  ASSERT_OK(ws);
+  auto count = (*ws)->fetch<Monster>().count();
+  ASSERT_OK(count);
+  EXPECT_EQ(*count, 2);
+  auto big = (*ws)->get<Monster>("big1", 0);
+  ASSERT_OK(big);
+  ASSERT_NE(*big, nullptr);
+  ASSERT_NE((*big)->inventory(), nullptr);
+  EXPECT_EQ((*big)->inventory()->size(), 40u << 10);
+  absl::Status more = createLarge(**ws, 2, 1);
+  EXPECT_EQ(more.code(), absl::StatusCode::kResourceExhausted) << more;
 }
 
 }  // namespace
