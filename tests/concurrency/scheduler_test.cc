@@ -232,8 +232,9 @@ TEST(SchedulerTest, RunnableJobsAreServedFourTwoOneByPriority) {
   // Holds the only slot until every other job is runnable.
   Blocker blocker;
   ASSERT_NO_FATAL_FAILURE(blocker.hold(scheduler, log));
-  const std::pair<Priority, const char*> kLevels[] = {
-      {Priority::kBackground, "bg"}, {Priority::kDefault, "def"}, {Priority::kUserInitiated, "user"}};
+  const std::pair<Priority, const char*> kLevels[] = {{Priority::kBackground, "bg"},
+                                                      {Priority::kDefault, "def"},
+                                                      {Priority::kUserInitiated, "user"}};
   int submitted = 1;
   for (auto [level, prefix] : kLevels) {
     for (int i = 0; i < 8; ++i) {
