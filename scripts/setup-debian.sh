@@ -8,6 +8,7 @@ packages=(
   libsqlite3-dev sqlite3 libflatbuffers-dev flatbuffers-compiler libabsl-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   liblmdb-dev libsqlitecpp-dev pkg-config gnuplot-nox  # for the benchmarks
+  libpq-dev postgresql  # the PostgreSQL client library; the server for tests and benchmarks
 )
 
 missing=()

@@ -3,17 +3,29 @@
 # Debian 12 from the repository root: bash scripts/test.sh
 #
 # Stages: a release build with its tests; an AddressSanitizer + UBSan build with its
-# tests; a clang build with -Wthread-safety -Werror; the clang-format check; an install
-# test; a ThreadSanitizer run of the concurrency tests (FLATSTORE_TSAN=0 skips it). The
-# script stops at the first failure and ends with "N passed, 0 failed", N counting the
-# tests ctest ran.
+# tests; the tests labelled postgresql of both builds against a private PostgreSQL server
+# (FLATSTORE_PG=0 skips it); a clang build with -Wthread-safety -Werror; the clang-format
+# check; an install test; a ThreadSanitizer run of the concurrency tests (FLATSTORE_TSAN=0
+# skips it). The script stops at the first failure and ends with "N passed, 0 failed", N
+# counting the tests ctest ran and passed; tests that skipped themselves are not counted.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 jobs=2
 passed=0
+skipped=0
+last_skipped=0
 tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+pg_dir=""  # the PostgreSQL stage's server, stopped on exit whatever happened
+
+cleanup() {
+  if [[ -n "$pg_dir" ]]; then
+    bash scripts/pg-cluster.sh stop "$pg_dir" || true
+    rm -rf "$pg_dir"
+  fi
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
 
 # stage NAME COMMAND...: runs COMMAND under a header line and reports its time.
 stage() {
@@ -25,18 +37,23 @@ stage() {
   echo "=== $name: ok in $((SECONDS - start))s"
 }
 
-# run_ctest BUILD_DIR [CTEST ARGS...]: runs ctest and adds the passed tests to $passed.
+# run_ctest BUILD_DIR [CTEST ARGS...]: runs ctest and adds the passed tests to $passed,
+# the skipped ones to $skipped (and sets $last_skipped to this run's).
 run_ctest() {
   local dir=$1 log
   shift
   log="$dir/ctest.log"
   ctest --test-dir "$dir" --output-on-failure -j"$jobs" "$@" | tee "$log"
-  # ctest's summary: "100% tests passed, 0 tests failed out of 12".
+  # ctest's summary: "100% tests passed, 0 tests failed out of 12". It counts a test that
+  # skipped itself (GTEST_SKIP) as passed, and lists it below the summary as
+  # "  12 - Suite.Name (Skipped)".
   local summary failed total
   summary=$(grep -E 'tests passed, [0-9]+ tests? failed out of [0-9]+' "$log" | tail -n 1)
   failed=$(sed -E 's/.* ([0-9]+) tests? failed out of.*/\1/' <<<"$summary")
   total=$(sed -E 's/.* out of ([0-9]+).*/\1/' <<<"$summary")
-  passed=$((passed + total - failed))
+  last_skipped=$(grep -cE '^[[:space:]]*[0-9]+ - .* \(Skipped\)$' "$log" || true)
+  passed=$((passed + total - failed - last_skipped))
+  skipped=$((skipped + last_skipped))
 }
 
 # build DIR [CMAKE ARGS...]: configures DIR with the given options and builds it.
@@ -56,6 +73,27 @@ asan() {
   build build/ci-asan -DCMAKE_BUILD_TYPE=Debug -DFLATSTORE_SANITIZE=address \
     -DFLATSTORE_BUILD_TESTS=ON
   UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1} run_ctest build/ci-asan --no-tests=error
+}
+
+# The tests labelled "postgresql" (flatstore_test(... POSTGRESQL ...)) need the server
+# that FLATSTORE_TEST_PG names and skip without one, as in the stages above. Here
+# scripts/pg-cluster.sh starts a private server in a folder of its own, the tests of both
+# builds run against it, and none may skip; cleanup() stops the server on any exit.
+postgresql() {
+  pg_dir=$(mktemp -d "${TMPDIR:-/tmp}/flatstore-pg.XXXXXX")
+  local uri dir
+  uri=$(bash scripts/pg-cluster.sh start "$pg_dir")
+  echo "server: $uri"
+  for dir in build/ci-release build/ci-asan; do
+    FLATSTORE_TEST_PG=$uri run_ctest "$dir" --no-tests=error -L postgresql
+    if ((last_skipped > 0)); then
+      echo "postgresql: $last_skipped tests of $dir skipped although FLATSTORE_TEST_PG is set" >&2
+      return 1
+    fi
+  done
+  bash scripts/pg-cluster.sh stop "$pg_dir"
+  rm -rf "$pg_dir"
+  pg_dir=""
 }
 
 # The thread-safety analysis matters for the code that takes locks: the library and the
@@ -143,6 +181,12 @@ install_test() {
 stage "setup" bash scripts/setup-debian.sh
 stage "release build and tests" release
 stage "AddressSanitizer + UBSan build and tests" asan
+if [[ "${FLATSTORE_PG:-1}" != 0 ]]; then
+  stage "PostgreSQL tests" postgresql
+else
+  echo
+  echo "=== PostgreSQL tests: skipped (FLATSTORE_PG=0)"
+fi
 stage "clang -Wthread-safety build" clang_thread_safety
 stage "clang-format" format_check
 stage "install test" install_test
@@ -154,4 +198,5 @@ else
 fi
 
 echo
+((skipped == 0)) || echo "($skipped tests skipped themselves; they are not counted)"
 echo "$passed passed, 0 failed"
