@@ -29,10 +29,24 @@
 //       file seen (every SQLite run of this file reports it).
 //   scaling_1t ... scaling_32t
 //       storm_normal_16t's work with 1, 2, 4, 8, 16 and 32 writer threads for 5 s.
+//
+// The PostgreSQL scenarios, with the peers of pg_peers.h, run only when the environment
+// variable FLATSTORE_BENCH_PG names a server; FLATSTORE_BENCH_PG_SECONDS sets their
+// duration (10 s by default):
+//   pg_storm_4tables
+//       16 writer threads; thread t creates new objects in table t % 4, one object per
+//       transaction, waiting for each commit. ops/s are commits per second.
+//   pg_small_alone, pg_small_beside_big
+//       4 threads each commit a one-object transaction into table B (Doc1) every 2 ms;
+//       beside_big with one more thread committing transactions of 2,000 objects into
+//       table A (Doc0) back to back. Latencies are B's; big_objects_per_s is the big
+//       thread's pace.
+#include <cstdlib>
 #include <random>
 
 #include "tests/bench/bench_util.h"
 #include "tests/bench/peers.h"
+#include "tests/bench/pg_peers.h"
 
 namespace flatstore::bench {
 namespace {
@@ -56,6 +70,23 @@ constexpr int kWalReaders = 2;
 constexpr double kWalHoldSeconds = 0.1;
 constexpr double kWalBoundBytes = 64 << 20;
 constexpr double kScalingSeconds = 5;
+constexpr double kPgSeconds = 10;
+constexpr int kSmallThreads = 4;
+constexpr auto kSmallPeriod = 2ms;
+constexpr int kSmallTable = 1;
+constexpr int kBigTable = 0;
+constexpr int kBigObjects = 2000;
+
+// The duration of the PostgreSQL scenarios: FLATSTORE_BENCH_PG_SECONDS or kPgSeconds.
+double pgSeconds() {
+  const char* text = std::getenv("FLATSTORE_BENCH_PG_SECONDS");
+  if (text == nullptr) return kPgSeconds;
+  char* end = nullptr;
+  double s = std::strtod(text, &end);
+  if (end == text || *end != '\0' || !(s > 0))
+    die("bad FLATSTORE_BENCH_PG_SECONDS " + std::string(text));
+  return s;
+}
 
 // A safety cap: a run whose WAL grows past it ends there (sqlite-naive's WAL grows by
 // about 250 MB/s in storm_normal_16t here, and wal_bound lasts 60 s).
@@ -283,50 +314,83 @@ Measurement reads(const std::string& path, StoreFactory open, bool with_writers)
   return m;
 }
 
+// What a group of writer threads does: `threads` threads, thread u writing into table
+// table(u), its objects' ids starting with `prefix`.
+struct WriterGroup {
+  int threads;
+  Priority priority;
+  const char* prefix;
+  std::function<int(int thread)> table;
+};
+
+// Paced writers: each thread creates one object every `period`, one per transaction, and
+// waits for it; (*latencies)[u] gets thread u's submit-to-commit times in µs.
+void addPacedWriters(TimedRun& run, Store& store, const WriterGroup& group, Clock::duration period,
+                     std::vector<std::vector<double>>* latencies) {
+  latencies->assign(static_cast<size_t>(group.threads), {});
+  for (int u = 0; u < group.threads; ++u) {
+    run.add([&store, group, period, u, out = &(*latencies)[static_cast<size_t>(u)]]() {
+      std::shared_ptr<WriteClient> client = store.writer(group.priority);
+      return TimedRun::Body([client, group, period, u, out](const Deadline& deadline) {
+        Pacer pacer(period);
+        for (int64_t i = 0; !deadline.passed(); ++i, pacer.wait()) {
+          DocData d = newDoc(group.prefix, u, i);
+          auto t0 = Clock::now();
+          client->insert(group.table(u), d);
+          out->push_back(microsSince(t0));
+        }
+      });
+    });
+  }
+}
+
+// Importers: each thread imports `size` new objects at a time, in transactions of
+// `chunk`, back to back; (*imported)[b] counts thread b's objects.
+void addImporters(TimedRun& run, Store& store, const WriterGroup& group, int size, int chunk,
+                  std::vector<int64_t>* imported) {
+  imported->assign(static_cast<size_t>(group.threads), 0);
+  for (int b = 0; b < group.threads; ++b) {
+    run.add([&store, group, size, chunk, b, out = &(*imported)[static_cast<size_t>(b)]]() {
+      std::shared_ptr<WriteClient> client = store.writer(group.priority);
+      return TimedRun::Body([client, group, size, chunk, b, out](const Deadline& deadline) {
+        std::vector<DocData> docs(static_cast<size_t>(size));
+        for (int64_t n = 0; !deadline.passed(); ++n) {
+          for (int i = 0; i < size; ++i) {
+            docs[static_cast<size_t>(i)] = newDoc(group.prefix, b, n * size + i);
+          }
+          *out += client->import(group.table(b), docs, chunk, deadline.at());
+        }
+      });
+    });
+  }
+}
+
+int64_t sum(const std::vector<int64_t>& v) {
+  int64_t n = 0;
+  for (int64_t x : v) n += x;
+  return n;
+}
+
 Measurement priority(const std::string& path, StoreFactory open, bool with_bulk) {
   auto store = open(path, Synchronous::kNormal);
   TimedRun run;
-  std::vector<int64_t> imported(kImporters, 0);
+  std::vector<int64_t> imported;
   if (with_bulk) {
-    for (int b = 0; b < kImporters; ++b) {
-      run.add([&store, b, out = &imported[static_cast<size_t>(b)]]() -> TimedRun::Body {
-        std::shared_ptr<WriteClient> client = store->writer(Priority::kBackground);
-        return [client, b, out](const Deadline& deadline) {
-          std::vector<DocData> docs(kImportSize);
-          for (int n = 0; !deadline.passed(); ++n) {
-            for (int i = 0; i < kImportSize; ++i) {
-              docs[static_cast<size_t>(i)] = newDoc("i", b, int64_t{n} * kImportSize + i);
-            }
-            *out += client->import(b, docs, kImportChunk, deadline.at());
-          }
-        };
-      });
-    }
+    addImporters(run, *store, {kImporters, Priority::kBackground, "i", [](int b) { return b; }},
+                 kImportSize, kImportChunk, &imported);
   }
-  std::vector<std::vector<double>> latencies(kUserThreads);
-  for (int u = 0; u < kUserThreads; ++u) {
-    run.add([&store, u, out = &latencies[static_cast<size_t>(u)]]() -> TimedRun::Body {
-      std::shared_ptr<WriteClient> client = store->writer(Priority::kUserInitiated);
-      return [client, u, out](const Deadline& deadline) {
-        Pacer pacer(kUserPeriod);
-        for (int64_t i = 0; !deadline.passed(); ++i, pacer.wait()) {
-          DocData d = newDoc("u", u, i);
-          auto t0 = Clock::now();
-          client->insert(2 + u % 2, d);
-          out->push_back(microsSince(t0));
-        }
-      };
-    });
-  }
+  std::vector<std::vector<double>> latencies;
+  addPacedWriters(run, *store,
+                  {kUserThreads, Priority::kUserInitiated, "u", [](int u) { return 2 + u % 2; }},
+                  kUserPeriod, &latencies);
   Measurement m = run.run(*store, kPrioritySeconds, [&](double s) {
     Measurement out = ofLatencies(merged(latencies), s);
     if (with_bulk) {
-      out.extra.emplace_back("bulk_objects_per_s",
-                             static_cast<double>(imported[0] + imported[1]) / s);
+      out.extra.emplace_back("bulk_objects_per_s", static_cast<double>(sum(imported)) / s);
     }
     return out;
   });
-  expectCreated(*store, imported[0] + imported[1], m.ops, "priority");
+  expectCreated(*store, sum(imported), m.ops, "priority");
   m.commits = 0;  // ops are the user transactions only; the imports commit too
   return m;
 }
@@ -353,6 +417,32 @@ Measurement walBound(const std::string& path, StoreFactory open) {
   Measurement m =
       run.run(*store, kWalSeconds, [&](double s) { return ofLatencies(merged(latencies), s); });
   expectCreated(*store, preloaded, m.ops, "wal_bound");
+  return m;
+}
+
+// kSmallThreads threads each commit one object into table B every kSmallPeriod; with
+// `with_big`, one more thread commits kBigObjects objects into table A per transaction,
+// back to back.
+Measurement smallBesideBig(const std::string& path, StoreFactory open, bool with_big,
+                           double seconds) {
+  auto store = open(path, Synchronous::kNormal);
+  TimedRun run;
+  std::vector<int64_t> big;
+  if (with_big) {
+    addImporters(run, *store, {1, Priority::kDefault, "b", [](int) { return kBigTable; }},
+                 kBigObjects, kBigObjects, &big);
+  }
+  std::vector<std::vector<double>> latencies;
+  addPacedWriters(run, *store,
+                  {kSmallThreads, Priority::kDefault, "s", [](int) { return kSmallTable; }},
+                  kSmallPeriod, &latencies);
+  Measurement m = run.run(*store, seconds, [&](double s) {
+    Measurement out = ofLatencies(merged(latencies), s);
+    if (with_big) out.extra.emplace_back("big_objects_per_s", static_cast<double>(sum(big)) / s);
+    return out;
+  });
+  expectCreated(*store, sum(big), m.ops, "small_beside_big");
+  m.commits = 0;  // ops are the small transactions only
   return m;
 }
 
@@ -430,6 +520,20 @@ void addContentionScenarios(Registry& r) {
         [threads](const std::string& path, StoreFactory open) {
           return storm(path, open, Synchronous::kNormal, threads, kScalingSeconds);
         });
+  }
+
+  if (!pgBenchUri().empty()) {
+    const std::vector<Sys> pg = {{"pg-global-lock", openPgGlobalLock}, {"pg-naive", openPgNaive}};
+    const double seconds = pgSeconds();
+    add("pg_storm_4tables", pg, [seconds](const std::string& path, StoreFactory open) {
+      return storm(path, open, Synchronous::kNormal, kStormThreads, seconds);
+    });
+    add("pg_small_alone", pg, [seconds](const std::string& path, StoreFactory open) {
+      return smallBesideBig(path, open, false, seconds);
+    });
+    add("pg_small_beside_big", pg, [seconds](const std::string& path, StoreFactory open) {
+      return smallBesideBig(path, open, true, seconds);
+    });
   }
 }
 

@@ -36,21 +36,6 @@ int64_t lookupsFor(double seconds, Lookup lookup) {
   return n;
 }
 
-// Creates docs[begin, end) and returns end, for each chunk of `chunk` objects, stopping
-// after the chunk that ends at or after `stop`: the import loop of the peers.
-template <class Commit>
-int64_t importInChunks(const std::vector<DocData>& docs, int chunk, Clock::time_point stop,
-                       Commit commit) {
-  size_t begin = 0;
-  while (begin < docs.size()) {
-    size_t end = std::min(docs.size(), begin + static_cast<size_t>(chunk));
-    commit(begin, end);
-    begin = end;
-    if (Clock::now() >= stop) break;
-  }
-  return static_cast<int64_t>(begin);
-}
-
 // A verified copy of an object read from a store, as flatstore's fetches hand out. The
 // copy comes first: FlatBuffers verification wants aligned memory.
 template <class T>

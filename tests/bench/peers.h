@@ -25,6 +25,7 @@
 // each commit, which SQLite's NORMAL does not.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <functional>
@@ -101,6 +102,22 @@ class Store {
   virtual void markStart() {}
   virtual void addFigures(Measurement* m) {}
 };
+
+// Creates docs[begin, end) and returns end, for each chunk of `chunk` objects, stopping
+// after the chunk that ends at or after `stop`: the import loop of the peers
+// (pg_peers.cc too).
+template <class Commit>
+int64_t importInChunks(const std::vector<DocData>& docs, int chunk, Clock::time_point stop,
+                       Commit commit) {
+  size_t begin = 0;
+  while (begin < docs.size()) {
+    size_t end = std::min(docs.size(), begin + static_cast<size_t>(chunk));
+    commit(begin, end);
+    begin = end;
+    if (Clock::now() >= stop) break;
+  }
+  return static_cast<int64_t>(begin);
+}
 
 using StoreFactory = std::unique_ptr<Store> (*)(const std::string& path, Synchronous synchronous);
 std::unique_ptr<Store> openFlatstore(const std::string& path, Synchronous synchronous);

@@ -1,0 +1,153 @@
+#include "tests/bench/pg_peers.h"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <span>
+
+#include "runtime/postgres.h"
+
+namespace flatstore::bench {
+namespace {
+
+using internal::PgConnection;
+using internal::PgParam;
+using internal::PgResult;
+
+// The key of a client's n-th object: clients never share keys, so that inserts never
+// wait for each other on a unique index, as in the SQLite peers.
+constexpr int kClientKeyBits = 40;
+
+std::string schemaName() { return "flatstore_bench_" + std::to_string(::getpid()); }
+
+std::string tableName(int table) { return "doc" + std::to_string(table); }
+
+std::unique_ptr<PgConnection> connectOrDie(const std::string& uri) {
+  auto c = PgConnection::connect(uri);
+  check(c.status(), "pg connect");
+  return std::move(*c);
+}
+
+// A connection that works in `schema`.
+std::unique_ptr<PgConnection> connectTo(const std::string& uri, const std::string& schema) {
+  std::unique_ptr<PgConnection> c = connectOrDie(uri);
+  check(c->execute("SET search_path TO " + schema), "pg search_path");
+  return c;
+}
+
+class PgWriter final : public WriteClient {
+ public:
+  PgWriter(const std::string& uri, const std::string& schema, bool global_lock, int64_t client)
+      : conn_(connectTo(uri, schema)),
+        global_lock_(global_lock),
+        next_key_(client << kClientKeyBits) {
+    for (int k = 0; k < kTables; ++k) {
+      inserts_.push_back("INSERT INTO " + tableName(k) + " (id, payload) VALUES ($1, $2)");
+    }
+  }
+
+  void insert(int table, const DocData& d) override {
+    transaction([&] { add(table, d); });
+  }
+
+  int64_t import(int table, const std::vector<DocData>& docs, int chunk,
+                 Clock::time_point stop) override {
+    return importInChunks(docs, chunk, stop, [&](size_t begin, size_t end) {
+      transaction([&] {
+        for (size_t i = begin; i < end; ++i) add(table, docs[i]);
+      });
+    });
+  }
+
+ private:
+  // BEGIN, the global lock for pg-global-lock, the body, COMMIT.
+  template <class Body>
+  void transaction(Body body) {
+    auto txn = conn_->begin();
+    check(txn.status(), "pg begin");
+    if (global_lock_) {
+      check(conn_->query("SELECT id FROM global_lock WHERE id = 1 FOR UPDATE").status(),
+            "pg global lock");
+    }
+    body();
+    check(txn->commit(), "pg commit");
+  }
+
+  // Inserts `d`'s FlatBuffers bytes under a new key.
+  void add(int table, const DocData& d) {
+    withTable(table, [&]<class T>() { encodeDoc<T>(builder_, d); });
+    std::span<const uint8_t> payload(builder_.GetBufferPointer(), builder_.GetSize());
+    auto r = conn_->query(inserts_[static_cast<size_t>(table)],
+                          {PgParam::int64(next_key_++), PgParam::bytes(payload)});
+    check(r.status(), "pg insert");
+  }
+
+  std::unique_ptr<PgConnection> conn_;
+  const bool global_lock_;
+  int64_t next_key_;
+  std::vector<std::string> inserts_;
+  flatbuffers::FlatBufferBuilder builder_;
+};
+
+class PgStore final : public Store {
+ public:
+  explicit PgStore(bool global_lock)
+      : uri_(pgBenchUri()), schema_(schemaName()), global_lock_(global_lock) {
+    if (uri_.empty()) die("set FLATSTORE_BENCH_PG to a PostgreSQL URI");
+    setup_ = connectOrDie(uri_);
+    std::string ddl = "DROP SCHEMA IF EXISTS " + schema_ + " CASCADE; CREATE SCHEMA " + schema_ +
+                      "; SET search_path TO " + schema_ + ";";
+    for (int k = 0; k < kTables; ++k) {
+      ddl += "CREATE TABLE " + tableName(k) + " (id bigint PRIMARY KEY, payload bytea NOT NULL);";
+    }
+    ddl += "CREATE TABLE global_lock (id integer PRIMARY KEY); INSERT INTO global_lock VALUES (1);";
+    check(setup_->execute(ddl, "pg setup"), "pg setup");
+    preloader_ = std::make_unique<PgWriter>(uri_, schema_, false, next_client_++);
+  }
+  ~PgStore() override {
+    preloader_.reset();
+    check(setup_->execute("DROP SCHEMA " + schema_ + " CASCADE"), "pg drop schema");
+  }
+
+  std::unique_ptr<WriteClient> writer(Priority) override {
+    return std::make_unique<PgWriter>(uri_, schema_, global_lock_, next_client_++);
+  }
+  std::unique_ptr<ReadClient> reader() override { die("the PostgreSQL peers have no reader yet"); }
+  void preload(int table, const std::vector<DocData>& docs) override {
+    preloader_->import(table, docs, static_cast<int>(docs.size()), Clock::time_point::max());
+  }
+  int64_t count(int table) override {
+    auto r = setup_->query("SELECT count(*) FROM " + tableName(table));
+    check(r.status(), "pg count");
+    auto n = r->getInt64(0, 0);
+    check(n.status(), "pg count");
+    return *n;
+  }
+  std::string walPath() const override { return ""; }
+
+ private:
+  const std::string uri_;
+  const std::string schema_;
+  const bool global_lock_;
+  std::unique_ptr<PgConnection> setup_;
+  std::unique_ptr<PgWriter> preloader_;
+  std::atomic<int64_t> next_client_{1};
+};
+
+}  // namespace
+
+std::string pgBenchUri() {
+  const char* uri = std::getenv("FLATSTORE_BENCH_PG");
+  return uri == nullptr ? std::string() : std::string(uri);
+}
+
+std::unique_ptr<Store> openPgGlobalLock(const std::string&, Synchronous) {
+  return std::make_unique<PgStore>(true);
+}
+
+std::unique_ptr<Store> openPgNaive(const std::string&, Synchronous) {
+  return std::make_unique<PgStore>(false);
+}
+
+}  // namespace flatstore::bench

@@ -1,0 +1,36 @@
+// The PostgreSQL peers of the contention benchmarks, behind peers.h's Store, through the
+// libpq wrapper of runtime/postgres.h:
+//
+//   pg-global-lock  the design of apps that serialize their writers in the database: a
+//                   connection per thread, and every write transaction first locks one
+//                   singleton row (SELECT ... FOR UPDATE), so writers of disjoint tables
+//                   wait for each other as they would behind SQLite's write lock.
+//   pg-naive        a connection per thread and plain transactions (BEGIN, INSERTs,
+//                   COMMIT) with no lock of the application's.
+//
+// A table is a bigint key and a bytea payload; the payload is the object's FlatBuffers
+// encoding, the bytes the SQLite peers store. Each store works in a schema of its own
+// (flatstore_bench_<pid>), created fresh when the store opens and dropped when it
+// closes. The server's settings are its own (fsync and synchronous_commit on by
+// default); the run's Synchronous setting does not reach it.
+//
+// Both need a server: the URI in the environment variable FLATSTORE_BENCH_PG
+// (`scripts/pg-cluster.sh start DIR` starts a private server and prints one).
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "tests/bench/peers.h"
+
+namespace flatstore::bench {
+
+// The URI in FLATSTORE_BENCH_PG; empty when it is unset, and the PostgreSQL scenarios are
+// then left out.
+std::string pgBenchUri();
+
+// The `path` of a run is not used: the store's tables live on the server.
+std::unique_ptr<Store> openPgGlobalLock(const std::string& path, Synchronous synchronous);
+std::unique_ptr<Store> openPgNaive(const std::string& path, Synchronous synchronous);
+
+}  // namespace flatstore::bench
