@@ -121,7 +121,8 @@ class PgConnection;
 enum class PgIsolation { kReadCommitted, kRepeatableRead, kSerializable };
 
 // An open transaction: BEGIN when made (by PgConnection::begin), ROLLBACK when destroyed
-// unless commit() or rollback() ended it first. Used on its connection's thread.
+// unless commit() or rollback() ended it first. Used on its connection's thread, and
+// must not outlive the connection. Statements inside it go through the connection.
 class PgTransaction {
  public:
   PgTransaction(PgTransaction&& o) noexcept : conn_(o.conn_) { o.conn_ = nullptr; }

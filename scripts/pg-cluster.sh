@@ -57,9 +57,11 @@ ensure_server_user() {
   fi
 }
 
-# The socket's path (DIR/.s.PGSQL.PORT) must fit in a sockaddr_un (107 bytes).
+# DIR goes unquoted into the URI and the server's settings, and the socket's path
+# (DIR/.s.PGSQL.PORT) must fit in a sockaddr_un (107 bytes).
 check_dir_name() {
-  [[ "$dir" != *"'"* && "$dir" != *'\'* ]] || die "DIR must not contain ' or \\: $dir"
+  [[ "$dir" =~ ^[A-Za-z0-9/._-]+$ ]] ||
+    die "DIR may hold only letters, digits and / . _ - (it goes into a URI): $dir"
   ((${#dir} + 16 <= 107)) || die "DIR is too long for a Unix socket path (${#dir} bytes): $dir"
 }
 
