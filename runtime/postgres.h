@@ -29,8 +29,9 @@ namespace flatstore::internal {
 
 // The canonical code for a SQLSTATE (the five characters of PG_DIAG_SQLSTATE).
 // `message` is the server's primary message; it tells a statement timeout
-// (DeadlineExceeded) from a cancel request (Cancelled), which share SQLSTATE 57014.
-// Unknown codes give Internal.
+// (DeadlineExceeded) from a cancel request (Cancelled), which share SQLSTATE 57014 (a
+// server whose messages are not in English reports both as Cancelled). Unknown codes
+// give Internal.
 absl::StatusCode pgStatusCode(std::string_view sqlstate, std::string_view message);
 
 // The status for a failed call: `result` is its result (null when libpq returned none),
