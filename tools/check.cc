@@ -1,5 +1,6 @@
 // flatstore check: SQLite's integrity check, every object against its stored schema,
 // index rows against their objects, key columns against keys, and the change log.
+#include <algorithm>
 #include <cstdio>
 #include <map>
 #include <set>
@@ -11,6 +12,7 @@
 #include "runtime/dynamic_table.h"
 #include "tools/cli.h"
 #include "tools/records.h"
+#include "tools/sqlite_check.h"
 
 namespace flatstore::cli {
 
@@ -34,41 +36,21 @@ class Problems {
   int64_t count_ = 0;
 };
 
-// SQLite's integrity check (or quick_check) on a connection of its own, on its own
-// thread: it reads every page, as the object scan does, and on a large file the two
-// take about as long, so running them side by side halves the wall time. Its lines
-// are printed after the scan's.
-class IntegrityCheck {
- public:
-  IntegrityCheck(const std::string& path, bool quick)
-      : thread_([this, path, quick] { status_ = run(path, quick); }) {}
-
-  // Waits for the check; its problem lines, or the error that stopped it.
-  absl::StatusOr<std::vector<std::string>> result() {
-    thread_.join();
-    if (!status_.ok()) return status_;
-    return std::move(lines_);
+// Whether column `i` of the current row of `s` holds `v`: `s.columnValue(i) == v`
+// without copying text, as the scan asks it for every key column and index row.
+bool columnHolds(const Statement& s, int i, const Value& v) {
+  switch (sqlite3_column_type(s.get(), i)) {
+    case SQLITE_INTEGER:
+      return v.kind() == Value::Kind::kInteger && v.asInteger() == s.columnInt(i);
+    case SQLITE_FLOAT:
+      // A NaN reads as null (see Value::real).
+      return v == Value::real(sqlite3_column_double(s.get(), i));
+    case SQLITE_TEXT:
+      return v.kind() == Value::Kind::kText && v.asText() == s.columnText(i);
+    default:
+      return v.isNull();
   }
-
- private:
-  absl::Status run(const std::string& path, bool quick) {
-    FLATSTORE_ASSIGN_OR_RETURN(auto c, openReadOnly(path));
-    FLATSTORE_ASSIGN_OR_RETURN(
-        Statement s, c->prepare(quick ? "PRAGMA quick_check" : "PRAGMA integrity_check", path));
-    while (true) {
-      FLATSTORE_ASSIGN_OR_RETURN(bool row, s.step(path));
-      if (!row) break;
-      std::string_view line = s.columnText(0);
-      if (line != "ok") lines_.emplace_back(line);
-    }
-    return absl::OkStatus();
-  }
-
-  // Written by the thread, read after join().
-  std::vector<std::string> lines_;
-  absl::Status status_;
-  std::thread thread_;
-};
+}
 
 // A cursor over one index table in rowid order, merged with the object scan.
 struct IndexCursor {
@@ -126,19 +108,20 @@ absl::Status checkTable(Connection& c, const std::string& name, uint64_t last_se
     FLATSTORE_ASSIGN_OR_RETURN(bool row, scan.step(where));
     if (!row) break;
     int64_t rowid = scan.columnInt(0);
-    std::string at = absl::StrCat(where, " rowid ", rowid);
+    // Only problems need the object's name: no string per object on a clean file.
+    auto at = [&] { return absl::StrCat(where, " rowid ", rowid); };
     *objects += 1;
     progress.update(*objects);
     for (size_t i = 0; i < cursors.size(); ++i) FLATSTORE_RETURN_IF_ERROR(extraRows(i, rowid));
     Versionstamp vs = Versionstamp::fromPacked(scan.columnInt(2));
     if (vs.commitSequence() > last_sequence) {
-      problems.add(at, absl::StrCat("versionstamp ", vs.toString(),
-                                    " is newer than the latest commit in the change log"));
+      problems.add(at(), absl::StrCat("versionstamp ", vs.toString(),
+                                      " is newer than the latest commit in the change log"));
     }
     absl::StatusOr<const uint8_t*> bytes = verifyAligned(t, scan.columnBlob(1), rowid, &scratch);
     if (!bytes.ok()) {
-      problems.add(at, absl::StrCat("object (", scan.columnBlob(1).size(),
-                                    " bytes) fails verification against the stored schema"));
+      problems.add(at(), absl::StrCat("object (", scan.columnBlob(1).size(),
+                                      " bytes) fails verification against the stored schema"));
       // Its index rows cannot be checked; skip past them.
       for (size_t i = 0; i < cursors.size(); ++i) {
         if (cursors[i].valid && cursors[i].rowid == rowid) {
@@ -150,13 +133,13 @@ absl::Status checkTable(Connection& c, const std::string& name, uint64_t last_se
     key.clear();
     t.keyOf(*bytes, &key);
     for (int k = 0; k < key_count; ++k) {
-      Value stored = scan.columnValue(3 + k);
-      if (!(stored == key[static_cast<size_t>(k)])) {
-        problems.add(
-            at, absl::StrCat("key column ", av(d.key_columns[static_cast<size_t>(k)].column), " (",
-                             av(d.key_columns[static_cast<size_t>(k)].field_path), ") holds ",
-                             stored.toString(), " but the object has ",
-                             key[static_cast<size_t>(k)].toString()));
+      const Value& expected = key[static_cast<size_t>(k)];
+      if (!columnHolds(scan, 3 + k, expected)) {
+        const KeyColumn& column = d.key_columns[static_cast<size_t>(k)];
+        problems.add(at(),
+                     absl::StrCat("key column ", av(column.column), " (", av(column.field_path),
+                                  ") holds ", scan.columnValue(3 + k).toString(),
+                                  " but the object has ", expected.toString()));
       }
     }
     values.clear();
@@ -165,15 +148,15 @@ absl::Status checkTable(Connection& c, const std::string& name, uint64_t last_se
       const IndexDescription& x = d.indexes[i];
       IndexCursor& cur = cursors[i];
       if (cur.valid && cur.rowid == rowid) {
-        Value stored = cur.stmt.columnValue(1);
-        if (!(stored == values[i])) {
-          problems.add(at, absl::StrCat("index ", av(x.field_path), " holds ", stored.toString(),
-                                        " but the object has ", values[i].toString()));
+        if (!columnHolds(cur.stmt, 1, values[i])) {
+          problems.add(at(), absl::StrCat("index ", av(x.field_path), " holds ",
+                                          cur.stmt.columnValue(1).toString(),
+                                          " but the object has ", values[i].toString()));
         }
         FLATSTORE_RETURN_IF_ERROR(cur.advance(x.table));
       } else if (!t.backfillNext()[i].has_value() || rowid < *t.backfillNext()[i]) {
         // An incomplete index lacks rows from its back-fill mark on; that is expected.
-        problems.add(at, absl::StrCat("index ", av(x.field_path), " has no row for the object"));
+        problems.add(at(), absl::StrCat("index ", av(x.field_path), " has no row for the object"));
       }
     }
   }
@@ -267,10 +250,14 @@ int runCheck(const Args& args) {
     progress.finish();
     return checkLog(c, ids, problems);
   };
-  IntegrityCheck integrity(file, quick);
+  // SQLite's check runs beside the scan; it reads every page, as the scan does, and on a
+  // large file takes longer. This thread joins it once the scan is done.
+  int workers = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) - 1);
+  absl::StatusOr<std::unique_ptr<SqliteCheck>> integrity = SqliteCheck::start(c, quick, workers);
+  if (!integrity.ok()) return fail(file, integrity.status());
   absl::Status status = scan();
   c.rollbackQuietly();
-  absl::StatusOr<std::vector<std::string>> sqlite = integrity.result();
+  absl::StatusOr<std::vector<std::string>> sqlite = (*integrity)->finish();
   if (status.ok() && !sqlite.ok()) status = sqlite.status();
   std::fflush(stdout);
   if (!status.ok()) return fail(file, status);

@@ -248,6 +248,46 @@ TEST_F(CheckTest, FindsAWrongIndexValueAndKeyColumn) {
   EXPECT_THAT(r.err, HasSubstr(": 2 problems\n"));
 }
 
+// SQLite's integrity check runs in pieces (quick_check for the whole file, then
+// integrity_check per table); each kind of damage below is found by one kind of piece.
+TEST_F(CheckTest, FindsAnSqlIndexThatDisagreesWithItsTable) {
+  // While the SQL index on hp is (in the schema only) partial with no rows, an update
+  // leaves its entry for rowid 4 stale; then the schema is put back.
+  const std::string index = "flatstore.test.game.Monster$2$value";
+  execSql(path_, absl::StrCat("PRAGMA writable_schema = ON; UPDATE sqlite_master SET sql = sql "
+                              "|| ' WHERE 0' WHERE name = '",
+                              index, "'"));
+  execSql(path_,
+          "UPDATE \"flatstore.test.game.Monster$2\" SET value = value + 1000 WHERE rowid = 4");
+  execSql(path_, absl::StrCat("PRAGMA writable_schema = ON; UPDATE sqlite_master SET sql = "
+                              "replace(sql, ' WHERE 0', '') WHERE name = '",
+                              index, "'"));
+  CliResult r = check();
+  EXPECT_EQ(r.exit_code, 1);
+  // Monster 3 (rowid 4) has hp 111.
+  EXPECT_EQ(
+      r.out,
+      "table flatstore.test.game.Monster rowid 4: index hp holds 1111 but the object has "
+      "111\n"
+      "sqlite integrity_check: row 4 missing from index flatstore.test.game.Monster$2$value\n");
+  EXPECT_THAT(r.err, HasSubstr(": 2 problems\n"));
+}
+
+TEST_F(CheckTest, FindsPagesNoTableUses) {
+  // The SQL index on hp leaves the schema; its pages stay in the file, used by nothing.
+  // Only a check of the whole file sees that.
+  execSql(path_,
+          "PRAGMA writable_schema = ON; DELETE FROM sqlite_master WHERE name = "
+          "'flatstore.test.game.Monster$2$value'");
+  CliResult r = check();
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.out, HasSubstr("sqlite integrity_check: *** in database main ***\nPage "));
+  EXPECT_THAT(r.out, HasSubstr(" is never used\n"));
+  CliResult quick = runCli(dir_, {"check", path_, "--quick"});
+  EXPECT_EQ(quick.exit_code, 1);
+  EXPECT_THAT(quick.out, HasSubstr("sqlite quick_check: *** in database main ***\nPage "));
+}
+
 TEST_F(CheckTest, FindsABadChangeLogRow) {
   execSql(path_, "UPDATE flatstore_changes SET changes = x'0102' WHERE seq = 1");
   CliResult r = check();
