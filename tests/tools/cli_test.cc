@@ -248,8 +248,8 @@ TEST_F(CheckTest, FindsAWrongIndexValueAndKeyColumn) {
   EXPECT_THAT(r.err, HasSubstr(": 2 problems\n"));
 }
 
-// SQLite's integrity check runs in pieces (quick_check for the whole file, then
-// integrity_check per table); each kind of damage below is found by one kind of piece.
+// SQLite's integrity check: damage that only it sees reaches the output. The first is
+// found by its per-row look-ups in SQL indexes, the second by its accounting of pages.
 TEST_F(CheckTest, FindsAnSqlIndexThatDisagreesWithItsTable) {
   // While the SQL index on hp is (in the schema only) partial with no rows, an update
   // leaves its entry for rowid 4 stale; then the schema is put back.
@@ -275,7 +275,7 @@ TEST_F(CheckTest, FindsAnSqlIndexThatDisagreesWithItsTable) {
 
 TEST_F(CheckTest, FindsPagesNoTableUses) {
   // The SQL index on hp leaves the schema; its pages stay in the file, used by nothing.
-  // Only a check of the whole file sees that.
+  // quick_check sees that too.
   execSql(path_,
           "PRAGMA writable_schema = ON; DELETE FROM sqlite_master WHERE name = "
           "'flatstore.test.game.Monster$2$value'");
