@@ -69,6 +69,10 @@ void appendLogRecord(const LogRecord& r, std::string* out) {
 
 absl::StatusOr<std::vector<LogRecord>> decodeLogRecords(std::span<const uint8_t> bytes) {
   std::vector<LogRecord> out;
+  // Every record takes at least its table id, rowid, position and op: one allocation
+  // for a commit's records rather than one per doubling.
+  constexpr size_t kMinRecordBytes = 8 + 8 + 2 + 1;
+  out.reserve(bytes.size() / kMinRecordBytes);
   Reader r(bytes);
   auto malformed = [] { return absl::DataLossError("flatstore_changes: a malformed change list"); };
   while (!r.done()) {

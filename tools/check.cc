@@ -70,6 +70,22 @@ class IntegrityCheck {
   std::thread thread_;
 };
 
+// Whether column `i` of the current row of `s` holds `v`: `s.columnValue(i) == v`
+// without copying text, as the scan asks it for every key column and index row.
+bool columnHolds(const Statement& s, int i, const Value& v) {
+  switch (sqlite3_column_type(s.get(), i)) {
+    case SQLITE_INTEGER:
+      return v.kind() == Value::Kind::kInteger && v.asInteger() == s.columnInt(i);
+    case SQLITE_FLOAT:
+      // A NaN reads as null (see Value::real).
+      return v == Value::real(sqlite3_column_double(s.get(), i));
+    case SQLITE_TEXT:
+      return v.kind() == Value::Kind::kText && v.asText() == s.columnText(i);
+    default:
+      return v.isNull();
+  }
+}
+
 // A cursor over one index table in rowid order, merged with the object scan.
 struct IndexCursor {
   Statement stmt;
@@ -126,19 +142,20 @@ absl::Status checkTable(Connection& c, const std::string& name, uint64_t last_se
     FLATSTORE_ASSIGN_OR_RETURN(bool row, scan.step(where));
     if (!row) break;
     int64_t rowid = scan.columnInt(0);
-    std::string at = absl::StrCat(where, " rowid ", rowid);
+    // Only problems need the object's name: no string per object on a clean file.
+    auto at = [&] { return absl::StrCat(where, " rowid ", rowid); };
     *objects += 1;
     progress.update(*objects);
     for (size_t i = 0; i < cursors.size(); ++i) FLATSTORE_RETURN_IF_ERROR(extraRows(i, rowid));
     Versionstamp vs = Versionstamp::fromPacked(scan.columnInt(2));
     if (vs.commitSequence() > last_sequence) {
-      problems.add(at, absl::StrCat("versionstamp ", vs.toString(),
-                                    " is newer than the latest commit in the change log"));
+      problems.add(at(), absl::StrCat("versionstamp ", vs.toString(),
+                                      " is newer than the latest commit in the change log"));
     }
     absl::StatusOr<const uint8_t*> bytes = verifyAligned(t, scan.columnBlob(1), rowid, &scratch);
     if (!bytes.ok()) {
-      problems.add(at, absl::StrCat("object (", scan.columnBlob(1).size(),
-                                    " bytes) fails verification against the stored schema"));
+      problems.add(at(), absl::StrCat("object (", scan.columnBlob(1).size(),
+                                      " bytes) fails verification against the stored schema"));
       // Its index rows cannot be checked; skip past them.
       for (size_t i = 0; i < cursors.size(); ++i) {
         if (cursors[i].valid && cursors[i].rowid == rowid) {
@@ -150,13 +167,13 @@ absl::Status checkTable(Connection& c, const std::string& name, uint64_t last_se
     key.clear();
     t.keyOf(*bytes, &key);
     for (int k = 0; k < key_count; ++k) {
-      Value stored = scan.columnValue(3 + k);
-      if (!(stored == key[static_cast<size_t>(k)])) {
-        problems.add(
-            at, absl::StrCat("key column ", av(d.key_columns[static_cast<size_t>(k)].column), " (",
-                             av(d.key_columns[static_cast<size_t>(k)].field_path), ") holds ",
-                             stored.toString(), " but the object has ",
-                             key[static_cast<size_t>(k)].toString()));
+      const Value& expected = key[static_cast<size_t>(k)];
+      if (!columnHolds(scan, 3 + k, expected)) {
+        const KeyColumn& column = d.key_columns[static_cast<size_t>(k)];
+        problems.add(at(),
+                     absl::StrCat("key column ", av(column.column), " (", av(column.field_path),
+                                  ") holds ", scan.columnValue(3 + k).toString(),
+                                  " but the object has ", expected.toString()));
       }
     }
     values.clear();
@@ -165,15 +182,15 @@ absl::Status checkTable(Connection& c, const std::string& name, uint64_t last_se
       const IndexDescription& x = d.indexes[i];
       IndexCursor& cur = cursors[i];
       if (cur.valid && cur.rowid == rowid) {
-        Value stored = cur.stmt.columnValue(1);
-        if (!(stored == values[i])) {
-          problems.add(at, absl::StrCat("index ", av(x.field_path), " holds ", stored.toString(),
-                                        " but the object has ", values[i].toString()));
+        if (!columnHolds(cur.stmt, 1, values[i])) {
+          problems.add(at(), absl::StrCat("index ", av(x.field_path), " holds ",
+                                          cur.stmt.columnValue(1).toString(),
+                                          " but the object has ", values[i].toString()));
         }
         FLATSTORE_RETURN_IF_ERROR(cur.advance(x.table));
       } else if (!t.backfillNext()[i].has_value() || rowid < *t.backfillNext()[i]) {
         // An incomplete index lacks rows from its back-fill mark on; that is expected.
-        problems.add(at, absl::StrCat("index ", av(x.field_path), " has no row for the object"));
+        problems.add(at(), absl::StrCat("index ", av(x.field_path), " has no row for the object"));
       }
     }
   }

@@ -89,7 +89,8 @@ const std::vector<Command>& commands() {
        {"--restart"},
        "JSON lines into a table, through transactions",
        "usage: flatstore import FILE TABLE [INPUT] [--like OTHER] [--chunk N] [--restart]\n"
-       "       flatstore import FILE dictionary [INPUT]\n"
+       "                        [--quiet]\n"
+       "       flatstore import FILE dictionary [INPUT] [--quiet]\n"
        "\n"
        "Reads JSON lines from INPUT (standard input when absent or '-'): each line is an\n"
        "object in flatc's JSON, or a line as dump and export write it. Each object is\n"
@@ -143,7 +144,7 @@ void printHelp() {
       "options for every command:\n"
       "  --help    this text, or a command's own with 'flatstore COMMAND --help'\n"
       "  --quiet   no progress bar (it is drawn on standard error only when that is a\n"
-      "            terminal)\n"
+      "            terminal), and no closing summary line from check and import\n"
       "\n"
       "Errors are printed as 'flatstore: FILE: message' with exit status 2.\n");
 }
