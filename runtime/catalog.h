@@ -33,6 +33,8 @@
 
 namespace flatstore::internal {
 
+class VersionBridge;
+
 // Format 2 (this one) writes the commit sequence only in the change log; files of
 // format 1 are upgraded at open.
 inline constexpr int64_t kFormatVersion = 2;
@@ -45,9 +47,11 @@ absl::Status initializeDatabase(Connection& c, bool synchronous_full);
 
 // An entity table in use: its description, its SQL, and which indexes are complete.
 // Index readiness is read by query threads and changed by the writer's back-fill.
+// Everything else is set while the table is loaded, before the state is shared.
 class TableState {
  public:
   explicit TableState(const TableDescription& d);
+  ~TableState();
 
   const TableDescription& desc;
   int64_t id = 0;                // rowid in flatstore_tables, used by the change log
@@ -57,10 +61,24 @@ class TableState {
   std::string reinsert_sql;      // INSERT INTO "T"(rowid, keys..., p, vs) VALUES(...)
   std::string select_by_rowid_sql;
   std::string select_by_key_sql;
-  std::string delete_sql;                     // DELETE FROM "T" WHERE rowid=?
-  std::vector<std::string> index_insert_sql;  // per index
+  std::string delete_sql;  // DELETE FROM "T" WHERE rowid=?
+  // Per index written: the description's, then the bridge's foreign indexes.
+  std::vector<std::string> index_insert_sql;
   std::vector<std::string> index_upsert_sql;
   std::vector<std::string> index_delete_sql;
+  // Set when the file knows more about this table than the program's schema: newer or
+  // deprecated fields, or indexes the program does not declare (see version_bridge.h).
+  // Null for a program built from the newest schema that declares every index.
+  std::unique_ptr<const VersionBridge> bridge;
+
+  // The indexes every write maintains: the description's, then the foreign ones.
+  size_t writtenIndexes() const { return index_insert_sql.size(); }
+  bool indexUnique(size_t i) const;
+  std::string_view indexFieldPath(size_t i) const;
+  // Appends one value per written index of the verified object in `buffer`.
+  void indexValuesOf(const uint8_t* buffer, std::vector<Value>* out) const;
+  // Appends the insert, upsert and delete SQL of index table `table`.
+  void addIndexSql(std::string_view table);
 
   // Live subscriptions on this table; the writer publishes commits only when > 0.
   std::atomic<int> subscriptions{0};
@@ -80,8 +98,22 @@ class TableState {
   std::unique_ptr<std::atomic<bool>[]> ready_;
 };
 
+// An index the file holds for an entity table: its row in flatstore_indexes, and
+// whether its SQL index is unique.
+struct StoredIndex {
+  std::string table;    // the index table, "<ns.Name>$<id path>"
+  std::string id_path;  // "12.0"
+  bool unique = false;
+  std::optional<int64_t> backfill_next;  // the first rowid not back-filled; none: complete
+};
+// The indexes of entity table `table` in the order they were created.
+absl::StatusOr<std::vector<StoredIndex>> readStoredIndexes(Connection& c, std::string_view table);
+
 // Creates `state`'s table and indexes if missing, checks the stored layout hash, and
-// records which indexes need a back-fill. Must run inside a write transaction.
+// records which indexes need a back-fill. Keeps the stored schema the newest: replaces
+// it when the program's is newer, and gives `state` a bridge when the file knows more
+// than the program. FailedPrecondition when the two schemas diverged (see
+// compareSchemas). Must run inside a write transaction.
 absl::Status ensureTable(Connection& c, TableState& state);
 // The same checks inside a read transaction, for a table stored as this schema has it:
 // true when nothing is missing or stale (the table, its current schema, every index),

@@ -7,6 +7,7 @@
 #include "runtime/absl_compat.h"
 #include "runtime/object_check.h"
 #include "runtime/scheduler.h"
+#include "runtime/version_bridge.h"
 #include "runtime/writer.h"
 
 namespace flatstore::internal {
@@ -291,7 +292,7 @@ void TransactionState::recordUpdate(TableState& t, const Current& current, Encod
       c.op = EncodedChange::Op::kUpdate;
       c.table = &t;
       c.rowid = current.rowid;
-      t.desc.index_values_of(current.bytes.data(), &c.old_index_values);
+      t.indexValuesOf(current.bytes.data(), &c.old_index_values);
       c.base_version = current.versionstamp;
       c.changed_fields = 0;
       if (!t.desc.hasAutomaticId() && !key_changed) {
@@ -348,7 +349,14 @@ absl::StatusOr<SubmitOutcome> TransactionState::submit(const TableDescription& d
   // What is recorded has passed the verifier, so reads never meet it as DataLoss.
   auto encode = [&](const uint8_t* current) -> absl::StatusOr<EncodedObject> {
     FLATSTORE_ASSIGN_OR_RETURN(EncodedObject e, change.encode(change.request, current));
-    if (e.changed) FLATSTORE_RETURN_IF_ERROR(checkEncodedObject(d, e.bytes.span()));
+    if (!e.changed) return e;
+    FLATSTORE_RETURN_IF_ERROR(checkEncodedObject(d, e.bytes.span()));
+    if (t->bridge != nullptr && current != nullptr && t->bridge->mustRecompose(current)) {
+      // The program's encoding dropped fields it does not write: keep them.
+      FLATSTORE_ASSIGN_OR_RETURN(e.bytes,
+                                 t->bridge->recompose(current, e.bytes.data(), e.changed_fields));
+      FLATSTORE_RETURN_IF_ERROR(checkEncodedObject(d, e.bytes.span(), t->bridge.get()));
+    }
     return e;
   };
   auto encodeNew = [&]() { return encode(nullptr); };
@@ -359,7 +367,7 @@ absl::StatusOr<SubmitOutcome> TransactionState::submit(const TableDescription& d
   };
   auto indexValuesOf = [&](const EncodedObject& e) {
     std::vector<Value> values;
-    d.index_values_of(e.bytes.data(), &values);
+    t->indexValuesOf(e.bytes.data(), &values);
     return values;
   };
 
