@@ -62,21 +62,34 @@ class TableState {
   std::string select_by_rowid_sql;
   std::string select_by_key_sql;
   std::string delete_sql;  // DELETE FROM "T" WHERE rowid=?
-  // Per index written: the description's, then the bridge's foreign indexes.
+  // Per index written: the description's, then the bridge's foreign indexes. Read and
+  // changed (by refreshTable) only by the writer.
   std::vector<std::string> index_insert_sql;
   std::vector<std::string> index_upsert_sql;
   std::vector<std::string> index_delete_sql;
+  // The catalog generation (see readCatalogGeneration) the bridge was made at. Writer
+  // only, once the state is shared.
+  int64_t catalog_seen = 0;
+
   // Set when the file knows more about this table than the program's schema: newer or
   // deprecated fields, or indexes the program does not declare (see version_bridge.h).
-  // Null for a program built from the newest schema that declares every index.
-  std::unique_ptr<const VersionBridge> bridge;
+  // Null for a program built from the newest schema that declares every index. Closures
+  // read it while encoding; the writer replaces it when a newer program changed the
+  // catalog, and a change encoded with another bridge than the current one runs again.
+  const VersionBridge* bridge() const { return bridge_.load(std::memory_order_acquire); }
+  // Makes `b` the current bridge. The replaced one lives on with the state, since a
+  // closure may still be encoding with it. Writer only, once the state is shared.
+  void setBridge(std::unique_ptr<const VersionBridge> b);
 
   // The indexes every write maintains: the description's, then the foreign ones.
+  // Writer only.
   size_t writtenIndexes() const { return index_insert_sql.size(); }
   bool indexUnique(size_t i) const;
   std::string_view indexFieldPath(size_t i) const;
-  // Appends one value per written index of the verified object in `buffer`.
-  void indexValuesOf(const uint8_t* buffer, std::vector<Value>* out) const;
+  // Appends one value per index that `bridge` (a bridge of this table, or null) makes
+  // written, for the verified object in `buffer`.
+  void indexValuesOf(const uint8_t* buffer, const VersionBridge* bridge,
+                     std::vector<Value>* out) const;
   // Appends the insert, upsert and delete SQL of index table `table`.
   void addIndexSql(std::string_view table);
 
@@ -96,6 +109,8 @@ class TableState {
 
  private:
   std::unique_ptr<std::atomic<bool>[]> ready_;
+  std::atomic<const VersionBridge*> bridge_{nullptr};
+  std::vector<std::unique_ptr<const VersionBridge>> bridges_;  // the current and replaced ones
 };
 
 // An index the file holds for an entity table: its row in flatstore_indexes, and
@@ -119,6 +134,14 @@ absl::Status ensureTable(Connection& c, TableState& state);
 // true when nothing is missing or stale (the table, its current schema, every index),
 // and `state` is then ready; false when ensureTable has something to write.
 absl::StatusOr<bool> loadStoredTable(Connection& c, TableState& state);
+
+// The catalog generation: a counter in flatstore_meta that every program bumps when it
+// stores a newer schema or adds an index, so that other processes notice (0 in files
+// without it).
+absl::StatusOr<int64_t> readCatalogGeneration(Connection& c);
+// Makes `state`'s bridge and written indexes match the catalog as it is now, for a
+// table already in use. Must run inside a write transaction, on the writer.
+absl::Status refreshTable(Connection& c, TableState& state);
 
 // Fills up to `batch` rows of the first incomplete index of `state`. Returns true when
 // more work remains. Must run inside a write transaction.

@@ -59,6 +59,12 @@ absl::Status applyWrites(Connection& db, EncodedChange& c, int64_t vs) {
   TableState& t = *c.table;
   const TableDescription& d = t.desc;
   std::string_view what = d.table_name;
+  if (c.index_values.size() != t.writtenIndexes()) {
+    // The writer runs a change encoded with another bridge again (see applyRequest).
+    return absl::InternalError(absl::StrCat("table ", av(what), ": a change has ",
+                                            c.index_values.size(), " index values for ",
+                                            t.writtenIndexes(), " indexes"));
+  }
   bool insert = c.op == EncodedChange::Op::kInsert;
   // An update keeps its row in place unless its key changed (then the first pass
   // removed it and it is inserted again with the same rowid).

@@ -16,6 +16,10 @@
 // or the file has indexes the program does not declare; without one no reflection runs,
 // so a program built from the newest schema writes exactly as fast as before.
 //
+// A table's bridge is made when the program first uses the table, and made again by the
+// writer when another program changed the catalog since (catalog.h: the catalog
+// generation); a change encoded with a replaced bridge runs again.
+//
 // Schemas are compared by what decides how bytes are read: field ids and types, from
 // the root table through nested tables, vectors and union members (names may differ,
 // since a rename does not change a database).

@@ -2,6 +2,7 @@
 // 3), for versions_test: programs of different builds writing one file in turns.
 //
 //   versions_vN PATH [OP...]
+//   versions_vN PATH serve
 //
 // Applies each OP in a transaction of its own and prints "op I CODE MESSAGE" (CODE as
 // absl::StatusCodeToString). An OP is KIND:ID[:FIELD=VALUE,...] with KIND create,
@@ -10,7 +11,9 @@
 // Then checks every query on the indexed fields this version knows against a
 // brute-force filter of all objects, before and after awaitIndexes(), printing
 // "mismatch ..." for each difference, prints every object as
-// "obj ID FIELD=VALUE ..." with the fields this version knows, and "end".
+// "obj ID FIELD=VALUE ..." with the fields this version knows, and "end". With
+// `serve` it prints "ready" and keeps its workspace open, reading one OP per line from
+// stdin (answered by its "op" line), or "check" (answered as above), until EOF.
 #include <unistd.h>
 
 #include <cstdio>
@@ -219,6 +222,20 @@ void printObjects(flatstore::Workspace& ws) {
   }
 }
 
+void printResult(int i, const absl::Status& s) {
+  std::cout << "op " << i << " " << absl::StatusCodeToString(s.code()) << " " << s.message()
+            << "\n";
+}
+
+// Checks the queries, lists the objects and ends with "end".
+void report(flatstore::Workspace& ws) {
+  checkQueries(ws, "before awaitIndexes");
+  ws.awaitIndexes();
+  checkQueries(ws, "after awaitIndexes");
+  printObjects(ws);
+  std::cout << "end" << std::endl;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -232,15 +249,21 @@ int main(int argc, char** argv) {
     std::cout << "mismatch open: " << ws.status() << "\nend" << std::endl;
     return 1;
   }
-  for (int i = 2; i < argc; ++i) {
-    absl::Status s = runOp(**ws, argv[i]);
-    std::cout << "op " << (i - 2) << " " << absl::StatusCodeToString(s.code()) << " " << s.message()
-              << "\n";
+  if (argc == 3 && std::string(argv[2]) == "serve") {
+    // A long-running program: it keeps its workspace while other programs come and go.
+    std::cout << "ready" << std::endl;
+    std::string line;
+    while (std::getline(std::cin, line)) {
+      if (line == "check") {
+        report(**ws);
+      } else {
+        printResult(0, runOp(**ws, line));
+        std::cout.flush();
+      }
+    }
+    return 0;
   }
-  checkQueries(**ws, "before awaitIndexes");
-  (*ws)->awaitIndexes();
-  checkQueries(**ws, "after awaitIndexes");
-  printObjects(**ws);
-  std::cout << "end" << std::endl;
+  for (int i = 2; i < argc; ++i) printResult(i - 2, runOp(**ws, argv[i]));
+  report(**ws);
   return 0;
 }

@@ -173,26 +173,67 @@ struct ProgramRun {
   std::vector<std::string> objects;     // "obj ..." lines
 };
 
+// Adds what a program prints to `run`, up to its "end" line.
+absl::Status readUntilEnd(Child& child, ProgramRun* run) {
+  while (true) {
+    FLATSTORE_ASSIGN_OR_RETURN(std::string line, child.readLine());
+    if (line == "end") return absl::OkStatus();
+    if (absl::StartsWith(line, "op ")) {
+      std::vector<std::string> parts = absl::StrSplit(line, absl::MaxSplits(' ', 2));
+      run->results.push_back(parts.size() > 2 ? parts[2] : "");
+    } else if (absl::StartsWith(line, "obj ")) {
+      run->objects.push_back(line);
+    } else {
+      run->mismatches.push_back(line);
+    }
+  }
+}
+
+// Runs the program of `version` with `ops` to its end.
 absl::StatusOr<ProgramRun> runProgram(int version, const std::string& path,
                                       const std::vector<Op>& ops) {
   std::vector<std::string> args = {kPrograms[version - 1], path};
   for (const Op& op : ops) args.push_back(op.text);
   FLATSTORE_ASSIGN_OR_RETURN(std::unique_ptr<Child> child, Child::spawn(args));
   ProgramRun run;
-  while (true) {
-    FLATSTORE_ASSIGN_OR_RETURN(std::string line, child->readLine());
-    if (line == "end") break;
-    if (absl::StartsWith(line, "op ")) {
-      std::vector<std::string> parts = absl::StrSplit(line, absl::MaxSplits(' ', 2));
-      run.results.push_back(parts.size() > 2 ? parts[2] : "");
-    } else if (absl::StartsWith(line, "obj ")) {
-      run.objects.push_back(line);
-    } else {
-      run.mismatches.push_back(line);
-    }
-  }
+  FLATSTORE_RETURN_IF_ERROR(readUntilEnd(*child, &run));
   FLATSTORE_RETURN_IF_ERROR(child->waitSuccess());
   return run;
+}
+
+// Has a program started with `serve` apply `ops`, then report.
+absl::StatusOr<ProgramRun> askServed(Child& child, const std::vector<Op>& ops) {
+  ProgramRun run;
+  for (const Op& op : ops) {
+    FLATSTORE_ASSIGN_OR_RETURN(std::string line, child.ask(op.text));
+    std::vector<std::string> parts = absl::StrSplit(line, absl::MaxSplits(' ', 2));
+    run.results.push_back(parts.size() > 2 ? parts[2] : line);
+  }
+  FLATSTORE_RETURN_IF_ERROR(child.send("check"));
+  FLATSTORE_RETURN_IF_ERROR(readUntilEnd(child, &run));
+  return run;
+}
+
+// Each op succeeded, or was refused as the unique violation it was meant to be.
+void expectResults(const std::vector<Op>& ops, const ProgramRun& run) {
+  ASSERT_EQ(run.results.size(), ops.size());
+  for (size_t i = 0; i < ops.size(); ++i) {
+    if (ops[i].expect_conflict) {
+      EXPECT_THAT(run.results[i], ::testing::StartsWith("ALREADY_EXISTS")) << ops[i].text;
+      EXPECT_THAT(run.results[i], ::testing::HasSubstr(kTable)) << ops[i].text;
+      EXPECT_THAT(run.results[i], ::testing::HasSubstr("'code'")) << ops[i].text;
+    } else {
+      EXPECT_EQ(run.results[i], "OK ") << ops[i].text;
+    }
+  }
+  EXPECT_THAT(run.mismatches, ::testing::IsEmpty());
+}
+
+// What a program of `version` read equals the model.
+void expectModel(int version, const ProgramRun& run, const Model& model) {
+  SCOPED_TRACE(absl::StrCat("read by v", version));
+  EXPECT_THAT(run.mismatches, ::testing::IsEmpty());
+  EXPECT_EQ(run.objects, model.linesFor(version));
 }
 
 // The binary schema the file stores for the table.
@@ -227,27 +268,15 @@ TEST(ProgramVersions, TurnsOfThreeVersionsLoseNoFieldAndKeepEveryIndexExact) {
     std::vector<Op> ops = model.turn(version, turn == 0 ? 40 : 5);
     absl::StatusOr<ProgramRun> run = runProgram(version, path, ops);
     ASSERT_OK(run);
-    ASSERT_EQ(run->results.size(), ops.size());
-    for (size_t i = 0; i < ops.size(); ++i) {
-      if (ops[i].expect_conflict) {
-        EXPECT_THAT(run->results[i], ::testing::StartsWith("ALREADY_EXISTS")) << ops[i].text;
-        EXPECT_THAT(run->results[i], ::testing::HasSubstr(kTable)) << ops[i].text;
-        EXPECT_THAT(run->results[i], ::testing::HasSubstr("'code'")) << ops[i].text;
-      } else {
-        EXPECT_EQ(run->results[i], "OK ") << ops[i].text;
-      }
-    }
+    expectResults(ops, *run);
     // Every version reads the file after the turn, the newest first (v3's first read
     // adds its unique index on `code`).
     for (int reader = 3; reader >= 1; --reader) {
-      SCOPED_TRACE(absl::StrCat("read by v", reader));
       absl::StatusOr<ProgramRun> check = runProgram(reader, path, {});
       ASSERT_OK(check);
-      EXPECT_THAT(check->mismatches, ::testing::IsEmpty());
-      EXPECT_EQ(check->objects, model.linesFor(reader));
+      expectModel(reader, *check, model);
     }
     model.setCodeIndexExists();
-    EXPECT_THAT(run->mismatches, ::testing::IsEmpty());
     // An older program never replaces the newest schema in the file.
     if (newest.empty()) {
       absl::StatusOr<ProgramRun> newest_only = runProgram(3, path, {});
@@ -257,6 +286,44 @@ TEST(ProgramVersions, TurnsOfThreeVersionsLoseNoFieldAndKeepEveryIndexExact) {
     EXPECT_TRUE(storedSchema(path) == newest) << "an older program replaced the stored schema";
   }
   EXPECT_EQ(integrityCheck(path), "ok");
+}
+
+// An older program that keeps its workspace open while a newer one opens the file for
+// the first time (storing its schema, adding indexes, writing new fields) follows it at
+// its next write.
+TEST(ProgramVersions, RunningOlderProgramFollowsANewerOneThatOpensTheFile) {
+  TempDir dir;
+  std::string path = dir.file("books.db");
+  Model model(7);
+  absl::StatusOr<std::unique_ptr<Child>> older = Child::spawn({kPrograms[0], path, "serve"});
+  ASSERT_OK(older);
+  absl::StatusOr<std::string> ready = (*older)->readLine();
+  ASSERT_OK(ready);
+  ASSERT_EQ(*ready, "ready");
+  std::vector<Op> ops = model.turn(1, 30);
+  absl::StatusOr<ProgramRun> first = askServed(**older, ops);
+  ASSERT_OK(first);
+  expectResults(ops, *first);
+  expectModel(1, *first, model);
+
+  ops = model.turn(3, 5);
+  absl::StatusOr<ProgramRun> newer = runProgram(3, path, ops);
+  ASSERT_OK(newer);
+  expectResults(ops, *newer);
+  model.setCodeIndexExists();
+
+  ops = model.turn(1, 5);
+  absl::StatusOr<ProgramRun> again = askServed(**older, ops);
+  ASSERT_OK(again);
+  expectResults(ops, *again);
+  expectModel(1, *again, model);
+  for (int reader = 3; reader >= 2; --reader) {
+    absl::StatusOr<ProgramRun> check = runProgram(reader, path, {});
+    ASSERT_OK(check);
+    expectModel(reader, *check, model);
+  }
+  (*older)->closeInput();
+  EXPECT_OK((*older)->waitSuccess());
 }
 
 }  // namespace
