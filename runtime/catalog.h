@@ -1,10 +1,13 @@
 // Catalog: the database's own tables, and the state of every entity table in use.
 //
-//   flatstore_meta(key TEXT PRIMARY KEY, value)      format version, log pruning mark
+//   flatstore_meta(key TEXT PRIMARY KEY, value)      format version, log pruning mark,
+//                                                    catalog generation
 //   flatstore_tables(name TEXT PRIMARY KEY, version INTEGER, schema_hash INTEGER,
 //                    schema BLOB)                    one row per entity table (`version`
 //                                                    is no longer maintained: format 2
-//                                                    detects conflicts in the change log)
+//                                                    detects conflicts in the change log);
+//                                                    `schema` is the newest any program
+//                                                    stored (see version_bridge.h)
 //   flatstore_indexes(index_table TEXT PRIMARY KEY, table_name TEXT,
 //                     next_rowid INTEGER)            back-fill progress; NULL: complete
 //   flatstore_kv(key TEXT PRIMARY KEY, kind INTEGER, type TEXT, value BLOB)
