@@ -59,6 +59,12 @@ absl::Status sqliteStatus(int rc, sqlite3* db, std::string_view sql, std::string
   }
 }
 
+bool writesInDoubt(sqlite3* db) {
+  int rc = sqlite3_extended_errcode(db);
+  if (rc == SQLITE_IOERR_FSYNC || rc == SQLITE_IOERR_DIR_FSYNC) return true;
+  return (rc & 0xff) == SQLITE_IOERR && sqlite3_system_errno(db) != ENOSPC;
+}
+
 Statement& Statement::operator=(Statement&& o) noexcept {
   if (this != &o) {
     if (stmt_ != nullptr) sqlite3_finalize(stmt_);

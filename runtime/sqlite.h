@@ -28,6 +28,13 @@ namespace flatstore::internal {
 // the SQLite error, the SQL (if any) and the table or file it concerns.
 absl::Status sqliteStatus(int rc, sqlite3* db, std::string_view sql, std::string_view what);
 
+// After a COMMIT or a checkpoint on `db` failed: whether the pages SQLite wrote are in
+// doubt. A failed sync (the operating system may have dropped the dirty pages and marked
+// them clean) or another I/O error than a full disk leaves the file on disk in a state
+// SQLite does not know. A full disk does not: SQLite rolled back, nothing written before
+// is in doubt, and later commits succeed once space is freed.
+bool writesInDoubt(sqlite3* db);
+
 class Statement {
  public:
   Statement() = default;

@@ -126,12 +126,47 @@ std::unique_ptr<CommitRequest> Writer::tryLead(std::unique_ptr<CommitRequest> re
 void Writer::restartIfDue() {
   {
     absl::MutexLock lock(&mu_);
-    if (!checkpoint_due_) return;
+    if (!checkpoint_due_ || !stopped_.ok()) return;
   }
   // Passive rounds run without the role, on the writer thread: leave them to it.
-  bool passive = checkpointer_->runDue(*db_);
+  bool passive = checkpointer_->runDue(*db_) && checkpointKeptFile();
   absl::MutexLock lock(&mu_);
   checkpoint_due_ = passive;
+}
+
+absl::Status Writer::stoppedError() const {
+  if (!has_stopped_.load(std::memory_order_acquire)) return absl::OkStatus();
+  absl::MutexLock lock(&mu_);
+  return stopped_;
+}
+
+absl::Status Writer::stopCommitting(const absl::Status& cause) {
+  absl::MutexLock lock(&mu_);
+  if (stopped_.ok()) {
+    stopped_ = absl::FailedPreconditionError(
+        absl::StrCat(av(db_->path()), ": ", cause.message(),
+                     "; the operating system may have dropped pages written to the file, so this "
+                     "workspace commits nothing more: reopen it (reads go on meanwhile)"));
+    has_stopped_.store(true, std::memory_order_release);
+    if (metrics_ != nullptr) metrics_->recordStopped(stopped_);
+  }
+  return stopped_;
+}
+
+bool Writer::checkpointKeptFile() {
+  absl::Status in_doubt = checkpointer_->writesInDoubtError();
+  if (in_doubt.ok()) return true;
+  stopCommitting(in_doubt).IgnoreError();  // commits and shutdown() report it
+  return false;
+}
+
+void Writer::failGroup(std::vector<std::unique_ptr<CommitRequest>>& group,
+                       const absl::Status& error) {
+  for (auto& r : group) {
+    if (r->handedOn()) r->pipelining.in_flight->failed = true;
+    r->lock_hold_us = 0;
+    r->callbacks->complete(*r, error);
+  }
 }
 
 void Writer::submitOrCommit(std::unique_ptr<CommitRequest> request) {
@@ -182,9 +217,13 @@ absl::Status Writer::runSync(std::function<absl::Status(Connection&)> fn, bool m
           "a closure running under the write lock cannot create tables or indexes; use "
           "the tables before, or from outside the closure");
     }
+    FLATSTORE_RETURN_IF_ERROR(stoppedError());
     FLATSTORE_RETURN_IF_ERROR(db_->exec("BEGIN IMMEDIATE", "catalog"));
     absl::Status s = fn(*db_);
-    if (s.ok()) s = db_->exec("COMMIT", "catalog");
+    if (s.ok()) {
+      s = db_->exec("COMMIT", "catalog");
+      if (!s.ok() && writesInDoubt(db_->db())) s = stopCommitting(s);
+    }
     if (!s.ok()) db_->rollbackQuietly();
     return s;
   }
@@ -245,7 +284,8 @@ absl::Status Writer::stop() {
   absl::MutexLock lock(&mu_);
   auto no_leaders = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return leaders_ == 0; };
   mu_.Await(absl::Condition(&no_leaders));
-  return final_checkpoint_;
+  // A stopped writer ran no last checkpoint; its error is what shutdown() reports.
+  return stopped_.ok() ? final_checkpoint_ : stopped_;
 }
 
 void Writer::pauseBackground(bool paused) {
@@ -292,20 +332,24 @@ void Writer::loop() {
         checkpoint_due = std::exchange(checkpoint_due_, false);
         takeGroup(&group);
       }
+      // After a failed sync nothing more is written: no back-fill, no checkpoint (which
+      // would copy pages in doubt into the database). Commits fail with the error.
+      const bool stopped = has_stopped_.load(std::memory_order_acquire);
       if (exiting) {
         // A clean shutdown leaves an empty WAL behind; shutdown() reports why not.
-        absl::Status truncated = checkpointer_->truncate(*db_);
+        absl::Status truncated = stopped ? absl::OkStatus() : checkpointer_->truncate(*db_);
+        checkpointKeptFile();
         absl::MutexLock lock(&mu_);
         final_checkpoint_ = std::move(truncated);
         return;
       }
       if (!group.empty()) {
         commitAndNote(group);
-      } else if (!checkpoint_due) {
+      } else if (!checkpoint_due && !stopped) {
         // Idle: one bounded back-fill step, then look at the mailbox again.
         backfillOnce();
       }
-      if (checkpoint_due) passive = checkpointer_->runDue(*db_);
+      if (checkpoint_due && !stopped) passive = checkpointer_->runDue(*db_) && checkpointKeptFile();
     }
     if (passive) {
       // Background commits wait until the tail is copied. A bulk import appends frames
@@ -315,9 +359,11 @@ void Writer::loop() {
       // commits go on, and their few frames make a short tail.
       pauseBackground(true);
       absl::Cleanup resume = [this] { pauseBackground(false); };
-      if (std::optional<Checkpointer::Rounds> rounds = checkpointer_->passiveRounds()) {
+      std::optional<Checkpointer::Rounds> rounds = checkpointer_->passiveRounds();
+      if (rounds.has_value() && checkpointKeptFile()) {
         absl::MutexLock role(&role_);
         checkpointer_->copyTail(*db_, *rounds);
+        checkpointKeptFile();
       }
     }
   }
@@ -337,6 +383,7 @@ bool Writer::backfillOnce() {
     if (step.ok()) {
       more = *step;
       s = db_->exec("COMMIT", "index back-fill");
+      if (!s.ok() && writesInDoubt(db_->db())) s = stopCommitting(s);
     } else {
       s = step.status();
     }
@@ -494,6 +541,10 @@ void Writer::notePace(const CommitRequest& request, absl::Duration hold) {
 }
 
 void Writer::commitGroup(std::vector<std::unique_ptr<CommitRequest>>& group) {
+  if (absl::Status stopped = stoppedError(); !stopped.ok()) {
+    failGroup(group, stopped);
+    return;
+  }
   std::vector<absl::StatusOr<TransactionResult>> results(group.size(), TransactionResult{});
   absl::Time begin = absl::Now();
   absl::Status group_status = db_->exec("BEGIN IMMEDIATE", "group commit");
@@ -558,7 +609,12 @@ void Writer::commitGroup(std::vector<std::unique_ptr<CommitRequest>>& group) {
   }
   absl::Time committing = absl::Now();
   if (group_status.ok()) group_status = writeLog(group, results, seq, &last_change);
-  if (group_status.ok()) group_status = db_->exec("COMMIT", "group commit");
+  if (group_status.ok()) {
+    group_status = db_->exec("COMMIT", "group commit");
+    // A sync that failed may have lost this group's pages and earlier ones: no commit is
+    // acknowledged from now on (the group fails as any failed commit does).
+    if (!group_status.ok() && writesInDoubt(db_->db())) group_status = stopCommitting(group_status);
+  }
   if (group_status.ok() && !timed_applies.empty()) {
     // A chunk holds the write lock for its apply and its share of the commit (the log
     // row and the WAL frames), in proportion to its changes.
@@ -572,6 +628,7 @@ void Writer::commitGroup(std::vector<std::unique_ptr<CommitRequest>>& group) {
   if (!group_status.ok()) {
     // Nothing of the group is visible: every request fails with the group's error.
     db_->rollbackQuietly();
+    if (metrics_ != nullptr) metrics_->recordFailedCommit();
     for (auto& r : results) r = group_status;
     for (auto& r : group) {
       if (r->handedOn()) r->pipelining.in_flight->failed = true;
