@@ -41,6 +41,7 @@ Writer::Writer(std::unique_ptr<Connection> connection, WriterOptions options,
     : options_(options),
       publish_(std::move(publish)),
       metrics_(metrics),
+      path_(connection->path()),
       db_(std::move(connection)) {
   {
     absl::MutexLock role(&role_);
@@ -140,17 +141,29 @@ absl::Status Writer::stoppedError() const {
   return stopped_;
 }
 
-absl::Status Writer::stopCommitting(const absl::Status& cause) {
+absl::Status Writer::stopCommitting(const absl::Status& cause, std::string_view why) {
   absl::MutexLock lock(&mu_);
   if (stopped_.ok()) {
     stopped_ = absl::FailedPreconditionError(
-        absl::StrCat(av(db_->path()), ": ", cause.message(),
-                     "; the operating system may have dropped pages written to the file, so this "
-                     "workspace commits nothing more: reopen it (reads go on meanwhile)"));
+        absl::StrCat(path_, ": ", cause.message(), "; ", av(why),
+                     ", so this workspace commits nothing more: reopen it (reads go on "
+                     "meanwhile)"));
     has_stopped_.store(true, std::memory_order_release);
+    // Back-fills write too: they end here, their indexes incomplete (queries read past
+    // them), and awaitBackfills() returns.
+    backfills_.clear();
     if (metrics_ != nullptr) metrics_->recordStopped(stopped_);
   }
   return stopped_;
+}
+
+void Writer::rollbackOrStop() {
+  absl::Status rolled_back = db_->rollback("writer");
+  // A write transaction left open would make every later BEGIN IMMEDIATE fail, and
+  // what it holds is unknown: no later commit can be trusted.
+  if (!rolled_back.ok()) {
+    stopCommitting(rolled_back, "a write transaction stayed open").IgnoreError();  // see above
+  }
 }
 
 bool Writer::checkpointKeptFile() {
@@ -224,7 +237,7 @@ absl::Status Writer::runSync(std::function<absl::Status(Connection&)> fn, bool m
       s = db_->exec("COMMIT", "catalog");
       if (!s.ok() && writesInDoubt(db_->db())) s = stopCommitting(s);
     }
-    if (!s.ok()) db_->rollbackQuietly();
+    if (!s.ok()) rollbackOrStop();
     return s;
   }
   // Completes into a status the caller waits for.
@@ -259,6 +272,7 @@ absl::Status Writer::runSync(std::function<absl::Status(Connection&)> fn, bool m
 
 void Writer::addBackfill(TableState* table) {
   absl::MutexLock lock(&mu_);
+  if (!stopped_.ok()) return;  // nothing is written any more (see stopCommitting)
   backfills_.push_back(table);
 }
 
@@ -388,12 +402,13 @@ bool Writer::backfillOnce() {
       s = step.status();
     }
   }
-  if (!s.ok()) db_->rollbackQuietly();
+  if (!s.ok()) rollbackOrStop();
   // A failed back-fill (for example duplicates under a new unique index) leaves the
   // index incomplete; queries keep reading past it.
   if (!s.ok() || !more) {
     absl::MutexLock lock(&mu_);
-    backfills_.erase(backfills_.begin());
+    // Empty when the failure stopped the writer (stopCommitting ended every back-fill).
+    if (!backfills_.empty()) backfills_.erase(backfills_.begin());
   }
   return more;
 }
@@ -601,7 +616,7 @@ void Writer::commitGroup(std::vector<std::unique_ptr<CommitRequest>>& group) {
                       group[0]->changes.empty() && !group[0]->apply;
   if (lone_failure || lone_nothing) {
     // Nothing of the group remains to commit: the only request failed or wrote nothing.
-    db_->rollbackQuietly();
+    rollbackOrStop();
     int64_t hold_us = absl::ToInt64Microseconds(absl::Now() - locked);
     group[0]->lock_hold_us = hold_us;
     group[0]->callbacks->complete(*group[0], std::move(results[0]));
@@ -627,7 +642,7 @@ void Writer::commitGroup(std::vector<std::unique_ptr<CommitRequest>>& group) {
   }
   if (!group_status.ok()) {
     // Nothing of the group is visible: every request fails with the group's error.
-    db_->rollbackQuietly();
+    rollbackOrStop();
     if (metrics_ != nullptr) metrics_->recordFailedCommit();
     for (auto& r : results) r = group_status;
     for (auto& r : group) {

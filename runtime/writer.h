@@ -28,6 +28,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -158,9 +159,15 @@ class Writer {
   // Completes every request of `group` with `error`; nothing of it was committed.
   static void failGroup(std::vector<std::unique_ptr<CommitRequest>>& group,
                         const absl::Status& error);
-  // Makes the failure `cause` (its written pages in doubt) the stopped error, unless one
-  // is set already, and returns the stopped error.
-  absl::Status stopCommitting(const absl::Status& cause) ABSL_LOCKS_EXCLUDED(mu_);
+  // Makes the failure `cause` the stopped error, unless one is set already, and returns
+  // the stopped error. `why` says why no commit can be trusted after it.
+  static constexpr std::string_view kPagesInDoubt =
+      "the operating system may have dropped pages written to the file";
+  absl::Status stopCommitting(const absl::Status& cause, std::string_view why = kPagesInDoubt)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // On an error path under the role: rolls back the write transaction, and stops
+  // committing when one is still open after that.
+  void rollbackOrStop() ABSL_EXCLUSIVE_LOCKS_REQUIRED(role_);
   // After a checkpoint: stops committing when it put the written pages in doubt.
   // Returns whether the writer commits still.
   bool checkpointKeptFile() ABSL_LOCKS_EXCLUDED(mu_);
@@ -191,6 +198,7 @@ class Writer {
   const std::function<void(CommitEvent)> publish_;
   MetricsRegistry* const metrics_;
 
+  const std::string path_;  // the database file's, for messages
   // The writer role: held while committing a group, back-filling or checkpointing.
   absl::Mutex role_;
   const std::unique_ptr<Connection> db_ ABSL_PT_GUARDED_BY(role_);
