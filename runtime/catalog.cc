@@ -358,7 +358,7 @@ absl::Status loadOrCreateTable(Connection& c, TableState& state, bool may_write,
     ins.bindText(1, index.table);
     ins.bindText(2, d.table_name);
     if (empty) {
-      sqlite3_bind_null(ins.get(), 3);
+      ins.bindNull(3);
     } else {
       ins.bindInt(3, 0);
     }
@@ -440,7 +440,7 @@ absl::StatusOr<bool> backfillStep(Connection& c, TableState& state, int batch) {
         Statement update,
         c.prepare("UPDATE flatstore_indexes SET next_rowid = ? WHERE index_table = ?", what));
     if (done) {
-      sqlite3_bind_null(update.get(), 1);
+      update.bindNull(1);
     } else {
       update.bindInt(1, last + 1);
     }

@@ -100,15 +100,33 @@ int Checkpointer::resetWal(Connection& writer, int mode) {
   writer.setBusyTimeout(options_.checkpoint_wait, absl::Milliseconds(1));
   int rc = sqlite3_wal_checkpoint_v2(writer.db(), nullptr, mode, nullptr, nullptr);
   writer.setBusyTimeout(options_.lock_timeout);
-  bool ok = rc == SQLITE_OK;
-  if (ok) {
+  if (rc == SQLITE_OK) {
     // The next commit writes from the WAL's beginning.
     absl::MutexLock lock(&mu_);
     wal_pages_ = checkpointed_pages_ = 0;
     if (mode == SQLITE_CHECKPOINT_TRUNCATE) wal_high_pages_ = 0;
   }
-  if (metrics_ != nullptr) metrics_->recordCheckpoint(/*truncating=*/true, ok);
+  noteResult(writer, rc, /*truncating=*/true);
   return rc;
+}
+
+void Checkpointer::noteResult(Connection& c, int rc, bool truncating) {
+  absl::Status error;
+  bool in_doubt = false;
+  if (rc != SQLITE_OK && rc != SQLITE_BUSY && rc != SQLITE_LOCKED) {
+    error = sqliteStatus(sqlite3_extended_errcode(c.db()), c.db(), {},
+                         absl::StrCat("checkpoint of ", c.path()));
+    in_doubt = writesInDoubt(c.db());
+  }
+  if (metrics_ != nullptr) metrics_->recordCheckpoint(truncating, rc == SQLITE_OK, error);
+  if (!in_doubt) return;
+  absl::MutexLock lock(&mu_);
+  if (in_doubt_.ok()) in_doubt_ = error;
+}
+
+absl::Status Checkpointer::writesInDoubtError() {
+  absl::MutexLock lock(&mu_);
+  return in_doubt_;
 }
 
 std::optional<Checkpointer::Rounds> Checkpointer::passiveRounds() {
@@ -126,7 +144,7 @@ std::optional<Checkpointer::Rounds> Checkpointer::passiveRounds() {
     int before = log_frames;
     rc = sqlite3_wal_checkpoint_v2(passive_->db(), nullptr, SQLITE_CHECKPOINT_PASSIVE, &log_frames,
                                    &done_frames);
-    if (metrics_ != nullptr) metrics_->recordCheckpoint(/*truncating=*/false, rc == SQLITE_OK);
+    noteResult(*passive_, rc, /*truncating=*/false);
     // The WAL started over, or the round found little new. Or the WAL grew past half
     // its bound: commits go on during the rounds, and the tail (which they wait for) is
     // what lets the WAL start over, so more rounds would trade a shorter wait for a
@@ -153,10 +171,10 @@ void Checkpointer::copyTail(Connection& writer, Rounds rounds) {
     // Commits wait for this tail and its two syncs; the rounds keep it short.
     int tail_log = 0;
     int tail_done = 0;
-    if (sqlite3_wal_checkpoint_v2(writer.db(), nullptr, SQLITE_CHECKPOINT_PASSIVE, &tail_log,
-                                  &tail_done) == SQLITE_OK) {
-      log_frames = tail_log;
-    }
+    int rc = sqlite3_wal_checkpoint_v2(writer.db(), nullptr, SQLITE_CHECKPOINT_PASSIVE, &tail_log,
+                                       &tail_done);
+    noteResult(writer, rc, /*truncating=*/false);
+    if (rc == SQLITE_OK) log_frames = tail_log;
   }
   // The next one is due when as many frames again were appended (readers holding back
   // older frames must not make every group checkpoint again).

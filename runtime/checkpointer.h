@@ -72,6 +72,11 @@ class Checkpointer {
   // error); OK too when readers (of other processes) kept it from finishing.
   absl::Status truncate(Connection& writer) ABSL_LOCKS_EXCLUDED(mu_);
 
+  // OK, or the first error of a checkpoint that leaves the written pages in doubt (see
+  // writesInDoubt: a failed sync, an I/O error). The writer stops committing then.
+  // Other failures (readers holding frames, a full disk) only count in the metrics.
+  absl::Status writesInDoubtError() ABSL_LOCKS_EXCLUDED(mu_);
+
   // The bytes of a WAL of `frames` frames: the WAL header, then per frame a header and a
   // page. With the most frames since the last truncation, the file's size (no system
   // call per commit).
@@ -83,6 +88,10 @@ class Checkpointer {
   // A checkpoint in `mode` (RESTART or TRUNCATE) on the writer's connection that waits
   // up to checkpoint_wait for readers. Returns SQLite's result code.
   int resetWal(Connection& writer, int mode) ABSL_LOCKS_EXCLUDED(mu_);
+  // Counts the result `rc` of a checkpoint on `c` in the metrics, with its error when it
+  // failed with one (not SQLITE_BUSY: readers held it back), and keeps an error that
+  // puts the written pages in doubt.
+  void noteResult(Connection& c, int rc, bool truncating) ABSL_LOCKS_EXCLUDED(mu_);
 
   const CheckpointOptions options_;
   MetricsRegistry* const metrics_;
@@ -101,6 +110,7 @@ class Checkpointer {
   // After a restart gave up, the next try waits until the WAL grew by a quarter of its
   // limit (each try stops commits for up to checkpoint_wait).
   int64_t next_restart_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Status in_doubt_ ABSL_GUARDED_BY(mu_);  // see writesInDoubtError()
 };
 
 }  // namespace flatstore::internal

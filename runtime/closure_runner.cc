@@ -174,6 +174,12 @@ TransactionHandle ClosureRunner::performChanges(std::vector<const TableDescripti
     txn->handles.push_back(handle);
     txn->closure = std::move(closure);
   }
+  // After a failed sync no commit is acknowledged any more (Writer::stoppedError): the
+  // closure does not run.
+  if (absl::Status stopped = writer_->stoppedError(); !stopped.ok()) {
+    handle->complete(stopped);
+    return TransactionHandle(handle);
+  }
   for (const TableDescription* d : descriptions) {
     absl::StatusOr<TableState*> t = tables_->get(*d);
     if (!t.ok()) {
@@ -211,11 +217,14 @@ TransactionHandle ClosureRunner::performChanges(std::vector<const TableDescripti
   job->priority = txn->priority;
   job->run = [this, txn](Scheduler::Job* self) { run(self, txn); };
   Scheduler::Job* raw_job = job.get();
-  // A closure waiting for this transaction must not hold one of its tables.
-  handle->setWaitCheck([scheduler = scheduler_, queued = std::weak_ptr<Scheduler::Job>(job)] {
-    std::shared_ptr<Scheduler::Job> j = queued.lock();
-    return j != nullptr ? scheduler->mayWait(*j) : absl::OkStatus();
-  });
+  // A closure waiting for this transaction must not hold one of its tables, nor close a
+  // circle of closures waiting for each other's tables.
+  handle->setWaitCheck(
+      [scheduler = scheduler_, queued = std::weak_ptr<Scheduler::Job>(job)] {
+        std::shared_ptr<Scheduler::Job> j = queued.lock();
+        return j != nullptr ? scheduler->beginWait(*j) : absl::OkStatus();
+      },
+      [scheduler = scheduler_] { scheduler->endWait(); });
   // A caller that is going to wait anyway may run the closure itself; not on the writer
   // thread, and not inside another closure, whose slot it would need twice.
   bool may_run_here = caller_waits && !onWriterThread() && !Scheduler::onWorkerThread();

@@ -1,9 +1,12 @@
 #include "runtime/commit_watcher.h"
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <map>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "flatstore/status.h"
 #include "runtime/change_log.h"
 #include "runtime/query_exec.h"
@@ -12,7 +15,11 @@
 namespace flatstore::internal {
 
 void CommitWatcher::start() {
-  thread_ = std::thread([this] { loop(); });
+  thread_ = std::thread([this] {
+    // A name to tell the thread by in a debugger (and in tests that inject faults on it).
+    pthread_setname_np(pthread_self(), "flatstore-watch");
+    loop();
+  });
 }
 
 void CommitWatcher::stop() {
@@ -33,27 +40,52 @@ void CommitWatcher::noteSequence(uint64_t sequence) {
   watched_sequence_ = std::max(watched_sequence_, sequence);
 }
 
+bool CommitWatcher::stopRequested(absl::Duration delay) {
+  absl::MutexLock lock(&mu_);
+  return mu_.AwaitWithTimeout(absl::Condition(&stopping_), delay);
+}
+
+void CommitWatcher::noteFailure(const absl::Status& error, int failures) {
+  absl::Status reported(error.code(),
+                        absl::StrCat("following other processes' commits to ", path_, " failed (",
+                                     failures, " attempts in a row): ", error.message()));
+  if (metrics_ != nullptr) metrics_->recordWatcher(reported);
+  if (failures >= kFailuresToEndSubscriptions) hub_->failAll(reported);
+}
+
 void CommitWatcher::loop() {
-  absl::StatusOr<std::unique_ptr<Connection>> c = Connection::open(path_, /*read_only=*/true);
-  if (!c.ok()) return;
-  (*c)->setBusyTimeout(absl::Seconds(5));
+  std::unique_ptr<Connection> c;
   int64_t data_version = -1;
-  {
-    // Start after the last commit that exists now.
-    absl::Status s = inReadTransaction(**c, [&]() -> absl::Status {
-      FLATSTORE_ASSIGN_OR_RETURN(LogHead head, readLogHead(**c, "watcher"));
-      noteSequence(head.sequence);
-      return absl::OkStatus();
-    });
-    (void)s;
-  }
-  while (true) {
-    {
-      absl::MutexLock lock(&mu_);
-      if (mu_.AwaitWithTimeout(absl::Condition(&stopping_), interval_)) return;
+  int failures = 0;
+  absl::Duration delay = absl::ZeroDuration();  // the first connection at once
+  while (!stopRequested(delay)) {
+    absl::Status s;
+    if (c == nullptr) {
+      absl::StatusOr<std::unique_ptr<Connection>> opened =
+          Connection::open(path_, /*read_only=*/true);
+      s = opened.status();
+      if (s.ok()) {
+        c = std::move(*opened);
+        c->setBusyTimeout(absl::Seconds(5));
+        data_version = -1;  // the first look reads the log after the last one published
+      }
+    } else {
+      s = publishForeignCommits(*c, &data_version);
+      // A connection that failed may be what fails: the next attempt opens a new one.
+      if (!s.ok()) c.reset();
     }
-    // A failed look is retried at the next interval.
-    publishForeignCommits(**c, &data_version).IgnoreError();
+    if (s.ok()) {
+      if (failures > 0 && metrics_ != nullptr) metrics_->recordWatcher(absl::OkStatus());
+      failures = 0;
+      delay = interval_;
+      continue;
+    }
+    failures += 1;
+    noteFailure(s, failures);
+    // Back-off: twice the wait after each failure in a row, from one interval up to a
+    // second (or the interval, if that is longer).
+    delay = std::min(interval_ * (int64_t{1} << std::min(failures - 1, 16)),
+                     std::max(interval_, absl::Seconds(1)));
   }
 }
 

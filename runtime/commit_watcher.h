@@ -7,8 +7,16 @@
 // have subscriptions, with the objects as they are now. It also tracks how far the file
 // has come (watchedSequence), which tells subscriptions whether a result may be stale.
 //
+// A failed attempt (opening its connection, reading the log) is counted in the metrics
+// and tried again with a back-off that doubles from `interval` up to a second; nothing
+// is missed meanwhile, since each look reads the log from the last commit it published.
+// While attempts keep failing (kFailuresToEndSubscriptions in a row, and every one
+// after), subscriptions cannot be kept exact, and the watcher ends those that exist with
+// its error (ObserverHub::failAll); a subscription made later is kept while looks
+// succeed again.
+//
 // Thread-safety: start() and stop() from the owner; watchedSequence() from any thread;
-// the rest runs on the watcher's thread.
+// the rest runs on the watcher's thread (named "flatstore-watch").
 #ifndef FLATSTORE_RUNTIME_COMMIT_WATCHER_H_
 #define FLATSTORE_RUNTIME_COMMIT_WATCHER_H_
 
@@ -20,6 +28,7 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "runtime/metrics.h"
 #include "runtime/observers.h"
 #include "runtime/sqlite.h"
 #include "runtime/table_registry.h"
@@ -28,9 +37,19 @@ namespace flatstore::internal {
 
 class CommitWatcher {
  public:
-  CommitWatcher(std::string path, absl::Duration interval, int64_t origin, TableRegistry* tables,
-                ObserverHub* hub)
-      : path_(std::move(path)), interval_(interval), origin_(origin), tables_(tables), hub_(hub) {}
+  // Failed attempts in a row after which subscriptions end with the error.
+  static constexpr int kFailuresToEndSubscriptions = 3;
+
+  // Watches the commits after `start_sequence` (the last one when the workspace opened).
+  CommitWatcher(std::string path, absl::Duration interval, int64_t origin, uint64_t start_sequence,
+                TableRegistry* tables, ObserverHub* hub, MetricsRegistry* metrics)
+      : path_(std::move(path)),
+        interval_(interval),
+        origin_(origin),
+        tables_(tables),
+        hub_(hub),
+        metrics_(metrics),
+        watched_sequence_(start_sequence) {}
   ~CommitWatcher() { stop(); }
 
   // Starts the thread.
@@ -42,8 +61,13 @@ class CommitWatcher {
 
  private:
   void loop();
+  // Waits `delay`; true when stop() was called meanwhile.
+  bool stopRequested(absl::Duration delay) ABSL_LOCKS_EXCLUDED(mu_);
   // Publishes what other processes committed since the last look.
   absl::Status publishForeignCommits(Connection& c, int64_t* data_version);
+  // Counts a failed attempt (the `failures`-th in a row) and, from the
+  // kFailuresToEndSubscriptions-th on, ends the subscriptions with it.
+  void noteFailure(const absl::Status& error, int failures);
   void noteSequence(uint64_t sequence) ABSL_LOCKS_EXCLUDED(mu_);
 
   const std::string path_;
@@ -51,8 +75,9 @@ class CommitWatcher {
   const int64_t origin_;
   TableRegistry* const tables_;
   ObserverHub* const hub_;
+  MetricsRegistry* const metrics_;
   absl::Mutex mu_;
-  uint64_t watched_sequence_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t watched_sequence_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::thread thread_;
 };

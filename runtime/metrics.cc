@@ -83,15 +83,37 @@ void MetricsRegistry::recordWal(int64_t size_bytes) {
   wal_.max_size_bytes = std::max(wal_.max_size_bytes, size_bytes);
 }
 
-void MetricsRegistry::recordCheckpoint(bool truncating, bool ok) {
+void MetricsRegistry::recordCheckpoint(bool truncating, bool ok, const absl::Status& error) {
   absl::MutexLock lock(&mu_);
   if (!ok) {
     wal_.failed_checkpoints += 1;
+    if (!error.ok()) {
+      wal_.checkpoint_errors += 1;
+      wal_.last_checkpoint_error = error.ToString();
+    }
   } else if (truncating) {
     wal_.truncating_checkpoints += 1;
   } else {
     wal_.passive_checkpoints += 1;
   }
+}
+
+void MetricsRegistry::recordFailedCommit() {
+  absl::MutexLock lock(&mu_);
+  failed_commits_ += 1;
+}
+
+void MetricsRegistry::recordStopped(const absl::Status& error) {
+  absl::MutexLock lock(&mu_);
+  if (stopped_error_.empty()) stopped_error_ = error.ToString();
+}
+
+void MetricsRegistry::recordWatcher(const absl::Status& status) {
+  absl::MutexLock lock(&mu_);
+  watcher_.failing = !status.ok();
+  if (status.ok()) return;
+  watcher_.errors += 1;
+  watcher_.last_error = status.ToString();
 }
 
 Metrics MetricsRegistry::snapshot() const {
@@ -114,7 +136,10 @@ Metrics MetricsRegistry::snapshot() const {
   m.writer.group_size = group_size_.summary();
   m.writer.commit_us = commit_.summary();
   m.writer.lock_wait_us = lock_wait_.summary();
+  m.writer.failed_commits = failed_commits_;
+  m.writer.stopped_error = stopped_error_;
   m.wal = wal_;
+  m.watcher = watcher_;
   m.reader_wait_us = reader_wait_.summary();
   return m;
 }
@@ -159,11 +184,23 @@ std::string Metrics::toText() const {
   }
   absl::StrAppend(&out, "writer: groups=", writer.groups, " transactions=", writer.transactions,
                   "\n  group size ", text(writer.group_size), "\n  commit     ",
-                  text(writer.commit_us), "\n  lock wait  ", text(writer.lock_wait_us), "\n");
+                  text(writer.commit_us), "\n  lock wait  ", text(writer.lock_wait_us),
+                  "\n  failed commits=", writer.failed_commits, "\n");
+  if (!writer.stopped_error.empty()) {
+    absl::StrAppend(&out, "  stopped: ", writer.stopped_error, "\n");
+  }
   absl::StrAppend(&out, "wal: size=", wal.size_bytes, " max=", wal.max_size_bytes,
                   " passive checkpoints=", wal.passive_checkpoints,
                   " truncating=", wal.truncating_checkpoints, " failed=", wal.failed_checkpoints,
+                  " errors=", wal.checkpoint_errors, "\n");
+  if (!wal.last_checkpoint_error.empty()) {
+    absl::StrAppend(&out, "  last checkpoint error: ", wal.last_checkpoint_error, "\n");
+  }
+  absl::StrAppend(&out, "watcher: errors=", watcher.errors, watcher.failing ? " (failing)" : "",
                   "\n");
+  if (!watcher.last_error.empty()) {
+    absl::StrAppend(&out, "  last error: ", watcher.last_error, "\n");
+  }
   absl::StrAppend(&out, "reader pool wait ", text(reader_wait_us), "\n");
   return out;
 }
@@ -181,11 +218,17 @@ std::string Metrics::toJson() const {
   absl::StrAppend(&out, R"(],"writer":{"groups":)", writer.groups, R"(,"transactions":)",
                   writer.transactions, R"(,"group_size":)", json(writer.group_size),
                   R"(,"commit_us":)", json(writer.commit_us), R"(,"lock_wait_us":)",
-                  json(writer.lock_wait_us), "}");
+                  json(writer.lock_wait_us), R"(,"failed_commits":)", writer.failed_commits,
+                  R"(,"stopped_error":)", jsonString(writer.stopped_error), "}");
   absl::StrAppend(&out, R"(,"wal":{"size_bytes":)", wal.size_bytes, R"(,"max_size_bytes":)",
                   wal.max_size_bytes, R"(,"passive_checkpoints":)", wal.passive_checkpoints,
                   R"(,"truncating_checkpoints":)", wal.truncating_checkpoints,
-                  R"(,"failed_checkpoints":)", wal.failed_checkpoints, "}");
+                  R"(,"failed_checkpoints":)", wal.failed_checkpoints, R"(,"checkpoint_errors":)",
+                  wal.checkpoint_errors, R"(,"last_checkpoint_error":)",
+                  jsonString(wal.last_checkpoint_error), "}");
+  absl::StrAppend(&out, R"(,"watcher":{"errors":)", watcher.errors, R"(,"last_error":)",
+                  jsonString(watcher.last_error), R"(,"failing":)",
+                  watcher.failing ? "true" : "false", "}");
   absl::StrAppend(&out, R"(,"reader_wait_us":)", json(reader_wait_us), "}");
   return out;
 }

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "flatstore/metrics.h"
 
@@ -46,7 +47,13 @@ class MetricsRegistry {
   void recordGroup(int64_t size, int64_t commit_us, int64_t lock_wait_us);
   void recordReaderWait(int64_t us);
   void recordWal(int64_t size_bytes);
-  void recordCheckpoint(bool truncating, bool ok);
+  // `error`: why a checkpoint that did not finish failed; OK when readers held it back.
+  void recordCheckpoint(bool truncating, bool ok, const absl::Status& error = absl::OkStatus());
+  void recordFailedCommit();
+  // The error after which the writer stopped committing (see Writer::stoppedError).
+  void recordStopped(const absl::Status& error);
+  // A failed attempt of the commit watcher (OK: an attempt that succeeded).
+  void recordWatcher(const absl::Status& status);
 
   Metrics snapshot() const;
 
@@ -64,6 +71,9 @@ class MetricsRegistry {
   Histogram lock_wait_ ABSL_GUARDED_BY(mu_);
   Histogram reader_wait_ ABSL_GUARDED_BY(mu_);
   WalMetrics wal_ ABSL_GUARDED_BY(mu_);
+  int64_t failed_commits_ ABSL_GUARDED_BY(mu_) = 0;
+  std::string stopped_error_ ABSL_GUARDED_BY(mu_);
+  WatcherMetrics watcher_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace flatstore::internal

@@ -116,6 +116,14 @@ void ObserverHub::add(std::shared_ptr<SubscriptionCore> core, std::vector<Entity
   queue_.push_back(std::move(op));
 }
 
+void ObserverHub::failAll(absl::Status error) {
+  absl::MutexLock lock(&mu_);
+  if (stopping_) return;
+  Op op;
+  op.fail_all = std::move(error);
+  queue_.push_back(std::move(op));
+}
+
 void ObserverHub::remove(SubscriptionCore* core) {
   absl::MutexLock lock(&mu_);
   auto it = by_table_.find(core->table);
@@ -162,6 +170,13 @@ void ObserverHub::loop() {
     }
     if (op.add != nullptr) {
       register_(std::move(op.add), std::move(op.initial), op.seen);
+    } else if (!op.fail_all.ok()) {
+      std::vector<std::shared_ptr<SubscriptionCore>> all;
+      {
+        absl::MutexLock lock(&mu_);
+        for (const auto& [table, subs] : by_table_) all.insert(all.end(), subs.begin(), subs.end());
+      }
+      for (const std::shared_ptr<SubscriptionCore>& core : all) core->fail(op.fail_all);
     } else {
       applyEvent(op.event);
       absl::MutexLock lock(&mu_);

@@ -69,6 +69,9 @@ class ObserverHub : public std::enable_shared_from_this<ObserverHub> {
   // sequence `seen`. Brought up to date on the hub thread.
   void add(std::shared_ptr<SubscriptionCore> core, std::vector<EntityPtr> initial, uint64_t seen);
   void remove(SubscriptionCore* core);
+  // Ends every subscription registered so far with `error` (their results can no longer
+  // be kept exact); those added after this call are not affected.
+  void failAll(absl::Status error);
   // Blocks until every event published so far has been applied (deliveries may still
   // be queued on executors).
   void drain();
@@ -88,7 +91,8 @@ class ObserverHub : public std::enable_shared_from_this<ObserverHub> {
     std::shared_ptr<SubscriptionCore> add;  // a registration, or
     std::vector<EntityPtr> initial;
     uint64_t seen = 0;
-    CommitEvent event;  // a commit
+    absl::Status fail_all;  // a failAll(), or
+    CommitEvent event;      // a commit
   };
   void loop();
   void applyEvent(CommitEvent& event);

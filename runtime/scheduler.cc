@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 
 namespace flatstore::internal {
 
@@ -100,7 +101,7 @@ thread_local Scheduler::Job* taken_next = nullptr;
 thread_local int takes_left = 0;
 constexpr int kMaxTakes = 8;
 // The scheduler and the job whose run this thread is in (runChain), for SlotLoan and
-// mayWait.
+// beginWait.
 thread_local Scheduler* running_scheduler = nullptr;
 thread_local const Scheduler::Job* running_job = nullptr;
 }  // namespace
@@ -131,6 +132,10 @@ bool Scheduler::release(Job* job, bool take_next) {
     }
     makeRunnable(next);
   }
+  // A job waiting for this one now waits for its commit alone, which needs no table.
+  for (auto it = waiting_for_.begin(); it != waiting_for_.end();) {
+    it = it->second == job ? waiting_for_.erase(it) : std::next(it);
+  }
   pending_.erase(job);
   return took;
 }
@@ -158,22 +163,98 @@ void Scheduler::runChain(Job* job) {
   takes_left = 0;
 }
 
-absl::Status Scheduler::mayWait(const Job& job) {
+namespace {
+
+std::string tablesOf(const Scheduler::Job& job) { return absl::StrJoin(job.tables, ", "); }
+
+}  // namespace
+
+std::vector<Scheduler::WaitStep> Scheduler::waitPath(const Job* from, const Job* target) const {
+  // Breadth first over what a job waits for: the jobs ahead of it in its queues, and the
+  // job it waits for when it waits. Each queue is walked once, from its front to the
+  // furthest job reached in it: the jobs ahead of one already reached are reached too.
+  std::map<const Job*, WaitStep> parent;  // reached job -> the job before it, and how
+  std::deque<const Job*> frontier = {from};
+  parent.emplace(from, WaitStep{nullptr, ""});
+  struct Walk {
+    std::map<const Job*, size_t> position;
+    size_t walked = 0;  // jobs at the front of the queue already reached
+  };
+  std::map<std::string, Walk> walks;
+  auto reach = [&](const Job* job, const Job* before, const std::string& queued_on) {
+    if (parent.emplace(job, WaitStep{before, queued_on}).second) frontier.push_back(job);
+  };
+  while (!frontier.empty() && parent.count(target) == 0) {
+    const Job* job = frontier.front();
+    frontier.pop_front();
+    for (const std::string& t : job->tables) {
+      auto queue = queues_.find(t);
+      if (queue == queues_.end()) continue;
+      const std::deque<Job*>& jobs = queue->second;
+      Walk& walk = walks[t];
+      if (walk.position.empty()) {
+        for (size_t i = 0; i < jobs.size(); ++i) walk.position.emplace(jobs[i], i);
+      }
+      auto at = walk.position.find(job);
+      if (at == walk.position.end()) continue;
+      for (; walk.walked < at->second; ++walk.walked) reach(jobs[walk.walked], job, t);
+    }
+    auto waited = waiting_for_.find(job);
+    if (waited != waiting_for_.end()) reach(waited->second, job, "");
+  }
+  if (parent.count(target) == 0) return {};
+  // From `target` back to `from`, then turned around: each job with how the one before
+  // it waits for it.
+  std::vector<WaitStep> path;
+  for (const Job* job = target; job != nullptr; job = parent.at(job).job) {
+    path.push_back(WaitStep{job, parent.at(job).queued_on});
+  }
+  std::reverse(path.begin(), path.end());
+  return path;
+}
+
+absl::Status Scheduler::beginWait(const Job& job) {
   const Job* current = running_job;
   if (current == nullptr || running_scheduler != this || current == &job) {
     return absl::OkStatus();
   }
   absl::MutexLock lock(&mu_);
   if (pending_.count(const_cast<Job*>(&job)) == 0) return absl::OkStatus();
-  for (const std::string& t : job.tables) {
-    if (std::binary_search(current->tables.begin(), current->tables.end(), t)) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "a closure on table ", t, " waits for a transaction on ", t,
-          " submitted after it, which cannot start before the closure ends (it would wait "
-          "for itself)"));
-    }
+  std::vector<WaitStep> path = waitPath(&job, current);
+  if (path.size() == 2 && !path[1].queued_on.empty()) {
+    const std::string& t = path[1].queued_on;
+    return absl::FailedPreconditionError(absl::StrCat(
+        "a closure on table ", t, " waits for a transaction on ", t,
+        " submitted after it, which cannot start before the closure ends (it would wait "
+        "for itself)"));
   }
+  if (!path.empty()) {
+    std::string message =
+        absl::StrCat("a closure on ", tablesOf(*current), " waits for a transaction on ",
+                     tablesOf(job), ", which cannot start before that closure ends");
+    for (size_t i = 1; i < path.size(); ++i) {
+      const Job* next = path[i].job;
+      if (path[i].queued_on.empty()) {
+        absl::StrAppend(&message, ", which waits for a transaction on ", tablesOf(*next));
+      } else {
+        absl::StrAppend(&message, ": it is queued on ", path[i].queued_on, " behind ",
+                        next == current ? "the waiting closure"
+                                        : absl::StrCat("a closure on ", tablesOf(*next)));
+      }
+    }
+    absl::StrAppend(&message,
+                    " (closures waiting for each other's tables: the wait would never end)");
+    return absl::FailedPreconditionError(message);
+  }
+  waiting_for_[current] = &job;
   return absl::OkStatus();
+}
+
+void Scheduler::endWait() {
+  const Job* current = running_job;
+  if (current == nullptr || running_scheduler != this) return;
+  absl::MutexLock lock(&mu_);
+  waiting_for_.erase(current);
 }
 
 Scheduler::SlotLoan::SlotLoan() : lender_(running_job != nullptr ? running_scheduler : nullptr) {

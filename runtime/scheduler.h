@@ -21,7 +21,9 @@
 // transaction waited for inside a closure always gets a slot and a thread. At most
 // `threads` jobs run at a time, not counting waiting ones; the pool keeps the threads it
 // started (as many as closures ever waited at once). A wait for a job queued behind the
-// waiting job on one of its tables could never end: mayWait() refuses it.
+// waiting job on one of its tables could never end, nor could a circle of closures that
+// wait for each other's tables (a closure on A waits for a transaction on B while a
+// closure on B waits for one on A): beginWait() refuses the wait that would close it.
 //
 // Thread-safety: all methods are thread-safe.
 #ifndef FLATSTORE_RUNTIME_SCHEDULER_H_
@@ -96,10 +98,15 @@ class Scheduler {
   // True on a worker thread of any scheduler (inside a closure).
   static bool onWorkerThread();
 
-  // FailedPrecondition when the job running on this thread shares a table with `job`,
-  // which is still queued: `job` waits behind it, so waiting for `job` would never end.
-  // OK on a thread that runs no job.
-  absl::Status mayWait(const Job& job) ABSL_LOCKS_EXCLUDED(mu_);
+  // Called by a thread running a job before it blocks until `job` completes.
+  // FailedPrecondition, naming the tables, when that wait could never end: `job` waits,
+  // directly or through other waiting jobs, for the job running on this thread (it is
+  // queued behind it on one of its tables, or behind a job that waits for a transaction
+  // queued behind it, ...). Otherwise records the wait, so that the waits of other jobs
+  // see it, until endWait(). OK, recording nothing, on a thread that runs no job.
+  absl::Status beginWait(const Job& job) ABSL_LOCKS_EXCLUDED(mu_);
+  // Ends the wait beginWait() recorded for the job running on this thread, if any.
+  void endWait() ABSL_LOCKS_EXCLUDED(mu_);
 
   // For the lifetime of a SlotLoan, the job running on this thread (if any) lends its
   // slot: made by a thread that is about to block until another transaction completes.
@@ -122,10 +129,22 @@ class Scheduler {
   // Runs `job`, then the jobs its run (and theirs) took with release(job, true).
   static void runChain(Job* job);
   bool headsAllQueues(const Job* job) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // One step of a path of waits: `job`, and the table on which the job before it in
+  // the path is queued behind it (empty: the job before it waits for it to complete).
+  struct WaitStep {
+    const Job* job;
+    std::string queued_on;
+  };
+  // How `from` waits, through queues and recorded waits, for `target`: the steps from
+  // `from` (whose step has no table) to `target`; empty when it does not.
+  std::vector<WaitStep> waitPath(const Job* from, const Job* target) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   absl::Mutex mu_;
   std::map<std::string, std::deque<Job*>> queues_ ABSL_GUARDED_BY(mu_);
   std::map<Job*, std::shared_ptr<Job>> pending_ ABSL_GUARDED_BY(mu_);
+  // Running jobs that wait for another job to complete, and that job (see beginWait).
+  std::map<const Job*, const Job*> waiting_for_ ABSL_GUARDED_BY(mu_);
   // Runnable jobs by priority; takeRunnable() serves them 4 : 2 : 1.
   std::deque<Job*> runnable_[kPriorityLevels] ABSL_GUARDED_BY(mu_);
   int turn_ ABSL_GUARDED_BY(mu_) = 0;

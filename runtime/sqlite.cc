@@ -59,11 +59,18 @@ absl::Status sqliteStatus(int rc, sqlite3* db, std::string_view sql, std::string
   }
 }
 
+bool writesInDoubt(sqlite3* db) {
+  int rc = sqlite3_extended_errcode(db);
+  if (rc == SQLITE_IOERR_FSYNC || rc == SQLITE_IOERR_DIR_FSYNC) return true;
+  return (rc & 0xff) == SQLITE_IOERR && sqlite3_system_errno(db) != ENOSPC;
+}
+
 Statement& Statement::operator=(Statement&& o) noexcept {
   if (this != &o) {
     if (stmt_ != nullptr) sqlite3_finalize(stmt_);
     stmt_ = o.stmt_;
     db_ = o.db_;
+    bind_error_ = o.bind_error_;
     o.stmt_ = nullptr;
   }
   return *this;
@@ -76,13 +83,13 @@ Statement::~Statement() {
 void Statement::bind(int index, const Value& v) {
   switch (v.kind()) {
     case Value::Kind::kNull:
-      sqlite3_bind_null(stmt_, index);
+      bindNull(index);
       break;
     case Value::Kind::kInteger:
-      sqlite3_bind_int64(stmt_, index, v.asInteger());
+      bindInt(index, v.asInteger());
       break;
     case Value::Kind::kReal:
-      sqlite3_bind_double(stmt_, index, v.asReal());
+      noteBind(sqlite3_bind_double(stmt_, index, v.asReal()));
       break;
     case Value::Kind::kText:
       bindText(index, v.asText());
@@ -91,6 +98,10 @@ void Statement::bind(int index, const Value& v) {
 }
 
 absl::StatusOr<bool> Statement::step(std::string_view what) {
+  if (bind_error_ != SQLITE_OK) {
+    return sqliteStatus(bind_error_, nullptr, sqlite3_sql(stmt_),
+                        absl::StrCat(av(what), what.empty() ? "" : ": ", "binding a parameter"));
+  }
   int rc = sqlite3_step(stmt_);
   if (rc == SQLITE_ROW) return true;
   if (rc == SQLITE_DONE) return false;
@@ -216,8 +227,13 @@ int Connection::onBusy(void* arg, int attempt) {
   return 1;
 }
 
-void Connection::rollbackQuietly() {
-  if (!sqlite3_get_autocommit(db_)) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+absl::Status Connection::rollback(std::string_view what) {
+  if (sqlite3_get_autocommit(db_)) return absl::OkStatus();
+  int rc = sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+  if (sqlite3_get_autocommit(db_)) return absl::OkStatus();
+  if (rc == SQLITE_OK) rc = SQLITE_INTERNAL;  // said done, yet the transaction is open
+  return sqliteStatus(rc == SQLITE_INTERNAL ? rc : sqlite3_extended_errcode(db_), db_, "ROLLBACK",
+                      what);
 }
 
 std::string quoteIdentifier(std::string_view name) {

@@ -28,36 +28,49 @@ namespace flatstore::internal {
 // the SQLite error, the SQL (if any) and the table or file it concerns.
 absl::Status sqliteStatus(int rc, sqlite3* db, std::string_view sql, std::string_view what);
 
+// After a COMMIT or a checkpoint on `db` failed: whether the pages SQLite wrote are in
+// doubt. A failed sync (the operating system may have dropped the dirty pages and marked
+// them clean) or another I/O error than a full disk leaves the file on disk in a state
+// SQLite does not know. A full disk does not: SQLite rolled back, nothing written before
+// is in doubt, and later commits succeed once space is freed.
+bool writesInDoubt(sqlite3* db);
+
 class Statement {
  public:
   Statement() = default;
   Statement(sqlite3_stmt* stmt, sqlite3* db) : stmt_(stmt), db_(db) {}
-  Statement(Statement&& o) noexcept : stmt_(o.stmt_), db_(o.db_) { o.stmt_ = nullptr; }
+  Statement(Statement&& o) noexcept : stmt_(o.stmt_), db_(o.db_), bind_error_(o.bind_error_) {
+    o.stmt_ = nullptr;
+  }
   Statement& operator=(Statement&& o) noexcept;
   ~Statement();
 
-  // Binds are 1-based, as in SQLite.
+  // Binds are 1-based, as in SQLite. A bind that fails (a value past SQLite's length
+  // limit: SQLITE_TOOBIG) makes the next step() fail with its error, rather than run
+  // with the parameter NULL.
   void bind(int index, const Value& v);
-  void bindInt(int index, int64_t v) { sqlite3_bind_int64(stmt_, index, v); }
+  void bindNull(int index) { noteBind(sqlite3_bind_null(stmt_, index)); }
+  void bindInt(int index, int64_t v) { noteBind(sqlite3_bind_int64(stmt_, index, v)); }
   void bindText(int index, std::string_view v) {
-    sqlite3_bind_text(stmt_, index, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+    noteBind(sqlite3_bind_text64(stmt_, index, v.data(), v.size(), SQLITE_TRANSIENT, SQLITE_UTF8));
   }
   // The blob must stay valid until the statement is reset.
   void bindBlobStatic(int index, std::span<const uint8_t> v) {
-    sqlite3_bind_blob(stmt_, index, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
+    noteBind(sqlite3_bind_blob64(stmt_, index, v.data(), v.size(), SQLITE_STATIC));
   }
   void bindBlob(int index, std::span<const uint8_t> v) {
-    sqlite3_bind_blob(stmt_, index, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+    noteBind(sqlite3_bind_blob64(stmt_, index, v.data(), v.size(), SQLITE_TRANSIENT));
   }
 
-  // Steps once: true with a row, false when done; an error otherwise. `what` names the
-  // table or purpose for error messages.
+  // Steps once: true with a row, false when done; an error otherwise (also that of a
+  // failed bind). `what` names the table or purpose for error messages.
   absl::StatusOr<bool> step(std::string_view what = {});
   // Steps to completion, ignoring rows, then resets.
   absl::Status run(std::string_view what = {});
   void reset() {
     sqlite3_reset(stmt_);
     sqlite3_clear_bindings(stmt_);
+    bind_error_ = SQLITE_OK;
   }
 
   int64_t columnInt(int i) const { return sqlite3_column_int64(stmt_, i); }
@@ -69,8 +82,13 @@ class Statement {
   sqlite3_stmt* get() const { return stmt_; }
 
  private:
+  void noteBind(int rc) {
+    if (rc != SQLITE_OK && bind_error_ == SQLITE_OK) bind_error_ = rc;
+  }
+
   sqlite3_stmt* stmt_ = nullptr;
   sqlite3* db_ = nullptr;
+  int bind_error_ = SQLITE_OK;  // the first failed bind since the last reset
 };
 
 class Connection {
@@ -84,8 +102,12 @@ class Connection {
   absl::StatusOr<Statement> prepare(std::string_view sql, std::string_view what = {});
   // A statement prepared once and kept for this connection's life, reset on return.
   absl::StatusOr<Statement*> cached(std::string_view sql, std::string_view what = {});
-  // Rolls back an open transaction, if any. Never fails loudly: used on error paths.
-  void rollbackQuietly();
+  // Rolls back an open transaction, if any. OK when none is left open; otherwise why
+  // (the connection cannot be used for another transaction then).
+  absl::Status rollback(std::string_view what = {});
+  // rollback() on error paths of read-only connections, whose error goes back to the
+  // caller: the next BEGIN on the connection reports a transaction left open.
+  void rollbackQuietly() { rollback().IgnoreError(); }
   // While another connection (of any process) holds a lock, retries with jittered
   // exponential back-off (1 ms doubling to 64 ms, times 0.5-1.5, but never more than
   // `max_pause`) until `timeout` has passed, then lets SQLITE_BUSY surface. Never spins.

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "flatstore/status.h"
 #include "runtime/absl_compat.h"
@@ -57,6 +58,7 @@ void HandleState::complete(absl::StatusOr<TransactionResult> result) {
 
 absl::StatusOr<TransactionResult> HandleState::wait() {
   std::function<absl::Status()> check;
+  std::function<void()> end;
   {
     absl::MutexLock lock(&mu_);
     if (done_) return result_;
@@ -67,18 +69,23 @@ absl::StatusOr<TransactionResult> HandleState::wait() {
           "another transaction");
     }
     check = wait_check_;
+    end = wait_end_;
   }
   if (check) FLATSTORE_RETURN_IF_ERROR(check());
   // A closure that waits gives its worker slot to the transactions it may wait for.
   Scheduler::SlotLoan loan;
+  absl::Cleanup ended = [&end] {
+    if (end) end();
+  };
   absl::MutexLock lock(&mu_);
   mu_.Await(absl::Condition(&done_));
   return result_;
 }
 
-void HandleState::setWaitCheck(std::function<absl::Status()> check) {
+void HandleState::setWaitCheck(std::function<absl::Status()> check, std::function<void()> end) {
   absl::MutexLock lock(&mu_);
   wait_check_ = std::move(check);
+  wait_end_ = std::move(end);
 }
 
 void HandleState::giveTurn() {

@@ -44,13 +44,16 @@ class HandleState {
   // turn, false once the transaction completed (another thread ran the closure).
   void giveTurn();
   bool awaitTurn();
-  // Called by wait() on a thread that runs a closure, before it blocks: an error
-  // (FailedPrecondition: the wait could never end) is what wait() returns instead.
-  void setWaitCheck(std::function<absl::Status()> check) ABSL_LOCKS_EXCLUDED(mu_);
+  // `check` is called by wait() before it blocks: an error (FailedPrecondition: the
+  // wait could never end) is what wait() returns instead. Otherwise `end` is called
+  // when the wait is over.
+  void setWaitCheck(std::function<absl::Status()> check, std::function<void()> end)
+      ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
   absl::Mutex mu_;
   std::function<absl::Status()> wait_check_ ABSL_GUARDED_BY(mu_);
+  std::function<void()> wait_end_ ABSL_GUARDED_BY(mu_);
   bool done_ ABSL_GUARDED_BY(mu_) = false;
   bool turn_ ABSL_GUARDED_BY(mu_) = false;
   absl::StatusOr<TransactionResult> result_ ABSL_GUARDED_BY(mu_);

@@ -14,6 +14,7 @@
 #include "absl/synchronization/mutex.h"
 #include "flatstore/status.h"
 #include "runtime/backup.h"
+#include "runtime/change_log.h"
 #include "runtime/chunked.h"
 #include "runtime/dictionary.h"
 #include "runtime/workspace_impl.h"
@@ -63,10 +64,31 @@ absl::StatusOr<std::unique_ptr<WorkspaceImpl>> WorkspaceImpl::open(
   writer_connection->setBusyTimeout(options.lock_timeout);
   FLATSTORE_RETURN_IF_ERROR(
       initializeDatabase(*writer_connection, options.synchronous == Synchronous::kFull));
+  // Other processes' commits after this one reach subscriptions (CommitWatcher).
+  uint64_t start_sequence = 0;
+  FLATSTORE_RETURN_IF_ERROR(inReadTransaction(*writer_connection, [&]() -> absl::Status {
+    FLATSTORE_ASSIGN_OR_RETURN(LogHead head, readLogHead(*writer_connection, "open"));
+    start_sequence = head.sequence;
+    return absl::OkStatus();
+  }));
   std::unique_ptr<WorkspaceImpl> ws(new WorkspaceImpl(path, options));
-  // Start with an empty WAL (a crashed predecessor may have left a long one).
-  sqlite3_wal_checkpoint_v2(writer_connection->db(), nullptr, SQLITE_CHECKPOINT_TRUNCATE, nullptr,
-                            nullptr);
+  // Start with an empty WAL (a crashed predecessor may have left a long one). Readers of
+  // other processes may hold it back, and a full disk keep the WAL as it is (reads work
+  // on a full disk): both only count in the metrics. An I/O error leaves the file's
+  // state in doubt, and the workspace is not opened on it.
+  int rc = sqlite3_wal_checkpoint_v2(writer_connection->db(), nullptr, SQLITE_CHECKPOINT_TRUNCATE,
+                                     nullptr, nullptr);
+  if (rc != SQLITE_OK) {
+    absl::Status error =
+        rc == SQLITE_BUSY || rc == SQLITE_LOCKED
+            ? absl::OkStatus()
+            : sqliteStatus(sqlite3_extended_errcode(writer_connection->db()),
+                           writer_connection->db(), {}, absl::StrCat("checkpoint of ", path));
+    if (!error.ok() && writesInDoubt(writer_connection->db())) return error;
+    ws->metrics_.recordCheckpoint(/*truncating=*/true, /*ok=*/false, error);
+  } else {
+    ws->metrics_.recordCheckpoint(/*truncating=*/true, /*ok=*/true);
+  }
   FLATSTORE_ASSIGN_OR_RETURN(ws->readers_,
                              ReaderPool::open(path, options.reader_connections, &ws->metrics_));
   // Closures' snapshots: one connection per closure running at a time, opened as needed,
@@ -108,8 +130,8 @@ absl::StatusOr<std::unique_ptr<WorkspaceImpl>> WorkspaceImpl::open(
       ws->tables_.get(), ws->scheduler_.get(), ws->writer_.get(), ws->snapshots_.get(),
       &ws->metrics_, options.max_pending_transactions, options.max_conflict_retries);
   ws->dictionary_ = std::make_unique<DictionaryStore>(ws->writer_.get(), ws->readers_.get());
-  ws->watcher_ =
-      std::make_unique<CommitWatcher>(path, options.watch_interval, origin, ws->tables_.get(), hub);
+  ws->watcher_ = std::make_unique<CommitWatcher>(
+      path, options.watch_interval, origin, start_sequence, ws->tables_.get(), hub, &ws->metrics_);
   ws->watcher_->start();
   return ws;
 }

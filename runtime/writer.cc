@@ -41,6 +41,7 @@ Writer::Writer(std::unique_ptr<Connection> connection, WriterOptions options,
     : options_(options),
       publish_(std::move(publish)),
       metrics_(metrics),
+      path_(connection->path()),
       db_(std::move(connection)) {
   {
     absl::MutexLock role(&role_);
@@ -126,12 +127,59 @@ std::unique_ptr<CommitRequest> Writer::tryLead(std::unique_ptr<CommitRequest> re
 void Writer::restartIfDue() {
   {
     absl::MutexLock lock(&mu_);
-    if (!checkpoint_due_) return;
+    if (!checkpoint_due_ || !stopped_.ok()) return;
   }
   // Passive rounds run without the role, on the writer thread: leave them to it.
-  bool passive = checkpointer_->runDue(*db_);
+  bool passive = checkpointer_->runDue(*db_) && checkpointKeptFile();
   absl::MutexLock lock(&mu_);
   checkpoint_due_ = passive;
+}
+
+absl::Status Writer::stoppedError() const {
+  if (!has_stopped_.load(std::memory_order_acquire)) return absl::OkStatus();
+  absl::MutexLock lock(&mu_);
+  return stopped_;
+}
+
+absl::Status Writer::stopCommitting(const absl::Status& cause, std::string_view why) {
+  absl::MutexLock lock(&mu_);
+  if (stopped_.ok()) {
+    stopped_ = absl::FailedPreconditionError(
+        absl::StrCat(path_, ": ", cause.message(), "; ", av(why),
+                     ", so this workspace commits nothing more: reopen it (reads go on "
+                     "meanwhile)"));
+    has_stopped_.store(true, std::memory_order_release);
+    // Back-fills write too: they end here, their indexes incomplete (queries read past
+    // them), and awaitBackfills() returns.
+    backfills_.clear();
+    if (metrics_ != nullptr) metrics_->recordStopped(stopped_);
+  }
+  return stopped_;
+}
+
+void Writer::rollbackOrStop() {
+  absl::Status rolled_back = db_->rollback("writer");
+  // A write transaction left open would make every later BEGIN IMMEDIATE fail, and
+  // what it holds is unknown: no later commit can be trusted.
+  if (!rolled_back.ok()) {
+    stopCommitting(rolled_back, "a write transaction stayed open").IgnoreError();  // see above
+  }
+}
+
+bool Writer::checkpointKeptFile() {
+  absl::Status in_doubt = checkpointer_->writesInDoubtError();
+  if (in_doubt.ok()) return true;
+  stopCommitting(in_doubt).IgnoreError();  // commits and shutdown() report it
+  return false;
+}
+
+void Writer::failGroup(std::vector<std::unique_ptr<CommitRequest>>& group,
+                       const absl::Status& error) {
+  for (auto& r : group) {
+    if (r->handedOn()) r->pipelining.in_flight->failed = true;
+    r->lock_hold_us = 0;
+    r->callbacks->complete(*r, error);
+  }
 }
 
 void Writer::submitOrCommit(std::unique_ptr<CommitRequest> request) {
@@ -182,10 +230,14 @@ absl::Status Writer::runSync(std::function<absl::Status(Connection&)> fn, bool m
           "a closure running under the write lock cannot create tables or indexes; use "
           "the tables before, or from outside the closure");
     }
+    FLATSTORE_RETURN_IF_ERROR(stoppedError());
     FLATSTORE_RETURN_IF_ERROR(db_->exec("BEGIN IMMEDIATE", "catalog"));
     absl::Status s = fn(*db_);
-    if (s.ok()) s = db_->exec("COMMIT", "catalog");
-    if (!s.ok()) db_->rollbackQuietly();
+    if (s.ok()) {
+      s = db_->exec("COMMIT", "catalog");
+      if (!s.ok() && writesInDoubt(db_->db())) s = stopCommitting(s);
+    }
+    if (!s.ok()) rollbackOrStop();
     return s;
   }
   // Completes into a status the caller waits for.
@@ -220,6 +272,7 @@ absl::Status Writer::runSync(std::function<absl::Status(Connection&)> fn, bool m
 
 void Writer::addBackfill(TableState* table) {
   absl::MutexLock lock(&mu_);
+  if (!stopped_.ok()) return;  // nothing is written any more (see stopCommitting)
   backfills_.push_back(table);
 }
 
@@ -245,7 +298,8 @@ absl::Status Writer::stop() {
   absl::MutexLock lock(&mu_);
   auto no_leaders = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return leaders_ == 0; };
   mu_.Await(absl::Condition(&no_leaders));
-  return final_checkpoint_;
+  // A stopped writer ran no last checkpoint; its error is what shutdown() reports.
+  return stopped_.ok() ? final_checkpoint_ : stopped_;
 }
 
 void Writer::pauseBackground(bool paused) {
@@ -292,20 +346,24 @@ void Writer::loop() {
         checkpoint_due = std::exchange(checkpoint_due_, false);
         takeGroup(&group);
       }
+      // After a failed sync nothing more is written: no back-fill, no checkpoint (which
+      // would copy pages in doubt into the database). Commits fail with the error.
+      const bool stopped = has_stopped_.load(std::memory_order_acquire);
       if (exiting) {
         // A clean shutdown leaves an empty WAL behind; shutdown() reports why not.
-        absl::Status truncated = checkpointer_->truncate(*db_);
+        absl::Status truncated = stopped ? absl::OkStatus() : checkpointer_->truncate(*db_);
+        checkpointKeptFile();
         absl::MutexLock lock(&mu_);
         final_checkpoint_ = std::move(truncated);
         return;
       }
       if (!group.empty()) {
         commitAndNote(group);
-      } else if (!checkpoint_due) {
+      } else if (!checkpoint_due && !stopped) {
         // Idle: one bounded back-fill step, then look at the mailbox again.
         backfillOnce();
       }
-      if (checkpoint_due) passive = checkpointer_->runDue(*db_);
+      if (checkpoint_due && !stopped) passive = checkpointer_->runDue(*db_) && checkpointKeptFile();
     }
     if (passive) {
       // Background commits wait until the tail is copied. A bulk import appends frames
@@ -315,9 +373,11 @@ void Writer::loop() {
       // commits go on, and their few frames make a short tail.
       pauseBackground(true);
       absl::Cleanup resume = [this] { pauseBackground(false); };
-      if (std::optional<Checkpointer::Rounds> rounds = checkpointer_->passiveRounds()) {
+      std::optional<Checkpointer::Rounds> rounds = checkpointer_->passiveRounds();
+      if (rounds.has_value() && checkpointKeptFile()) {
         absl::MutexLock role(&role_);
         checkpointer_->copyTail(*db_, *rounds);
+        checkpointKeptFile();
       }
     }
   }
@@ -337,16 +397,18 @@ bool Writer::backfillOnce() {
     if (step.ok()) {
       more = *step;
       s = db_->exec("COMMIT", "index back-fill");
+      if (!s.ok() && writesInDoubt(db_->db())) s = stopCommitting(s);
     } else {
       s = step.status();
     }
   }
-  if (!s.ok()) db_->rollbackQuietly();
+  if (!s.ok()) rollbackOrStop();
   // A failed back-fill (for example duplicates under a new unique index) leaves the
   // index incomplete; queries keep reading past it.
   if (!s.ok() || !more) {
     absl::MutexLock lock(&mu_);
-    backfills_.erase(backfills_.begin());
+    // Empty when the failure stopped the writer (stopCommitting ended every back-fill).
+    if (!backfills_.empty()) backfills_.erase(backfills_.begin());
   }
   return more;
 }
@@ -508,6 +570,10 @@ void Writer::notePace(const CommitRequest& request, absl::Duration hold) {
 }
 
 void Writer::commitGroup(std::vector<std::unique_ptr<CommitRequest>>& group) {
+  if (absl::Status stopped = stoppedError(); !stopped.ok()) {
+    failGroup(group, stopped);
+    return;
+  }
   std::vector<absl::StatusOr<TransactionResult>> results(group.size(), TransactionResult{});
   absl::Time begin = absl::Now();
   absl::Status group_status = db_->exec("BEGIN IMMEDIATE", "group commit");
@@ -564,7 +630,7 @@ void Writer::commitGroup(std::vector<std::unique_ptr<CommitRequest>>& group) {
                       group[0]->changes.empty() && !group[0]->apply;
   if (lone_failure || lone_nothing) {
     // Nothing of the group remains to commit: the only request failed or wrote nothing.
-    db_->rollbackQuietly();
+    rollbackOrStop();
     int64_t hold_us = absl::ToInt64Microseconds(absl::Now() - locked);
     group[0]->lock_hold_us = hold_us;
     group[0]->callbacks->complete(*group[0], std::move(results[0]));
@@ -572,7 +638,12 @@ void Writer::commitGroup(std::vector<std::unique_ptr<CommitRequest>>& group) {
   }
   absl::Time committing = absl::Now();
   if (group_status.ok()) group_status = writeLog(group, results, seq, &last_change);
-  if (group_status.ok()) group_status = db_->exec("COMMIT", "group commit");
+  if (group_status.ok()) {
+    group_status = db_->exec("COMMIT", "group commit");
+    // A sync that failed may have lost this group's pages and earlier ones: no commit is
+    // acknowledged from now on (the group fails as any failed commit does).
+    if (!group_status.ok() && writesInDoubt(db_->db())) group_status = stopCommitting(group_status);
+  }
   if (group_status.ok() && !timed_applies.empty()) {
     // A chunk holds the write lock for its apply and its share of the commit (the log
     // row and the WAL frames), in proportion to its changes.
@@ -585,7 +656,8 @@ void Writer::commitGroup(std::vector<std::unique_ptr<CommitRequest>>& group) {
   }
   if (!group_status.ok()) {
     // Nothing of the group is visible: every request fails with the group's error.
-    db_->rollbackQuietly();
+    rollbackOrStop();
+    if (metrics_ != nullptr) metrics_->recordFailedCommit();
     for (auto& r : results) r = group_status;
     for (auto& r : group) {
       if (r->handedOn()) r->pipelining.in_flight->failed = true;

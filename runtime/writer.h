@@ -28,6 +28,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -113,6 +114,13 @@ class Writer {
   // later calls return the same status.
   absl::Status stop();
 
+  // OK while the writer commits. After a sync failed (a commit's or a checkpoint's; see
+  // writesInDoubt), the error every commit fails with from then on, until the workspace
+  // is reopened: the operating system may have dropped pages written before, so no later
+  // commit could be acknowledged as durable (LevelDB's sticky background error). Reads
+  // are not affected. Thread-safe.
+  absl::Status stoppedError() const ABSL_LOCKS_EXCLUDED(mu_);
+
   // The commit sequence of the last group this writer committed.
   uint64_t lastCommitSequence() const;
   // How long recent requests with many changes held the write lock (apply and commit),
@@ -148,6 +156,21 @@ class Writer {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(role_);
   void commitGroup(std::vector<std::unique_ptr<CommitRequest>>& group)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(role_);
+  // Completes every request of `group` with `error`; nothing of it was committed.
+  static void failGroup(std::vector<std::unique_ptr<CommitRequest>>& group,
+                        const absl::Status& error);
+  // Makes the failure `cause` the stopped error, unless one is set already, and returns
+  // the stopped error. `why` says why no commit can be trusted after it.
+  static constexpr std::string_view kPagesInDoubt =
+      "the operating system may have dropped pages written to the file";
+  absl::Status stopCommitting(const absl::Status& cause, std::string_view why = kPagesInDoubt)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // On an error path under the role: rolls back the write transaction, and stops
+  // committing when one is still open after that.
+  void rollbackOrStop() ABSL_EXCLUSIVE_LOCKS_REQUIRED(role_);
+  // After a checkpoint: stops committing when it put the written pages in doubt.
+  // Returns whether the writer commits still.
+  bool checkpointKeptFile() ABSL_LOCKS_EXCLUDED(mu_);
   absl::Status applyRequest(CommitRequest& request, Versionstamp vs, TransactionResult* result)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(role_);
   // Records in the request's InFlight what it wrote, applied in group `seq`.
@@ -175,6 +198,7 @@ class Writer {
   const std::function<void(CommitEvent)> publish_;
   MetricsRegistry* const metrics_;
 
+  const std::string path_;  // the database file's, for messages
   // The writer role: held while committing a group, back-filling or checkpointing.
   absl::Mutex role_;
   const std::unique_ptr<Connection> db_ ABSL_PT_GUARDED_BY(role_);
@@ -207,6 +231,8 @@ class Writer {
   int leaders_ ABSL_GUARDED_BY(mu_) = 0;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status final_checkpoint_ ABSL_GUARDED_BY(mu_);  // set when the thread ends
+  absl::Status stopped_ ABSL_GUARDED_BY(mu_);           // see stoppedError()
+  std::atomic<bool> has_stopped_{false};                // stopped_ is set: a cheap test
   uint64_t last_sequence_ ABSL_GUARDED_BY(mu_) = 0;
   // Written under the role, read by closures' threads.
   std::atomic<int64_t> nanos_per_change_{20'000};

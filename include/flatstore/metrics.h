@@ -34,11 +34,15 @@ struct TransactionMetrics {
 };
 
 struct WriterMetrics {
-  int64_t groups = 0;         // group commits
-  int64_t transactions = 0;   // transactions committed in them
-  Distribution group_size;    // transactions per group
-  Distribution commit_us;     // BEGIN IMMEDIATE to COMMIT done
-  Distribution lock_wait_us;  // waiting for another process's write lock
+  int64_t groups = 0;          // group commits
+  int64_t transactions = 0;    // transactions committed in them
+  Distribution group_size;     // transactions per group
+  Distribution commit_us;      // BEGIN IMMEDIATE to COMMIT done
+  Distribution lock_wait_us;   // waiting for another process's write lock
+  int64_t failed_commits = 0;  // groups whose COMMIT failed (a full disk, an I/O error)
+  // Empty, or the error of a failed sync after which the workspace commits nothing
+  // more until it is reopened (see docs/guide.md, "Errors").
+  std::string stopped_error;
 };
 
 struct WalMetrics {
@@ -48,13 +52,25 @@ struct WalMetrics {
   // Checkpoints that reset the WAL to its beginning: restarting ones past
   // wal_size_limit, the truncating one at shutdown.
   int64_t truncating_checkpoints = 0;
-  int64_t failed_checkpoints = 0;  // resets given up because readers held on
+  // Checkpoints that did not finish: resets given up because readers held on, and
+  // those that failed with an error (counted in checkpoint_errors too).
+  int64_t failed_checkpoints = 0;
+  int64_t checkpoint_errors = 0;      // failed with an error: a full disk, an I/O error
+  std::string last_checkpoint_error;  // the newest of those, or empty
+};
+
+// The watcher that follows other processes' commits (for subscriptions).
+struct WatcherMetrics {
+  int64_t errors = 0;      // failed attempts to open its connection or read the log
+  std::string last_error;  // the newest of those, or empty
+  bool failing = false;    // the last attempt failed (it retries with back-off)
 };
 
 struct Metrics {
   std::vector<TransactionMetrics> transactions;
   WriterMetrics writer;
   WalMetrics wal;
+  WatcherMetrics watcher;
   Distribution reader_wait_us;  // waiting for a pooled reader connection
 
   std::string toText() const;

@@ -125,9 +125,10 @@ class Workspace {
   // NotFound when the directory does not exist; PermissionDenied when the file or its
   // directory cannot be written; FailedPrecondition when the file is not a SQLite
   // database, is a SQLite database that flatstore did not create, or was written by a
-  // newer flatstore format. On error the file is left untouched. Switches Abseil's
-  // Mutex deadlock detection off for the process unless told not to (see
-  // WorkspaceOptions::disable_mutex_deadlock_detection).
+  // newer flatstore format; the I/O error of the checkpoint that opening runs (a full
+  // disk is not one: the file opens). On error the file is left untouched.
+  // Switches Abseil's Mutex deadlock detection off for the process unless told not to
+  // (see WorkspaceOptions::disable_mutex_deadlock_detection).
   static absl::StatusOr<std::unique_ptr<Workspace>> open(const std::string& path,
                                                          WorkspaceOptions options = {});
 
@@ -141,7 +142,9 @@ class Workspace {
   // tables Ts... are free, then commits what it submitted. Closures on one table run in
   // submission order, closures on disjoint tables in parallel. The handle completes with
   // the commit's result, the closure's error (nothing written), or the commit's error.
-  // A closure that throws fails with Aborted carrying the exception's text.
+  // A closure that throws fails with Aborted carrying the exception's text. After a
+  // sync failed, every transaction fails with FailedPrecondition until the workspace
+  // is reopened (docs/guide.md, "Errors"); the closure does not run then.
   template <class... Ts, class Fn>
   TransactionHandle performChanges(Fn&& closure, TransactionOptions options = {}) {
     static_assert(sizeof...(Ts) > 0, "performChanges<Ts...> names the tables it touches");
@@ -290,7 +293,9 @@ class Workspace {
     return out;
   }
 
-  // Counts and latency percentiles of transactions, the writer, the WAL and readers.
+  // Counts and latency percentiles of transactions, the writer, the WAL and readers,
+  // and the errors of background work (checkpoints, the watcher of other processes'
+  // commits, a failed sync that stopped the commits).
   Metrics metrics() const;
 
   // The versionstamp of the latest commit to the file, by any process.
@@ -309,7 +314,10 @@ class Workspace {
   // waits for them, and closes the connections. Idempotent: a call overlapping another
   // returns when that one is done. Called inside a closure, an onComplete callback or a
   // subscription callback it would wait for itself, so it fails there with
-  // FailedPrecondition. Returns the first error met while closing.
+  // FailedPrecondition. Returns the first error met while closing: the error that
+  // stopped the commits after a failed sync (FailedPrecondition), or that of the last
+  // checkpoint (ResourceExhausted on a full disk). The destructor cannot return it;
+  // metrics() keeps it.
   absl::Status shutdown();
 
   // The path the workspace was opened with.

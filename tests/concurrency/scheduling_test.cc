@@ -5,9 +5,11 @@
 #include <array>
 #include <atomic>
 #include <map>
+#include <memory>
 #include <random>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "absl/strings/numbers.h"
@@ -596,6 +598,128 @@ TEST(NestedWaitTest, ClosureWaitingForItsOwnTableFailsWithFailedPrecondition) {
   ASSERT_OK(waitOrDie(outer, "a closure waiting for a transaction on its own table", kNestedWait));
   EXPECT_EQ(inner_status.code(), absl::StatusCode::kFailedPrecondition) << inner_status;
   EXPECT_THAT(inner_status.message(), HasSubstr("Doc"));
+}
+
+// Closures that wait for each other's tables: each runs on its own table and waits for a
+// transaction on the next one's, so each transaction waited for is queued behind a
+// closure that waits too. Only the wait that closes the circle can tell; it fails with
+// FailedPrecondition naming the tables, its closure ends, and the others complete.
+
+// A barrier for `n` closures: each holds its table before any of them waits (bounded: a
+// closure that does not see the others start fails instead of waiting).
+class StartBarrier {
+ public:
+  explicit StartBarrier(int n) : n_(n) {}
+  absl::Status arriveAndWait() {
+    absl::MutexLock lock(&mu_);
+    ++arrived_;
+    auto all = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return arrived_ >= n_; };
+    if (!mu_.AwaitWithTimeout(absl::Condition(&all), kNestedWait)) {
+      return absl::DeadlineExceededError("the other closures never started");
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  const int n_;
+  absl::Mutex mu_;
+  int arrived_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+// A workspace with one worker per closure of a circle (or chain) of closures that wait
+// for each other's tables, and the barrier they start at.
+class WaitCircleTest : public ::testing::Test {
+ protected:
+  void open(int closures) {
+    auto ws = openWithWorkers(dir_, closures);
+    ASSERT_OK(ws);
+    ws_ = std::move(*ws);
+    barrier_ = std::make_unique<StartBarrier>(closures);
+  }
+
+  // A closure on T that, once every closure started, creates the object `id` of U in a
+  // transaction of its own and waits for it; returns the wait's status.
+  template <class T, class U>
+  TransactionHandle waitForTheNext(std::string id) {
+    return ws_->performChanges<T>([this, id](TransactionContext&) -> absl::Status {
+      FLATSTORE_RETURN_IF_ERROR(barrier_->arriveAndWait());
+      return ws_
+          ->performChangesAndWait<U>([id](TransactionContext& txn) {
+            if constexpr (std::is_same_v<U, Doc>) {
+              auto d = DocChangeRequest::creation();
+              d.setId(id).setRank(1);
+              return txn.submit(d).status();
+            } else if constexpr (std::is_same_v<U, Monster>) {
+              auto m = MonsterChangeRequest::creation();
+              m.setName(id).setRealm(0);
+              return txn.submit(m).status();
+            } else {
+              auto e = EventChangeRequest::creation();
+              e.setKind(id).setAt(1);
+              return txn.submit(e).status();
+            }
+          })
+          .status();
+    });
+  }
+
+  TempDir dir_;
+  std::unique_ptr<StartBarrier> barrier_;
+  std::unique_ptr<Workspace> ws_;  // first to go: its closures use barrier_
+};
+
+// The outcomes of the closures of a circle: exactly one wait fails, with
+// FailedPrecondition naming every table of the circle; the others succeed.
+void expectOneWaitRefused(const std::vector<TransactionHandle>& closures,
+                          const std::vector<std::string>& tables) {
+  waitAllOrDie(closures, "closures waiting for each other's tables", kNestedWait);
+  int refused = 0;
+  for (const TransactionHandle& h : closures) {
+    absl::StatusOr<TransactionResult> r = h.wait();
+    if (r.ok()) continue;
+    ++refused;
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition) << r.status();
+    for (const std::string& t : tables) EXPECT_THAT(r.status().message(), HasSubstr(t));
+    EXPECT_THAT(r.status().message(), HasSubstr("each other's tables"));
+  }
+  EXPECT_EQ(refused, 1);
+}
+
+TEST_F(WaitCircleTest, TwoClosuresWaitingForEachOthersTablesFailOneWait) {
+  ASSERT_NO_FATAL_FAILURE(open(2));
+  ASSERT_NO_FATAL_FAILURE(expectOneWaitRefused(
+      {waitForTheNext<Monster, Doc>("from-monster"), waitForTheNext<Doc, Monster>("from-doc")},
+      {"Monster", "Doc"}));
+  // The transactions waited for are not cancelled: both commit, before a transaction
+  // queued behind them on both tables commits.
+  auto behind = ws_->performChanges<Monster, Doc>([](TransactionContext& txn) {
+    auto d = DocChangeRequest::creation();
+    d.setId("behind").setRank(1);
+    return txn.submit(d).status();
+  });
+  ASSERT_OK(waitOrDie(behind, "a transaction behind the circle", kNestedWait));
+  EXPECT_TRUE(docExists(*ws_, "from-monster"));
+  auto monster = ws_->get<Monster>("from-doc", 0);
+  ASSERT_OK(monster);
+  EXPECT_NE(*monster, nullptr);
+}
+
+TEST_F(WaitCircleTest, ThreeClosuresWaitingInACircleFailOneWait) {
+  ASSERT_NO_FATAL_FAILURE(open(3));
+  ASSERT_NO_FATAL_FAILURE(expectOneWaitRefused(
+      {waitForTheNext<Monster, Doc>("from-monster"), waitForTheNext<Doc, Event>("from-doc"),
+       waitForTheNext<Event, Monster>("from-event")},
+      {"Monster", "Doc", "Event"}));
+}
+
+// Closures that wait in a chain that does not close (Monster waits for Doc, Doc for
+// Event) are not refused: every wait ends.
+TEST_F(WaitCircleTest, ClosuresWaitingInAChainComplete) {
+  ASSERT_NO_FATAL_FAILURE(open(2));
+  std::vector<TransactionHandle> closures = {waitForTheNext<Monster, Doc>("from-monster"),
+                                             waitForTheNext<Doc, Event>("from-doc")};
+  waitAllOrDie(closures, "closures waiting in a chain", kNestedWait);
+  for (const TransactionHandle& h : closures) EXPECT_OK(h.wait());
 }
 
 }  // namespace
