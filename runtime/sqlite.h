@@ -84,6 +84,14 @@ class Connection {
   absl::StatusOr<Statement> prepare(std::string_view sql, std::string_view what = {});
   // A statement prepared once and kept for this connection's life, reset on return.
   absl::StatusOr<Statement*> cached(std::string_view sql, std::string_view what = {});
+  // A statement for SQL the runtime builds per query shape (a query plan): prepared on
+  // first use and kept while it is among the kQueryStatements most recently used, so a
+  // program's repeated queries are parsed once while an unbounded variety of shapes
+  // holds a bounded number of statements. The pointer is valid until the next
+  // cachedQuery() call on this connection; the caller resets the statement when done
+  // (a statement left stepping would hold its read transaction open).
+  absl::StatusOr<Statement*> cachedQuery(std::string_view sql, std::string_view what = {});
+  static constexpr size_t kQueryStatements = 64;
   // Rolls back an open transaction, if any. Never fails loudly: used on error paths.
   void rollbackQuietly();
   // While another connection (of any process) holds a lock, retries with jittered
@@ -112,6 +120,12 @@ class Connection {
   std::string path_;
   // Node-based: cached() hands out pointers that stay valid as statements are added.
   absl::node_hash_map<std::string, Statement> cache_;
+  struct QueryStatement {
+    Statement statement;
+    uint64_t last_use = 0;
+  };
+  absl::node_hash_map<std::string, QueryStatement> queries_;
+  uint64_t query_uses_ = 0;
 };
 
 // Quotes an SQL identifier ("name" with inner quotes doubled).
