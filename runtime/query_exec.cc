@@ -357,8 +357,9 @@ absl::StatusOr<std::optional<RawRow>> readRowByRowid(Connection& c, const TableS
 absl::StatusOr<std::optional<RawRow>> readRowByKey(Connection& c, const TableState& t,
                                                    const std::vector<Value>& key) {
   FLATSTORE_ASSIGN_OR_RETURN(Statement * s, c.cached(t.select_by_key_sql, what(t)));
+  // `key` outlives the step and the reset of readOneRow: its text need not be copied.
   for (size_t i = 0; i < key.size() && i < t.desc.key_columns.size(); ++i) {
-    s->bind(static_cast<int>(i + 1), key[i]);
+    s->bindStatic(static_cast<int>(i + 1), key[i]);
   }
   return readOneRow(t, s);
 }
@@ -392,8 +393,9 @@ absl::StatusOr<std::vector<RawRow>> executeQueryIn(Connection& c, const TableSta
   Plan p = plan(t, spec, pending != nullptr, "SELECT t.rowid, t.p, t.vs");
   FLATSTORE_ASSIGN_OR_RETURN(Statement * stmt, c.cachedQuery(p.sql, what(t)));
   Statement& s = *stmt;
+  // Declared after `p`, so the statement is reset before the binds it points into go.
   absl::Cleanup reset = [stmt] { stmt->reset(); };
-  for (size_t i = 0; i < p.binds.size(); ++i) s.bind(static_cast<int>(i + 1), p.binds[i]);
+  for (size_t i = 0; i < p.binds.size(); ++i) s.bindStatic(static_cast<int>(i + 1), p.binds[i]);
 
   // With SQL ordering but a residual filter, rows stream in order: stop once the
   // requested window is full.
@@ -402,6 +404,7 @@ absl::StatusOr<std::vector<RawRow>> executeQueryIn(Connection& c, const TableSta
     stop_after = spec.offset + *spec.limit;
   }
   std::vector<Candidate> rows;
+  rows.reserve(16);  // most reads want a few rows: no growth steps for them
   // Rows are verified and filtered in one reused aligned buffer; only matches are
   // copied out.
   std::vector<uint64_t> scratch;

@@ -73,6 +73,12 @@ Statement::~Statement() {
   if (stmt_ != nullptr) sqlite3_finalize(stmt_);
 }
 
+void Statement::bindStatic(int index, const Value& v) {
+  if (v.kind() != Value::Kind::kText) return bind(index, v);
+  std::string_view text = v.asText();
+  sqlite3_bind_text(stmt_, index, text.data(), static_cast<int>(text.size()), SQLITE_STATIC);
+}
+
 void Statement::bind(int index, const Value& v) {
   switch (v.kind()) {
     case Value::Kind::kNull:

@@ -38,6 +38,8 @@ class Statement {
 
   // Binds are 1-based, as in SQLite.
   void bind(int index, const Value& v);
+  // As bind(), without copying text: `v` must stay valid until the statement is reset.
+  void bindStatic(int index, const Value& v);
   void bindInt(int index, int64_t v) { sqlite3_bind_int64(stmt_, index, v); }
   void bindText(int index, std::string_view v) {
     sqlite3_bind_text(stmt_, index, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
