@@ -423,6 +423,12 @@ absl::StatusOr<std::vector<RawRow>> executeQueryIn(Connection& c, const TableSta
         FLATSTORE_RETURN_IF_ERROR(verifiedCopy(t.desc, blob, rowid).status());
       }
       if (!matches(p.residual, aligned.data())) continue;
+      // Verified above: a match is copied out without verifying it again.
+      rows.push_back(Candidate{
+          RawRow{rowid, Versionstamp::fromPacked(s.columnInt(2)), ObjectBuffer::copyOf(aligned)},
+          rowid,
+          {}});
+      continue;
     }
     FLATSTORE_ASSIGN_OR_RETURN(RawRow r, materialize(t, s));
     rows.push_back(Candidate{std::move(r), rowid, {}});

@@ -170,6 +170,45 @@ TEST_F(OneReaderTest, AQueryThatStopsEarlyEndsItsReadTransaction) {
   EXPECT_EQ(*ws_->fetch<Monster>().where(F::mana == 7).count(), 11);
 }
 
+// Every read path verifies what it reads once, the in-memory filter included, and the
+// second run of a query (on its kept statement) as the first.
+TEST_F(OneReaderTest, ACorruptObjectIsDataLossOnEveryReadPath) {
+  ASSERT_OK(create("good", 10, 7));
+  ASSERT_OK(create("bad", 20, 8));
+  {
+    sqlite3* db;
+    ASSERT_EQ(sqlite3_open(path().c_str(), &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    ASSERT_EQ(sqlite3_exec(db,
+                           "UPDATE \"flatstore.test.game.Monster\" SET p = x'0badf00d0badf00d' "
+                           "WHERE k0 = 'bad'",
+                           nullptr, nullptr, nullptr),
+              SQLITE_OK);
+    sqlite3_close(db);
+  }
+  for (int run = 0; run < 2; ++run) {
+    std::vector<absl::Status> reads = {
+        ws_->fetch<Monster>().all().status(),
+        ws_->fetch<Monster>().where(F::hp >= 15).all().status(),
+        // Filtered in memory: the corrupt object fails verification before the filter
+        // could drop it.
+        ws_->fetch<Monster>().where(F::mana == 7).all().status(),
+        ws_->fetch<Monster>().where(F::mana == 8).orderBy(F::hp.ascending()).limit(1).all().status(),
+        ws_->fetch<Monster>().where(F::mana == 7).count().status(),
+        ws_->get<Monster>("bad", 1).status(),
+    };
+    for (const absl::Status& s : reads) {
+      EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss) << s;
+      EXPECT_NE(s.message().find("flatstore.test.game.Monster"), std::string::npos) << s;
+    }
+  }
+  // The good object is still read.
+  auto good = ws_->get<Monster>("good", 1);
+  ASSERT_OK(good);
+  ASSERT_NE(*good, nullptr);
+  EXPECT_EQ((*good)->mana(), 7);
+}
+
 TEST_F(OneReaderTest, PagesOfOneQueryShapeAreEachExact) {
   for (int i = 0; i < 9; ++i) ASSERT_OK(create(absl::StrCat("m", i), 100 - i, 1));
   // The same shape with other limits and offsets (bound as parameters, one statement).
