@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "flatstore/status.h"
 #include "runtime/absl_compat.h"
@@ -92,73 +93,99 @@ class SqlBuilder {
     return false;
   }
 
-  std::string column(const FieldInfo& f) {
+  // Appends the SQL of field `f`'s value.
+  void column(const FieldInfo& f, std::string* out) {
     if (f.storage == FieldStorage::kPrimaryKey) {
-      return "t." + quoteIdentifier(t_.desc.key_columns[static_cast<size_t>(f.slot)].column);
+      absl::StrAppend(out, "t.",
+                      quoteIdentifier(t_.desc.key_columns[static_cast<size_t>(f.slot)].column));
+      return;
     }
-    return indexAlias(f) + ".value";
+    absl::StrAppend(out, indexAlias(f), ".value");
   }
 
   // The alias of the joined index table of indexed field `f`, joining it on first use.
   const std::string& indexAlias(const FieldInfo& f) {
-    auto it = aliases_.find(f.slot);
-    if (it == aliases_.end()) {
-      std::string alias = absl::StrCat("j", f.slot);
-      absl::StrAppend(&joins_, " JOIN ",
-                      quoteIdentifier(t_.desc.indexes[static_cast<size_t>(f.slot)].table), " ",
-                      alias, " ON ", alias, ".rowid = t.rowid");
-      it = aliases_.emplace(f.slot, std::move(alias)).first;
+    for (const auto& [slot, alias] : aliases_) {
+      if (slot == f.slot) return alias;
     }
-    return it->second;
+    std::string alias = absl::StrCat("j", f.slot);
+    absl::StrAppend(&joins_, " JOIN ",
+                    quoteIdentifier(t_.desc.indexes[static_cast<size_t>(f.slot)].table), " ", alias,
+                    " ON ", alias, ".rowid = t.rowid");
+    aliases_.emplace_back(f.slot, std::move(alias));
+    return aliases_.back().second;
   }
 
-  std::string compile(const ExprNode& n) {
+  // Appends the SQL of `n` to `out` (one string for the whole query: no temporaries).
+  void compile(const ExprNode& n, std::string* out) {
     switch (n.kind) {
       case Kind::kTrue:
-        return "1";
+        out->append("1");
+        return;
       case Kind::kCompare:
         binds_.push_back(n.values.front());
-        return "(" + column(*n.field) + sqlOperator(n.op) + "?)";
+        out->append("(");
+        column(*n.field, out);
+        absl::StrAppend(out, sqlOperator(n.op), "?)");
+        return;
       case Kind::kIn: {
         // SQLite: x IN () is false and x NOT IN () true, even for a null x.
-        if (n.values.empty()) return n.negated ? "1" : "0";
-        std::string out = "(" + column(*n.field) + (n.negated ? " NOT IN (" : " IN (");
+        if (n.values.empty()) {
+          out->append(n.negated ? "1" : "0");
+          return;
+        }
+        out->append("(");
+        column(*n.field, out);
+        out->append(n.negated ? " NOT IN (" : " IN (");
         for (size_t i = 0; i < n.values.size(); ++i) {
-          out += i == 0 ? "?" : ", ?";
+          out->append(i == 0 ? "?" : ", ?");
           binds_.push_back(n.values[i]);
         }
-        return out + "))";
+        out->append("))");
+        return;
       }
       case Kind::kIsNull:
-        return "(" + column(*n.field) + (n.negated ? " IS NOT NULL)" : " IS NULL)");
+        out->append("(");
+        column(*n.field, out);
+        out->append(n.negated ? " IS NOT NULL)" : " IS NULL)");
+        return;
       case Kind::kAnd:
-      case Kind::kOr: {
+      case Kind::kOr:
         // Left before right: parameters are bound in the order their '?' appear.
-        std::string lhs = compile(*n.lhs);
-        std::string rhs = compile(*n.rhs);
-        return "(" + lhs + (n.kind == Kind::kAnd ? " AND " : " OR ") + rhs + ")";
-      }
+        out->append("(");
+        compile(*n.lhs, out);
+        out->append(n.kind == Kind::kAnd ? " AND " : " OR ");
+        compile(*n.rhs, out);
+        out->append(")");
+        return;
       case Kind::kNot:
-        return "(NOT " + compile(*n.lhs) + ")";
+        out->append("(NOT ");
+        compile(*n.lhs, out);
+        out->append(")");
+        return;
     }
-    return "1";
+    out->append("1");
   }
 
   // The rowid to break ties of an order that starts with `f`: the joined index table's
   // own (equal to the object's), so that SQLite can follow the index on (value, rowid)
   // instead of sorting.
-  std::string tieBreak(const FieldInfo& f) {
-    if (f.storage == FieldStorage::kPrimaryKey) return "t.rowid";
-    return indexAlias(f) + ".rowid";
+  void tieBreak(const FieldInfo& f, std::string* out) {
+    if (f.storage == FieldStorage::kPrimaryKey) {
+      out->append("t.rowid");
+      return;
+    }
+    absl::StrAppend(out, indexAlias(f), ".rowid");
   }
 
-  std::string from() const { return " FROM " + t_.quoted + " t" + joins_; }
+  const std::string& joins() const { return joins_; }
   std::vector<Value>& binds() { return binds_; }
 
  private:
   const TableState& t_;
   std::string joins_;
-  std::map<int, std::string> aliases_;
+  // Few (one per indexed field the query names): a vector beats a map.
+  std::vector<std::pair<int, std::string>> aliases_;
   std::vector<Value> binds_;
 };
 
@@ -194,6 +221,10 @@ struct Plan {
   std::vector<std::shared_ptr<const ExprNode>> residual;
   bool order_in_sql = false;
   bool limit_in_sql = false;
+  // The order is the rowid alone and every row is wanted: the SQL has no ORDER BY and
+  // the rows are put in rowid order in memory, which costs less than SQLite's sorter
+  // when the rows come by an index (a plain scan already yields them in rowid order).
+  bool rowid_order_in_memory = false;
 };
 
 Plan plan(const TableState& t, const QuerySpec& spec, bool has_pending, const char* select) {
@@ -201,10 +232,11 @@ Plan plan(const TableState& t, const QuerySpec& spec, bool has_pending, const ch
   SqlBuilder b(t);
   std::vector<std::shared_ptr<const ExprNode>> terms;
   flattenAnd(spec.where, &terms);
-  std::vector<std::string> where;
+  std::string where;
   for (const auto& term : terms) {
     if (b.compilable(*term)) {
-      where.push_back(b.compile(*term));
+      where.append(where.empty() ? " WHERE " : " AND ");
+      b.compile(*term, &where);
     } else {
       p.residual.push_back(term);
     }
@@ -214,22 +246,29 @@ Plan plan(const TableState& t, const QuerySpec& spec, bool has_pending, const ch
   p.order_in_sql = order_ok && !has_pending;
   p.limit_in_sql = p.order_in_sql && p.residual.empty();
   std::string order;
-  if (p.order_in_sql) {
+  p.rowid_order_in_memory =
+      p.order_in_sql && spec.order.empty() && !spec.limit.has_value() && spec.offset == 0;
+  if (p.order_in_sql && !p.rowid_order_in_memory) {
+    order.append(" ORDER BY ");
     for (const auto& [field, desc] : spec.order) {
-      absl::StrAppend(&order, b.column(*field), desc ? " DESC, " : ", ");
+      b.column(*field, &order);
+      order.append(desc ? " DESC, " : ", ");
     }
-    absl::StrAppend(&order, spec.order.size() == 1 ? b.tieBreak(*spec.order.front().first)
-                                                   : std::string("t.rowid"));
+    if (spec.order.size() == 1) {
+      b.tieBreak(*spec.order.front().first, &order);
+    } else {
+      order.append("t.rowid");
+    }
   }
-  p.sql = absl::StrCat(select, b.from());
-  for (size_t i = 0; i < where.size(); ++i) {
-    absl::StrAppend(&p.sql, i == 0 ? " WHERE " : " AND ", where[i]);
-  }
-  if (!order.empty()) absl::StrAppend(&p.sql, " ORDER BY ", order);
-  if (p.limit_in_sql && (spec.limit.has_value() || spec.offset > 0)) {
-    absl::StrAppend(&p.sql, " LIMIT ", spec.limit.value_or(-1), " OFFSET ", spec.offset);
-  }
+  p.sql = absl::StrCat(select, " FROM ", t.quoted, " t", b.joins(), where, order);
   p.binds = std::move(b.binds());
+  // Bound, not spelled out: the SQL of a query shape stays one cached statement
+  // whatever page it asks for.
+  if (p.limit_in_sql && (spec.limit.has_value() || spec.offset > 0)) {
+    absl::StrAppend(&p.sql, " LIMIT ? OFFSET ?");
+    p.binds.push_back(Value::integer(spec.limit.value_or(-1)));
+    p.binds.push_back(Value::integer(spec.offset));
+  }
   return p;
 }
 
@@ -318,8 +357,9 @@ absl::StatusOr<std::optional<RawRow>> readRowByRowid(Connection& c, const TableS
 absl::StatusOr<std::optional<RawRow>> readRowByKey(Connection& c, const TableState& t,
                                                    const std::vector<Value>& key) {
   FLATSTORE_ASSIGN_OR_RETURN(Statement * s, c.cached(t.select_by_key_sql, what(t)));
+  // `key` outlives the step and the reset of readOneRow: its text need not be copied.
   for (size_t i = 0; i < key.size() && i < t.desc.key_columns.size(); ++i) {
-    s->bind(static_cast<int>(i + 1), key[i]);
+    s->bindStatic(static_cast<int>(i + 1), key[i]);
   }
   return readOneRow(t, s);
 }
@@ -351,8 +391,11 @@ absl::StatusOr<std::vector<RawRow>> executeQueryIn(Connection& c, const TableSta
   }
 
   Plan p = plan(t, spec, pending != nullptr, "SELECT t.rowid, t.p, t.vs");
-  FLATSTORE_ASSIGN_OR_RETURN(Statement s, c.prepare(p.sql, what(t)));
-  for (size_t i = 0; i < p.binds.size(); ++i) s.bind(static_cast<int>(i + 1), p.binds[i]);
+  FLATSTORE_ASSIGN_OR_RETURN(Statement * stmt, c.cachedQuery(p.sql, what(t)));
+  Statement& s = *stmt;
+  // Declared after `p`, so the statement is reset before the binds it points into go.
+  absl::Cleanup reset = [stmt] { stmt->reset(); };
+  for (size_t i = 0; i < p.binds.size(); ++i) s.bindStatic(static_cast<int>(i + 1), p.binds[i]);
 
   // With SQL ordering but a residual filter, rows stream in order: stop once the
   // requested window is full.
@@ -361,6 +404,7 @@ absl::StatusOr<std::vector<RawRow>> executeQueryIn(Connection& c, const TableSta
     stop_after = spec.offset + *spec.limit;
   }
   std::vector<Candidate> rows;
+  rows.reserve(16);  // most reads want a few rows: no growth steps for them
   // Rows are verified and filtered in one reused aligned buffer; only matches are
   // copied out.
   std::vector<uint64_t> scratch;
@@ -379,6 +423,12 @@ absl::StatusOr<std::vector<RawRow>> executeQueryIn(Connection& c, const TableSta
         FLATSTORE_RETURN_IF_ERROR(verifiedCopy(t.desc, blob, rowid).status());
       }
       if (!matches(p.residual, aligned.data())) continue;
+      // Verified above: a match is copied out without verifying it again.
+      rows.push_back(Candidate{
+          RawRow{rowid, Versionstamp::fromPacked(s.columnInt(2)), ObjectBuffer::copyOf(aligned)},
+          rowid,
+          {}});
+      continue;
     }
     FLATSTORE_ASSIGN_OR_RETURN(RawRow r, materialize(t, s));
     rows.push_back(Candidate{std::move(r), rowid, {}});
@@ -392,6 +442,12 @@ absl::StatusOr<std::vector<RawRow>> executeQueryIn(Connection& c, const TableSta
     };
     for (const auto& [rowid, e] : pending->by_rowid) add(e);
     for (const auto& [id, e] : pending->inserts) add(e);
+  }
+  if (p.rowid_order_in_memory) {
+    auto by_rowid = [](const Candidate& a, const Candidate& b) { return a.sort_id < b.sort_id; };
+    if (!std::is_sorted(rows.begin(), rows.end(), by_rowid)) {
+      std::sort(rows.begin(), rows.end(), by_rowid);
+    }
   }
   if (!p.order_in_sql) {
     for (Candidate& cand : rows) {
@@ -438,10 +494,12 @@ absl::StatusOr<int64_t> executeCountIn(Connection& c, const TableState& t, const
     Plan p = plan(t, unordered, false, "SELECT 1");
     if (p.residual.empty()) {
       FLATSTORE_ASSIGN_OR_RETURN(
-          Statement s, c.prepare(absl::StrCat("SELECT count(*) FROM (", p.sql, ")"), what(t)));
-      for (size_t i = 0; i < p.binds.size(); ++i) s.bind(static_cast<int>(i + 1), p.binds[i]);
-      FLATSTORE_ASSIGN_OR_RETURN(bool row, s.step(what(t)));
-      return row ? s.columnInt(0) : 0;
+          Statement * s,
+          c.cachedQuery(absl::StrCat("SELECT count(*) FROM (", p.sql, ")"), what(t)));
+      absl::Cleanup reset = [s] { s->reset(); };
+      for (size_t i = 0; i < p.binds.size(); ++i) s->bind(static_cast<int>(i + 1), p.binds[i]);
+      FLATSTORE_ASSIGN_OR_RETURN(bool row, s->step(what(t)));
+      return row ? s->columnInt(0) : 0;
     }
   }
   FLATSTORE_ASSIGN_OR_RETURN(auto rows, executeQueryIn(c, t, spec, pending));

@@ -72,8 +72,9 @@ class ReaderPool {
   int size_ = 1;
   absl::Duration idle_close_;
   absl::Mutex mu_;
-  // Last returned at the back: the next lease takes the most recently used connection,
-  // and those that sat idle longest are at the front.
+  // Last returned at the back, so those that sat idle longest are at the front. A lease
+  // takes the connection its thread leased last when that one is free (its page cache
+  // holds what the thread read), else the most recently used one.
   std::deque<Idle> free_ ABSL_GUARDED_BY(mu_);
   int open_ ABSL_GUARDED_BY(mu_) = 0;
   bool closed_ ABSL_GUARDED_BY(mu_) = false;

@@ -13,27 +13,18 @@ namespace flatstore::internal {
 absl::StatusOr<std::vector<RawRow>> Reads::runQuery(const TableDescription& d,
                                                     const QuerySpec& spec) {
   FLATSTORE_ASSIGN_OR_RETURN(TableState * t, tables_->get(d));
-  // A lookup by key is one statement: SQLite's implicit read transaction suffices.
-  if (spec.key.has_value() || spec.rowid.has_value()) {
-    ReaderPool::Lease c = readers_->checkout();
-    return executeQuery(*c, *t, spec, nullptr);
-  }
-  std::vector<RawRow> rows;
-  FLATSTORE_RETURN_IF_ERROR(readers_->read([&](Connection& c) -> absl::Status {
-    FLATSTORE_ASSIGN_OR_RETURN(rows, executeQuery(c, *t, spec, nullptr));
-    return absl::OkStatus();
-  }));
-  return rows;
+  // Without pending changes a query is one SQL statement, which reads one snapshot in
+  // SQLite's implicit read transaction (from its first step to its reset): no BEGIN
+  // and COMMIT around it.
+  ReaderPool::Lease c = readers_->checkout();
+  return executeQuery(*c, *t, spec, nullptr);
 }
 
 absl::StatusOr<int64_t> Reads::runCount(const TableDescription& d, const QuerySpec& spec) {
   FLATSTORE_ASSIGN_OR_RETURN(TableState * t, tables_->get(d));
-  int64_t n = 0;
-  FLATSTORE_RETURN_IF_ERROR(readers_->read([&](Connection& c) -> absl::Status {
-    FLATSTORE_ASSIGN_OR_RETURN(n, executeCount(c, *t, spec, nullptr));
-    return absl::OkStatus();
-  }));
-  return n;
+  // One statement as well (see runQuery).
+  ReaderPool::Lease c = readers_->checkout();
+  return executeCount(*c, *t, spec, nullptr);
 }
 
 absl::Status Reads::snapshot(const std::function<absl::Status(Workspace::Snapshot&)>& fn) {

@@ -3,8 +3,8 @@
 // the re-queries that keep subscriptions exact.
 //
 // Each read checks a connection out of the reader pool and runs one read transaction
-// (a lookup by key needs only SQLite's implicit one), so reads never wait for the
-// writer, nor the writer for them.
+// (a fetch or count is one statement and needs only SQLite's implicit one), so reads
+// never wait for the writer, nor the writer for them.
 //
 // Thread-safety: all methods are thread-safe.
 #ifndef FLATSTORE_RUNTIME_READS_H_

@@ -80,6 +80,12 @@ Statement::~Statement() {
   if (stmt_ != nullptr) sqlite3_finalize(stmt_);
 }
 
+void Statement::bindStatic(int index, const Value& v) {
+  if (v.kind() != Value::Kind::kText) return bind(index, v);
+  std::string_view text = v.asText();
+  noteBind(sqlite3_bind_text64(stmt_, index, text.data(), text.size(), SQLITE_STATIC, SQLITE_UTF8));
+}
+
 void Statement::bind(int index, const Value& v) {
   switch (v.kind()) {
     case Value::Kind::kNull:
@@ -166,6 +172,7 @@ absl::StatusOr<std::unique_ptr<Connection>> Connection::open(const std::string& 
 
 Connection::~Connection() {
   cache_.clear();
+  queries_.clear();
   sqlite3_close_v2(db_);
 }
 
@@ -197,6 +204,26 @@ absl::StatusOr<Statement*> Connection::cached(std::string_view sql, std::string_
     it = cache_.emplace(std::string(sql), std::move(*s)).first;
   }
   return &it->second;
+}
+
+absl::StatusOr<Statement*> Connection::cachedQuery(std::string_view sql, std::string_view what) {
+  query_uses_ += 1;
+  auto it = queries_.find(av(sql));
+  if (it == queries_.end()) {
+    absl::StatusOr<Statement> s = prepare(sql, what);
+    if (!s.ok()) return s.status();
+    if (queries_.size() >= kQueryStatements) {
+      // Evicting scans the entries, but only after a prepare, which costs far more.
+      auto oldest = queries_.begin();
+      for (auto e = queries_.begin(); e != queries_.end(); ++e) {
+        if (e->second.last_use < oldest->second.last_use) oldest = e;
+      }
+      queries_.erase(oldest);
+    }
+    it = queries_.emplace(std::string(sql), QueryStatement{std::move(*s), 0}).first;
+  }
+  it->second.last_use = query_uses_;
+  return &it->second.statement;
 }
 
 std::optional<uint32_t> Connection::dataVersion() const {

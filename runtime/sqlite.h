@@ -49,6 +49,8 @@ class Statement {
   // limit: SQLITE_TOOBIG) makes the next step() fail with its error, rather than run
   // with the parameter NULL.
   void bind(int index, const Value& v);
+  // As bind(), without copying text: `v` must stay valid until the statement is reset.
+  void bindStatic(int index, const Value& v);
   void bindNull(int index) { noteBind(sqlite3_bind_null(stmt_, index)); }
   void bindInt(int index, int64_t v) { noteBind(sqlite3_bind_int64(stmt_, index, v)); }
   void bindText(int index, std::string_view v) {
@@ -102,6 +104,14 @@ class Connection {
   absl::StatusOr<Statement> prepare(std::string_view sql, std::string_view what = {});
   // A statement prepared once and kept for this connection's life, reset on return.
   absl::StatusOr<Statement*> cached(std::string_view sql, std::string_view what = {});
+  // A statement for SQL the runtime builds per query shape (a query plan): prepared on
+  // first use and kept while it is among the kQueryStatements most recently used, so a
+  // program's repeated queries are parsed once while an unbounded variety of shapes
+  // holds a bounded number of statements. The pointer is valid until the next
+  // cachedQuery() call on this connection; the caller resets the statement when done
+  // (a statement left stepping would hold its read transaction open).
+  absl::StatusOr<Statement*> cachedQuery(std::string_view sql, std::string_view what = {});
+  static constexpr size_t kQueryStatements = 64;
   // Rolls back an open transaction, if any. OK when none is left open; otherwise why
   // (the connection cannot be used for another transaction then).
   absl::Status rollback(std::string_view what = {});
@@ -134,6 +144,12 @@ class Connection {
   std::string path_;
   // Node-based: cached() hands out pointers that stay valid as statements are added.
   absl::node_hash_map<std::string, Statement> cache_;
+  struct QueryStatement {
+    Statement statement;
+    uint64_t last_use = 0;
+  };
+  absl::node_hash_map<std::string, QueryStatement> queries_;
+  uint64_t query_uses_ = 0;
 };
 
 // Quotes an SQL identifier ("name" with inner quotes doubled).

@@ -12,6 +12,8 @@
 #ifndef FLATSTORE_RUNTIME_TABLE_REGISTRY_H_
 #define FLATSTORE_RUNTIME_TABLE_REGISTRY_H_
 
+#include <array>
+#include <atomic>
 #include <map>
 #include <memory>
 #include <string>
@@ -41,11 +43,26 @@ class TableRegistry {
   void close() ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
+  // get() runs on every read, so the tables in use are also found by the address of
+  // their description without the mutex: a slot is written once (state, then
+  // description, then the count, each released) and never changed. A description is
+  // static for the program's life, and the name is compared as well, so an address
+  // reused by another table's description finds nothing and takes the locked path.
+  static constexpr size_t kFastSlots = 32;
+  struct FastSlot {
+    std::atomic<const TableDescription*> desc{nullptr};
+    std::atomic<TableState*> state{nullptr};
+  };
+  TableState* findFast(const TableDescription& d) const;
+  void publishFast(const TableDescription& d, TableState* state) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
   Writer* const writer_;
   ReaderPool* const readers_;
   absl::Mutex mu_;
-  std::map<std::string, std::unique_ptr<TableState>> tables_ ABSL_GUARDED_BY(mu_);
-  bool closed_ ABSL_GUARDED_BY(mu_) = false;
+  std::map<std::string, std::unique_ptr<TableState>, std::less<>> tables_ ABSL_GUARDED_BY(mu_);
+  std::array<FastSlot, kFastSlots> fast_;
+  std::atomic<size_t> fast_used_{0};  // written under mu_
+  std::atomic<bool> closed_{false};
 };
 
 }  // namespace flatstore::internal
