@@ -31,18 +31,46 @@ Versionstamp belowFrontier(uint64_t xmin) {
   return xmin == 0 ? Versionstamp() : Versionstamp(xmin - 1, 0xffff);
 }
 
-// The snapshot (as text) and its xmin, in the caller's transaction.
-absl::StatusOr<ReadMark> currentMark(PgConnection& c) {
-  FLATSTORE_ASSIGN_OR_RETURN(PgResult r,
-                             c.query("SELECT pg_current_snapshot()::text, "
-                                     "pg_snapshot_xmin(pg_current_snapshot())::text::bigint",
-                                     {}, "snapshot"));
-  ReadMark mark;
+// What a read transaction's snapshot saw, and how far its change-log reads may go.
+struct Frontier {
+  ReadMark mark;  // the snapshot as text, and its xmin
+  // Every flatstore writer of this database whose transaction id is below this had
+  // ended when the snapshot was taken (see pg_engine.h).
+  uint64_t below = 0;
+};
+
+// As the first statement of the caller's transaction (whose snapshot it reads): the
+// snapshot, and the oldest transaction it saw running that may be a flatstore writer of
+// the lock space `space`. Only transactions that pg_locks shows holding their id but no
+// advisory lock in `space` are passed over: a writer takes its locks before its id and
+// keeps both to its end, and pg_locks is one consistent picture of the lock table (read
+// once, after the snapshot), so a writer that still ran when the snapshot was taken
+// either shows with its locks or has ended meanwhile; either way it holds the frontier.
+absl::StatusOr<Frontier> currentFrontier(PgConnection& c, int32_t space) {
+  FLATSTORE_ASSIGN_OR_RETURN(
+      PgResult r,
+      c.query("WITH s AS MATERIALIZED (SELECT pg_current_snapshot() AS snap), "
+              "l AS MATERIALIZED (SELECT locktype, mode, granted, transactionid, "
+              "  virtualtransaction, classid, objsubid FROM pg_locks), "
+              "others AS (SELECT t.transactionid::text::bigint AS x FROM l t "
+              "  WHERE t.locktype = 'transactionid' AND t.mode = 'ExclusiveLock' AND t.granted "
+              "  AND NOT EXISTS (SELECT 1 FROM l a WHERE a.virtualtransaction = "
+              "    t.virtualtransaction AND a.locktype = 'advisory' AND a.granted AND "
+              "    a.objsubid = 2 AND a.classid = $1::bigint::oid)) "
+              "SELECT snap::text, pg_snapshot_xmin(snap)::text::bigint, "
+              "  coalesce((SELECT min(x::text::bigint) FROM pg_snapshot_xip(snap) AS x "
+              "    WHERE x::text::bigint % 4294967296 NOT IN (SELECT x FROM others)), "
+              "    pg_snapshot_xmax(snap)::text::bigint) "
+              "FROM s",
+              {PgParam::int64(space)}, "snapshot"));
+  Frontier f;
   FLATSTORE_ASSIGN_OR_RETURN(std::string_view text, r.getText(0, 0));
-  mark.snapshot = std::string(text);
+  f.mark.snapshot = std::string(text);
   FLATSTORE_ASSIGN_OR_RETURN(int64_t xmin, r.getInt64(0, 1));
-  mark.sequence = static_cast<uint64_t>(xmin);
-  return mark;
+  f.mark.sequence = static_cast<uint64_t>(xmin);
+  FLATSTORE_ASSIGN_OR_RETURN(int64_t below, r.getInt64(0, 2));
+  f.below = static_cast<uint64_t>(below);
+  return f;
 }
 
 absl::StatusOr<uint64_t> prunedThrough(PgConnection& c, const std::string& schema) {
@@ -72,12 +100,13 @@ class PgReadView : public ReadView {
     std::unique_ptr<PgReadView> view(new PgReadView(engine, std::move(conn)));
     FLATSTORE_RETURN_IF_ERROR(
         view->conn_->execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "snapshot"));
-    FLATSTORE_ASSIGN_OR_RETURN(view->mark_, currentMark(*view->conn_));
+    FLATSTORE_ASSIGN_OR_RETURN(view->frontier_,
+                               currentFrontier(*view->conn_, pgLockSpace(engine->schema())));
     return view;
   }
   ~PgReadView() override { giveBack(engine_, std::move(conn_)); }
 
-  const ReadMark& mark() const override { return mark_; }
+  const ReadMark& mark() const override { return frontier_.mark; }
 
   absl::StatusOr<std::optional<RawRow>> rowByRowid(const TableState& table,
                                                    int64_t rowid) override {
@@ -109,7 +138,7 @@ class PgReadView : public ReadView {
           " are no longer in the change log (it keeps transactions after ", pruned,
           "); fetch the table instead"));
     }
-    // Only below the snapshot's xmin: every transaction there has ended (see pg_engine.h).
+    // Only below the frontier: every writer there has ended (see pg_engine.h).
     FLATSTORE_ASSIGN_OR_RETURN(
         PgResult r,
         conn_->query(
@@ -117,7 +146,7 @@ class PgReadView : public ReadView {
                          ".flatstore_changes WHERE table_id = $1 AND xid >= $2 AND "
                          "xid < $3 ORDER BY xid"),
             {PgParam::int64(table.id), PgParam::int64(static_cast<int64_t>(since.commitSequence())),
-             PgParam::int64(static_cast<int64_t>(mark_.sequence))},
+             PgParam::int64(static_cast<int64_t>(frontier_.below))},
             "changes since"));
     std::map<int64_t, LogRecord> last;
     for (int i = 0; i < r.rows(); ++i) {
@@ -140,12 +169,12 @@ class PgReadView : public ReadView {
                                  pgReadRowByRowid(*conn_, table, *sql, rowid));
       if (row.has_value()) out.changed.push_back(std::move(*row));
     }
-    out.through = std::max(since, belowFrontier(mark_.sequence));
+    out.through = std::max(since, belowFrontier(frontier_.below));
     return out;
   }
 
   absl::StatusOr<Versionstamp> latestVersionstamp() override {
-    return belowFrontier(mark_.sequence);
+    return belowFrontier(frontier_.below);
   }
 
   absl::StatusOr<std::optional<Dictionary::Record>> entry(std::string_view key) override {
@@ -175,7 +204,7 @@ class PgReadView : public ReadView {
 
   PgEngine* const engine_;
   std::unique_ptr<PgConnection> conn_;
-  ReadMark mark_;
+  Frontier frontier_;
 };
 
 // ---------------------------------------------------------------------------------------
@@ -185,7 +214,7 @@ class PgWriteSession : public WriteSession {
  public:
   static absl::StatusOr<std::unique_ptr<PgWriteSession>> begin(
       PgEngine* engine, std::span<const TableState* const> tables) {
-    std::vector<int64_t> keys;
+    std::vector<int32_t> keys;
     for (const TableState* t : tables) {
       keys.push_back(pgLockKey(engine->schema(), absl::StrCat("table ", av(t->desc.table_name))));
     }
@@ -199,8 +228,10 @@ class PgWriteSession : public WriteSession {
     FLATSTORE_RETURN_IF_ERROR(c.execute("BEGIN", "write session"));
     // unnest keeps the array's order, so the locks are taken in it.
     FLATSTORE_RETURN_IF_ERROR(
-        c.query("SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) AS k",
-                {PgParam::text(absl::StrCat("{", absl::StrJoin(keys, ","), "}"))}, "table locks")
+        c.query("SELECT pg_advisory_xact_lock($1, k) FROM unnest($2::integer[]) AS k",
+                {PgParam::int32(pgLockSpace(engine->schema())),
+                 PgParam::text(absl::StrCat("{", absl::StrJoin(keys, ","), "}"))},
+                "table locks")
             .status());
     // Only now, under the locks, the transaction id: see pg_engine.h.
     FLATSTORE_ASSIGN_OR_RETURN(
@@ -469,10 +500,10 @@ class PgCommitFeed : public CommitFeed {
     FLATSTORE_RETURN_IF_ERROR(feed->listen());
     // Start after what has ended now.
     FLATSTORE_ASSIGN_OR_RETURN(std::unique_ptr<PgConnection> c, engine->acquire());
-    absl::StatusOr<ReadMark> mark = currentMark(*c);
+    absl::StatusOr<Frontier> now = currentFrontier(*c, pgLockSpace(engine->schema()));
     engine->release(std::move(c));
-    FLATSTORE_RETURN_IF_ERROR(mark.status());
-    feed->cursor_ = mark->sequence;
+    FLATSTORE_RETURN_IF_ERROR(now.status());
+    feed->cursor_ = now->below;
     return feed;
   }
   ~PgCommitFeed() override { ::close(wake_); }
@@ -537,23 +568,23 @@ class PgCommitFeed : public CommitFeed {
   absl::Status readInto(PgConnection& c, std::vector<ForeignCommit>* out) {
     FLATSTORE_RETURN_IF_ERROR(
         c.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "commit feed"));
-    FLATSTORE_ASSIGN_OR_RETURN(ReadMark mark, currentMark(c));
+    FLATSTORE_ASSIGN_OR_RETURN(Frontier now, currentFrontier(c, pgLockSpace(engine_->schema())));
     FLATSTORE_ASSIGN_OR_RETURN(uint64_t pruned, prunedThrough(c, engine_->schema()));
     if (pruned > 0 && cursor_ <= pruned) {
-      cursor_ = std::max(cursor_, mark.sequence);
+      cursor_ = std::max(cursor_, now.below);
       return absl::OutOfRangeError(
           absl::StrCat("the change log no longer holds the commits after transaction ", cursor_,
                        " that the commit feed had not read; subscriptions must fetch again"));
     }
     FLATSTORE_ASSIGN_OR_RETURN(
         PgResult r,
-        c.query(absl::StrCat("SELECT xid, origin, changes FROM ", pgQuote(engine_->schema()),
-                             ".flatstore_changes WHERE xid >= $1 AND xid < $2 AND origin <> $3 "
-                             "ORDER BY xid, table_id"),
-                {PgParam::int64(static_cast<int64_t>(cursor_)),
-                 PgParam::int64(static_cast<int64_t>(mark.sequence)),
-                 PgParam::int64(engine_->origin())},
-                "commit feed"));
+        c.query(
+            absl::StrCat("SELECT xid, origin, changes FROM ", pgQuote(engine_->schema()),
+                         ".flatstore_changes WHERE xid >= $1 AND xid < $2 AND origin <> $3 "
+                         "ORDER BY xid, table_id"),
+            {PgParam::int64(static_cast<int64_t>(cursor_)),
+             PgParam::int64(static_cast<int64_t>(now.below)), PgParam::int64(engine_->origin())},
+            "commit feed"));
     for (int i = 0; i < r.rows(); ++i) {
       FLATSTORE_ASSIGN_OR_RETURN(int64_t xid, r.getInt64(i, 0));
       FLATSTORE_ASSIGN_OR_RETURN(int64_t origin, r.getInt64(i, 1));
@@ -567,7 +598,7 @@ class PgCommitFeed : public CommitFeed {
       into.insert(into.end(), std::make_move_iterator(records.begin()),
                   std::make_move_iterator(records.end()));
     }
-    cursor_ = std::max(cursor_, mark.sequence);
+    cursor_ = std::max(cursor_, now.below);
     return c.execute("ROLLBACK", "commit feed");
   }
 
@@ -588,8 +619,7 @@ PgEngine::PgEngine(PgEngineOptions options, std::string schema, int64_t origin,
       schema_(std::move(schema)),
       origin_(origin),
       location_(std::move(location)),
-      channel_(absl::StrFormat("flatstore_%016x",
-                               static_cast<uint64_t>(pgLockKey(schema_, "channel")))) {}
+      channel_(absl::StrFormat("flatstore_%016x", pgNameHash(schema_, "channel"))) {}
 
 PgEngine::~PgEngine() = default;
 

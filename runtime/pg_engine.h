@@ -1,8 +1,9 @@
 // PgEngine: the StorageEngine (storage_engine.h) on a PostgreSQL server, for several
 // clients, on several machines, sharing one database. The layout is pg_schema.h's.
 //
-// Locks. A write session takes pg_advisory_xact_lock on one key per declared table
-// (pgLockKey of the schema and the table's name), in ascending key order: two sessions
+// Locks. A write session takes pg_advisory_xact_lock(space, key) with the database's
+// lock space and one key per declared table (pg_schema.h), in ascending key order: two
+// sessions
 // that share tables take the shared ones in the same order, so none waits for another
 // that waits for it. The locks end with the transaction. Sessions on disjoint tables
 // hold disjoint locks and run and commit in parallel on their own connections; sessions
@@ -17,15 +18,21 @@
 //     sequence value taken under the locks would order these too.)
 //   - The change feed. Ids are taken in start order but transactions on disjoint tables
 //     commit in any order, so a reader that has seen stamp 101 cannot assume that 100 is
-//     done; neither can it with a sequence. What PostgreSQL does know is the snapshot's
-//     xmin, the oldest transaction still running: every id below it is over, committed
-//     (and then visible) or rolled back. A reader therefore reads the change log only
-//     below xmin and reports `through` = xmin - 1; a transaction that started first and
-//     commits last has an id at or above xmin until it ends, so it is read by the next
-//     call rather than skipped. Only the transaction id gives this: a sequence value
-//     has no relation to xmin. The price is latency: a change is reported once every
-//     transaction older than it has ended (the sessions' transactions are short: closures
-//     run outside them, and the id is taken only once the locks are held).
+//     done; neither can it with a sequence. What PostgreSQL does know is which
+//     transactions a snapshot saw running (pg_snapshot_xip): every id below the oldest
+//     of them is over, committed (and then visible) or rolled back. A reader therefore
+//     reads the change log only below that frontier and reports `through` just below
+//     it; a transaction that started first and commits last is still running at the
+//     snapshot, so it holds the frontier below its id and is read by the next call
+//     rather than skipped. Only the transaction id gives this: a sequence value has no
+//     relation to what a snapshot saw running.
+//     The frontier passes over running transactions that are plainly not flatstore
+//     writers of this database: pg_locks shows them holding their id but no advisory
+//     lock of this database's lock space (a writer takes its locks before its id and
+//     keeps both to its end, and pg_locks is one consistent picture of the lock table).
+//     So an unrelated long transaction on the server does not hold the feed back; a
+//     writer's does, for as long as it runs, which is short: closures run outside the
+//     transaction, and the id is taken only once the locks are held.
 //   - Conflict checks across clients: a closure's snapshot is a pg_snapshot, and a
 //     change-log row it did not see is exactly one whose id is not visible in it
 //     (pg_visible_in_snapshot), with no clock or counter to keep.

@@ -18,7 +18,7 @@ std::string pgQuote(std::string_view name) {
   return out + "\"";
 }
 
-int64_t pgLockKey(std::string_view schema, std::string_view what) {
+uint64_t pgNameHash(std::string_view schema, std::string_view what) {
   uint64_t h = 0xcbf29ce484222325ull;
   auto mix = [&h](std::string_view s) {
     for (unsigned char c : s) {
@@ -29,7 +29,15 @@ int64_t pgLockKey(std::string_view schema, std::string_view what) {
   mix(schema);
   mix(std::string_view("\0", 1));
   mix(what);
-  return static_cast<int64_t>(h);
+  return h;
+}
+
+int32_t pgLockSpace(std::string_view schema) {
+  return static_cast<int32_t>(pgNameHash(schema, "lock space") & 0x7fffffff);
+}
+
+int32_t pgLockKey(std::string_view schema, std::string_view what) {
+  return static_cast<int32_t>(static_cast<uint32_t>(pgNameHash(schema, what)));
 }
 
 PgParam pgParam(const Value& v) {
@@ -61,13 +69,17 @@ std::string_view pgColumnType(ColumnType type) {
 
 namespace {
 
-// Runs `body` in a transaction of its own on `conn`, holding the advisory lock `key`;
-// rolls back when it fails.
+// Runs `body` in a transaction of its own on `conn`, holding the advisory lock of
+// `name` in `schema`; rolls back when it fails.
 template <class Body>
-absl::Status lockedTransaction(PgConnection& conn, int64_t key, std::string_view what, Body body) {
+absl::Status lockedTransaction(PgConnection& conn, std::string_view schema, std::string_view name,
+                               std::string_view what, Body body) {
   FLATSTORE_ASSIGN_OR_RETURN(PgTransaction txn, conn.begin());
   FLATSTORE_RETURN_IF_ERROR(
-      conn.query("SELECT pg_advisory_xact_lock($1)", {PgParam::int64(key)}, what).status());
+      conn.query("SELECT pg_advisory_xact_lock($1, $2)",
+                 {PgParam::int32(pgLockSpace(schema)), PgParam::int32(pgLockKey(schema, name))},
+                 what)
+          .status());
   FLATSTORE_RETURN_IF_ERROR(body());
   return txn.commit();
 }
@@ -90,63 +102,62 @@ absl::StatusOr<std::string> pgOpenDatabase(PgConnection& conn) {
   std::string schema(name);
   const std::string where = absl::StrCat("PostgreSQL (", conn.server(), ") schema ", schema);
   const std::string s = pgQuote(schema);
-  absl::Status st =
-      lockedTransaction(conn, pgLockKey(schema, "catalog"), "opening", [&]() -> absl::Status {
-        FLATSTORE_ASSIGN_OR_RETURN(
-            PgResult tables,
-            conn.query("SELECT count(*) FILTER (WHERE c.relname <> 'flatstore_meta'), "
-                       "coalesce(bool_or(c.relname = 'flatstore_meta'), false) "
-                       "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                       "WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'v', 'm', 'f')",
-                       {PgParam::text(schema)}, "opening"));
-        FLATSTORE_ASSIGN_OR_RETURN(int64_t others, tables.getInt64(0, 0));
-        FLATSTORE_ASSIGN_OR_RETURN(bool has_meta, tables.getBool(0, 1));
-        if (!has_meta && others > 0) {
-          return absl::FailedPreconditionError(
-              absl::StrCat(where, " is not a flatstore database (it has ", others,
-                           " tables and no flatstore_meta); refusing to use it"));
-        }
-        if (has_meta) {
-          FLATSTORE_ASSIGN_OR_RETURN(
-              PgResult format, conn.query(absl::StrCat("SELECT value FROM ", s,
-                                                       ".flatstore_meta WHERE key = 'format'"),
-                                          {}, "opening"));
-          if (format.rows() == 0 || format.isNull(0, 0)) {
-            return absl::FailedPreconditionError(
-                absl::StrCat(where, ": flatstore_meta has no format version"));
-          }
-          FLATSTORE_ASSIGN_OR_RETURN(int64_t version, format.getInt64(0, 0));
-          if (version > kPgFormatVersion) {
-            return absl::FailedPreconditionError(
-                absl::StrCat(where, " was written by a newer flatstore (format ", version,
-                             "); this version reads format ", kPgFormatVersion, " and older"));
-          }
-          if (version < 1) {
-            return absl::FailedPreconditionError(
-                absl::StrCat(where, ": flatstore_meta has no valid format version"));
-          }
-          return absl::OkStatus();
-        }
-        return conn.execute(
-            absl::StrFormat(
-                "CREATE TABLE %1$s.flatstore_meta(key text PRIMARY KEY, value bigint NOT NULL);"
-                "INSERT INTO %1$s.flatstore_meta VALUES('format', %2$d), "
-                "('log_pruned_through', 0);"
-                "CREATE TABLE %1$s.flatstore_tables(id bigint GENERATED ALWAYS AS IDENTITY "
-                "PRIMARY KEY, name text NOT NULL UNIQUE, schema_hash bigint NOT NULL, "
-                "schema bytea);"
-                "CREATE TABLE %1$s.flatstore_indexes(table_id bigint NOT NULL, id_path text "
-                "NOT NULL, is_unique boolean NOT NULL, next_rowid bigint, "
-                "PRIMARY KEY(table_id, id_path));"
-                "CREATE TABLE %1$s.flatstore_kv(key text PRIMARY KEY, kind integer NOT NULL, "
-                "type text, value bytea);"
-                "CREATE TABLE %1$s.flatstore_changes(xid bigint NOT NULL, table_id bigint NOT "
-                "NULL, origin bigint NOT NULL, changes bytea NOT NULL, "
-                "PRIMARY KEY(table_id, xid));"
-                "CREATE INDEX flatstore_changes_xid ON %1$s.flatstore_changes(xid)",
-                s, kPgFormatVersion),
-            where);
-      });
+  absl::Status st = lockedTransaction(conn, schema, "catalog", "opening", [&]() -> absl::Status {
+    FLATSTORE_ASSIGN_OR_RETURN(
+        PgResult tables,
+        conn.query("SELECT count(*) FILTER (WHERE c.relname <> 'flatstore_meta'), "
+                   "coalesce(bool_or(c.relname = 'flatstore_meta'), false) "
+                   "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                   "WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'v', 'm', 'f')",
+                   {PgParam::text(schema)}, "opening"));
+    FLATSTORE_ASSIGN_OR_RETURN(int64_t others, tables.getInt64(0, 0));
+    FLATSTORE_ASSIGN_OR_RETURN(bool has_meta, tables.getBool(0, 1));
+    if (!has_meta && others > 0) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(where, " is not a flatstore database (it has ", others,
+                       " tables and no flatstore_meta); refusing to use it"));
+    }
+    if (has_meta) {
+      FLATSTORE_ASSIGN_OR_RETURN(
+          PgResult format,
+          conn.query(absl::StrCat("SELECT value FROM ", s, ".flatstore_meta WHERE key = 'format'"),
+                     {}, "opening"));
+      if (format.rows() == 0 || format.isNull(0, 0)) {
+        return absl::FailedPreconditionError(
+            absl::StrCat(where, ": flatstore_meta has no format version"));
+      }
+      FLATSTORE_ASSIGN_OR_RETURN(int64_t version, format.getInt64(0, 0));
+      if (version > kPgFormatVersion) {
+        return absl::FailedPreconditionError(
+            absl::StrCat(where, " was written by a newer flatstore (format ", version,
+                         "); this version reads format ", kPgFormatVersion, " and older"));
+      }
+      if (version < 1) {
+        return absl::FailedPreconditionError(
+            absl::StrCat(where, ": flatstore_meta has no valid format version"));
+      }
+      return absl::OkStatus();
+    }
+    return conn.execute(
+        absl::StrFormat(
+            "CREATE TABLE %1$s.flatstore_meta(key text PRIMARY KEY, value bigint NOT NULL);"
+            "INSERT INTO %1$s.flatstore_meta VALUES('format', %2$d), "
+            "('log_pruned_through', 0);"
+            "CREATE TABLE %1$s.flatstore_tables(id bigint GENERATED ALWAYS AS IDENTITY "
+            "PRIMARY KEY, name text NOT NULL UNIQUE, schema_hash bigint NOT NULL, "
+            "schema bytea);"
+            "CREATE TABLE %1$s.flatstore_indexes(table_id bigint NOT NULL, id_path text "
+            "NOT NULL, is_unique boolean NOT NULL, next_rowid bigint, "
+            "PRIMARY KEY(table_id, id_path));"
+            "CREATE TABLE %1$s.flatstore_kv(key text PRIMARY KEY, kind integer NOT NULL, "
+            "type text, value bytea);"
+            "CREATE TABLE %1$s.flatstore_changes(xid bigint NOT NULL, table_id bigint NOT "
+            "NULL, origin bigint NOT NULL, changes bytea NOT NULL, "
+            "PRIMARY KEY(table_id, xid));"
+            "CREATE INDEX flatstore_changes_xid ON %1$s.flatstore_changes(xid)",
+            s, kPgFormatVersion),
+        where);
+  });
   if (!st.ok()) return st;
   return schema;
 }
@@ -207,7 +218,7 @@ absl::Status pgRegisterTable(PgConnection& conn, std::string_view schema, TableS
   const TableDescription& d = table.desc;
   const std::string what = absl::StrCat("table ", av(d.table_name));
   const std::string s = pgQuote(schema);
-  return lockedTransaction(conn, pgLockKey(schema, "catalog"), what, [&]() -> absl::Status {
+  return lockedTransaction(conn, schema, "catalog", what, [&]() -> absl::Status {
     FLATSTORE_ASSIGN_OR_RETURN(
         PgResult row,
         conn.query(absl::StrCat("SELECT id, schema_hash, schema IS DISTINCT FROM $2 FROM ", s,
@@ -311,8 +322,7 @@ absl::StatusOr<bool> pgBackfillStep(PgConnection& conn, std::string_view schema,
         "FROM ", pgQuote(schema), ".flatstore_indexes WHERE table_id = $1 AND id_path = $2");
     bool done = false;
     absl::Status st = lockedTransaction(
-        conn, pgLockKey(schema, absl::StrCat("table ", av(d.table_name))), what,
-        [&]() -> absl::Status {
+        conn, schema, absl::StrCat("table ", av(d.table_name)), what, [&]() -> absl::Status {
           FLATSTORE_ASSIGN_OR_RETURN(
               PgResult progress,
               conn.query(absl::StrCat("SELECT next_rowid ", progress_sql),

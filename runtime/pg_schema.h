@@ -53,10 +53,17 @@ inline constexpr int64_t kPgFormatVersion = 1;
 // `name` as a quoted SQL identifier ("a""b").
 std::string pgQuote(std::string_view name);
 
-// The advisory-lock key of `what` ("table <name>", "catalog") in `schema`: 64 bits of
-// FNV-1a, the same in every client and build. Two names sharing a key only serialize
-// more than needed.
-int64_t pgLockKey(std::string_view schema, std::string_view what);
+// A stable 64-bit hash (FNV-1a) of `what` in `schema`, the same in every client and
+// build: names lock keys and the notification channel.
+uint64_t pgNameHash(std::string_view schema, std::string_view what);
+
+// Advisory locks are taken in their two-number form, pg_advisory_xact_lock(space, key):
+// `space` is the database's (31 bits, so that pg_locks shows it as the classid as it
+// is), `key` that of `what` ("table <name>", "catalog"). A reader finds the
+// transactions of flatstore writers of this database in pg_locks by their space (see
+// pg_engine.h). Two names sharing a key only serialize more than needed.
+int32_t pgLockSpace(std::string_view schema);
+int32_t pgLockKey(std::string_view schema, std::string_view what);
 
 // The parameter for `v`. Text is sent as bytea and borrows `v`'s bytes: `v` must outlive
 // the statement.

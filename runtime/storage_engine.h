@@ -36,9 +36,9 @@
 // beginWrite(tables) -> WriteSession
 //   SQLite: BEGIN IMMEDIATE; `tables` is ignored, the file's one write lock covers
 //     them all, and the group's commit sequence comes from the change log's head.
-//   PostgreSQL: BEGIN, then pg_advisory_xact_lock on one key per declared table, in
-//     ascending key order (no two sessions wait on each other in a cycle), then the
-//     transaction id (pg_current_xact_id) is taken: it is the group's versionstamp
+//   PostgreSQL: BEGIN, then pg_advisory_xact_lock on one key per declared table (in the
+//     database's lock space), in ascending key order (no two sessions wait on each other in a
+//     cycle), then the transaction id (pg_current_xact_id) is taken: it is the group's versionstamp
 //     sequence (see pg_engine.h for why).
 //   Locks are per session, not per request: a session is one database transaction, and
 //   a client groups closures that share a table set into one session (one commit), as
@@ -86,9 +86,10 @@
 // ReadView::changesSince(table, since)
 //   SQLite: log rows after the commit sequence of `since`; `through` is the log head.
 //   PostgreSQL: log rows with a transaction id at or above `since`'s but below the
-//   snapshot's xmin, the oldest transaction still running: a transaction that took its
-//   id earlier and commits later is still running, so its id is at or above xmin and it
-//   is read by the next call instead of being skipped. `through` is xmin - 1.
+//   oldest flatstore writer the snapshot saw running: a transaction that took its id
+//   earlier and commits later is still running, so its id is at or above that frontier
+//   and it is read by the next call instead of being skipped. `through` is just below
+//   the frontier.
 //   Both answer OutOfRange when the log was pruned past `since`.
 //
 // openCommitFeed() -> CommitFeed: other clients' commits, for subscriptions.

@@ -505,6 +505,57 @@ TEST_F(PgEngineTest, ChangesSinceNeverSkipsUnderConcurrentCommitters) {
   }
 }
 
+TEST_F(PgEngineTest, AnUnrelatedTransactionDoesNotHoldTheFeedBack) {
+  Client c = client();
+  ASSERT_NE(c.engine, nullptr);
+  // A transaction of some other application, with an id, open for as long as it likes.
+  std::unique_ptr<PgConnection> other = connect();
+  ASSERT_NE(other, nullptr);
+  ASSERT_OK(other->execute("BEGIN"));
+  auto other_id = other->query("SELECT pg_current_xact_id()::text::bigint");
+  ASSERT_OK(other_id);
+
+  auto stamp = commitObject(c, {c.monsters.get()}, c.monsters.get(), monsterBytes({.name = "x"}));
+  ASSERT_OK(stamp);
+  EXPECT_GT(stamp->commitSequence(), static_cast<uint64_t>(*other_id->getInt64(0, 0)));
+  auto view = c.engine->snapshot();
+  ASSERT_OK(view);
+  auto changes = (*view)->changesSince(*c.monsters, Versionstamp());
+  ASSERT_OK(changes);
+  ASSERT_EQ(changes->changed.size(), 1u);
+  EXPECT_EQ(changes->changed[0].versionstamp, *stamp);
+  EXPECT_GE(changes->through, *stamp);
+  ASSERT_OK(other->execute("ROLLBACK"));
+}
+
+TEST_F(PgEngineTest, ALostConnectionFailsTheSessionAndLeavesNothingWritten) {
+  Client c = client();
+  ASSERT_NE(c.engine, nullptr);
+  auto session = openSession(c, c.monsters.get(), monsterBytes({.name = "lost"}));
+  ASSERT_OK(session);
+  // The server ends the session's backend (found by the table lock it holds).
+  auto ended = admin_->query(
+      "SELECT pg_terminate_backend(pid, 60000) FROM pg_locks WHERE locktype = 'advisory' AND "
+      "granted AND classid = $1::bigint::oid",
+      {PgParam::int64(pgLockSpace(schema_))});
+  ASSERT_OK(ended);
+  ASSERT_EQ(ended->rows(), 1);
+  absl::Status commit = (*session)->commit();
+  EXPECT_EQ(commit.code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(text(commit), HasSubstr("nothing of it was written"));
+  session->reset();
+  // Nothing of it is there, and the engine goes on with new connections.
+  ASSERT_OK(commitObject(c, {c.monsters.get()}, c.monsters.get(), monsterBytes({.name = "next"})));
+  auto view = c.engine->snapshot();
+  ASSERT_OK(view);
+  auto lost = (*view)->rowByKey(*c.monsters, {Value::text("lost"), Value::integer(0)});
+  ASSERT_OK(lost);
+  EXPECT_FALSE(lost->has_value());
+  auto n = (*view)->count(*c.monsters, QuerySpec{}, nullptr);
+  ASSERT_OK(n);
+  EXPECT_EQ(*n, 1);
+}
+
 TEST_F(PgEngineTest, NotifyWakesAListenerOfAnotherClient) {
   std::vector<Client> cs = clients(2);
   ASSERT_EQ(cs.size(), 2u);
