@@ -23,30 +23,38 @@ namespace {
 
 // NOTIFY payloads stop at 8000 bytes; a longer table list is sent as "*".
 constexpr size_t kMaxPayload = 7900;
-// One commit in this many (by transaction id) prunes the change log.
-constexpr int64_t kPruneEvery = 64;
+// A client prunes the change log at its first commit in each span of this many
+// transaction ids.
+constexpr uint64_t kPruneEvery = 64;
 
-// The versionstamp just below `xmin`: it covers every transaction that has ended.
-Versionstamp belowFrontier(uint64_t xmin) {
-  return xmin == 0 ? Versionstamp() : Versionstamp(xmin - 1, 0xffff);
+// The versionstamp just below `frontier`: it covers every transaction below it.
+Versionstamp belowFrontier(uint64_t frontier) {
+  return frontier == 0 ? Versionstamp() : Versionstamp(frontier - 1, 0xffff);
 }
 
-// What a read transaction's snapshot saw, and how far its change-log reads may go.
-struct Frontier {
-  ReadMark mark;  // the snapshot as text, and its xmin
-  // Every flatstore writer of this database whose transaction id is below this had
-  // ended when the snapshot was taken (see pg_engine.h).
-  uint64_t below = 0;
-};
+// The snapshot of the caller's transaction, as text, and its xmin.
+constexpr char kMarkSql[] =
+    "SELECT pg_current_snapshot()::text, pg_snapshot_xmin(pg_current_snapshot())::text::bigint";
 
-// As the first statement of the caller's transaction (whose snapshot it reads): the
-// snapshot, and the oldest transaction it saw running that may be a flatstore writer of
-// the lock space `space`. Only transactions that pg_locks shows holding their id but no
-// advisory lock in `space` are passed over: a writer takes its locks before its id and
-// keeps both to its end, and pg_locks is one consistent picture of the lock table (read
-// once, after the snapshot), so a writer that still ran when the snapshot was taken
-// either shows with its locks or has ended meanwhile; either way it holds the frontier.
-absl::StatusOr<Frontier> currentFrontier(PgConnection& c, int32_t space) {
+absl::StatusOr<ReadMark> markOf(const PgResult& r) {
+  ReadMark mark;
+  FLATSTORE_ASSIGN_OR_RETURN(std::string_view text, r.getText(0, 0));
+  mark.snapshot = std::string(text);
+  FLATSTORE_ASSIGN_OR_RETURN(int64_t xmin, r.getInt64(0, 1));
+  mark.sequence = static_cast<uint64_t>(xmin);
+  return mark;
+}
+
+// In a REPEATABLE READ transaction (any statement of it, the first one included), or as
+// a statement of its own: the frontier of change-log reads in its snapshot, the oldest
+// transaction the snapshot saw running that may be a flatstore writer of the lock space
+// `space` (every writer below it had ended). Only transactions that pg_locks shows
+// holding their id but no advisory lock in `space` are passed over: a writer takes its
+// locks before its id and keeps both to its end, and pg_locks is one consistent picture
+// of the lock table, read once and after the snapshot was taken, so a writer that still
+// ran at the snapshot either shows with its locks or has ended since; either way it
+// holds the frontier. (pg_locks reports the 32 low bits of a transaction id.)
+absl::StatusOr<uint64_t> frontierOf(PgConnection& c, int32_t space) {
   FLATSTORE_ASSIGN_OR_RETURN(
       PgResult r,
       c.query("WITH s AS MATERIALIZED (SELECT pg_current_snapshot() AS snap), "
@@ -57,20 +65,13 @@ absl::StatusOr<Frontier> currentFrontier(PgConnection& c, int32_t space) {
               "  AND NOT EXISTS (SELECT 1 FROM l a WHERE a.virtualtransaction = "
               "    t.virtualtransaction AND a.locktype = 'advisory' AND a.granted AND "
               "    a.objsubid = 2 AND a.classid = $1::bigint::oid)) "
-              "SELECT snap::text, pg_snapshot_xmin(snap)::text::bigint, "
-              "  coalesce((SELECT min(x::text::bigint) FROM pg_snapshot_xip(snap) AS x "
+              "SELECT coalesce((SELECT min(x::text::bigint) FROM pg_snapshot_xip(snap) AS x "
               "    WHERE x::text::bigint % 4294967296 NOT IN (SELECT x FROM others)), "
-              "    pg_snapshot_xmax(snap)::text::bigint) "
+              "  pg_snapshot_xmax(snap)::text::bigint) "
               "FROM s",
-              {PgParam::int64(space)}, "snapshot"));
-  Frontier f;
-  FLATSTORE_ASSIGN_OR_RETURN(std::string_view text, r.getText(0, 0));
-  f.mark.snapshot = std::string(text);
-  FLATSTORE_ASSIGN_OR_RETURN(int64_t xmin, r.getInt64(0, 1));
-  f.mark.sequence = static_cast<uint64_t>(xmin);
-  FLATSTORE_ASSIGN_OR_RETURN(int64_t below, r.getInt64(0, 2));
-  f.below = static_cast<uint64_t>(below);
-  return f;
+              {PgParam::int64(space)}, "change-log frontier"));
+  FLATSTORE_ASSIGN_OR_RETURN(int64_t below, r.getInt64(0, 0));
+  return static_cast<uint64_t>(below);
 }
 
 absl::StatusOr<uint64_t> prunedThrough(PgConnection& c, const std::string& schema) {
@@ -98,15 +99,18 @@ class PgReadView : public ReadView {
   static absl::StatusOr<std::unique_ptr<PgReadView>> open(PgEngine* engine) {
     FLATSTORE_ASSIGN_OR_RETURN(std::unique_ptr<PgConnection> conn, engine->acquire());
     std::unique_ptr<PgReadView> view(new PgReadView(engine, std::move(conn)));
-    FLATSTORE_RETURN_IF_ERROR(
-        view->conn_->execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "snapshot"));
-    FLATSTORE_ASSIGN_OR_RETURN(view->frontier_,
-                               currentFrontier(*view->conn_, pgLockSpace(engine->schema())));
+    // One round trip: the transaction and its snapshot.
+    PgPipeline start(*view->conn_);
+    start.add("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", {}, "snapshot");
+    start.add(kMarkSql, {}, "snapshot");
+    PgPipeline::Outcome out = start.run();
+    FLATSTORE_RETURN_IF_ERROR(out.status);
+    FLATSTORE_ASSIGN_OR_RETURN(view->mark_, markOf(out.results[1]));
     return view;
   }
   ~PgReadView() override { giveBack(engine_, std::move(conn_)); }
 
-  const ReadMark& mark() const override { return frontier_.mark; }
+  const ReadMark& mark() const override { return mark_; }
 
   absl::StatusOr<std::optional<RawRow>> rowByRowid(const TableState& table,
                                                    int64_t rowid) override {
@@ -139,6 +143,7 @@ class PgReadView : public ReadView {
           "); fetch the table instead"));
     }
     // Only below the frontier: every writer there has ended (see pg_engine.h).
+    FLATSTORE_ASSIGN_OR_RETURN(uint64_t below, frontier());
     FLATSTORE_ASSIGN_OR_RETURN(
         PgResult r,
         conn_->query(
@@ -146,7 +151,7 @@ class PgReadView : public ReadView {
                          ".flatstore_changes WHERE table_id = $1 AND xid >= $2 AND "
                          "xid < $3 ORDER BY xid"),
             {PgParam::int64(table.id), PgParam::int64(static_cast<int64_t>(since.commitSequence())),
-             PgParam::int64(static_cast<int64_t>(frontier_.below))},
+             PgParam::int64(static_cast<int64_t>(below))},
             "changes since"));
     std::map<int64_t, LogRecord> last;
     for (int i = 0; i < r.rows(); ++i) {
@@ -169,12 +174,13 @@ class PgReadView : public ReadView {
                                  pgReadRowByRowid(*conn_, table, *sql, rowid));
       if (row.has_value()) out.changed.push_back(std::move(*row));
     }
-    out.through = std::max(since, belowFrontier(frontier_.below));
+    out.through = std::max(since, belowFrontier(below));
     return out;
   }
 
   absl::StatusOr<Versionstamp> latestVersionstamp() override {
-    return belowFrontier(frontier_.below);
+    FLATSTORE_ASSIGN_OR_RETURN(uint64_t below, frontier());
+    return belowFrontier(below);
   }
 
   absl::StatusOr<std::optional<Dictionary::Record>> entry(std::string_view key) override {
@@ -203,8 +209,18 @@ class PgReadView : public ReadView {
       : engine_(engine), conn_(std::move(conn)) {}
 
   PgEngine* const engine_;
+  // The frontier, computed on first use: queries do not need it, and the lock scan
+  // it takes is correct at any time after the snapshot (see frontierOf).
+  absl::StatusOr<uint64_t> frontier() {
+    if (!frontier_.has_value()) {
+      FLATSTORE_ASSIGN_OR_RETURN(frontier_, frontierOf(*conn_, pgLockSpace(engine_->schema())));
+    }
+    return *frontier_;
+  }
+
   std::unique_ptr<PgConnection> conn_;
-  Frontier frontier_;
+  ReadMark mark_;
+  std::optional<uint64_t> frontier_;
 };
 
 // ---------------------------------------------------------------------------------------
@@ -224,19 +240,19 @@ class PgWriteSession : public WriteSession {
     FLATSTORE_ASSIGN_OR_RETURN(std::unique_ptr<PgConnection> conn, engine->acquire());
     std::unique_ptr<PgWriteSession> s(new PgWriteSession(engine, std::move(conn)));
     for (const TableState* t : tables) s->declared_.insert(t);
-    PgConnection& c = *s->conn_;
-    FLATSTORE_RETURN_IF_ERROR(c.execute("BEGIN", "write session"));
-    // unnest keeps the array's order, so the locks are taken in it.
-    FLATSTORE_RETURN_IF_ERROR(
-        c.query("SELECT pg_advisory_xact_lock($1, k) FROM unnest($2::integer[]) AS k",
-                {PgParam::int32(pgLockSpace(engine->schema())),
-                 PgParam::text(absl::StrCat("{", absl::StrJoin(keys, ","), "}"))},
-                "table locks")
-            .status());
-    // Only now, under the locks, the transaction id: see pg_engine.h.
-    FLATSTORE_ASSIGN_OR_RETURN(
-        PgResult xid, c.query("SELECT pg_current_xact_id()::text::bigint", {}, "write session"));
-    FLATSTORE_ASSIGN_OR_RETURN(int64_t id, xid.getInt64(0, 0));
+    // One round trip; the server runs the statements in order, so the transaction id
+    // is taken only once every lock is held (see pg_engine.h). unnest keeps the array's
+    // order, so the locks are taken in it.
+    PgPipeline start(*s->conn_);
+    start.add("BEGIN", {}, "write session");
+    start.add("SELECT pg_advisory_xact_lock($1, k) FROM unnest($2::integer[]) AS k",
+              {PgParam::int32(pgLockSpace(engine->schema())),
+               PgParam::text(absl::StrCat("{", absl::StrJoin(keys, ","), "}"))},
+              "table locks");
+    start.add("SELECT pg_current_xact_id()::text::bigint", {}, "write session");
+    PgPipeline::Outcome out = start.run();
+    FLATSTORE_RETURN_IF_ERROR(out.status);
+    FLATSTORE_ASSIGN_OR_RETURN(int64_t id, out.results[2].getInt64(0, 0));
     s->xid_ = static_cast<uint64_t>(id);
     return s;
   }
@@ -439,7 +455,7 @@ absl::Status PgWriteSession::commit() {
     if (payload.size() > kMaxPayload) payload = absl::StrCat(xid_, " ", engine_->origin(), " *");
     pipe.add("SELECT pg_notify($1, $2)",
              {PgParam::text(engine_->channel()), PgParam::text(payload)}, "notify");
-    if (xid_ % kPruneEvery == 0) {
+    if (engine_->pruneDue(xid_ / kPruneEvery)) {
       // Keeps the newest log_retention rows; readers asking for older changes are told
       // (OutOfRange) by the mark.
       pipe.add(absl::StrCat("UPDATE ", s,
@@ -500,10 +516,10 @@ class PgCommitFeed : public CommitFeed {
     FLATSTORE_RETURN_IF_ERROR(feed->listen());
     // Start after what has ended now.
     FLATSTORE_ASSIGN_OR_RETURN(std::unique_ptr<PgConnection> c, engine->acquire());
-    absl::StatusOr<Frontier> now = currentFrontier(*c, pgLockSpace(engine->schema()));
+    absl::StatusOr<uint64_t> now = frontierOf(*c, pgLockSpace(engine->schema()));
     engine->release(std::move(c));
     FLATSTORE_RETURN_IF_ERROR(now.status());
-    feed->cursor_ = now->below;
+    feed->cursor_ = *now;
     return feed;
   }
   ~PgCommitFeed() override { ::close(wake_); }
@@ -568,23 +584,22 @@ class PgCommitFeed : public CommitFeed {
   absl::Status readInto(PgConnection& c, std::vector<ForeignCommit>* out) {
     FLATSTORE_RETURN_IF_ERROR(
         c.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "commit feed"));
-    FLATSTORE_ASSIGN_OR_RETURN(Frontier now, currentFrontier(c, pgLockSpace(engine_->schema())));
+    FLATSTORE_ASSIGN_OR_RETURN(uint64_t below, frontierOf(c, pgLockSpace(engine_->schema())));
     FLATSTORE_ASSIGN_OR_RETURN(uint64_t pruned, prunedThrough(c, engine_->schema()));
     if (pruned > 0 && cursor_ <= pruned) {
-      cursor_ = std::max(cursor_, now.below);
+      cursor_ = std::max(cursor_, below);
       return absl::OutOfRangeError(
           absl::StrCat("the change log no longer holds the commits after transaction ", cursor_,
                        " that the commit feed had not read; subscriptions must fetch again"));
     }
     FLATSTORE_ASSIGN_OR_RETURN(
         PgResult r,
-        c.query(
-            absl::StrCat("SELECT xid, origin, changes FROM ", pgQuote(engine_->schema()),
-                         ".flatstore_changes WHERE xid >= $1 AND xid < $2 AND origin <> $3 "
-                         "ORDER BY xid, table_id"),
-            {PgParam::int64(static_cast<int64_t>(cursor_)),
-             PgParam::int64(static_cast<int64_t>(now.below)), PgParam::int64(engine_->origin())},
-            "commit feed"));
+        c.query(absl::StrCat("SELECT xid, origin, changes FROM ", pgQuote(engine_->schema()),
+                             ".flatstore_changes WHERE xid >= $1 AND xid < $2 AND origin <> $3 "
+                             "ORDER BY xid, table_id"),
+                {PgParam::int64(static_cast<int64_t>(cursor_)),
+                 PgParam::int64(static_cast<int64_t>(below)), PgParam::int64(engine_->origin())},
+                "commit feed"));
     for (int i = 0; i < r.rows(); ++i) {
       FLATSTORE_ASSIGN_OR_RETURN(int64_t xid, r.getInt64(i, 0));
       FLATSTORE_ASSIGN_OR_RETURN(int64_t origin, r.getInt64(i, 1));
@@ -598,7 +613,7 @@ class PgCommitFeed : public CommitFeed {
       into.insert(into.end(), std::make_move_iterator(records.begin()),
                   std::make_move_iterator(records.end()));
     }
-    cursor_ = std::max(cursor_, now.below);
+    cursor_ = std::max(cursor_, below);
     return c.execute("ROLLBACK", "commit feed");
   }
 
@@ -654,6 +669,14 @@ absl::StatusOr<std::unique_ptr<PgConnection>> PgEngine::connect() {
     absl::SleepFor(delay);
     delay = std::min(delay * 2, absl::Seconds(1));
   }
+}
+
+bool PgEngine::pruneDue(uint64_t span) {
+  uint64_t last = pruned_span_.load(std::memory_order_relaxed);
+  while (span > last) {
+    if (pruned_span_.compare_exchange_weak(last, span, std::memory_order_relaxed)) return true;
+  }
+  return false;
 }
 
 absl::StatusOr<std::unique_ptr<PgConnection>> PgEngine::acquire() {

@@ -57,6 +57,7 @@
 #ifndef FLATSTORE_RUNTIME_PG_ENGINE_H_
 #define FLATSTORE_RUNTIME_PG_ENGINE_H_
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -118,6 +119,9 @@ class PgEngine : public StorageEngine {
   // The statements of a registered table; FailedPrecondition for one not registered.
   absl::StatusOr<const PgTableSql*> sqlOf(const TableState& table) ABSL_LOCKS_EXCLUDED(mu_);
   const PgEngineOptions& options() const { return options_; }
+  // Whether a commit whose transaction id lies in `span` (id / a fixed width) prunes the
+  // change log: true for this client's first commit in each span.
+  bool pruneDue(uint64_t span);
 
  private:
   PgEngine(PgEngineOptions options, std::string schema, int64_t origin, std::string location);
@@ -127,6 +131,7 @@ class PgEngine : public StorageEngine {
   const int64_t origin_;
   const std::string location_;
   const std::string channel_;
+  std::atomic<uint64_t> pruned_span_{0};
 
   absl::Mutex mu_;
   std::vector<std::unique_ptr<PgConnection>> idle_ ABSL_GUARDED_BY(mu_);

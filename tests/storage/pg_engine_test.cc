@@ -53,7 +53,7 @@ struct MonsterSpec {
   int16_t mana = 150;
   Color color = Color::Blue;
   float x = 0;
-  std::optional<std::string> email;
+  std::optional<std::string> email = std::nullopt;
 };
 
 ObjectBuffer monsterBytes(const MonsterSpec& m) {
@@ -503,6 +503,29 @@ TEST_F(PgEngineTest, ChangesSinceNeverSkipsUnderConcurrentCommitters) {
     for (int i = 0; i < all->rows(); ++i) stored.insert(*all->getInt64(i, 0));
     EXPECT_EQ(seen[table], stored) << table;
   }
+}
+
+TEST_F(PgEngineTest, ChangesSinceAPrunedVersionstampIsOutOfRange) {
+  auto engine = PgEngine::open({.uri = engineUri(), .log_retention = 2});
+  ASSERT_OK(engine);
+  ASSERT_OK((*engine)->registerTable(*monsters_));
+  // Commits spanning more than one pruning span of transaction ids.
+  Versionstamp first;
+  for (int i = 0; i < 70; ++i) {
+    std::vector<EncodedChange> changes;
+    changes.push_back(insertOf(monsters_.get(), monsterBytes({.name = absl::StrCat("p", i)})));
+    auto vs = commitOne(**engine, {monsters_.get()}, std::move(changes));
+    ASSERT_OK(vs);
+    if (i == 0) first = *vs;
+  }
+  auto view = (*engine)->snapshot();
+  ASSERT_OK(view);
+  auto old = (*view)->changesSince(*monsters_, first);
+  EXPECT_EQ(old.status().code(), absl::StatusCode::kOutOfRange);
+  EXPECT_THAT(text(old.status()), HasSubstr("no longer in the change log"));
+  auto rows = admin_->query(absl::StrCat("SELECT count(*) FROM ", schema_, ".flatstore_changes"));
+  ASSERT_OK(rows);
+  EXPECT_LT(*rows->getInt64(0, 0), 70);
 }
 
 TEST_F(PgEngineTest, AnUnrelatedTransactionDoesNotHoldTheFeedBack) {
