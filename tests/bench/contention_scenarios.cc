@@ -523,7 +523,9 @@ void addContentionScenarios(Registry& r) {
   }
 
   if (!pgBenchUri().empty()) {
-    const std::vector<Sys> pg = {{"pg-global-lock", openPgGlobalLock}, {"pg-naive", openPgNaive}};
+    const std::vector<Sys> pg = {{"pg-global-lock", openPgGlobalLock},
+                                 {"pg-naive", openPgNaive},
+                                 {"pg-engine", openPgEngine}};
     const double seconds = pgSeconds();
     add("pg_storm_4tables", pg, [seconds](const std::string& path, StoreFactory open) {
       return storm(path, open, Synchronous::kNormal, kStormThreads, seconds);

@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <span>
 
+#include "runtime/pg_engine.h"
 #include "runtime/postgres.h"
 
 namespace flatstore::bench {
@@ -135,6 +136,92 @@ class PgStore final : public Store {
   std::atomic<int64_t> next_client_{1};
 };
 
+// pg-engine: a fresh schema, the engine working in it.
+class PgEngineStore final : public Store {
+ public:
+  PgEngineStore() : uri_(pgBenchUri()), schema_(schemaName()) {
+    if (uri_.empty()) die("set FLATSTORE_BENCH_PG to a PostgreSQL URI");
+    setup_ = connectOrDie(uri_);
+    check(
+        setup_->execute("DROP SCHEMA IF EXISTS " + schema_ + " CASCADE; CREATE SCHEMA " + schema_),
+        "pg setup");
+    std::string uri = uri_ + (uri_.find('?') == std::string::npos ? "?" : "&") +
+                      "options=-csearch_path%3D" + schema_;
+    auto engine = internal::PgEngine::open({.uri = uri, .max_idle_connections = 64});
+    check(engine.status(), "pg engine open");
+    engine_ = std::move(*engine);
+    for (int k = 0; k < kTables; ++k) {
+      withTable(k, [&]<class T>() {
+        tables_.push_back(std::make_unique<internal::TableState>(EntityTraits<T>::description()));
+      });
+      check(engine_->registerTable(*tables_.back()), "pg engine table");
+    }
+  }
+  ~PgEngineStore() override {
+    engine_.reset();
+    check(setup_->execute("DROP SCHEMA " + schema_ + " CASCADE"), "pg drop schema");
+  }
+
+  class Writer final : public WriteClient {
+   public:
+    explicit Writer(PgEngineStore* store) : store_(store) {}
+    void insert(int table, const DocData& d) override { commit(table, {&d, 1}); }
+    int64_t import(int table, const std::vector<DocData>& docs, int chunk,
+                   Clock::time_point stop) override {
+      return importInChunks(docs, chunk, stop, [&](size_t begin, size_t end) {
+        commit(table, std::span<const DocData>(docs).subspan(begin, end - begin));
+      });
+    }
+
+   private:
+    // One write session: the table's lock, the objects, the change log, COMMIT.
+    void commit(int table, std::span<const DocData> docs) {
+      internal::TableState* t = store_->tables_[static_cast<size_t>(table)].get();
+      std::vector<internal::EncodedChange> changes;
+      for (const DocData& d : docs) {
+        withTable(table, [&]<class T>() { encodeDoc<T>(builder_, d); });
+        internal::EncodedChange c;
+        c.op = internal::EncodedChange::Op::kInsert;
+        c.table = t;
+        c.bytes = ObjectBuffer::copyOf({builder_.GetBufferPointer(), builder_.GetSize()});
+        t->desc.key_of(c.bytes.data(), &c.key);
+        t->desc.index_values_of(c.bytes.data(), &c.index_values);
+        changes.push_back(std::move(c));
+      }
+      const internal::TableState* tables[] = {t};
+      auto session = store_->engine_->beginWrite(tables);
+      check(session.status(), "pg engine begin");
+      check((*session)->apply(0, changes), "pg engine apply");
+      check((*session)->commit(), "pg engine commit");
+    }
+
+    PgEngineStore* const store_;
+    flatbuffers::FlatBufferBuilder builder_;
+  };
+
+  std::unique_ptr<WriteClient> writer(Priority) override { return std::make_unique<Writer>(this); }
+  std::unique_ptr<ReadClient> reader() override { die("the PostgreSQL peers have no reader yet"); }
+  void preload(int table, const std::vector<DocData>& docs) override {
+    Writer(this).import(table, docs, static_cast<int>(docs.size()), Clock::time_point::max());
+  }
+  int64_t count(int table) override {
+    auto r = setup_->query("SELECT count(*) FROM " + schema_ + ".fs" +
+                           std::to_string(tables_[static_cast<size_t>(table)]->id));
+    check(r.status(), "pg count");
+    auto n = r->getInt64(0, 0);
+    check(n.status(), "pg count");
+    return *n;
+  }
+  std::string walPath() const override { return ""; }
+
+ private:
+  const std::string uri_;
+  const std::string schema_;
+  std::unique_ptr<PgConnection> setup_;
+  std::unique_ptr<internal::PgEngine> engine_;
+  std::vector<std::unique_ptr<internal::TableState>> tables_;
+};
+
 }  // namespace
 
 std::string pgBenchUri() {
@@ -148,6 +235,10 @@ std::unique_ptr<Store> openPgGlobalLock(const std::string&, Synchronous) {
 
 std::unique_ptr<Store> openPgNaive(const std::string&, Synchronous) {
   return std::make_unique<PgStore>(false);
+}
+
+std::unique_ptr<Store> openPgEngine(const std::string&, Synchronous) {
+  return std::make_unique<PgEngineStore>();
 }
 
 }  // namespace flatstore::bench

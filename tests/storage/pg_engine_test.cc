@@ -234,6 +234,70 @@ class PgEngineTest : public ::testing::Test {
   std::unique_ptr<TableState> events_;
 };
 
+// ---------------------------------------------------------------------------------------
+// Compiled queries against a brute-force filter.
+
+std::shared_ptr<const ExprNode> cmp(const FieldInfo& f, CompareOp op, Value v) {
+  auto n = std::make_shared<ExprNode>();
+  n->kind = ExprNode::Kind::kCompare;
+  n->op = op;
+  n->field = &f;
+  n->values.push_back(std::move(v));
+  return n;
+}
+std::shared_ptr<const ExprNode> in(const FieldInfo& f, std::vector<Value> values, bool negated) {
+  auto n = std::make_shared<ExprNode>();
+  n->kind = ExprNode::Kind::kIn;
+  n->negated = negated;
+  n->field = &f;
+  n->values = std::move(values);
+  return n;
+}
+std::shared_ptr<const ExprNode> isNull(const FieldInfo& f, bool negated) {
+  auto n = std::make_shared<ExprNode>();
+  n->kind = ExprNode::Kind::kIsNull;
+  n->negated = negated;
+  n->field = &f;
+  return n;
+}
+std::shared_ptr<const ExprNode> both(ExprNode::Kind kind, std::shared_ptr<const ExprNode> l,
+                                     std::shared_ptr<const ExprNode> r) {
+  auto n = std::make_shared<ExprNode>();
+  n->kind = kind;
+  n->lhs = std::move(l);
+  n->rhs = std::move(r);
+  return n;
+}
+std::shared_ptr<const ExprNode> negate(std::shared_ptr<const ExprNode> l) {
+  auto n = std::make_shared<ExprNode>();
+  n->kind = ExprNode::Kind::kNot;
+  n->lhs = std::move(l);
+  return n;
+}
+
+// What the query must return, from every row and the runtime's in-memory evaluation.
+std::vector<int64_t> bruteForce(const std::vector<RawRow>& all, const QuerySpec& spec) {
+  std::vector<const RawRow*> rows;
+  for (const RawRow& r : all) {
+    if (spec.where == nullptr || evaluate(*spec.where, r.bytes.data()) == Truth::kTrue) {
+      rows.push_back(&r);
+    }
+  }
+  std::stable_sort(rows.begin(), rows.end(), [&](const RawRow* a, const RawRow* b) {
+    for (const auto& [field, desc] : spec.order) {
+      auto c = sortOrder(field->read(a->bytes.data()), field->read(b->bytes.data()));
+      if (c != 0) return desc ? c > 0 : c < 0;
+    }
+    return a->rowid < b->rowid;
+  });
+  std::vector<int64_t> out;
+  for (size_t i = static_cast<size_t>(spec.offset); i < rows.size(); ++i) {
+    if (spec.limit.has_value() && static_cast<int64_t>(out.size()) >= *spec.limit) break;
+    out.push_back(rows[i]->rowid);
+  }
+  return out;
+}
+
 TEST_F(PgEngineTest, CreatesTheCatalogAndOpensItAgain) {
   auto first = PgEngine::open({.uri = engineUri()});
   ASSERT_OK(first);
@@ -528,6 +592,57 @@ TEST_F(PgEngineTest, ChangesSinceAPrunedVersionstampIsOutOfRange) {
   EXPECT_LT(*rows->getInt64(0, 0), 70);
 }
 
+TEST_F(PgEngineTest, ANewIndexIsBackFilledAndQueriesStayRightMeanwhile) {
+  Client c = client();
+  ASSERT_NE(c.engine, nullptr);
+  std::vector<EncodedChange> changes;
+  for (int i = 0; i < 30; ++i) {
+    changes.push_back(insertOf(
+        c.monsters.get(),
+        monsterBytes({.name = absl::StrCat("b", i), .hp = static_cast<int16_t>((i * 13) % 100)})));
+  }
+  ASSERT_OK(commitOne(*c.engine, {c.monsters.get()}, std::move(changes)));
+  // As an older program left it: no index on hp (field 2).
+  ASSERT_OK(admin_->execute(absl::StrCat("ALTER TABLE ", schema_, ".fs", c.monsters->id,
+                                         " DROP COLUMN \"i2\"; DELETE FROM ", schema_,
+                                         ".flatstore_indexes WHERE id_path = '2'")));
+  TableState newer(MonsterEntity::description());
+  ASSERT_OK(c.engine->registerTable(newer));
+  ASSERT_FALSE(newer.indexReady(0));
+
+  QuerySpec spec;
+  spec.where =
+      cmp(flatstore::test::game::MonsterFields::hp.info(), CompareOp::kGe, Value::integer(50));
+  spec.order = {{&flatstore::test::game::MonsterFields::hp.info(), true}};
+  auto expect = [&](const char* when) {
+    auto view = c.engine->snapshot();
+    ASSERT_OK(view);
+    auto all = (*view)->query(newer, QuerySpec{}, nullptr);
+    ASSERT_OK(all);
+    auto got = (*view)->query(newer, spec, nullptr);
+    ASSERT_OK(got);
+    std::vector<int64_t> ids;
+    for (const RawRow& r : *got) ids.push_back(r.rowid);
+    EXPECT_EQ(ids, bruteForce(*all, spec)) << when;
+    EXPECT_FALSE(ids.empty()) << when;
+  };
+  expect("before the back-fill");
+  int steps = 0;
+  while (true) {
+    auto more = c.engine->backfillStep(newer, 7);
+    ASSERT_OK(more);
+    if (!*more) break;
+    ASSERT_LT(++steps, 100);
+    if (steps == 2) expect("half way");
+  }
+  EXPECT_TRUE(newer.indexReady(0));
+  auto unfilled = admin_->query(
+      absl::StrCat("SELECT count(*) FROM ", schema_, ".fs", newer.id, " WHERE \"i2\" IS NULL"));
+  ASSERT_OK(unfilled);
+  EXPECT_EQ(*unfilled->getInt64(0, 0), 0);
+  expect("after the back-fill");
+}
+
 TEST_F(PgEngineTest, AnUnrelatedTransactionDoesNotHoldTheFeedBack) {
   Client c = client();
   ASSERT_NE(c.engine, nullptr);
@@ -616,70 +731,6 @@ TEST_F(PgEngineTest, NotifyWakesAListenerOfAnotherClient) {
   interrupter.join();
   ASSERT_OK(woken);
   EXPECT_FALSE(*woken);
-}
-
-// ---------------------------------------------------------------------------------------
-// Compiled queries against a brute-force filter.
-
-std::shared_ptr<const ExprNode> cmp(const FieldInfo& f, CompareOp op, Value v) {
-  auto n = std::make_shared<ExprNode>();
-  n->kind = ExprNode::Kind::kCompare;
-  n->op = op;
-  n->field = &f;
-  n->values.push_back(std::move(v));
-  return n;
-}
-std::shared_ptr<const ExprNode> in(const FieldInfo& f, std::vector<Value> values, bool negated) {
-  auto n = std::make_shared<ExprNode>();
-  n->kind = ExprNode::Kind::kIn;
-  n->negated = negated;
-  n->field = &f;
-  n->values = std::move(values);
-  return n;
-}
-std::shared_ptr<const ExprNode> isNull(const FieldInfo& f, bool negated) {
-  auto n = std::make_shared<ExprNode>();
-  n->kind = ExprNode::Kind::kIsNull;
-  n->negated = negated;
-  n->field = &f;
-  return n;
-}
-std::shared_ptr<const ExprNode> both(ExprNode::Kind kind, std::shared_ptr<const ExprNode> l,
-                                     std::shared_ptr<const ExprNode> r) {
-  auto n = std::make_shared<ExprNode>();
-  n->kind = kind;
-  n->lhs = std::move(l);
-  n->rhs = std::move(r);
-  return n;
-}
-std::shared_ptr<const ExprNode> negate(std::shared_ptr<const ExprNode> l) {
-  auto n = std::make_shared<ExprNode>();
-  n->kind = ExprNode::Kind::kNot;
-  n->lhs = std::move(l);
-  return n;
-}
-
-// What the query must return, from every row and the runtime's in-memory evaluation.
-std::vector<int64_t> bruteForce(const std::vector<RawRow>& all, const QuerySpec& spec) {
-  std::vector<const RawRow*> rows;
-  for (const RawRow& r : all) {
-    if (spec.where == nullptr || evaluate(*spec.where, r.bytes.data()) == Truth::kTrue) {
-      rows.push_back(&r);
-    }
-  }
-  std::stable_sort(rows.begin(), rows.end(), [&](const RawRow* a, const RawRow* b) {
-    for (const auto& [field, desc] : spec.order) {
-      auto c = sortOrder(field->read(a->bytes.data()), field->read(b->bytes.data()));
-      if (c != 0) return desc ? c > 0 : c < 0;
-    }
-    return a->rowid < b->rowid;
-  });
-  std::vector<int64_t> out;
-  for (size_t i = static_cast<size_t>(spec.offset); i < rows.size(); ++i) {
-    if (spec.limit.has_value() && static_cast<int64_t>(out.size()) >= *spec.limit) break;
-    out.push_back(rows[i]->rowid);
-  }
-  return out;
 }
 
 TEST_F(PgEngineTest, CompiledQueriesAgreeWithABruteForceFilter) {
