@@ -1,9 +1,11 @@
 #include "runtime/catalog.h"
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "flatstore/status.h"
 #include "runtime/absl_compat.h"
+#include "runtime/version_bridge.h"
 
 namespace flatstore::internal {
 
@@ -128,17 +130,138 @@ TableState::TableState(const TableDescription& d)
   }
   delete_sql = absl::StrCat("DELETE FROM ", quoted, " WHERE rowid = ?");
   for (size_t i = 0; i < d.indexes.size(); ++i) {
-    std::string t = quoteIdentifier(d.indexes[i].table);
-    index_insert_sql.push_back(absl::StrCat("INSERT INTO ", t, "(rowid, value) VALUES(?, ?)"));
-    index_upsert_sql.push_back(absl::StrCat("INSERT INTO ", t,
-                                            "(rowid, value) VALUES(?, ?) ON CONFLICT(rowid) DO "
-                                            "UPDATE SET value = excluded.value"));
-    index_delete_sql.push_back(absl::StrCat("DELETE FROM ", t, " WHERE rowid = ?"));
+    addIndexSql(d.indexes[i].table);
     ready_[i].store(false);
   }
 }
 
+TableState::~TableState() = default;
+
+void TableState::addIndexSql(std::string_view table) {
+  std::string t = quoteIdentifier(table);
+  index_insert_sql.push_back(absl::StrCat("INSERT INTO ", t, "(rowid, value) VALUES(?, ?)"));
+  index_upsert_sql.push_back(absl::StrCat(
+      "INSERT INTO ", t,
+      "(rowid, value) VALUES(?, ?) ON CONFLICT(rowid) DO UPDATE SET value = excluded.value"));
+  index_delete_sql.push_back(absl::StrCat("DELETE FROM ", t, " WHERE rowid = ?"));
+}
+
+void TableState::setBridge(std::unique_ptr<const VersionBridge> b) {
+  bridge_.store(b.get(), std::memory_order_release);
+  if (b != nullptr) bridges_.push_back(std::move(b));
+}
+
+bool TableState::indexUnique(size_t i) const {
+  size_t own = desc.indexes.size();
+  return i < own ? desc.indexes[i].unique : bridge()->foreignIndexes()[i - own].unique;
+}
+
+std::string_view TableState::indexFieldPath(size_t i) const {
+  size_t own = desc.indexes.size();
+  return i < own ? desc.indexes[i].field_path : bridge()->foreignIndexes()[i - own].path.path;
+}
+
+void TableState::indexValuesOf(const uint8_t* buffer, const VersionBridge* bridge,
+                               std::vector<Value>* out) const {
+  desc.index_values_of(buffer, out);
+  if (bridge != nullptr) bridge->appendIndexValues(buffer, out);
+}
+
+absl::StatusOr<int64_t> readCatalogGeneration(Connection& c) {
+  FLATSTORE_ASSIGN_OR_RETURN(
+      Statement * s, c.cached("SELECT value FROM flatstore_meta WHERE key = 'catalog'", c.path()));
+  absl::StatusOr<bool> row = s->step(c.path());
+  int64_t generation = row.ok() && *row ? s->columnInt(0) : 0;
+  s->reset();
+  FLATSTORE_RETURN_IF_ERROR(row.status());
+  return generation;
+}
+
+absl::StatusOr<std::vector<StoredIndex>> readStoredIndexes(Connection& c, std::string_view table) {
+  std::string what = absl::StrCat("table ", av(table));
+  FLATSTORE_ASSIGN_OR_RETURN(Statement s,
+                             c.prepare("SELECT index_table, next_rowid FROM flatstore_indexes "
+                                       "WHERE table_name = ? ORDER BY rowid",
+                                       what));
+  s.bindText(1, table);
+  FLATSTORE_ASSIGN_OR_RETURN(
+      Statement u,
+      c.prepare("SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ?", what));
+  std::string prefix = absl::StrCat(av(table), "$");
+  std::vector<StoredIndex> out;
+  while (true) {
+    FLATSTORE_ASSIGN_OR_RETURN(bool row, s.step(what));
+    if (!row) break;
+    StoredIndex index;
+    index.table = std::string(s.columnText(0));
+    if (!absl::StartsWith(index.table, prefix)) continue;
+    index.id_path = index.table.substr(prefix.size());
+    if (!s.columnIsNull(1)) index.backfill_next = s.columnInt(1);
+    u.bindText(1, index.table);
+    FLATSTORE_ASSIGN_OR_RETURN(bool urow, u.step(what));
+    index.unique = urow && absl::StartsWithIgnoreCase(av(u.columnText(0)), "CREATE UNIQUE");
+    u.reset();
+    out.push_back(std::move(index));
+  }
+  return out;
+}
+
 namespace {
+
+// Gives `state` the bridge it needs (none when the program's schema is the newest and
+// declares every index the file holds), and the SQL of the foreign indexes it writes.
+absl::Status attachBridge(Connection& c, TableState& state, std::vector<uint8_t> newest) {
+  const TableDescription& d = state.desc;
+  FLATSTORE_ASSIGN_OR_RETURN(std::vector<StoredIndex> stored, readStoredIndexes(c, d.table_name));
+  std::vector<StoredIndex> foreign;
+  for (StoredIndex& index : stored) {
+    bool declared = false;
+    for (const IndexDescription& own : d.indexes) declared = declared || own.table == index.table;
+    if (!declared) foreign.push_back(std::move(index));
+  }
+  FLATSTORE_ASSIGN_OR_RETURN(std::unique_ptr<VersionBridge> bridge,
+                             VersionBridge::create(d, std::move(newest), foreign));
+  FLATSTORE_ASSIGN_OR_RETURN(state.catalog_seen, readCatalogGeneration(c));
+  size_t own = d.indexes.size();
+  state.index_insert_sql.resize(own);
+  state.index_upsert_sql.resize(own);
+  state.index_delete_sql.resize(own);
+  if (bridge != nullptr) {
+    for (const ForeignIndex& x : bridge->foreignIndexes()) state.addIndexSql(x.table);
+  }
+  // A table that needed no bridge and still needs none keeps its (null) bridge, so
+  // that changes encoded meanwhile stay valid.
+  if (bridge != nullptr || state.bridge() != nullptr) state.setBridge(std::move(bridge));
+  return absl::OkStatus();
+}
+
+// Records that this program changed the catalog (see readCatalogGeneration).
+absl::Status bumpCatalogGeneration(Connection& c, std::string_view what) {
+  return c.exec(
+      "INSERT INTO flatstore_meta(key, value) VALUES('catalog', 1) "
+      "ON CONFLICT(key) DO UPDATE SET value = value + 1",
+      what);
+}
+
+// The newest schema of table `d`: the stored one when it is newer than the program's.
+// `*program_newer`: the program's is newer, and should replace the stored one.
+absl::StatusOr<std::vector<uint8_t>> newestSchema(Connection& c, const TableDescription& d,
+                                                  bool* program_newer, std::string_view what) {
+  *program_newer = false;
+  std::vector<uint8_t> newest(d.binary_schema.begin(), d.binary_schema.end());
+  FLATSTORE_ASSIGN_OR_RETURN(
+      Statement stored,
+      c.prepare("SELECT schema FROM flatstore_tables WHERE name = ? AND schema IS NOT ?", what));
+  stored.bindText(1, d.table_name);
+  stored.bindBlob(2, d.binary_schema);
+  FLATSTORE_ASSIGN_OR_RETURN(bool differs, stored.step(what));
+  if (!differs) return newest;
+  std::span<const uint8_t> bytes = stored.columnBlob(0);
+  FLATSTORE_ASSIGN_OR_RETURN(SchemaOrder order, compareSchemas(d, bytes));
+  if (order == SchemaOrder::kStoredNewer) newest.assign(bytes.begin(), bytes.end());
+  *program_newer = order == SchemaOrder::kProgramNewer;
+  return newest;
+}
 
 // ensureTable, or with `may_write` false the same checks on a read transaction: then
 // `*needs_write` tells that something is missing or stale, and `state` is not ready.
@@ -152,6 +275,9 @@ absl::Status loadOrCreateTable(Connection& c, TableState& state, bool may_write,
   const TableDescription& d = state.desc;
   std::string what = absl::StrCat("table ", av(d.table_name));
   bool created = false;
+  // The newest schema of the table: the program's unless the file's is newer.
+  std::vector<uint8_t> newest(d.binary_schema.begin(), d.binary_schema.end());
+  bool added_index = false;
   {
     FLATSTORE_ASSIGN_OR_RETURN(
         Statement * s, c.cached("SELECT schema_hash FROM flatstore_tables WHERE name = ?", what));
@@ -181,20 +307,18 @@ absl::Status loadOrCreateTable(Connection& c, TableState& state, bool may_write,
       FLATSTORE_RETURN_IF_ERROR(ins.run(what));
       created = true;
     } else {
-      // Keep the stored schema current so that tools decode with the newest fields.
-      FLATSTORE_ASSIGN_OR_RETURN(
-          Statement stale,
-          c.prepare("SELECT 1 FROM flatstore_tables WHERE name = ? AND schema IS NOT ?", what));
-      stale.bindText(1, d.table_name);
-      stale.bindBlob(2, d.binary_schema);
-      FLATSTORE_ASSIGN_OR_RETURN(bool differs, stale.step(what));
-      if (differs) {
+      // Keep the stored schema the newest, so that tools and older programs decode with
+      // every field; an older program keeps it and writes through a bridge.
+      bool program_newer = false;
+      FLATSTORE_ASSIGN_OR_RETURN(newest, newestSchema(c, d, &program_newer, what));
+      if (program_newer) {
         if (!write()) return absl::OkStatus();
         FLATSTORE_ASSIGN_OR_RETURN(
             Statement up, c.prepare("UPDATE flatstore_tables SET schema = ? WHERE name = ?", what));
         up.bindBlob(1, d.binary_schema);
         up.bindText(2, d.table_name);
         FLATSTORE_RETURN_IF_ERROR(up.run(what));
+        FLATSTORE_RETURN_IF_ERROR(bumpCatalogGeneration(c, what));
       }
     }
   }
@@ -240,8 +364,11 @@ absl::Status loadOrCreateTable(Connection& c, TableState& state, bool may_write,
     }
     FLATSTORE_RETURN_IF_ERROR(ins.run(what));
     state.setIndexReady(static_cast<int>(i), empty);
+    added_index = true;
   }
-  return absl::OkStatus();
+  // Older programs that use the table now maintain the new index too.
+  if (added_index && !created) FLATSTORE_RETURN_IF_ERROR(bumpCatalogGeneration(c, what));
+  return attachBridge(c, state, std::move(newest));
 }
 
 }  // namespace
@@ -249,6 +376,14 @@ absl::Status loadOrCreateTable(Connection& c, TableState& state, bool may_write,
 absl::Status ensureTable(Connection& c, TableState& state) {
   bool needs_write = false;
   return loadOrCreateTable(c, state, /*may_write=*/true, &needs_write);
+}
+
+absl::Status refreshTable(Connection& c, TableState& state) {
+  std::string what = absl::StrCat("table ", av(state.desc.table_name));
+  bool program_newer = false;
+  FLATSTORE_ASSIGN_OR_RETURN(std::vector<uint8_t> newest,
+                             newestSchema(c, state.desc, &program_newer, what));
+  return attachBridge(c, state, std::move(newest));
 }
 
 absl::StatusOr<bool> loadStoredTable(Connection& c, TableState& state) {

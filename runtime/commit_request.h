@@ -42,6 +42,9 @@ struct EncodedChange {
   // differ from it (EncodedObject::changed_fields, accumulated), for observers.
   Versionstamp base_version;
   uint64_t changed_fields = ~uint64_t{0};
+  // For inserts and updates: the table's bridge the change was encoded with (see
+  // TableState::bridge()).
+  const VersionBridge* bridge = nullptr;
 };
 
 // A primary key as error messages print it: "(a, b)".

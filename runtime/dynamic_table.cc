@@ -11,6 +11,7 @@
 #include "absl/strings/str_split.h"
 #include "flatstore/status.h"
 #include "runtime/absl_compat.h"
+#include "runtime/catalog.h"
 
 namespace flatstore::internal {
 
@@ -72,73 +73,7 @@ int takeSlot(std::array<bool, N>& used) ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_slots_mu
   return -1;
 }
 
-bool isScalarLeaf(reflection::BaseType t) {
-  return (t >= reflection::Bool && t <= reflection::Double) || t == reflection::String;
-}
-
-ColumnType columnTypeOf(reflection::BaseType t) {
-  if (t == reflection::String) return ColumnType::kText;
-  if (t == reflection::Float || t == reflection::Double) return ColumnType::kReal;
-  return ColumnType::kInteger;
-}
-
-const char* sqlType(ColumnType t) {
-  switch (t) {
-    case ColumnType::kInteger:
-      return "INTEGER";
-    case ColumnType::kReal:
-      return "REAL";
-    case ColumnType::kText:
-      return "TEXT";
-  }
-  return "INTEGER";
-}
-
-const reflection::Field* fieldById(const reflection::Object& o, int64_t id) {
-  for (const reflection::Field* f : *o.fields()) {
-    if (f->id() == id) return f;
-  }
-  return nullptr;
-}
-
 }  // namespace
-
-Value FieldPath::read(const uint8_t* buffer) const {
-  const flatbuffers::Table* table = flatbuffers::GetAnyRoot(buffer);
-  const flatbuffers::Struct* st = nullptr;
-  for (size_t i = 0; i + 1 < steps.size(); ++i) {
-    const PathStep& s = steps[i];
-    const reflection::Field& f = *s.field;
-    if (s.in_struct) {
-      st = flatbuffers::GetFieldStruct(*st, f);
-    } else if (f.type()->base_type() == reflection::Union) {
-      auto member = table->GetField<uint8_t>(s.union_type->offset(), 0);
-      if (member != s.union_member) return {};
-      table = flatbuffers::GetFieldT(*table, f);
-      if (table == nullptr) return {};
-    } else if (steps[i + 1].in_struct) {
-      st = flatbuffers::GetFieldStruct(*table, f);
-      if (st == nullptr) return {};
-    } else {
-      table = flatbuffers::GetFieldT(*table, f);
-      if (table == nullptr) return {};
-    }
-  }
-  const PathStep& leaf = steps.back();
-  const reflection::Field& f = *leaf.field;
-  if (leaf.in_struct) {
-    if (type == ColumnType::kReal) return Value::real(flatbuffers::GetAnyFieldF(*st, f));
-    return Value::integer(flatbuffers::GetAnyFieldI(*st, f));
-  }
-  if (f.type()->base_type() == reflection::String) {
-    const flatbuffers::String* s = flatbuffers::GetFieldS(*table, f);
-    if (s == nullptr) return {};
-    return Value::text(std::string(s->c_str(), s->size()));
-  }
-  if (f.optional() && !table->CheckField(f.offset())) return {};
-  if (type == ColumnType::kReal) return Value::real(flatbuffers::GetAnyFieldF(*table, f));
-  return Value::integer(flatbuffers::GetAnyFieldI(*table, f));
-}
 
 absl::StatusOr<std::unique_ptr<DynamicTable>> DynamicTable::load(Connection& c,
                                                                  std::string_view name) {
@@ -192,44 +127,24 @@ absl::StatusOr<std::unique_ptr<DynamicTable>> DynamicTable::load(Connection& c,
   }
   // Indexes, in the order they were created.
   {
-    FLATSTORE_ASSIGN_OR_RETURN(Statement s,
-                               c.prepare("SELECT index_table, next_rowid FROM flatstore_indexes "
-                                         "WHERE table_name = ? ORDER BY rowid",
-                                         what));
-    s.bindText(1, name);
-    while (true) {
-      FLATSTORE_ASSIGN_OR_RETURN(bool row, s.step(what));
-      if (!row) break;
-      std::string index_table(s.columnText(0));
-      std::string prefix = absl::StrCat(av(name), "$");
-      if (!absl::StartsWith(index_table, prefix)) continue;
-      std::string id_path = index_table.substr(prefix.size());
+    FLATSTORE_ASSIGN_OR_RETURN(std::vector<StoredIndex> stored, readStoredIndexes(c, name));
+    for (StoredIndex& index : stored) {
       FieldPath path;
-      FLATSTORE_RETURN_IF_ERROR(t->resolveIdPath(id_path, &path));
-      t->backfill_next_.push_back(s.columnIsNull(1) ? std::nullopt
-                                                    : std::optional<int64_t>(s.columnInt(1)));
-      bool unique = false;
-      {
-        FLATSTORE_ASSIGN_OR_RETURN(
-            Statement u,
-            c.prepare("SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ?", what));
-        u.bindText(1, index_table);
-        FLATSTORE_ASSIGN_OR_RETURN(bool urow, u.step(what));
-        unique = urow && absl::StartsWithIgnoreCase(av(u.columnText(0)), "CREATE UNIQUE");
-      }
-      std::string quoted_index = quoteIdentifier(index_table);
+      FLATSTORE_RETURN_IF_ERROR(t->resolveIdPath(index.id_path, &path));
+      t->backfill_next_.push_back(index.backfill_next);
+      std::string quoted_index = quoteIdentifier(index.table);
       IndexDescription d;
-      d.table = t->strings_.emplace_back(index_table);
+      d.table = t->strings_.emplace_back(index.table);
       d.field_path = t->strings_.emplace_back(path.path);
-      d.id_path = t->strings_.emplace_back(id_path);
+      d.id_path = t->strings_.emplace_back(index.id_path);
       d.type = path.type;
-      d.unique = unique;
+      d.unique = index.unique;
       d.create_table_sql = t->strings_.emplace_back(
           absl::StrCat("CREATE TABLE IF NOT EXISTS ", quoted_index,
                        " (rowid INTEGER PRIMARY KEY, value ", sqlType(path.type), ")"));
       d.create_index_sql = t->strings_.emplace_back(absl::StrCat(
-          "CREATE ", unique ? "UNIQUE " : "", "INDEX IF NOT EXISTS ",
-          quoteIdentifier(absl::StrCat(index_table, "$value")), " ON ", quoted_index, " (value)"));
+          "CREATE ", index.unique ? "UNIQUE " : "", "INDEX IF NOT EXISTS ",
+          quoteIdentifier(absl::StrCat(index.table, "$value")), " ON ", quoted_index, " (value)"));
       t->indexes_.push_back(d);
       t->index_paths_.push_back(std::move(path));
     }
@@ -290,55 +205,6 @@ DynamicTable::~DynamicTable() {
     g_fields[static_cast<size_t>(f.slot)].store(nullptr, std::memory_order_release);
     g_field_used[static_cast<size_t>(f.slot)] = false;
   }
-}
-
-absl::Status DynamicTable::resolveIdPath(std::string_view id_path, FieldPath* out) const {
-  const reflection::Object* o = object_;
-  bool in_struct = false;
-  std::vector<std::string> names;
-  auto bad = [&](std::string_view why) {
-    return absl::DataLossError(
-        absl::StrCat("table ", name_, ": key path ", av(id_path), " ", av(why)));
-  };
-  for (absl::string_view segment : absl::StrSplit(av(id_path), '.')) {
-    if (o == nullptr) return bad("goes past a scalar field");
-    std::pair<absl::string_view, absl::string_view> parts = absl::StrSplit(segment, 'u');
-    int64_t id = 0;
-    if (!absl::SimpleAtoi(parts.first, &id)) return bad("is malformed");
-    const reflection::Field* f = fieldById(*o, id);
-    if (f == nullptr) return bad("names a field the stored schema lacks");
-    PathStep step{f, in_struct, nullptr, 0};
-    names.push_back(f->name()->str());
-    reflection::BaseType bt = f->type()->base_type();
-    if (bt == reflection::Obj) {
-      o = schema_->objects()->Get(static_cast<flatbuffers::uoffset_t>(f->type()->index()));
-      in_struct = o->is_struct();
-    } else if (bt == reflection::Union) {
-      int64_t member = 0;
-      if (parts.second.empty() || !absl::SimpleAtoi(parts.second, &member)) {
-        return bad("does not name a union member");
-      }
-      const reflection::Enum* e =
-          schema_->enums()->Get(static_cast<flatbuffers::uoffset_t>(f->type()->index()));
-      const reflection::EnumVal* v = e->values()->LookupByKey(member);
-      if (v == nullptr || v->union_type() == nullptr) return bad("names an unknown union member");
-      step.union_type = fieldById(*o, id - 1);
-      step.union_member = member;
-      names.push_back(v->name()->str());
-      o = schema_->objects()->Get(static_cast<flatbuffers::uoffset_t>(v->union_type()->index()));
-      in_struct = false;
-    } else if (isScalarLeaf(bt)) {
-      o = nullptr;
-      out->type = columnTypeOf(bt);
-    } else {
-      return bad("goes through a vector");
-    }
-    out->steps.push_back(step);
-  }
-  if (o != nullptr) return bad("does not end at a scalar or string field");
-  out->path = absl::StrJoin(names, ".");
-  out->id_path = std::string(id_path);
-  return absl::OkStatus();
 }
 
 absl::Status DynamicTable::resolveNamePath(std::string_view path, FieldPath* out) const {

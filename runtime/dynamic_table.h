@@ -3,11 +3,8 @@
 //
 // The description is assembled from the file itself: the binary schema and layout hash
 // in flatstore_tables, the key columns of the entity table (k<field id>), and the index
-// tables listed in flatstore_indexes (named by field-id path, unique when their SQL
-// index is). Field values are read with FlatBuffers reflection, with the same rules as
-// the generated readers: an absent string, table, struct or union member, or optional
-// scalar is null; an absent scalar with a default reads as its default; bools and enums
-// are integers, floats are reals. Objects are verified with the reflection verifier and
+// tables listed in flatstore_indexes (see readStoredIndexes). Field values are read with
+// FlatBuffers reflection (see field_path.h). Objects are verified with the reflection verifier and
 // converted to and from JSON with flatc's conventions (the idl parser's text generator).
 //
 // A TableDescription and a FieldInfo hold plain function pointers, so every
@@ -37,28 +34,10 @@
 #include "flatbuffers/reflection.h"
 #include "flatstore/query.h"
 #include "flatstore/table_description.h"
+#include "runtime/field_path.h"
 #include "runtime/sqlite.h"
 
 namespace flatstore::internal {
-
-// One step of a key path: a field of the table or struct reached so far; for a union,
-// the member type the path goes through.
-struct PathStep {
-  const reflection::Field* field = nullptr;
-  bool in_struct = false;                         // `field` belongs to a struct
-  const reflection::Field* union_type = nullptr;  // the union's _type field
-  int64_t union_member = 0;                       // the member's type value
-};
-
-// A resolved key path ending in a scalar, enum, bool or string field.
-struct FieldPath {
-  std::string path;     // schema names: "equipped.Weapon.damage"
-  std::string id_path;  // field ids: "10u1.1"
-  std::vector<PathStep> steps;
-  ColumnType type = ColumnType::kInteger;
-  // Reads the value from a verified root object; null when absent.
-  Value read(const uint8_t* buffer) const;
-};
 
 class DynamicTable {
  public:
@@ -116,7 +95,9 @@ class DynamicTable {
 
  private:
   DynamicTable() = default;
-  absl::Status resolveIdPath(std::string_view id_path, FieldPath* out) const;
+  absl::Status resolveIdPath(std::string_view id_path, FieldPath* out) const {
+    return internal::resolveIdPath(*schema_, *object_, name_, id_path, out);
+  }
   absl::Status resolveNamePath(std::string_view path, FieldPath* out) const;
 
   std::string name_;

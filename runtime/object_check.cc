@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "flatbuffers/reflection.h"
 #include "runtime/absl_compat.h"
+#include "runtime/version_bridge.h"
 
 namespace flatstore::internal {
 namespace {
@@ -106,8 +107,15 @@ std::string whyInvalid(const TableDescription& d, std::span<const uint8_t> bytes
 
 }  // namespace
 
-absl::Status checkEncodedObject(const TableDescription& table, std::span<const uint8_t> bytes) {
-  if (table.verify(bytes)) return absl::OkStatus();
+absl::Status checkEncodedObject(const TableDescription& table, std::span<const uint8_t> bytes,
+                                const VersionBridge* bridge) {
+  if (table.verify(bytes)) {
+    if (bridge == nullptr || bridge->verify(bytes)) return absl::OkStatus();
+    return absl::InvalidArgumentError(
+        absl::StrCat("table ", av(table.table_name), ": the object (", bytes.size(),
+                     " bytes) fails FlatBuffers verification against the file's newest schema, "
+                     "so it is not stored"));
+  }
   return absl::InvalidArgumentError(absl::StrCat(
       "table ", av(table.table_name), ": the object (", bytes.size(),
       " bytes) fails FlatBuffers verification, so it is not stored: ", whyInvalid(table, bytes)));

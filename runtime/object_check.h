@@ -2,7 +2,8 @@
 // lets through an object that reads would later refuse as DataLoss (design: "an object
 // that would not pass the verifier is refused at submit").
 //
-// The generated verifier (TableDescription::verify) decides; when it refuses, the
+// The generated verifier (TableDescription::verify) decides, with the newest schema's
+// for fields the program does not know; when it refuses, the
 // entity's stored reflection schema is used to say why: nesting deeper than the
 // verifier's limit, too many tables, or a `nested_flatbuffer` field whose bytes are not
 // a valid buffer of their type.
@@ -19,9 +20,14 @@
 
 namespace flatstore::internal {
 
-// OK when `bytes` pass the FlatBuffers verifier as an object of `table`; otherwise
-// InvalidArgument naming the table and what failed.
-absl::Status checkEncodedObject(const TableDescription& table, std::span<const uint8_t> bytes);
+class VersionBridge;
+
+// OK when `bytes` pass the FlatBuffers verifier as an object of `table` and, given a
+// bridge (an object re-composed with fields the program does not know), the reflection
+// verifier over the file's newest schema; otherwise InvalidArgument naming the table
+// and what failed.
+absl::Status checkEncodedObject(const TableDescription& table, std::span<const uint8_t> bytes,
+                                const VersionBridge* bridge = nullptr);
 
 }  // namespace flatstore::internal
 

@@ -39,10 +39,10 @@ absl::Status applyRemovals(Connection& db, const EncodedChange& c) {
     s->bindInt(1, c.rowid);
     FLATSTORE_RETURN_IF_ERROR(s->run(what));
   }
-  for (size_t x = 0; x < d.indexes.size(); ++x) {
+  for (size_t x = 0; x < t.writtenIndexes(); ++x) {
     bool remove_entry =
         c.op == EncodedChange::Op::kDelete ||
-        (c.op == EncodedChange::Op::kUpdate && d.indexes[x].unique && indexChanged(c, x));
+        (c.op == EncodedChange::Op::kUpdate && t.indexUnique(x) && indexChanged(c, x));
     if (!remove_entry) continue;
     FLATSTORE_ASSIGN_OR_RETURN(Statement * is, db.cached(t.index_delete_sql[x], what));
     is->bindInt(1, c.rowid);
@@ -59,6 +59,12 @@ absl::Status applyWrites(Connection& db, EncodedChange& c, int64_t vs) {
   TableState& t = *c.table;
   const TableDescription& d = t.desc;
   std::string_view what = d.table_name;
+  if (c.index_values.size() != t.writtenIndexes()) {
+    // The writer runs a change encoded with another bridge again (see applyRequest).
+    return absl::InternalError(absl::StrCat("table ", av(what), ": a change has ",
+                                            c.index_values.size(), " index values for ",
+                                            t.writtenIndexes(), " indexes"));
+  }
   bool insert = c.op == EncodedChange::Op::kInsert;
   // An update keeps its row in place unless its key changed (then the first pass
   // removed it and it is inserted again with the same rowid).
@@ -81,20 +87,20 @@ absl::Status applyWrites(Connection& db, EncodedChange& c, int64_t vs) {
   }
   FLATSTORE_RETURN_IF_ERROR(st);
   if (insert) c.rowid = db.lastInsertRowid();
-  for (size_t x = 0; x < d.indexes.size(); ++x) {
+  for (size_t x = 0; x < t.writtenIndexes(); ++x) {
     if (!indexChanged(c, x)) continue;
     // Entries of new objects and unique entries removed by the first pass are inserted;
     // other changed entries are updated in place.
-    bool fresh = insert || d.indexes[x].unique;
+    bool fresh = insert || t.indexUnique(x);
     FLATSTORE_ASSIGN_OR_RETURN(
         Statement * is, db.cached(fresh ? t.index_insert_sql[x] : t.index_upsert_sql[x], what));
     is->bindInt(1, c.rowid);
     is->bind(2, c.index_values[x]);
     absl::Status ist = is->run(what);
     if (absl::IsAlreadyExists(ist)) {
-      return absl::AlreadyExistsError(
-          absl::StrCat("table ", av(what), ": unique field '", av(d.indexes[x].field_path),
-                       "' already has value ", c.index_values[x].toString()));
+      return absl::AlreadyExistsError(absl::StrCat("table ", av(what), ": unique field '",
+                                                   av(t.indexFieldPath(x)), "' already has value ",
+                                                   c.index_values[x].toString()));
     }
     FLATSTORE_RETURN_IF_ERROR(ist);
   }

@@ -7,6 +7,7 @@
 #include "runtime/absl_compat.h"
 #include "runtime/object_check.h"
 #include "runtime/scheduler.h"
+#include "runtime/version_bridge.h"
 #include "runtime/writer.h"
 
 namespace flatstore::internal {
@@ -153,7 +154,17 @@ class TransactionState::Source : public QuerySource {
 };
 
 TransactionState::TransactionState(Connection* snapshot, std::vector<TableState*> tables)
-    : snapshot_(snapshot), tables_(std::move(tables)) {}
+    : snapshot_(snapshot), tables_(std::move(tables)) {
+  bridges_.reserve(tables_.size());
+  for (const TableState* t : tables_) bridges_.push_back(t->bridge());
+}
+
+const VersionBridge* TransactionState::bridgeOf(const TableState* t) const {
+  for (size_t i = 0; i < tables_.size(); ++i) {
+    if (tables_[i] == t) return bridges_[i];
+  }
+  return nullptr;
+}
 
 TransactionState::~TransactionState() = default;
 
@@ -249,6 +260,7 @@ void TransactionState::recordInsert(TableState& t, EncodedObject encoded, std::v
   EncodedChange c;
   c.op = EncodedChange::Op::kInsert;
   c.table = &t;
+  c.bridge = bridgeOf(&t);
   c.key = std::move(key);
   c.index_values = std::move(index_values);
   changes_.push_back(std::move(c));
@@ -290,8 +302,9 @@ void TransactionState::recordUpdate(TableState& t, const Current& current, Encod
       EncodedChange c;
       c.op = EncodedChange::Op::kUpdate;
       c.table = &t;
+      c.bridge = bridgeOf(&t);
       c.rowid = current.rowid;
-      t.desc.index_values_of(current.bytes.data(), &c.old_index_values);
+      t.indexValuesOf(current.bytes.data(), bridgeOf(&t), &c.old_index_values);
       c.base_version = current.versionstamp;
       c.changed_fields = 0;
       if (!t.desc.hasAutomaticId() && !key_changed) {
@@ -345,10 +358,18 @@ absl::StatusOr<SubmitOutcome> TransactionState::submit(const TableDescription& d
   if (aborted_) return absl::FailedPreconditionError("the transaction was aborted");
   std::string what = absl::StrCat("table ", av(d.table_name));
 
+  const VersionBridge* bridge = bridgeOf(t);
   // What is recorded has passed the verifier, so reads never meet it as DataLoss.
   auto encode = [&](const uint8_t* current) -> absl::StatusOr<EncodedObject> {
     FLATSTORE_ASSIGN_OR_RETURN(EncodedObject e, change.encode(change.request, current));
-    if (e.changed) FLATSTORE_RETURN_IF_ERROR(checkEncodedObject(d, e.bytes.span()));
+    if (!e.changed) return e;
+    FLATSTORE_RETURN_IF_ERROR(checkEncodedObject(d, e.bytes.span()));
+    if (bridge != nullptr && current != nullptr && bridge->mustRecompose(current)) {
+      // The program's encoding dropped fields it does not write: keep them.
+      FLATSTORE_ASSIGN_OR_RETURN(e.bytes,
+                                 bridge->recompose(current, e.bytes.data(), e.changed_fields));
+      FLATSTORE_RETURN_IF_ERROR(checkEncodedObject(d, e.bytes.span(), bridge));
+    }
     return e;
   };
   auto encodeNew = [&]() { return encode(nullptr); };
@@ -359,7 +380,7 @@ absl::StatusOr<SubmitOutcome> TransactionState::submit(const TableDescription& d
   };
   auto indexValuesOf = [&](const EncodedObject& e) {
     std::vector<Value> values;
-    d.index_values_of(e.bytes.data(), &values);
+    t->indexValuesOf(e.bytes.data(), bridge, &values);
     return values;
   };
 

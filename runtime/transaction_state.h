@@ -121,8 +121,15 @@ class TransactionState {
   template <class MakeChange>
   PendingTable::Entry& committedEntry(PendingTable& p, int64_t rowid, MakeChange make_change);
 
+  // The bridge of `t` (a declared table) as this transaction uses it throughout.
+  const VersionBridge* bridgeOf(const TableState* t) const;
+
   Connection* snapshot_;
   std::vector<TableState*> tables_;
+  // Per declared table, its bridge when the transaction started: every change of the
+  // transaction is encoded with it, and the writer runs the closure again if the
+  // table's bridge changed before the commit.
+  std::vector<const VersionBridge*> bridges_;
   std::map<TableState*, PendingTable> pending_;
   std::map<TableState*, std::unique_ptr<Source>> sources_;
   std::vector<EncodedChange> changes_;

@@ -358,6 +358,19 @@ absl::Status Writer::applyRequest(CommitRequest& request, Versionstamp vs,
   }
   // Whether the closure's run is stale and runs again here, inside the transaction.
   bool stale = false;
+  // A newer program changed the catalog: changes encoded with a table's older bridge
+  // could drop fields or miss indexes, so the closure runs again with the new one.
+  const TableState* relayout = nullptr;
+  for (const EncodedChange& c : request.changes) {
+    if (c.table->catalog_seen < catalog_generation_) {
+      FLATSTORE_RETURN_IF_ERROR(refreshTable(*db_, *c.table));
+    }
+    if (c.op != EncodedChange::Op::kDelete && c.bridge != c.table->bridge()) relayout = c.table;
+  }
+  if (relayout != nullptr) {
+    if (!request.handedOn()) return conflictError(*relayout);
+    stale = true;
+  }
   const CommitRequest::Pipelining& pipelining = request.pipelining;
   if (!pipelining.predecessors.empty()) {
     FLATSTORE_ASSIGN_OR_RETURN(
@@ -444,6 +457,7 @@ absl::StatusOr<LogHead> Writer::logHead() {
   std::optional<uint32_t> version = db_->dataVersion();
   if (head_.has_value() && version.has_value() && version == head_data_version_) return *head_;
   FLATSTORE_ASSIGN_OR_RETURN(LogHead head, readLogHead(*db_, "group commit"));
+  FLATSTORE_ASSIGN_OR_RETURN(catalog_generation_, readCatalogGeneration(*db_));
   head_ = head;
   head_data_version_ = version;
   return head;

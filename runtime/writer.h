@@ -181,6 +181,10 @@ class Writer {
   // The log head after this writer's last commit, and the data version it holds for.
   std::optional<LogHead> head_ ABSL_GUARDED_BY(role_);
   std::optional<uint32_t> head_data_version_ ABSL_GUARDED_BY(role_);
+  // The catalog generation (see readCatalogGeneration), read with the log head: when
+  // another program stored a newer schema or added an index, tables in use here whose
+  // bridge is older are refreshed before their next change is applied.
+  int64_t catalog_generation_ ABSL_GUARDED_BY(role_) = 0;
   std::unique_ptr<Checkpointer> checkpointer_;
 
   mutable absl::Mutex mu_;

@@ -8,6 +8,7 @@
 
 #include <string>
 
+#include "flatbuffers/idl.h"
 #include "flatstore/workspace.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -79,6 +80,20 @@ void checkQueries(Workspace& ws) {
   EXPECT_EQ(*untagged, (kItems + 2) / 3);
 }
 
+// Opens `path` and expects the first use of Item to be refused with FailedPrecondition
+// naming the table and `why`; the workspace, or null when it did not open.
+std::unique_ptr<Workspace> openRefusingFirstUse(const std::string& path, const std::string& why) {
+  auto ws = Workspace::open(path);
+  EXPECT_OK(ws);
+  if (!ws.ok()) return nullptr;
+  auto r = (*ws)->fetch<Item>().count();
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(r.status().message()),
+              ::testing::HasSubstr("flatstore.test.evolve.Item"));
+  EXPECT_THAT(std::string(r.status().message()), ::testing::HasSubstr(why));
+  return std::move(*ws);
+}
+
 TEST(Backfill, OlderDatabaseGetsNewIndexesAndQueriesStayCorrect) {
   TempDir dir;
   std::string path = dir.file("evolve.db");
@@ -127,22 +142,45 @@ TEST(Backfill, ChangedPrimaryKeyLayoutIsRefused) {
   }
   // open() cannot know which entities the program will use: it succeeds, and the
   // table's first use, by any call, is refused (as the guide says).
-  auto ws = Workspace::open(path);
-  ASSERT_OK(ws);
-  auto r = (*ws)->fetch<Item>().count();
-  EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_THAT(std::string(r.status().message()),
-              ::testing::HasSubstr("flatstore.test.evolve.Item"));
-  EXPECT_THAT(std::string(r.status().message()), ::testing::HasSubstr("primary key changed"));
-  auto got = (*ws)->get<Item>("i1");
+  std::unique_ptr<Workspace> ws = openRefusingFirstUse(path, "primary key changed");
+  ASSERT_NE(ws, nullptr);
+  auto got = ws->get<Item>("i1");
   EXPECT_EQ(got.status().code(), absl::StatusCode::kFailedPrecondition);
-  auto written = (*ws)->performChangesAndWait<Item>([](TransactionContext& txn) {
+  auto written = ws->performChangesAndWait<Item>([](TransactionContext& txn) {
     auto r = ItemChangeRequest::creation();
     r.setId("new");
     return txn.submit(r).status();
   });
   EXPECT_EQ(written.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(std::string(written.status().message()), ::testing::HasSubstr("primary key changed"));
+}
+
+// Two versions that each lack a field of the other cannot share a file: bytes one
+// writes would be misread by the other.
+TEST(Backfill, DivergedStoredSchemaIsRefusedAtFirstUse) {
+  TempDir dir;
+  std::string path = dir.file("evolve.db");
+  ASSERT_EQ(runWriter(path), 0);
+  // Another branch of v1: `tag` became an int (and there is no `note`).
+  flatbuffers::Parser parser;
+  ASSERT_TRUE(parser.Parse(R"(
+      namespace flatstore.test.evolve;
+      table Item { id: string; level: int; tag: int; }
+      root_type Item;)"))
+      << parser.error_;
+  parser.Serialize();
+  {
+    sqlite3* db;
+    sqlite3_open(path.c_str(), &db);
+    sqlite3_stmt* s;
+    sqlite3_prepare_v2(db, "UPDATE flatstore_tables SET schema = ?", -1, &s, nullptr);
+    sqlite3_bind_blob(s, 1, parser.builder_.GetBufferPointer(),
+                      static_cast<int>(parser.builder_.GetSize()), SQLITE_TRANSIENT);
+    ASSERT_EQ(sqlite3_step(s), SQLITE_DONE);
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+  }
+  EXPECT_NE(openRefusingFirstUse(path, "Item.tag"), nullptr);
 }
 
 }  // namespace
