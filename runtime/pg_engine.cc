@@ -450,39 +450,50 @@ absl::Status PgWriteSession::commit() {
              "change log");
     absl::StrAppend(&tables, tables.empty() ? "" : ",", id);
   }
+  if (!log_.empty() && engine_->pruneDue(xid_ / kPruneEvery)) {
+    // Keeps the newest log_retention rows; readers asking for older changes are told
+    // (OutOfRange) by the mark.
+    pipe.add(absl::StrCat("UPDATE ", s,
+                          ".flatstore_meta SET value = greatest(value, "
+                          "coalesce((SELECT xid FROM ",
+                          s,
+                          ".flatstore_changes ORDER BY xid "
+                          "DESC OFFSET $1 LIMIT 1), 0)) WHERE key = 'log_pruned_through'"),
+             {PgParam::int64(engine_->options().log_retention)}, "change log");
+    pipe.add(absl::StrCat("DELETE FROM ", s, ".flatstore_changes WHERE xid <= (SELECT value FROM ",
+                          s, ".flatstore_meta WHERE key = 'log_pruned_through')"),
+             {}, "change log");
+  }
+  const size_t commit_at = pipe.size();
+  pipe.add("COMMIT", {}, "commit");
   if (!log_.empty()) {
+    // The hint goes out after the commit, in a transaction of its own that does not wait
+    // for its flush, in the same round trip. Inside the writing transaction, NOTIFY would
+    // hold PostgreSQL's database-wide notification lock through the commit's flush and
+    // make every committing writer wait for the others. A hint lost between the two (the
+    // client dies) only delays listeners until the next hint or read.
     std::string payload = absl::StrCat(xid_, " ", engine_->origin(), " ", tables);
     if (payload.size() > kMaxPayload) payload = absl::StrCat(xid_, " ", engine_->origin(), " *");
+    pipe.add("BEGIN", {}, "notify");
+    pipe.add("SET LOCAL synchronous_commit = off", {}, "notify");
     pipe.add("SELECT pg_notify($1, $2)",
              {PgParam::text(engine_->channel()), PgParam::text(payload)}, "notify");
-    if (engine_->pruneDue(xid_ / kPruneEvery)) {
-      // Keeps the newest log_retention rows; readers asking for older changes are told
-      // (OutOfRange) by the mark.
-      pipe.add(absl::StrCat("UPDATE ", s,
-                            ".flatstore_meta SET value = greatest(value, "
-                            "coalesce((SELECT xid FROM ",
-                            s,
-                            ".flatstore_changes ORDER BY xid "
-                            "DESC OFFSET $1 LIMIT 1), 0)) WHERE key = 'log_pruned_through'"),
-               {PgParam::int64(engine_->options().log_retention)}, "change log");
-      pipe.add(
-          absl::StrCat("DELETE FROM ", s, ".flatstore_changes WHERE xid <= (SELECT value FROM ", s,
-                       ".flatstore_meta WHERE key = 'log_pruned_through')"),
-          {}, "change log");
-    }
+    pipe.add("COMMIT", {}, "notify");
   }
-  pipe.add("COMMIT", {}, "commit");
   PgPipeline::Outcome out = pipe.run();
-  if (!out.status.ok()) {
+  if (!out.status.ok() && static_cast<size_t>(out.failed) <= commit_at) {
     // Lost on the way: the server may have committed before the reply was lost.
     if (conn_->broken()) return resolveCommit(out.status);
     return out.status;
   }
   // A transaction in which a statement failed ends in a rollback; the tag says so.
-  if (std::string_view(PQcmdStatus(const_cast<PGresult*>(out.results.back().get()))) != "COMMIT") {
+  if (std::string_view(PQcmdStatus(const_cast<PGresult*>(out.results[commit_at].get()))) !=
+      "COMMIT") {
     return absl::AbortedError(
         absl::StrCat("COMMIT rolled the transaction back (server ", conn_->server(), ")"));
   }
+  // The commit stands even if its hint failed.
+  if (!out.status.ok() && !conn_->broken()) conn_->execute("ROLLBACK").IgnoreError();
   return absl::OkStatus();
 }
 

@@ -42,10 +42,14 @@
 // The change log: one row per (transaction, changed table), holding that table's records
 // (change_log.h's encoding), so that a reader of one table reads only its rows.
 //
-// Notifications: every commit sends pg_notify on the schema's channel with a short
-// payload ("<xid> <origin> <table ids>", or "*" when the list would pass the 8000-byte
-// limit); PostgreSQL delivers it only when the commit succeeds. A listener treats it as
-// a hint and reads the change log (CommitFeed).
+// Notifications: every commit that changed something sends pg_notify on the database's
+// channel with a short payload ("<xid> <origin> <table ids>", or "*" when the list would
+// pass the 8000-byte limit), right after its COMMIT, in a transaction of its own that
+// does not wait for its flush, in the same round trip. Inside the writing transaction
+// NOTIFY would hold PostgreSQL's database-wide notification lock through the commit's
+// flush and make all committing writers wait for each other. A listener treats the
+// payload as a hint and reads the change log (CommitFeed); a hint lost because a client
+// died between the two only delays listeners until the next hint or their next read.
 //
 // Faults: a lost connection fails the session's calls with Unavailable, and PostgreSQL
 // rolls the transaction back: nothing of it is written. When the connection is lost at

@@ -70,9 +70,11 @@
 //   SQLite: one change-log row for the group (it carries the commit sequence), COMMIT:
 //     one WAL append and one fsync.
 //   PostgreSQL: one change-log row per changed table (so readers of one table read only
-//     its rows), a NOTIFY hint (delivered by the server only if the commit succeeds),
-//     COMMIT. A connection lost at COMMIT leaves the outcome unknown to the client; the
-//     engine asks the server (pg_xact_status) on a new connection before answering.
+//     its rows), COMMIT, then a NOTIFY hint in a small transaction of its own, in the
+//     same round trip (a hint lost with the client only delays listeners until the
+//     next hint or read). A connection lost at COMMIT leaves the outcome unknown to
+//     the client; the engine asks the server (pg_xact_status) on a new connection before
+//     answering.
 //   A failed commit fails every request of the session, and nothing of it is visible.
 //
 // snapshot() -> ReadView
