@@ -6,6 +6,8 @@
 #include <cstdlib>
 #include <span>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "runtime/pg_engine.h"
 #include "runtime/postgres.h"
 
@@ -136,10 +138,11 @@ class PgStore final : public Store {
   std::atomic<int64_t> next_client_{1};
 };
 
-// pg-engine: a fresh schema, the engine working in it.
+// pg-engine and pg-engine-grouped: a fresh schema, the engine working in it.
 class PgEngineStore final : public Store {
  public:
-  PgEngineStore() : uri_(pgBenchUri()), schema_(schemaName()) {
+  explicit PgEngineStore(bool grouped)
+      : uri_(pgBenchUri()), schema_(schemaName()), grouped_(grouped), groups_(kTables) {
     if (uri_.empty()) die("set FLATSTORE_BENCH_PG to a PostgreSQL URI");
     setup_ = connectOrDie(uri_);
     check(
@@ -174,24 +177,55 @@ class PgEngineStore final : public Store {
     }
 
    private:
-    // One write session: the table's lock, the objects, the change log, COMMIT.
     void commit(int table, std::span<const DocData> docs) {
-      internal::TableState* t = store_->tables_[static_cast<size_t>(table)].get();
-      std::vector<internal::EncodedChange> changes;
-      for (const DocData& d : docs) {
-        withTable(table, [&]<class T>() { encodeDoc<T>(builder_, d); });
-        internal::EncodedChange c;
-        c.op = internal::EncodedChange::Op::kInsert;
-        c.table = t;
-        c.bytes = ObjectBuffer::copyOf({builder_.GetBufferPointer(), builder_.GetSize()});
-        t->desc.key_of(c.bytes.data(), &c.key);
-        t->desc.index_values_of(c.bytes.data(), &c.index_values);
-        changes.push_back(std::move(c));
+      if (!store_->grouped_) {
+        const std::span<const DocData> one[] = {docs};
+        commitSession(table, one);
+        return;
       }
+      // The transactions waiting for the table while a session runs go into the next
+      // session together; the first of them in the queue runs it.
+      Group& g = store_->groups_[static_cast<size_t>(table)];
+      Waiting me{docs};
+      std::vector<Waiting*> batch;
+      {
+        absl::MutexLock lock(&g.mu);
+        g.queue.push_back(&me);
+        auto ready = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(g.mu) { return me.done || !g.busy; };
+        g.mu.Await(absl::Condition(&ready));
+        if (me.done) return;
+        g.busy = true;
+        batch.swap(g.queue);
+      }
+      std::vector<std::span<const DocData>> requests;
+      for (const Waiting* w : batch) requests.push_back(w->docs);
+      commitSession(table, requests);
+      absl::MutexLock lock(&g.mu);
+      for (Waiting* w : batch) w->done = true;
+      g.busy = false;
+    }
+
+    // One write session: the table's lock, each request's objects at its own position,
+    // the change log, COMMIT.
+    void commitSession(int table, std::span<const std::span<const DocData>> requests) {
+      internal::TableState* t = store_->tables_[static_cast<size_t>(table)].get();
       const internal::TableState* tables[] = {t};
       auto session = store_->engine_->beginWrite(tables);
       check(session.status(), "pg engine begin");
-      check((*session)->apply(0, changes), "pg engine apply");
+      for (size_t position = 0; position < requests.size(); ++position) {
+        std::vector<internal::EncodedChange> changes;
+        for (const DocData& d : requests[position]) {
+          withTable(table, [&]<class T>() { encodeDoc<T>(builder_, d); });
+          internal::EncodedChange c;
+          c.op = internal::EncodedChange::Op::kInsert;
+          c.table = t;
+          c.bytes = ObjectBuffer::copyOf({builder_.GetBufferPointer(), builder_.GetSize()});
+          t->desc.key_of(c.bytes.data(), &c.key);
+          t->desc.index_values_of(c.bytes.data(), &c.index_values);
+          changes.push_back(std::move(c));
+        }
+        check((*session)->apply(static_cast<uint16_t>(position), changes), "pg engine apply");
+      }
       check((*session)->commit(), "pg engine commit");
     }
 
@@ -215,8 +249,21 @@ class PgEngineStore final : public Store {
   std::string walPath() const override { return ""; }
 
  private:
+  // A transaction waiting for its table's next session (pg-engine-grouped).
+  struct Waiting {
+    std::span<const DocData> docs;
+    bool done = false;
+  };
+  struct Group {
+    absl::Mutex mu;
+    std::vector<Waiting*> queue ABSL_GUARDED_BY(mu);
+    bool busy ABSL_GUARDED_BY(mu) = false;  // a session of this process runs on the table
+  };
+
   const std::string uri_;
   const std::string schema_;
+  const bool grouped_;
+  std::vector<Group> groups_;  // per table
   std::unique_ptr<PgConnection> setup_;
   std::unique_ptr<internal::PgEngine> engine_;
   std::vector<std::unique_ptr<internal::TableState>> tables_;
@@ -238,7 +285,11 @@ std::unique_ptr<Store> openPgNaive(const std::string&, Synchronous) {
 }
 
 std::unique_ptr<Store> openPgEngine(const std::string&, Synchronous) {
-  return std::make_unique<PgEngineStore>();
+  return std::make_unique<PgEngineStore>(false);
+}
+
+std::unique_ptr<Store> openPgEngineGrouped(const std::string&, Synchronous) {
+  return std::make_unique<PgEngineStore>(true);
 }
 
 }  // namespace flatstore::bench

@@ -13,6 +13,12 @@
 //                   log; writers of one table are serial, of disjoint tables parallel.
 //                   (Closures and group commit sit above that interface and are not
 //                   measured here.)
+//   pg-engine-grouped  the same engine, with the transactions that wait for a table
+//                   while one of its sessions runs going into the next session together,
+//                   each at its own position (one lock, one COMMIT for all of them): what
+//                   the workspace's writer does with closures that share a table set.
+//                   The grouping here is the benchmark's own stand-in for that writer,
+//                   which does not yet run on the engine.
 //
 // For the first two, a table is a bigint key and a bytea payload; the payload is the object's
 // FlatBuffers encoding, the bytes the SQLite peers store. Each store works in a schema of its own
@@ -20,7 +26,7 @@
 // closes. The server's settings are its own (fsync and synchronous_commit on by
 // default); the run's Synchronous setting does not reach it.
 //
-// Both need a server: the URI in the environment variable FLATSTORE_BENCH_PG
+// All need a server: the URI in the environment variable FLATSTORE_BENCH_PG
 // (`scripts/pg-cluster.sh start DIR` starts a private server and prints one).
 #pragma once
 
@@ -39,5 +45,6 @@ std::string pgBenchUri();
 std::unique_ptr<Store> openPgGlobalLock(const std::string& path, Synchronous synchronous);
 std::unique_ptr<Store> openPgNaive(const std::string& path, Synchronous synchronous);
 std::unique_ptr<Store> openPgEngine(const std::string& path, Synchronous synchronous);
+std::unique_ptr<Store> openPgEngineGrouped(const std::string& path, Synchronous synchronous);
 
 }  // namespace flatstore::bench
