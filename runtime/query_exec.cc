@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "flatstore/status.h"
 #include "runtime/absl_compat.h"
+#include "runtime/sql_terms.h"
 
 namespace flatstore::internal {
 
@@ -48,50 +49,13 @@ namespace {
 
 using Kind = ExprNode::Kind;
 
-const char* sqlOperator(CompareOp op) {
-  switch (op) {
-    case CompareOp::kEq:
-      return " = ";
-    case CompareOp::kNe:
-      return " <> ";
-    case CompareOp::kLt:
-      return " < ";
-    case CompareOp::kLe:
-      return " <= ";
-    case CompareOp::kGt:
-      return " > ";
-    case CompareOp::kGe:
-      return " >= ";
-  }
-  return " = ";
-}
-
 // Builds the FROM/JOIN/WHERE/ORDER BY parts of one query.
 class SqlBuilder {
  public:
   explicit SqlBuilder(const TableState& t) : t_(t) {}
 
-  bool fieldInSql(const FieldInfo& f) const {
-    if (f.storage == FieldStorage::kPrimaryKey) return true;
-    return f.storage == FieldStorage::kIndexed && t_.indexReady(f.slot);
-  }
-
-  bool compilable(const ExprNode& n) const {
-    switch (n.kind) {
-      case Kind::kTrue:
-        return true;
-      case Kind::kCompare:
-      case Kind::kIn:
-      case Kind::kIsNull:
-        return fieldInSql(*n.field);
-      case Kind::kAnd:
-      case Kind::kOr:
-        return compilable(*n.lhs) && compilable(*n.rhs);
-      case Kind::kNot:
-        return compilable(*n.lhs);
-    }
-    return false;
-  }
+  bool fieldInSql(const FieldInfo& f) const { return internal::fieldInSql(t_, f); }
+  bool compilable(const ExprNode& n) const { return compilableInSql(t_, n); }
 
   // Appends the SQL of field `f`'s value.
   void column(const FieldInfo& f, std::string* out) {
@@ -126,7 +90,7 @@ class SqlBuilder {
         binds_.push_back(n.values.front());
         out->append("(");
         column(*n.field, out);
-        absl::StrAppend(out, sqlOperator(n.op), "?)");
+        absl::StrAppend(out, sqlCompareOperator(n.op), "?)");
         return;
       case Kind::kIn: {
         // SQLite: x IN () is false and x NOT IN () true, even for a null x.
@@ -189,17 +153,6 @@ class SqlBuilder {
   std::vector<Value> binds_;
 };
 
-void flattenAnd(const std::shared_ptr<const ExprNode>& n,
-                std::vector<std::shared_ptr<const ExprNode>>* out) {
-  if (n == nullptr) return;
-  if (n->kind == Kind::kAnd) {
-    flattenAnd(n->lhs, out);
-    flattenAnd(n->rhs, out);
-  } else if (n->kind != Kind::kTrue) {
-    out->push_back(n);
-  }
-}
-
 // One candidate row with its sort keys.
 struct Candidate {
   RawRow row;
@@ -231,7 +184,7 @@ Plan plan(const TableState& t, const QuerySpec& spec, bool has_pending, const ch
   Plan p;
   SqlBuilder b(t);
   std::vector<std::shared_ptr<const ExprNode>> terms;
-  flattenAnd(spec.where, &terms);
+  andTerms(spec.where, &terms);
   std::string where;
   for (const auto& term : terms) {
     if (b.compilable(*term)) {

@@ -8,6 +8,8 @@
 #include <algorithm>
 #include <filesystem>
 #include <random>
+#include <string>
+#include <string_view>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -55,10 +57,33 @@ absl::Status checkPath(const std::string& path) {
   return absl::OkStatus();
 }
 
+// Whether `path` is a libpq connection URI rather than a file path.
+bool isPostgresUri(std::string_view path) {
+  return path.starts_with("postgresql://") || path.starts_with("postgres://");
+}
+
+// The URI as an error message may show it: the scheme, host, port and database, without
+// the user part (which may hold a password) or the parameters (which may too).
+std::string shownUri(std::string_view uri) {
+  const size_t scheme_end = uri.find("://") + 3;
+  std::string_view rest = uri.substr(scheme_end);
+  rest = rest.substr(0, rest.find('?'));
+  const size_t at = rest.find('@');
+  if (at != std::string_view::npos) rest = rest.substr(at + 1);
+  return std::string(uri.substr(0, scheme_end)) + std::string(rest);
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<WorkspaceImpl>> WorkspaceImpl::open(
     const std::string& path, const WorkspaceOptions& options) {
+  if (isPostgresUri(path)) {
+    // The PostgreSQL storage engine (pg_engine.h) is not wired into the workspace yet;
+    // until it is, a URI is refused instead of being taken for a file name.
+    return absl::UnimplementedError(absl::StrCat(
+        "cannot open ", shownUri(path),
+        ": workspaces on PostgreSQL are not available yet; open a file path for SQLite"));
+  }
   FLATSTORE_RETURN_IF_ERROR(checkPath(path));
   FLATSTORE_ASSIGN_OR_RETURN(auto writer_connection, Connection::open(path, /*read_only=*/false));
   writer_connection->setBusyTimeout(options.lock_timeout);

@@ -126,9 +126,10 @@ class Workspace {
   // directory cannot be written; FailedPrecondition when the file is not a SQLite
   // database, is a SQLite database that flatstore did not create, or was written by a
   // newer flatstore format; the I/O error of the checkpoint that opening runs (a full
-  // disk is not one: the file opens). On error the file is left untouched.
-  // Switches Abseil's Mutex deadlock detection off for the process unless told not to
-  // (see WorkspaceOptions::disable_mutex_deadlock_detection).
+  // disk is not one: the file opens). A libpq connection URI (postgresql://,
+  // postgres://) is not a path: Unimplemented, until workspaces run on PostgreSQL. On
+  // error the file is left untouched. Switches Abseil's Mutex deadlock detection off for
+  // the process unless told not to (see WorkspaceOptions::disable_mutex_deadlock_detection).
   static absl::StatusOr<std::unique_ptr<Workspace>> open(const std::string& path,
                                                          WorkspaceOptions options = {});
 

@@ -87,9 +87,9 @@ struct Goal {
   bool at_least = true;    // ratio >= bound, else ratio <= bound
   std::string extra_name;  // the figure's name for kExtra
   bool absolute = false;   // compare the figure with `bound`, not with a base's figure
-  // A peer whose same ratio is printed beside flatstore's, for reference: it takes the
+  // Peers whose same ratio is printed beside flatstore's, for reference: each takes the
   // place of `system`, and of `base_system` where that is `system` too.
-  std::string reference_system;
+  std::vector<std::string> reference_systems;
 };
 
 struct Registry {

@@ -227,15 +227,16 @@ void printGoals(const std::vector<Goal>& goals, const std::vector<Row>& rows) {
     }
     std::printf("%-72s %8.2f %10s  %s\n", what.c_str(), *ratio, boundText(g).c_str(),
                 holds(g, *ratio) ? "ok" : "MISSED");
-    if (g.reference_system.empty()) continue;
     // The same ratio for a peer: whether the goal is within reach of that design here.
-    Goal r = g;
-    r.system = g.reference_system;
-    if (g.base_system == g.system) r.base_system = g.reference_system;
-    if (std::optional<double> peer = ratioOf(r)) {
-      std::string line = "  the same for " + r.system;
-      std::printf("%-72s %8.2f %10s  (%s)\n", line.c_str(), *peer, boundText(g).c_str(),
-                  holds(g, *peer) ? "would meet" : "would miss");
+    for (const std::string& reference : g.reference_systems) {
+      Goal r = g;
+      r.system = reference;
+      if (g.base_system == g.system) r.base_system = reference;
+      if (std::optional<double> peer = ratioOf(r)) {
+        std::string line = "  the same for " + r.system;
+        std::printf("%-72s %8.2f %10s  (%s)\n", line.c_str(), *peer, boundText(g).c_str(),
+                    holds(g, *peer) ? "would meet" : "would miss");
+      }
     }
   }
 }

@@ -6,6 +6,9 @@
 #include <cstdlib>
 #include <span>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "runtime/pg_engine.h"
 #include "runtime/postgres.h"
 
 namespace flatstore::bench {
@@ -27,6 +30,15 @@ std::unique_ptr<PgConnection> connectOrDie(const std::string& uri) {
   auto c = PgConnection::connect(uri);
   check(c.status(), "pg connect");
   return std::move(*c);
+}
+
+// The rows of `table` (a name SQL can take as it is).
+int64_t countRows(PgConnection& c, const std::string& table) {
+  auto r = c.query("SELECT count(*) FROM " + table);
+  check(r.status(), "pg count");
+  auto n = r->getInt64(0, 0);
+  check(n.status(), "pg count");
+  return *n;
 }
 
 // A connection that works in `schema`.
@@ -117,13 +129,7 @@ class PgStore final : public Store {
   void preload(int table, const std::vector<DocData>& docs) override {
     preloader_->import(table, docs, static_cast<int>(docs.size()), Clock::time_point::max());
   }
-  int64_t count(int table) override {
-    auto r = setup_->query("SELECT count(*) FROM " + tableName(table));
-    check(r.status(), "pg count");
-    auto n = r->getInt64(0, 0);
-    check(n.status(), "pg count");
-    return *n;
-  }
+  int64_t count(int table) override { return countRows(*setup_, tableName(table)); }
   std::string walPath() const override { return ""; }
 
  private:
@@ -133,6 +139,133 @@ class PgStore final : public Store {
   std::unique_ptr<PgConnection> setup_;
   std::unique_ptr<PgWriter> preloader_;
   std::atomic<int64_t> next_client_{1};
+};
+
+// pg-engine and pg-engine-grouped: a fresh schema, the engine working in it.
+class PgEngineStore final : public Store {
+ public:
+  explicit PgEngineStore(bool grouped)
+      : uri_(pgBenchUri()), schema_(schemaName()), grouped_(grouped), groups_(kTables) {
+    if (uri_.empty()) die("set FLATSTORE_BENCH_PG to a PostgreSQL URI");
+    setup_ = connectOrDie(uri_);
+    check(
+        setup_->execute("DROP SCHEMA IF EXISTS " + schema_ + " CASCADE; CREATE SCHEMA " + schema_),
+        "pg setup");
+    std::string uri = uri_ + (uri_.find('?') == std::string::npos ? "?" : "&") +
+                      "options=-csearch_path%3D" + schema_;
+    auto engine = internal::PgEngine::open({.uri = uri, .max_idle_connections = 64});
+    check(engine.status(), "pg engine open");
+    engine_ = std::move(*engine);
+    for (int k = 0; k < kTables; ++k) {
+      withTable(k, [&]<class T>() {
+        tables_.push_back(std::make_unique<internal::TableState>(EntityTraits<T>::description()));
+      });
+      check(engine_->registerTable(*tables_.back()), "pg engine table");
+    }
+  }
+  ~PgEngineStore() override {
+    engine_.reset();
+    check(setup_->execute("DROP SCHEMA " + schema_ + " CASCADE"), "pg drop schema");
+  }
+
+  class Writer final : public WriteClient {
+   public:
+    explicit Writer(PgEngineStore* store) : store_(store) {}
+    void insert(int table, const DocData& d) override { commit(table, {&d, 1}); }
+    int64_t import(int table, const std::vector<DocData>& docs, int chunk,
+                   Clock::time_point stop) override {
+      return importInChunks(docs, chunk, stop, [&](size_t begin, size_t end) {
+        commit(table, std::span<const DocData>(docs).subspan(begin, end - begin));
+      });
+    }
+
+   private:
+    void commit(int table, std::span<const DocData> docs) {
+      if (!store_->grouped_) {
+        const std::span<const DocData> one[] = {docs};
+        commitSession(table, one);
+        return;
+      }
+      // The transactions waiting for the table while a session runs go into the next
+      // session together; the first of them in the queue runs it.
+      Group& g = store_->groups_[static_cast<size_t>(table)];
+      Waiting me{docs};
+      std::vector<Waiting*> batch;
+      {
+        absl::MutexLock lock(&g.mu);
+        g.queue.push_back(&me);
+        auto ready = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(g.mu) { return me.done || !g.busy; };
+        g.mu.Await(absl::Condition(&ready));
+        if (me.done) return;
+        g.busy = true;
+        batch.swap(g.queue);
+      }
+      std::vector<std::span<const DocData>> requests;
+      for (const Waiting* w : batch) requests.push_back(w->docs);
+      commitSession(table, requests);
+      absl::MutexLock lock(&g.mu);
+      for (Waiting* w : batch) w->done = true;
+      g.busy = false;
+    }
+
+    // One write session: the table's lock, each request's objects at its own position,
+    // the change log, COMMIT.
+    void commitSession(int table, std::span<const std::span<const DocData>> requests) {
+      internal::TableState* t = store_->tables_[static_cast<size_t>(table)].get();
+      const internal::TableState* tables[] = {t};
+      auto session = store_->engine_->beginWrite(tables);
+      check(session.status(), "pg engine begin");
+      for (size_t position = 0; position < requests.size(); ++position) {
+        std::vector<internal::EncodedChange> changes;
+        for (const DocData& d : requests[position]) {
+          withTable(table, [&]<class T>() { encodeDoc<T>(builder_, d); });
+          internal::EncodedChange c;
+          c.op = internal::EncodedChange::Op::kInsert;
+          c.table = t;
+          c.bytes = ObjectBuffer::copyOf({builder_.GetBufferPointer(), builder_.GetSize()});
+          t->desc.key_of(c.bytes.data(), &c.key);
+          t->desc.index_values_of(c.bytes.data(), &c.index_values);
+          changes.push_back(std::move(c));
+        }
+        check((*session)->apply(static_cast<uint16_t>(position), changes), "pg engine apply");
+      }
+      check((*session)->commit(), "pg engine commit");
+    }
+
+    PgEngineStore* const store_;
+    flatbuffers::FlatBufferBuilder builder_;
+  };
+
+  std::unique_ptr<WriteClient> writer(Priority) override { return std::make_unique<Writer>(this); }
+  std::unique_ptr<ReadClient> reader() override { die("the PostgreSQL peers have no reader yet"); }
+  void preload(int table, const std::vector<DocData>& docs) override {
+    Writer(this).import(table, docs, static_cast<int>(docs.size()), Clock::time_point::max());
+  }
+  int64_t count(int table) override {
+    return countRows(*setup_,
+                     schema_ + ".fs" + std::to_string(tables_[static_cast<size_t>(table)]->id));
+  }
+  std::string walPath() const override { return ""; }
+
+ private:
+  // A transaction waiting for its table's next session (pg-engine-grouped).
+  struct Waiting {
+    std::span<const DocData> docs;
+    bool done = false;
+  };
+  struct Group {
+    absl::Mutex mu;
+    std::vector<Waiting*> queue ABSL_GUARDED_BY(mu);
+    bool busy ABSL_GUARDED_BY(mu) = false;  // a session of this process runs on the table
+  };
+
+  const std::string uri_;
+  const std::string schema_;
+  const bool grouped_;
+  std::vector<Group> groups_;  // per table
+  std::unique_ptr<PgConnection> setup_;
+  std::unique_ptr<internal::PgEngine> engine_;
+  std::vector<std::unique_ptr<internal::TableState>> tables_;
 };
 
 }  // namespace
@@ -148,6 +281,14 @@ std::unique_ptr<Store> openPgGlobalLock(const std::string&, Synchronous) {
 
 std::unique_ptr<Store> openPgNaive(const std::string&, Synchronous) {
   return std::make_unique<PgStore>(false);
+}
+
+std::unique_ptr<Store> openPgEngine(const std::string&, Synchronous) {
+  return std::make_unique<PgEngineStore>(false);
+}
+
+std::unique_ptr<Store> openPgEngineGrouped(const std::string&, Synchronous) {
+  return std::make_unique<PgEngineStore>(true);
 }
 
 }  // namespace flatstore::bench

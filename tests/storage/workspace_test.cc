@@ -23,6 +23,7 @@ namespace {
 using ::flatstore::testing::TempDir;
 using ::flatstore::testing::WorkspaceFixture;
 using ::testing::HasSubstr;
+using ::testing::Not;
 using F = MonsterFields;
 
 absl::StatusOr<SubmitOutcome> create(TransactionContext& txn, std::string_view name, int realm,
@@ -323,6 +324,18 @@ TEST(WorkspaceOpen, ClearErrorsAndUntouchedFiles) {
   auto future = Workspace::open(newer);
   EXPECT_EQ(future.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(std::string(future.status().message()), HasSubstr("newer flatstore (format 99)"));
+}
+
+// A PostgreSQL URI is refused as not available yet, not taken for a file in a missing
+// directory, and the message names the server without the URI's password.
+TEST(WorkspaceOpen, APostgresUriIsRefusedNotTakenForAPath) {
+  for (std::string scheme : {"postgresql://", "postgres://"}) {
+    auto ws = Workspace::open(scheme + "alice:s3cret@db.example:5432/app?password=s3cret");
+    EXPECT_EQ(ws.status().code(), absl::StatusCode::kUnimplemented) << ws.status();
+    std::string message(ws.status().message());
+    EXPECT_THAT(message, HasSubstr(scheme + "db.example:5432/app"));
+    EXPECT_THAT(message, Not(HasSubstr("s3cret")));
+  }
 }
 
 // Runs `sql` on the file at `path` outside flatstore; fails the test on an error.

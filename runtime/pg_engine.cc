@@ -1,0 +1,759 @@
+#include "runtime/pg_engine.h"
+
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <map>
+#include <random>
+#include <set>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "flatstore/status.h"
+#include "runtime/absl_compat.h"
+#include "runtime/pg_pipeline.h"
+#include "runtime/pg_query.h"
+
+namespace flatstore::internal {
+namespace {
+
+// NOTIFY payloads stop at 8000 bytes; a longer table list is sent as "*".
+constexpr size_t kMaxPayload = 7900;
+// A client prunes the change log at its first commit in each span of this many
+// transaction ids.
+constexpr uint64_t kPruneEvery = 64;
+
+// The versionstamp just below `frontier`: it covers every transaction below it.
+Versionstamp belowFrontier(uint64_t frontier) {
+  return frontier == 0 ? Versionstamp() : Versionstamp(frontier - 1, 0xffff);
+}
+
+// The snapshot of the caller's transaction, as text, and its xmin.
+constexpr char kMarkSql[] =
+    "SELECT pg_current_snapshot()::text, pg_snapshot_xmin(pg_current_snapshot())::text::bigint";
+
+absl::StatusOr<ReadMark> markOf(const PgResult& r) {
+  ReadMark mark;
+  FLATSTORE_ASSIGN_OR_RETURN(std::string_view text, r.getText(0, 0));
+  mark.snapshot = std::string(text);
+  FLATSTORE_ASSIGN_OR_RETURN(int64_t xmin, r.getInt64(0, 1));
+  mark.sequence = static_cast<uint64_t>(xmin);
+  return mark;
+}
+
+// In a REPEATABLE READ transaction (any statement of it, the first one included), or as
+// a statement of its own: the frontier of change-log reads in its snapshot, the oldest
+// transaction the snapshot saw running that may be a flatstore writer of the lock space
+// `space` (every writer below it had ended). Only transactions that pg_locks shows
+// holding their id but no advisory lock in `space` are passed over: a writer takes its
+// locks before its id and keeps both to its end, and pg_locks is one consistent picture
+// of the lock table, read once and after the snapshot was taken, so a writer that still
+// ran at the snapshot either shows with its locks or has ended since; either way it
+// holds the frontier. (pg_locks reports the 32 low bits of a transaction id.)
+absl::StatusOr<uint64_t> frontierOf(PgConnection& c, int32_t space) {
+  FLATSTORE_ASSIGN_OR_RETURN(
+      PgResult r,
+      c.query("WITH s AS MATERIALIZED (SELECT pg_current_snapshot() AS snap), "
+              "l AS MATERIALIZED (SELECT locktype, mode, granted, transactionid, "
+              "  virtualtransaction, classid, objsubid FROM pg_locks), "
+              "others AS (SELECT t.transactionid::text::bigint AS x FROM l t "
+              "  WHERE t.locktype = 'transactionid' AND t.mode = 'ExclusiveLock' AND t.granted "
+              "  AND NOT EXISTS (SELECT 1 FROM l a WHERE a.virtualtransaction = "
+              "    t.virtualtransaction AND a.locktype = 'advisory' AND a.granted AND "
+              "    a.objsubid = 2 AND a.classid = $1::bigint::oid)) "
+              "SELECT coalesce((SELECT min(x::text::bigint) FROM pg_snapshot_xip(snap) AS x "
+              "    WHERE x::text::bigint % 4294967296 NOT IN (SELECT x FROM others)), "
+              "  pg_snapshot_xmax(snap)::text::bigint) "
+              "FROM s",
+              {PgParam::int64(space)}, "change-log frontier"));
+  FLATSTORE_ASSIGN_OR_RETURN(int64_t below, r.getInt64(0, 0));
+  return static_cast<uint64_t>(below);
+}
+
+absl::StatusOr<uint64_t> prunedThrough(PgConnection& c, const std::string& schema) {
+  FLATSTORE_ASSIGN_OR_RETURN(
+      PgResult r, c.query(absl::StrCat("SELECT value FROM ", pgQuote(schema),
+                                       ".flatstore_meta WHERE key = 'log_pruned_through'"),
+                          {}, "change log"));
+  if (r.rows() == 0) return 0;
+  FLATSTORE_ASSIGN_OR_RETURN(int64_t v, r.getInt64(0, 0));
+  return static_cast<uint64_t>(v);
+}
+
+// Rolls back what is open on `conn` and gives it back to `engine`.
+void giveBack(PgEngine* engine, std::unique_ptr<PgConnection> conn) {
+  if (conn == nullptr) return;
+  if (!conn->broken() && conn->inTransaction()) conn->execute("ROLLBACK").IgnoreError();
+  engine->release(std::move(conn));
+}
+
+// ---------------------------------------------------------------------------------------
+// Reads
+
+class PgReadView : public ReadView {
+ public:
+  static absl::StatusOr<std::unique_ptr<PgReadView>> open(PgEngine* engine) {
+    FLATSTORE_ASSIGN_OR_RETURN(std::unique_ptr<PgConnection> conn, engine->acquire());
+    std::unique_ptr<PgReadView> view(new PgReadView(engine, std::move(conn)));
+    // One round trip: the transaction and its snapshot.
+    PgPipeline start(*view->conn_);
+    start.add("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", {}, "snapshot");
+    start.add(kMarkSql, {}, "snapshot");
+    PgPipeline::Outcome out = start.run();
+    FLATSTORE_RETURN_IF_ERROR(out.status);
+    FLATSTORE_ASSIGN_OR_RETURN(view->mark_, markOf(out.results[1]));
+    return view;
+  }
+  ~PgReadView() override { giveBack(engine_, std::move(conn_)); }
+
+  const ReadMark& mark() const override { return mark_; }
+
+  absl::StatusOr<std::optional<RawRow>> rowByRowid(const TableState& table,
+                                                   int64_t rowid) override {
+    FLATSTORE_ASSIGN_OR_RETURN(const PgTableSql* sql, engine_->sqlOf(table));
+    return pgReadRowByRowid(*conn_, table, *sql, rowid);
+  }
+  absl::StatusOr<std::optional<RawRow>> rowByKey(const TableState& table,
+                                                 const std::vector<Value>& key) override {
+    FLATSTORE_ASSIGN_OR_RETURN(const PgTableSql* sql, engine_->sqlOf(table));
+    return pgReadRowByKey(*conn_, table, *sql, key);
+  }
+  absl::StatusOr<std::vector<RawRow>> query(const TableState& table, const QuerySpec& spec,
+                                            const PendingTable* pending) override {
+    FLATSTORE_ASSIGN_OR_RETURN(const PgTableSql* sql, engine_->sqlOf(table));
+    return pgExecuteQuery(*conn_, table, *sql, spec, pending);
+  }
+  absl::StatusOr<int64_t> count(const TableState& table, const QuerySpec& spec,
+                                const PendingTable* pending) override {
+    FLATSTORE_ASSIGN_OR_RETURN(const PgTableSql* sql, engine_->sqlOf(table));
+    return pgExecuteCount(*conn_, table, *sql, spec, pending);
+  }
+
+  absl::StatusOr<TableChanges> changesSince(const TableState& table, Versionstamp since) override {
+    FLATSTORE_ASSIGN_OR_RETURN(const PgTableSql* sql, engine_->sqlOf(table));
+    FLATSTORE_ASSIGN_OR_RETURN(uint64_t pruned, prunedThrough(*conn_, engine_->schema()));
+    if (pruned > 0 && since.commitSequence() <= pruned) {
+      return absl::OutOfRangeError(absl::StrCat(
+          "changes of table ", av(table.desc.table_name), " since versionstamp ", since.toString(),
+          " are no longer in the change log (it keeps transactions after ", pruned,
+          "); fetch the table instead"));
+    }
+    // Only below the frontier: every writer there has ended (see pg_engine.h).
+    FLATSTORE_ASSIGN_OR_RETURN(uint64_t below, frontier());
+    FLATSTORE_ASSIGN_OR_RETURN(
+        PgResult r,
+        conn_->query(
+            absl::StrCat("SELECT xid, changes FROM ", pgQuote(engine_->schema()),
+                         ".flatstore_changes WHERE table_id = $1 AND xid >= $2 AND "
+                         "xid < $3 ORDER BY xid"),
+            {PgParam::int64(table.id), PgParam::int64(static_cast<int64_t>(since.commitSequence())),
+             PgParam::int64(static_cast<int64_t>(below))},
+            "changes since"));
+    std::map<int64_t, LogRecord> last;
+    for (int i = 0; i < r.rows(); ++i) {
+      FLATSTORE_ASSIGN_OR_RETURN(int64_t xid, r.getInt64(i, 0));
+      FLATSTORE_ASSIGN_OR_RETURN(std::span<const uint8_t> blob, r.getBytes(i, 1));
+      FLATSTORE_ASSIGN_OR_RETURN(std::vector<LogRecord> records, decodeLogRecords(blob));
+      for (LogRecord& rec : records) {
+        if (Versionstamp(static_cast<uint64_t>(xid), rec.position) <= since) continue;
+        last[rec.rowid] = std::move(rec);
+      }
+    }
+    TableChanges out;
+    for (auto& [rowid, rec] : last) {
+      if (rec.deleted) {
+        out.deleted.push_back(rec.key.empty() ? std::vector<Value>{Value::integer(rowid)}
+                                              : std::move(rec.key));
+        continue;
+      }
+      FLATSTORE_ASSIGN_OR_RETURN(std::optional<RawRow> row,
+                                 pgReadRowByRowid(*conn_, table, *sql, rowid));
+      if (row.has_value()) out.changed.push_back(std::move(*row));
+    }
+    out.through = std::max(since, belowFrontier(below));
+    return out;
+  }
+
+  absl::StatusOr<Versionstamp> latestVersionstamp() override {
+    FLATSTORE_ASSIGN_OR_RETURN(uint64_t below, frontier());
+    return belowFrontier(below);
+  }
+
+  absl::StatusOr<std::optional<Dictionary::Record>> entry(std::string_view key) override {
+    FLATSTORE_ASSIGN_OR_RETURN(
+        PgResult r,
+        conn_->query(absl::StrCat("SELECT kind, type, value FROM ", pgQuote(engine_->schema()),
+                                  ".flatstore_kv WHERE key = $1"),
+                     {PgParam::text(key)}, "dictionary"));
+    if (r.rows() == 0) return std::nullopt;
+    Dictionary::Record rec;
+    FLATSTORE_ASSIGN_OR_RETURN(int64_t kind, r.getInt64(0, 0));
+    rec.kind = static_cast<Dictionary::Kind>(kind);
+    if (!r.isNull(0, 1)) {
+      FLATSTORE_ASSIGN_OR_RETURN(std::string_view type, r.getText(0, 1));
+      rec.type = std::string(type);
+    }
+    if (!r.isNull(0, 2)) {
+      FLATSTORE_ASSIGN_OR_RETURN(std::span<const uint8_t> value, r.getBytes(0, 2));
+      rec.value.assign(value.begin(), value.end());
+    }
+    return rec;
+  }
+
+ private:
+  PgReadView(PgEngine* engine, std::unique_ptr<PgConnection> conn)
+      : engine_(engine), conn_(std::move(conn)) {}
+
+  PgEngine* const engine_;
+  // The frontier, computed on first use: queries do not need it, and the lock scan
+  // it takes is correct at any time after the snapshot (see frontierOf).
+  absl::StatusOr<uint64_t> frontier() {
+    if (!frontier_.has_value()) {
+      FLATSTORE_ASSIGN_OR_RETURN(frontier_, frontierOf(*conn_, pgLockSpace(engine_->schema())));
+    }
+    return *frontier_;
+  }
+
+  std::unique_ptr<PgConnection> conn_;
+  ReadMark mark_;
+  std::optional<uint64_t> frontier_;
+};
+
+// ---------------------------------------------------------------------------------------
+// Writes
+
+class PgWriteSession : public WriteSession {
+ public:
+  static absl::StatusOr<std::unique_ptr<PgWriteSession>> begin(
+      PgEngine* engine, std::span<const TableState* const> tables) {
+    std::vector<int32_t> keys;
+    for (const TableState* t : tables) {
+      keys.push_back(pgLockKey(engine->schema(), absl::StrCat("table ", av(t->desc.table_name))));
+    }
+    // One fixed order for every session: no two can wait for each other in a cycle.
+    std::sort(keys.begin(), keys.end());
+    keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
+    FLATSTORE_ASSIGN_OR_RETURN(std::unique_ptr<PgConnection> conn, engine->acquire());
+    std::unique_ptr<PgWriteSession> s(new PgWriteSession(engine, std::move(conn)));
+    for (const TableState* t : tables) s->declared_.insert(t);
+    // One round trip; the server runs the statements in order, so the transaction id
+    // is taken only once every lock is held (see pg_engine.h). unnest keeps the array's
+    // order, so the locks are taken in it.
+    PgPipeline start(*s->conn_);
+    start.add("BEGIN", {}, "write session");
+    start.add("SELECT pg_advisory_xact_lock($1, k) FROM unnest($2::integer[]) AS k",
+              {PgParam::int32(pgLockSpace(engine->schema())),
+               PgParam::text(absl::StrCat("{", absl::StrJoin(keys, ","), "}"))},
+              "table locks");
+    start.add("SELECT pg_current_xact_id()::text::bigint", {}, "write session");
+    PgPipeline::Outcome out = start.run();
+    FLATSTORE_RETURN_IF_ERROR(out.status);
+    FLATSTORE_ASSIGN_OR_RETURN(int64_t id, out.results[2].getInt64(0, 0));
+    s->xid_ = static_cast<uint64_t>(id);
+    return s;
+  }
+
+  ~PgWriteSession() override { giveBack(engine_, std::move(conn_)); }
+
+  Versionstamp versionstamp(uint16_t position) const override {
+    return Versionstamp(xid_, position);
+  }
+
+  absl::StatusOr<int> changedSince(std::span<const TableState* const> tables,
+                                   const ReadMark& mark) override {
+    if (tables.empty()) return -1;
+    FLATSTORE_ASSIGN_OR_RETURN(uint64_t pruned, prunedThrough(*conn_, engine_->schema()));
+    if (mark.snapshot.empty() || (pruned > 0 && mark.sequence <= pruned)) return 0;
+    std::vector<int64_t> ids;
+    for (const TableState* t : tables) ids.push_back(t->id);
+    FLATSTORE_ASSIGN_OR_RETURN(
+        PgResult r,
+        conn_->query(absl::StrCat("SELECT table_id FROM ", pgQuote(engine_->schema()),
+                                  ".flatstore_changes WHERE table_id = ANY($1::bigint[]) AND "
+                                  "xid >= $2 AND origin <> $3 AND NOT "
+                                  "pg_visible_in_snapshot(xid::text::xid8, $4::pg_snapshot) "
+                                  "LIMIT 1"),
+                     {PgParam::text(absl::StrCat("{", absl::StrJoin(ids, ","), "}")),
+                      PgParam::int64(static_cast<int64_t>(mark.sequence)),
+                      PgParam::int64(engine_->origin()), PgParam::text(mark.snapshot)},
+                     "conflict check"));
+    if (r.rows() == 0) return -1;
+    FLATSTORE_ASSIGN_OR_RETURN(int64_t id, r.getInt64(0, 0));
+    return static_cast<int>(std::find(ids.begin(), ids.end(), id) - ids.begin());
+  }
+
+  absl::Status apply(uint16_t position, std::span<EncodedChange> changes) override;
+
+  absl::Status putEntry(std::string_view key, Dictionary::Kind kind, std::string_view type,
+                        std::span<const uint8_t> value) override {
+    return conn_
+        ->query(absl::StrCat("INSERT INTO ", pgQuote(engine_->schema()),
+                             ".flatstore_kv(key, kind, type, value) VALUES($1, $2, $3, $4) "
+                             "ON CONFLICT(key) DO UPDATE SET kind = excluded.kind, "
+                             "type = excluded.type, value = excluded.value"),
+                {PgParam::text(key), PgParam::int32(static_cast<int32_t>(kind)),
+                 PgParam::text(type), PgParam::bytes(value)},
+                absl::StrCat("dictionary key '", av(key), "'"))
+        .status();
+  }
+
+  absl::Status eraseEntry(std::string_view key) override {
+    return conn_
+        ->query(absl::StrCat("DELETE FROM ", pgQuote(engine_->schema()),
+                             ".flatstore_kv WHERE key = $1"),
+                {PgParam::text(key)}, absl::StrCat("dictionary key '", av(key), "'"))
+        .status();
+  }
+
+  absl::Status commit() override;
+
+ private:
+  PgWriteSession(PgEngine* engine, std::unique_ptr<PgConnection> conn)
+      : engine_(engine), conn_(std::move(conn)) {}
+
+  // The status for a failed statement of change `c`: AlreadyExists naming the key or
+  // the unique field when `constraint` is one of the table's.
+  static absl::Status describeFailure(const absl::Status& st, const std::string& constraint,
+                                      const PgTableSql& sql, const EncodedChange& c);
+  // After a lost connection at COMMIT: whether the transaction committed, asked on a
+  // new connection.
+  absl::Status resolveCommit(const absl::Status& lost);
+
+  PgEngine* const engine_;
+  std::unique_ptr<PgConnection> conn_;
+  uint64_t xid_ = 0;
+  std::set<const TableState*> declared_;
+  // The change-log records of the applied requests, per table id.
+  std::map<int64_t, std::string> log_;
+};
+
+absl::Status PgWriteSession::describeFailure(const absl::Status& st, const std::string& constraint,
+                                             const PgTableSql& sql, const EncodedChange& c) {
+  const TableDescription& d = c.table->desc;
+  if (!absl::IsAlreadyExists(st)) return st;
+  if (constraint == sql.key_constraint) {
+    return absl::AlreadyExistsError(absl::StrCat("table ", av(d.table_name),
+                                                 ": an object with primary key ", keyText(c.key),
+                                                 " already exists"));
+  }
+  for (size_t x = 0; x < d.indexes.size(); ++x) {
+    if (constraint != sql.index_names[x]) continue;
+    return absl::AlreadyExistsError(absl::StrCat(
+        "table ", av(d.table_name), ": unique field '", av(d.indexes[x].field_path),
+        "' already has value ", x < c.index_values.size() ? c.index_values[x].toString() : "?"));
+  }
+  return st;
+}
+
+absl::Status PgWriteSession::apply(uint16_t position, std::span<EncodedChange> changes) {
+  const int64_t vs = versionstamp(position).packed();
+  std::vector<const PgTableSql*> sqls;
+  for (const EncodedChange& c : changes) {
+    if (c.op != EncodedChange::Op::kNone && !declared_.contains(c.table)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("table ", av(c.table->desc.table_name),
+                       " is not among the tables the transaction declared"));
+    }
+    FLATSTORE_ASSIGN_OR_RETURN(const PgTableSql* sql, engine_->sqlOf(*c.table));
+    sqls.push_back(sql);
+  }
+  PgPipeline pipe(*conn_);
+  pipe.add("SAVEPOINT request", {}, "write session");
+  std::vector<int> change_of = {-1};  // per statement: its change, or -1
+  auto add = [&](size_t i, const std::string& sql, std::vector<PgParam> params) {
+    pipe.add(sql, std::move(params), std::string(changes[i].table->desc.table_name));
+    change_of.push_back(static_cast<int>(i));
+  };
+  // First pass: what deletions, key changes and changed unique values free, so that the
+  // second pass may take it over in any order (a closure may swap two keys).
+  for (size_t i = 0; i < changes.size(); ++i) {
+    const EncodedChange& c = changes[i];
+    const PgTableSql& sql = *sqls[i];
+    if (c.op == EncodedChange::Op::kDelete ||
+        (c.op == EncodedChange::Op::kUpdate && c.key_changed)) {
+      add(i, sql.remove, {PgParam::int64(c.rowid)});
+    } else if (c.op == EncodedChange::Op::kUpdate) {
+      const auto& indexes = c.table->desc.indexes;
+      for (size_t x = 0; x < indexes.size(); ++x) {
+        bool changed =
+            x >= c.old_index_values.size() || !(c.old_index_values[x] == c.index_values[x]);
+        if (indexes[x].unique && changed) add(i, sql.clear_index[x], {PgParam::int64(c.rowid)});
+      }
+    }
+  }
+  std::vector<std::pair<size_t, size_t>> inserts;  // (statement, change)
+  for (size_t i = 0; i < changes.size(); ++i) {
+    const EncodedChange& c = changes[i];
+    const PgTableSql& sql = *sqls[i];
+    const bool insert = c.op == EncodedChange::Op::kInsert;
+    if (!insert && c.op != EncodedChange::Op::kUpdate) continue;
+    std::vector<PgParam> params;
+    if (insert || c.key_changed) {
+      if (!insert) params.push_back(PgParam::int64(c.rowid));
+      for (const Value& k : c.key) params.push_back(pgParam(k));
+      for (const Value& v : c.index_values) params.push_back(pgParam(v));
+      params.push_back(PgParam::bytes(c.bytes.span()));
+      params.push_back(PgParam::int64(vs));
+    } else {
+      params.push_back(PgParam::bytes(c.bytes.span()));
+      params.push_back(PgParam::int64(vs));
+      for (const Value& v : c.index_values) params.push_back(pgParam(v));
+      params.push_back(PgParam::int64(c.rowid));
+    }
+    if (insert) inserts.emplace_back(pipe.size(), i);
+    add(i, insert ? sql.insert : c.key_changed ? sql.reinsert : sql.update, std::move(params));
+  }
+  pipe.add("RELEASE SAVEPOINT request", {}, "write session");
+  change_of.push_back(-1);
+  PgPipeline::Outcome out = pipe.run();
+  if (!out.status.ok()) {
+    if (!conn_->broken()) {
+      FLATSTORE_RETURN_IF_ERROR(conn_->execute(
+          "ROLLBACK TO SAVEPOINT request; RELEASE SAVEPOINT request", "write session"));
+    }
+    int i = change_of[static_cast<size_t>(out.failed)];
+    if (i < 0) return out.status;
+    return describeFailure(out.status, out.constraint, *sqls[static_cast<size_t>(i)],
+                           changes[static_cast<size_t>(i)]);
+  }
+  for (const auto& [statement, i] : inserts) {
+    FLATSTORE_ASSIGN_OR_RETURN(changes[i].rowid, out.results[statement].getInt64(0, 0));
+  }
+  for (const EncodedChange& c : changes) {
+    if (c.op == EncodedChange::Op::kNone) continue;
+    LogRecord r;
+    r.table_id = c.table->id;
+    r.rowid = c.rowid;
+    r.position = position;
+    r.deleted = c.op == EncodedChange::Op::kDelete;
+    if (r.deleted) r.key = c.key;
+    appendLogRecord(r, &log_[c.table->id]);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status PgWriteSession::commit() {
+  const std::string s = pgQuote(engine_->schema());
+  PgPipeline pipe(*conn_);
+  std::string tables;
+  for (const auto& [id, records] : log_) {
+    pipe.add(absl::StrCat("INSERT INTO ", s,
+                          ".flatstore_changes(xid, table_id, origin, changes) "
+                          "VALUES($1, $2, $3, $4)"),
+             {PgParam::int64(static_cast<int64_t>(xid_)), PgParam::int64(id),
+              PgParam::int64(engine_->origin()),
+              PgParam::bytes({reinterpret_cast<const uint8_t*>(records.data()), records.size()})},
+             "change log");
+    absl::StrAppend(&tables, tables.empty() ? "" : ",", id);
+  }
+  if (!log_.empty() && engine_->pruneDue(xid_ / kPruneEvery)) {
+    // Keeps the newest log_retention rows; readers asking for older changes are told
+    // (OutOfRange) by the mark.
+    pipe.add(absl::StrCat("UPDATE ", s,
+                          ".flatstore_meta SET value = greatest(value, "
+                          "coalesce((SELECT xid FROM ",
+                          s,
+                          ".flatstore_changes ORDER BY xid "
+                          "DESC OFFSET $1 LIMIT 1), 0)) WHERE key = 'log_pruned_through'"),
+             {PgParam::int64(engine_->options().log_retention)}, "change log");
+    pipe.add(absl::StrCat("DELETE FROM ", s, ".flatstore_changes WHERE xid <= (SELECT value FROM ",
+                          s, ".flatstore_meta WHERE key = 'log_pruned_through')"),
+             {}, "change log");
+  }
+  const size_t commit_at = pipe.size();
+  pipe.add("COMMIT", {}, "commit");
+  if (!log_.empty()) {
+    // The hint goes out after the commit, in a transaction of its own that does not wait
+    // for its flush, in the same round trip. Inside the writing transaction, NOTIFY would
+    // hold PostgreSQL's database-wide notification lock through the commit's flush and
+    // make every committing writer wait for the others. A hint lost between the two (the
+    // client dies) only delays listeners until the next hint or read.
+    std::string payload = absl::StrCat(xid_, " ", engine_->origin(), " ", tables);
+    if (payload.size() > kMaxPayload) payload = absl::StrCat(xid_, " ", engine_->origin(), " *");
+    pipe.add("BEGIN", {}, "notify");
+    pipe.add("SET LOCAL synchronous_commit = off", {}, "notify");
+    pipe.add("SELECT pg_notify($1, $2)",
+             {PgParam::text(engine_->channel()), PgParam::text(payload)}, "notify");
+    pipe.add("COMMIT", {}, "notify");
+  }
+  PgPipeline::Outcome out = pipe.run();
+  if (!out.status.ok() && static_cast<size_t>(out.failed) <= commit_at) {
+    // Lost on the way: the server may have committed before the reply was lost.
+    if (conn_->broken()) return resolveCommit(out.status);
+    return out.status;
+  }
+  // A transaction in which a statement failed ends in a rollback; the tag says so.
+  if (std::string_view(PQcmdStatus(const_cast<PGresult*>(out.results[commit_at].get()))) !=
+      "COMMIT") {
+    return absl::AbortedError(
+        absl::StrCat("COMMIT rolled the transaction back (server ", conn_->server(), ")"));
+  }
+  // The commit stands even if its hint failed.
+  if (!out.status.ok() && !conn_->broken()) conn_->execute("ROLLBACK").IgnoreError();
+  return absl::OkStatus();
+}
+
+absl::Status PgWriteSession::resolveCommit(const absl::Status& lost) {
+  absl::StatusOr<std::unique_ptr<PgConnection>> c = engine_->connect();
+  if (!c.ok()) {
+    return absl::UnavailableError(absl::StrCat(
+        lost.message(), "; whether transaction ", xid_,
+        " committed is unknown: the server cannot be reached (", c.status().message(), ")"));
+  }
+  absl::StatusOr<PgResult> r = (*c)->query("SELECT pg_xact_status($1::text::xid8)",
+                                           {PgParam::text(absl::StrCat(xid_))}, "commit outcome");
+  std::string state;
+  if (r.ok() && r->rows() == 1 && !r->isNull(0, 0)) state = std::string(*r->getText(0, 0));
+  engine_->release(std::move(*c));
+  if (state == "committed") return absl::OkStatus();
+  return absl::UnavailableError(absl::StrCat(lost.message(), "; transaction ", xid_, " is ",
+                                             state.empty() ? "of unknown outcome" : state,
+                                             ", nothing of it was written"));
+}
+
+// ---------------------------------------------------------------------------------------
+// Other clients' commits
+
+class PgCommitFeed : public CommitFeed {
+ public:
+  static absl::StatusOr<std::unique_ptr<PgCommitFeed>> open(PgEngine* engine) {
+    int wake = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (wake < 0) return absl::ResourceExhaustedError("eventfd failed for the commit feed");
+    std::unique_ptr<PgCommitFeed> feed(new PgCommitFeed(engine, wake));
+    FLATSTORE_RETURN_IF_ERROR(feed->listen());
+    // Start after what has ended now.
+    FLATSTORE_ASSIGN_OR_RETURN(std::unique_ptr<PgConnection> c, engine->acquire());
+    absl::StatusOr<uint64_t> now = frontierOf(*c, pgLockSpace(engine->schema()));
+    engine->release(std::move(c));
+    FLATSTORE_RETURN_IF_ERROR(now.status());
+    feed->cursor_ = *now;
+    return feed;
+  }
+  ~PgCommitFeed() override { ::close(wake_); }
+
+  absl::StatusOr<bool> wait(absl::Duration timeout) override {
+    if (listener_ == nullptr || listener_->broken()) {
+      FLATSTORE_RETURN_IF_ERROR(listen());
+      return true;  // notifications may have been lost meanwhile: read the log
+    }
+    if (drain()) return true;
+    pollfd fds[2] = {{PQsocket(listener_->get()), POLLIN, 0}, {wake_, POLLIN, 0}};
+    int ms = static_cast<int>(std::max<int64_t>(0, absl::ToInt64Milliseconds(timeout)));
+    int n = ::poll(fds, 2, ms);
+    if (n <= 0) return false;
+    if ((fds[1].revents & POLLIN) != 0) {
+      uint64_t count;
+      (void)!::read(wake_, &count, sizeof count);
+      return false;
+    }
+    if (PQconsumeInput(listener_->get()) == 0) {
+      listener_.reset();
+      return true;
+    }
+    return drain();
+  }
+
+  void interrupt() override {
+    uint64_t one = 1;
+    (void)!::write(wake_, &one, sizeof one);
+  }
+
+  absl::StatusOr<std::vector<ForeignCommit>> read() override {
+    std::vector<ForeignCommit> out;
+    FLATSTORE_ASSIGN_OR_RETURN(std::unique_ptr<PgConnection> c, engine_->acquire());
+    absl::Status st = readInto(*c, &out);
+    giveBack(engine_, std::move(c));
+    FLATSTORE_RETURN_IF_ERROR(st);
+    return out;
+  }
+
+ private:
+  PgCommitFeed(PgEngine* engine, int wake) : engine_(engine), wake_(wake) {}
+
+  absl::Status listen() {
+    FLATSTORE_ASSIGN_OR_RETURN(listener_, engine_->connect());
+    return listener_->execute(absl::StrCat("LISTEN ", pgQuote(engine_->channel())), "listen");
+  }
+
+  // Takes the notifications libpq has read; true if one came from another client (the
+  // payload's second word is the committing origin; see pg_engine.h).
+  bool drain() {
+    PQconsumeInput(listener_->get());
+    const std::string own = absl::StrCat(" ", engine_->origin(), " ");
+    bool foreign = false;
+    while (PGnotify* n = PQnotifies(listener_->get())) {
+      foreign = foreign || std::string_view(n->extra).find(own) == std::string_view::npos;
+      PQfreemem(n);
+    }
+    return foreign;
+  }
+
+  absl::Status readInto(PgConnection& c, std::vector<ForeignCommit>* out) {
+    FLATSTORE_RETURN_IF_ERROR(
+        c.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "commit feed"));
+    FLATSTORE_ASSIGN_OR_RETURN(uint64_t below, frontierOf(c, pgLockSpace(engine_->schema())));
+    FLATSTORE_ASSIGN_OR_RETURN(uint64_t pruned, prunedThrough(c, engine_->schema()));
+    if (pruned > 0 && cursor_ <= pruned) {
+      cursor_ = std::max(cursor_, below);
+      return absl::OutOfRangeError(
+          absl::StrCat("the change log no longer holds the commits after transaction ", cursor_,
+                       " that the commit feed had not read; subscriptions must fetch again"));
+    }
+    FLATSTORE_ASSIGN_OR_RETURN(
+        PgResult r,
+        c.query(absl::StrCat("SELECT xid, origin, changes FROM ", pgQuote(engine_->schema()),
+                             ".flatstore_changes WHERE xid >= $1 AND xid < $2 AND origin <> $3 "
+                             "ORDER BY xid, table_id"),
+                {PgParam::int64(static_cast<int64_t>(cursor_)),
+                 PgParam::int64(static_cast<int64_t>(below)), PgParam::int64(engine_->origin())},
+                "commit feed"));
+    for (int i = 0; i < r.rows(); ++i) {
+      FLATSTORE_ASSIGN_OR_RETURN(int64_t xid, r.getInt64(i, 0));
+      FLATSTORE_ASSIGN_OR_RETURN(int64_t origin, r.getInt64(i, 1));
+      FLATSTORE_ASSIGN_OR_RETURN(std::span<const uint8_t> blob, r.getBytes(i, 2));
+      FLATSTORE_ASSIGN_OR_RETURN(std::vector<LogRecord> records, decodeLogRecords(blob));
+      Versionstamp vs(static_cast<uint64_t>(xid), 0);
+      if (out->empty() || out->back().versionstamp != vs) {
+        out->push_back(ForeignCommit{vs, origin, {}});
+      }
+      auto& into = out->back().records;
+      into.insert(into.end(), std::make_move_iterator(records.begin()),
+                  std::make_move_iterator(records.end()));
+    }
+    cursor_ = std::max(cursor_, below);
+    return c.execute("ROLLBACK", "commit feed");
+  }
+
+  PgEngine* const engine_;
+  const int wake_;
+  std::unique_ptr<PgConnection> listener_;
+  uint64_t cursor_ = 0;  // the feed has read every commit below this transaction id
+};
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------
+// PgEngine
+
+PgEngine::PgEngine(PgEngineOptions options, std::string schema, int64_t origin,
+                   std::string location)
+    : options_(std::move(options)),
+      schema_(std::move(schema)),
+      origin_(origin),
+      location_(std::move(location)),
+      channel_(absl::StrFormat("flatstore_%016x", pgNameHash(schema_, "channel"))) {}
+
+PgEngine::~PgEngine() = default;
+
+absl::StatusOr<std::unique_ptr<PgEngine>> PgEngine::open(PgEngineOptions options) {
+  int64_t origin = options.origin;
+  if (origin == 0) {
+    std::random_device rd;
+    std::mt19937_64 gen((uint64_t{rd()} << 32) ^ rd());
+    do {
+      origin = static_cast<int64_t>(gen() >> 1);
+    } while (origin == 0);
+  }
+  // The first connection, before the engine exists: the same back-off as later ones.
+  PgEngine probe(options, "", origin, "");
+  FLATSTORE_ASSIGN_OR_RETURN(std::unique_ptr<PgConnection> conn, probe.connect());
+  FLATSTORE_ASSIGN_OR_RETURN(std::string schema, pgOpenDatabase(*conn));
+  std::string location = absl::StrCat("PostgreSQL (", conn->server(), ") schema ", schema);
+  std::unique_ptr<PgEngine> engine(
+      new PgEngine(std::move(options), std::move(schema), origin, std::move(location)));
+  engine->release(std::move(conn));
+  return engine;
+}
+
+absl::StatusOr<std::unique_ptr<PgConnection>> PgEngine::connect() {
+  const absl::Time deadline = absl::Now() + options_.reconnect_limit;
+  absl::Duration delay = absl::Milliseconds(20);
+  while (true) {
+    absl::StatusOr<std::unique_ptr<PgConnection>> c = PgConnection::connect(options_.uri);
+    if (c.ok() || !absl::IsUnavailable(c.status())) return c;
+    if (absl::Now() + delay > deadline) return c.status();
+    // Back-off between attempts to reach a server that is down or restarting.
+    absl::SleepFor(delay);
+    delay = std::min(delay * 2, absl::Seconds(1));
+  }
+}
+
+bool PgEngine::pruneDue(uint64_t span) {
+  uint64_t last = pruned_span_.load(std::memory_order_relaxed);
+  while (span > last) {
+    if (pruned_span_.compare_exchange_weak(last, span, std::memory_order_relaxed)) return true;
+  }
+  return false;
+}
+
+absl::StatusOr<std::unique_ptr<PgConnection>> PgEngine::acquire() {
+  {
+    absl::MutexLock lock(&mu_);
+    while (!idle_.empty()) {
+      std::unique_ptr<PgConnection> c = std::move(idle_.back());
+      idle_.pop_back();
+      if (!c->broken()) return c;
+    }
+  }
+  return connect();
+}
+
+void PgEngine::release(std::unique_ptr<PgConnection> conn) {
+  if (conn == nullptr || conn->broken() || conn->inTransaction()) return;
+  absl::MutexLock lock(&mu_);
+  if (static_cast<int>(idle_.size()) < options_.max_idle_connections) {
+    idle_.push_back(std::move(conn));
+  }
+}
+
+absl::StatusOr<const PgTableSql*> PgEngine::sqlOf(const TableState& table) {
+  absl::MutexLock lock(&mu_);
+  auto it = tables_.find(&table);
+  if (it == tables_.end()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("table ", av(table.desc.table_name), " is not registered with ", location_));
+  }
+  return it->second.get();
+}
+
+absl::Status PgEngine::registerTable(TableState& table) {
+  FLATSTORE_ASSIGN_OR_RETURN(std::unique_ptr<PgConnection> c, acquire());
+  absl::Status st = pgRegisterTable(*c, schema_, table);
+  giveBack(this, std::move(c));
+  FLATSTORE_RETURN_IF_ERROR(st);
+  auto sql = std::make_unique<PgTableSql>(schema_, table.desc, table.id);
+  absl::MutexLock lock(&mu_);
+  tables_[&table] = std::move(sql);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<bool> PgEngine::backfillStep(TableState& table, int batch) {
+  FLATSTORE_ASSIGN_OR_RETURN(const PgTableSql* sql, sqlOf(table));
+  FLATSTORE_ASSIGN_OR_RETURN(std::unique_ptr<PgConnection> c, acquire());
+  absl::StatusOr<bool> more = pgBackfillStep(*c, schema_, *sql, table, batch);
+  giveBack(this, std::move(c));
+  return more;
+}
+
+absl::StatusOr<std::unique_ptr<WriteSession>> PgEngine::beginWrite(
+    std::span<const TableState* const> tables) {
+  FLATSTORE_ASSIGN_OR_RETURN(std::unique_ptr<PgWriteSession> s,
+                             PgWriteSession::begin(this, tables));
+  return std::unique_ptr<WriteSession>(std::move(s));
+}
+
+absl::StatusOr<std::unique_ptr<ReadView>> PgEngine::snapshot() {
+  FLATSTORE_ASSIGN_OR_RETURN(std::unique_ptr<PgReadView> v, PgReadView::open(this));
+  return std::unique_ptr<ReadView>(std::move(v));
+}
+
+absl::StatusOr<std::unique_ptr<CommitFeed>> PgEngine::openCommitFeed() {
+  FLATSTORE_ASSIGN_OR_RETURN(std::unique_ptr<PgCommitFeed> f, PgCommitFeed::open(this));
+  return std::unique_ptr<CommitFeed>(std::move(f));
+}
+
+}  // namespace flatstore::internal

@@ -1,0 +1,147 @@
+// PgEngine: the StorageEngine (storage_engine.h) on a PostgreSQL server, for several
+// clients, on several machines, sharing one database. The layout is pg_schema.h's.
+//
+// Locks. A write session takes pg_advisory_xact_lock(space, key) with the database's
+// lock space and one key per declared table (pg_schema.h), in ascending key order: two
+// sessions
+// that share tables take the shared ones in the same order, so none waits for another
+// that waits for it. The locks end with the transaction. Sessions on disjoint tables
+// hold disjoint locks and run and commit in parallel on their own connections; sessions
+// on one table are strictly serial across all clients.
+//
+// Versionstamps: the session's PostgreSQL transaction id, taken right after its locks
+// (pg_current_xact_id(), which assigns it), is the commit sequence of its versionstamps;
+// the position is the request's place in the session. Why this and not a sequence:
+//   - Unique: every transaction has its own id.
+//   - Ordered per table: a session that shares a table with another gets its lock only
+//     after the other committed, and only then its id, which is therefore larger. (A
+//     sequence value taken under the locks would order these too.)
+//   - The change feed. Ids are taken in start order but transactions on disjoint tables
+//     commit in any order, so a reader that has seen stamp 101 cannot assume that 100 is
+//     done; neither can it with a sequence. What PostgreSQL does know is which
+//     transactions a snapshot saw running (pg_snapshot_xip): every id below the oldest
+//     of them is over, committed (and then visible) or rolled back. A reader therefore
+//     reads the change log only below that frontier and reports `through` just below
+//     it; a transaction that started first and commits last is still running at the
+//     snapshot, so it holds the frontier below its id and is read by the next call
+//     rather than skipped. Only the transaction id gives this: a sequence value has no
+//     relation to what a snapshot saw running.
+//     The frontier passes over running transactions that are plainly not flatstore
+//     writers of this database: pg_locks shows them holding their id but no advisory
+//     lock of this database's lock space (a writer takes its locks before its id and
+//     keeps both to its end, and pg_locks is one consistent picture of the lock table).
+//     So an unrelated long transaction on the server does not hold the feed back; a
+//     writer's does, for as long as it runs, which is short: closures run outside the
+//     transaction, and the id is taken only once the locks are held.
+//   - Conflict checks across clients: a closure's snapshot is a pg_snapshot, and a
+//     change-log row it did not see is exactly one whose id is not visible in it
+//     (pg_visible_in_snapshot), with no clock or counter to keep.
+// Ids fit the 48 bits a versionstamp keeps for its sequence for as long as a server can
+// run (2^47 transactions).
+//
+// The change log: one row per (transaction, changed table), holding that table's records
+// (change_log.h's encoding), so that a reader of one table reads only its rows.
+//
+// Notifications: every commit that changed something sends pg_notify on the database's
+// channel with a short payload ("<xid> <origin> <table ids>", or "*" when the list would
+// pass the 8000-byte limit), right after its COMMIT, in a transaction of its own that
+// does not wait for its flush, in the same round trip. Inside the writing transaction
+// NOTIFY would hold PostgreSQL's database-wide notification lock through the commit's
+// flush and make all committing writers wait for each other. A listener treats the
+// payload as a hint and reads the change log (CommitFeed); a hint lost because a client
+// died between the two only delays listeners until the next hint or their next read.
+//
+// Faults: a lost connection fails the session's calls with Unavailable, and PostgreSQL
+// rolls the transaction back: nothing of it is written. When the connection is lost at
+// COMMIT itself, the engine asks the server on a new connection whether the transaction
+// committed (pg_xact_status) before answering. Connections are pooled; a broken one is
+// dropped, and new ones are made with a bounded, growing back-off.
+//
+// Thread-safety: see storage_engine.h.
+#ifndef FLATSTORE_RUNTIME_PG_ENGINE_H_
+#define FLATSTORE_RUNTIME_PG_ENGINE_H_
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "runtime/pg_schema.h"
+#include "runtime/postgres.h"
+#include "runtime/storage_engine.h"
+
+namespace flatstore::internal {
+
+struct PgEngineOptions {
+  // The server: a postgresql:// URI or libpq's key=value form. Its search_path chooses
+  // the schema the database lives in.
+  std::string uri;
+  // Marks this client's commits in the change log; 0: a random one.
+  int64_t origin = 0;
+  // How long getting a new connection may retry before it fails with Unavailable.
+  absl::Duration reconnect_limit = absl::Seconds(10);
+  // Change-log rows kept (one per changed table per commit).
+  int64_t log_retention = 100000;
+  // Idle connections kept for reuse.
+  int max_idle_connections = 8;
+};
+
+class PgEngine : public StorageEngine {
+ public:
+  // Connects, checks the schema (FailedPrecondition for a foreign database or a newer
+  // format) and creates the catalog there when it is empty. Unavailable when the server
+  // cannot be reached within options.reconnect_limit.
+  static absl::StatusOr<std::unique_ptr<PgEngine>> open(PgEngineOptions options);
+  ~PgEngine() override;
+
+  const std::string& location() const override { return location_; }
+  int64_t origin() const override { return origin_; }
+  const std::string& schema() const { return schema_; }
+  // The LISTEN/NOTIFY channel of this database.
+  const std::string& channel() const { return channel_; }
+
+  absl::Status registerTable(TableState& table) override ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<bool> backfillStep(TableState& table, int batch) override;
+  absl::StatusOr<std::unique_ptr<WriteSession>> beginWrite(
+      std::span<const TableState* const> tables) override;
+  absl::StatusOr<std::unique_ptr<ReadView>> snapshot() override;
+  absl::StatusOr<std::unique_ptr<CommitFeed>> openCommitFeed() override;
+
+  // For the engine's parts (pg_engine.cc).
+  // A connection from the pool, or a new one (with back-off).
+  absl::StatusOr<std::unique_ptr<PgConnection>> acquire() ABSL_LOCKS_EXCLUDED(mu_);
+  // Gives `conn` back; a broken one, or one left inside a transaction, is dropped.
+  void release(std::unique_ptr<PgConnection> conn) ABSL_LOCKS_EXCLUDED(mu_);
+  // A new connection, retried with back-off up to the reconnect limit.
+  absl::StatusOr<std::unique_ptr<PgConnection>> connect();
+  // The statements of a registered table; FailedPrecondition for one not registered.
+  absl::StatusOr<const PgTableSql*> sqlOf(const TableState& table) ABSL_LOCKS_EXCLUDED(mu_);
+  const PgEngineOptions& options() const { return options_; }
+  // Whether a commit whose transaction id lies in `span` (id / a fixed width) prunes the
+  // change log: true for this client's first commit in each span.
+  bool pruneDue(uint64_t span);
+
+ private:
+  PgEngine(PgEngineOptions options, std::string schema, int64_t origin, std::string location);
+
+  const PgEngineOptions options_;
+  const std::string schema_;
+  const int64_t origin_;
+  const std::string location_;
+  const std::string channel_;
+  std::atomic<uint64_t> pruned_span_{0};
+
+  absl::Mutex mu_;
+  std::vector<std::unique_ptr<PgConnection>> idle_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<const TableState*, std::unique_ptr<PgTableSql>> tables_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace flatstore::internal
+
+#endif  // FLATSTORE_RUNTIME_PG_ENGINE_H_
