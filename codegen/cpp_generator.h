@@ -35,6 +35,8 @@ class CppGenerator {
   GeneratedFiles generate();
 
  private:
+  // The files for a schema without entities: a header that includes flatc's only.
+  GeneratedFiles generateWithoutEntities();
   void genEntityDetail(const Entity& e);
   void genReadFunction(const Entity& e, size_t index);
   void genPathStructs(const Entity& e);

@@ -1,5 +1,7 @@
 #include "flatstore/entity.h"
 
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "flatstore/table_description.h"

@@ -18,7 +18,7 @@
 #include <string>
 #include <string_view>
 
-#include "absl/status/statusor.h"
+#include "flatstore/detail/status_fwd.h"
 
 namespace flatstore {
 

@@ -23,7 +23,6 @@
 #ifndef FLATSTORE_VALUE_H_
 #define FLATSTORE_VALUE_H_
 
-#include <cmath>
 #include <compare>
 #include <cstdint>
 #include <optional>
@@ -45,7 +44,9 @@ class Value {
   static Value integer(int64_t v) { return Value(Storage(std::in_place_index<1>, v)); }
   // The null value when `v` is NaN (see above).
   static Value real(double v) {
-    return std::isnan(v) ? Value() : Value(Storage(std::in_place_index<2>, v));
+    // `v != v` only for a NaN; this header leaves out <cmath> for std::isnan, since
+    // every generated header includes it.
+    return v != v ? Value() : Value(Storage(std::in_place_index<2>, v));
   }
   static Value text(std::string v) { return Value(Storage(std::in_place_index<3>, std::move(v))); }
 
