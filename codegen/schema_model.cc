@@ -138,7 +138,8 @@ class ModelBuilder {
           "tables with the `entity` attribute) to say which tables flatstore stores"));
     }
     for (const StructDef* table : entity_tables) buildEntity(*table);
-    warnUnreachableIndexes();
+    // Without entities the schema's indexes are for the schemas that include it.
+    if (!entity_tables.empty()) warnUnreachableIndexes();
     return errors_->empty();
   }
 

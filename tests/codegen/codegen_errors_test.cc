@@ -257,7 +257,7 @@ TEST_P(CodegenRunTest, WarnsAndWritesFlatcIncludeOnlyForSchemaWithoutEntities) {
   RunResult r = run({goodDir() / "no_entity.fbs"});
   ASSERT_EQ(r.exit_code, 0) << "stderr:\n" << r.err;
   EXPECT_THAT(splitLines(r.err),
-              ElementsAre(AllOf(HasSubstr("no_entity.fbs:8:2: warning: no root_type and no table "
+              ElementsAre(AllOf(HasSubstr("no_entity.fbs:11:2: warning: no root_type and no table "
                                           "marked `entity`: flatstore stores nothing"),
                                 HasSubstr("declare `root_type T;`"))));
   EXPECT_THAT(filesIn(out_.path()), ElementsAre("no_entity_flatstore.cc", "no_entity_flatstore.h"));
