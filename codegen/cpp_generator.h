@@ -3,8 +3,10 @@
 // source holds the key-path readers, the table descriptions, the encoders and, once
 // per schema file, the binary schema, so that including the header stays cheap.
 //
-// One genX() per construct: the entity class, the field descriptors, the change
-// request, the table description and the EntityTraits specialization. The output
+// One genX() per construct, each in its own file: the entity class
+// (cpp_entity_class.cc), the field descriptors (cpp_field_descriptors.cc), the change
+// request (cpp_change_request.cc), the table description (cpp_table_description.cc);
+// the files' frame and the EntityTraits specialization are in cpp_generator.cc. The output
 // depends only on the schema, never on paths or time, so it can be checked in as a
 // golden.
 #ifndef FLATSTORE_CODEGEN_CPP_GENERATOR_H_
@@ -33,6 +35,8 @@ class CppGenerator {
   GeneratedFiles generate();
 
  private:
+  // The files for a schema without entities: a header that includes flatc's only.
+  GeneratedFiles generateWithoutEntities();
   void genEntityDetail(const Entity& e);
   void genReadFunction(const Entity& e, size_t index);
   void genPathStructs(const Entity& e);

@@ -125,15 +125,21 @@ class ModelBuilder {
   bool build() {
     model_->main_file = main_file_;
     checkAttributes();
+    checkKeysOnEntities();
     std::vector<const StructDef*> entity_tables = findEntities();
     if (entity_tables.empty()) {
-      errors_->push_back(locations_.atEnd(
+      // Not an error: a schema of shared types (included by others, or used without a
+      // root) is valid FlatBuffers, and its header only includes flatc's. The warning
+      // names the fix for a schema that meant to store something.
+      model_->warnings.push_back(locations_.atEnd(
           main_file_,
-          "no root_type: declare `root_type T;` (or mark tables with the `entity` attribute) "
-          "to say which tables flatstore stores"));
+          "no root_type and no table marked `entity`: flatstore stores nothing from this "
+          "schema and its header only includes flatc's; declare `root_type T;` (or mark "
+          "tables with the `entity` attribute) to say which tables flatstore stores"));
     }
     for (const StructDef* table : entity_tables) buildEntity(*table);
-    warnUnreachableIndexes();
+    // Without entities the schema's indexes are for the schemas that include it.
+    if (!entity_tables.empty()) warnUnreachableIndexes();
     return errors_->empty();
   }
 
@@ -238,6 +244,22 @@ class ModelBuilder {
     }
   }
 
+  // Primary keys are fields of entity tables only; checked also when the schema has no
+  // entity, where a `primary` shows that one was meant.
+  void checkKeysOnEntities() {
+    for (const StructDef* sd : parser_.structs_.vec) {
+      if (sd->fixed || !inMainFile(*sd) || isEntityTable(*sd)) continue;
+      for (const FieldDef* f : sd->fields.vec) {
+        if (hasAttribute(*f, "primary")) {
+          error(locations_.at(*sd, f, "primary",
+                              "field '" + sd->name + "." + f->name +
+                                  "': primary keys belong to entity tables, and '" + sd->name +
+                                  "' is not one (it is not the root_type)"));
+        }
+      }
+    }
+  }
+
   void buildEntity(const StructDef& table) {
     Entity entity;
     entity.table = &table;
@@ -251,18 +273,6 @@ class ModelBuilder {
     std::map<const StructDef*, int> on_path = {{&table, 1}};
     collectPaths(entity, table, &prefix, &on_path, "", "");
 
-    // Primary keys: only fields of the root table itself.
-    for (const StructDef* sd : parser_.structs_.vec) {
-      if (sd == &table || sd->fixed || !inMainFile(*sd)) continue;
-      for (const FieldDef* f : sd->fields.vec) {
-        if (hasAttribute(*f, "primary") && !isEntityTable(*sd)) {
-          error(locations_.at(*sd, f, "primary",
-                              "field '" + sd->name + "." + f->name +
-                                  "': primary keys belong to entity tables, and '" + sd->name +
-                                  "' is not one (it is not the root_type)"));
-        }
-      }
-    }
     for (size_t i = 0; i < entity.paths.size(); ++i) {
       QueryPath& p = entity.paths[i];
       if (p.primary) {

@@ -1,5 +1,9 @@
 #include "flatstore/entity.h"
 
+#include <cstring>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "flatstore/table_description.h"
@@ -38,6 +42,18 @@ absl::StatusOr<Versionstamp> Versionstamp::parse(std::string_view text) {
   }
   return Versionstamp(seq, static_cast<uint16_t>(pos));
 }
+
+ObjectBuffer ObjectBuffer::copyOf(std::span<const uint8_t> bytes) {
+  ObjectBuffer b;
+  b.size_ = bytes.size();
+  b.data_.reset(new uint8_t[bytes.size() == 0 ? 1 : bytes.size()]);
+  if (!bytes.empty()) std::memcpy(b.data_.get(), bytes.data(), bytes.size());
+  return b;
+}
+
+std::span<const uint8_t> ObjectBuffer::span() const { return {data_.get(), size_}; }
+
+std::span<const uint8_t> EntityBase::bytes() const { return buffer_.span(); }
 
 namespace internal {
 

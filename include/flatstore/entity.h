@@ -12,13 +12,12 @@
 #include <compare>
 #include <cstddef>
 #include <cstdint>
-#include <cstring>
 #include <memory>
 #include <span>
 #include <string>
 #include <string_view>
 
-#include "absl/status/statusor.h"
+#include "flatstore/detail/status_fwd.h"
 
 namespace flatstore {
 
@@ -67,16 +66,14 @@ class Versionstamp {
 class ObjectBuffer {
  public:
   ObjectBuffer() = default;
-  static ObjectBuffer copyOf(std::span<const uint8_t> bytes) {
-    ObjectBuffer b;
-    b.size_ = bytes.size();
-    b.data_.reset(new uint8_t[bytes.size() == 0 ? 1 : bytes.size()]);
-    if (!bytes.empty()) std::memcpy(b.data_.get(), bytes.data(), bytes.size());
-    return b;
-  }
+  // A copy of `bytes`.
+  static ObjectBuffer copyOf(std::span<const uint8_t> bytes);
   const uint8_t* data() const { return data_.get(); }
   size_t size() const { return size_; }
-  std::span<const uint8_t> span() const { return {data_.get(), size_}; }
+  // Defined out of line, like copyOf() and EntityBase::bytes(): constructing a std::span
+  // checks the contiguous_iterator concept, which would cost every file that includes a
+  // generated header more than the rest of this header does.
+  std::span<const uint8_t> span() const;
 
  private:
   // operator new[] aligns to __STDCPP_DEFAULT_NEW_ALIGNMENT__ (16 on the platforms we
@@ -89,7 +86,7 @@ class ObjectBuffer {
 class EntityBase {
  public:
   // The object's FlatBuffers bytes (verified).
-  std::span<const uint8_t> bytes() const { return buffer_.span(); }
+  std::span<const uint8_t> bytes() const;
   const uint8_t* data() const { return buffer_.data(); }
   // The SQLite rowid of the object; 0 for an object not read from a database.
   int64_t rowid() const { return rowid_; }

@@ -20,7 +20,7 @@
 #include <string_view>
 #include <vector>
 
-#include "absl/status/statusor.h"
+#include "flatstore/detail/status_fwd.h"
 #include "flatstore/entity.h"
 #include "flatstore/value.h"
 

@@ -27,6 +27,7 @@ using ::testing::AnyOf;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
+using ::testing::Not;
 using ::testing::StartsWith;
 
 fs::path badDir() { return sourceDir() / "tests" / "codegen" / "bad"; }
@@ -64,14 +65,12 @@ const BadCase kBadCases[] = {
      "field 'Monster.inventory': only scalars, enums and strings can be indexed, not a vector"},
     {"UniqueOnNestedTable", "unique_on_table.fbs", "unique_on_table.fbs", 12, 17,
      "field 'Monster.stats': only scalars, enums and strings can be unique, not a table"},
-    // Nothing is at fault, so the error goes just after the last token (the `}` that
-    // closes the last table), as SourceLocator::end() documents.
-    {"MissingRootType", "missing_root_type.fbs", "missing_root_type.fbs", 7, 2,
-     "no root_type: declare `root_type T;`"},
     {"DuplicateFieldName", "duplicate_field.fbs", "duplicate_field.fbs", 7, 3,
      "field already exists: hp"},
     {"PrimaryInNonEntityTable", "primary_not_entity.fbs", "primary_not_entity.fbs", 7, 15,
      "field 'Stats.level': primary keys belong to entity tables, and 'Stats' is not one"},
+    {"PrimaryInSchemaWithoutEntities", "primary_without_entity.fbs", "primary_without_entity.fbs",
+     8, 17, "field 'Monster.name': primary keys belong to entity tables, and 'Monster' is not one"},
     {"UnknownRootType", "unknown_root_type.fbs", "unknown_root_type.fbs", 8, 11,
      "unknown root type: Animal"},
     {"UndeclaredAttribute", "unknown_attribute.fbs", "unknown_attribute.fbs", 5, 17,
@@ -248,6 +247,26 @@ TEST_P(CodegenRunTest, AcceptsUndeclaredFlatstoreAttributes) {
   EXPECT_THAT(text, HasSubstr("CREATE UNIQUE INDEX IF NOT EXISTS \\\"good.Player$2$value\\\""));
   EXPECT_THAT(text, HasSubstr("class PlayerEntity"));
   EXPECT_THAT(text, HasSubstr("class LogEntity"));
+}
+
+// A schema without entities (no root_type, no table marked `entity`) is valid
+// FlatBuffers: the tool warns, just after the last token (nothing is at fault, as
+// SourceLocator::end() documents), and writes a header that includes flatc's only.
+// constructs_test compiles that header and uses flatc's type through it.
+TEST_P(CodegenRunTest, WarnsAndWritesFlatcIncludeOnlyForSchemaWithoutEntities) {
+  RunResult r = run({goodDir() / "no_entity.fbs"});
+  ASSERT_EQ(r.exit_code, 0) << "stderr:\n" << r.err;
+  EXPECT_THAT(splitLines(r.err),
+              ElementsAre(AllOf(HasSubstr("no_entity.fbs:11:2: warning: no root_type and no table "
+                                          "marked `entity`: flatstore stores nothing"),
+                                HasSubstr("declare `root_type T;`"))));
+  EXPECT_THAT(filesIn(out_.path()), ElementsAre("no_entity_flatstore.cc", "no_entity_flatstore.h"));
+  std::string text = readFileOrDie(header("no_entity"));
+  EXPECT_THAT(text, HasSubstr("#include \"no_entity_generated.h\"\n"));
+  EXPECT_THAT(text, Not(HasSubstr("flatstore/")));
+  EXPECT_THAT(text, Not(HasSubstr("Entity")));
+  EXPECT_THAT(readFileOrDie(out_.path() / "no_entity_flatstore.cc"),
+              HasSubstr("#include \"no_entity_flatstore.h\""));
 }
 
 // The stamp is written on every run, also when the outputs are left alone, and is the

@@ -1,13 +1,16 @@
 // Compile-and-run tests of the code generated for tests/codegen/schemas/constructs.v2.fbs:
 // the constructs of schemas written for flatc that flatstore-codegen once turned into
-// headers that did not compile, or into code that lost values.
+// headers that did not compile, or into code that lost values; and of the header for a
+// schema without entities (tests/codegen/good/no_entity.fbs).
 #include <cstring>
 #include <string>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "constructs.v2_flatstore.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "no_entity_flatstore.h"
 
 // The conversions native_point.h declares for the `native_type` of Point.
 namespace flatbuffers {
@@ -172,6 +175,13 @@ TEST(Constructs, UniqueWithAndWithoutDefault) {
 // FLATC_ARGS reached flatc: --gen-name-strings adds GetFullyQualifiedName().
 TEST(Constructs, FlatcArgumentsArePassed) {
   EXPECT_STREQ(Hero::GetFullyQualifiedName(), "flatstore.test.constructs.Hero");
+}
+
+// A schema without entities gets a header too (the tool warns); it gives flatc's types,
+// with their defaults, and nothing of flatstore's.
+TEST(Constructs, SchemaWithoutEntitiesGivesFlatcTypes) {
+  ::good::shared::LabelT label;
+  EXPECT_EQ(label.weight, 3);
 }
 
 }  // namespace

@@ -356,6 +356,37 @@ TEST(Values, SqlOrdering) {
   EXPECT_EQ(Value::text("a\"b").toString(), "\"a\\\"b\"");
 }
 
+// operator== compares kind and content exactly (null == null, unlike SQL; an integer
+// never equals a real), and copies and moves keep both.
+TEST(Values, EqualityIsKindAndContent) {
+  EXPECT_EQ(Value(), Value());
+  EXPECT_EQ(Value::real(std::numeric_limits<double>::quiet_NaN()), Value());
+  EXPECT_EQ(Value::integer(7), Value::integer(7));
+  EXPECT_NE(Value::integer(7), Value::integer(8));
+  EXPECT_NE(Value::integer(1), Value::real(1.0));
+  EXPECT_NE(Value::integer(0), Value());
+  EXPECT_NE(Value::text(""), Value());
+  EXPECT_EQ(Value::real(-0.0), Value::real(0.0));
+  EXPECT_NE(Value::real(1.5), Value::real(2.5));
+  EXPECT_EQ(Value::text("abc"), Value::of(std::string_view("abc")));
+  EXPECT_NE(Value::text("abc"), Value::text("abd"));
+  EXPECT_NE(Value::text("1"), Value::integer(1));
+
+  Value text = Value::text("a long enough text to be stored out of line");
+  Value copy = text;
+  EXPECT_EQ(copy, text);
+  EXPECT_EQ(copy.kind(), Value::Kind::kText);
+  Value moved = std::move(copy);
+  EXPECT_EQ(moved.asText(), "a long enough text to be stored out of line");
+  Value assigned = Value::integer(3);
+  assigned = moved;
+  EXPECT_EQ(assigned, text);
+  assigned = Value::real(2.5);
+  EXPECT_EQ(assigned.kind(), Value::Kind::kReal);
+  EXPECT_EQ(assigned.asReal(), 2.5);
+  EXPECT_EQ(assigned.toString(), "2.5");
+}
+
 // NaN is null (SQLite stores and binds a NaN as NULL); infinities and -0.0 are numbers.
 TEST(Values, NanIsNullInfinitiesAreNumbers) {
   constexpr double kNan = std::numeric_limits<double>::quiet_NaN();

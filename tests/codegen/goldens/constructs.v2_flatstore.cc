@@ -3,6 +3,10 @@
 
 #include <utility>
 
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "flatstore/status.h"
+
 namespace {
 
 // The reflection schema of constructs.v2.fbs, shared by its entities' descriptions.

@@ -13,12 +13,11 @@
 #include <utility>
 #include <vector>
 
-#include "absl/status/statusor.h"
 #include "flatbuffers/flatbuffers.h"
 #include "flatstore/change_request.h"
+#include "flatstore/detail/status_fwd.h"
 #include "flatstore/entity.h"
 #include "flatstore/query.h"
-#include "flatstore/status.h"
 #include "flatstore/table_description.h"
 #include "flatstore/value.h"
 #include "game_generated.h"
