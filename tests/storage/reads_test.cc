@@ -193,7 +193,12 @@ TEST_F(OneReaderTest, ACorruptObjectIsDataLossOnEveryReadPath) {
         // Filtered in memory: the corrupt object fails verification before the filter
         // could drop it.
         ws_->fetch<Monster>().where(F::mana == 7).all().status(),
-        ws_->fetch<Monster>().where(F::mana == 8).orderBy(F::hp.ascending()).limit(1).all().status(),
+        ws_->fetch<Monster>()
+            .where(F::mana == 8)
+            .orderBy(F::hp.ascending())
+            .limit(1)
+            .all()
+            .status(),
         ws_->fetch<Monster>().where(F::mana == 7).count().status(),
         ws_->get<Monster>("bad", 1).status(),
     };
