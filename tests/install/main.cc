@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <string_view>
 
+#include "absl/status/statusor.h"  // the generated header only declares StatusOr
 #include "note_flatstore.h"
 
 int main() {
