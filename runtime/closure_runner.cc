@@ -7,6 +7,7 @@
 #include "absl/time/clock.h"
 #include "flatstore/status.h"
 #include "runtime/change_log.h"
+#include "runtime/sqlite_read_view.h"
 
 namespace flatstore::internal {
 namespace {
@@ -19,13 +20,13 @@ struct ClosureRun {
   int64_t bytes = 0;
 };
 
-// Runs `closure` over `db`, which is inside a transaction: a reader's snapshot, or the
-// writer's own write transaction for a run under the write lock. Records what the
-// closure reads in `reads` when given.
-ClosureRun runOn(Connection& db, const std::vector<TableState*>& tables, const Closure& closure,
+// Runs `closure` over `view`: a reader's snapshot, or the writer's own write
+// transaction for a run under the write lock. Records what the closure reads in `reads`
+// when given.
+ClosureRun runOn(ReadView& view, const std::vector<TableState*>& tables, const Closure& closure,
                  ReadSet* reads = nullptr) {
   ClosureRun run;
-  TransactionState state(&db, tables);
+  TransactionState state(&view, tables);
   state.recordReads(reads);
   TransactionContext context = TransactionAccess::context(&state);
   try {
@@ -114,7 +115,10 @@ class ClosureRunner::Commit : public CommitCallbacks {
   absl::Status runUnderLock(Connection& db, CommitRequest& r, bool again) override {
     if (again) txn_->attempts += 1;
     absl::Time run_start = absl::Now();
-    ClosureRun run = runOn(db, txn_->tables, closure_);
+    // The closure reads the write transaction itself (changedSince is not asked of
+    // this view, so its origin does not matter).
+    SqliteReadView view(&db, /*origin=*/0);
+    ClosureRun run = runOn(view, txn_->tables, closure_);
     txn_->run_us += absl::ToInt64Microseconds(absl::Now() - run_start);
     FLATSTORE_RETURN_IF_ERROR(run.status);
     r.changes = std::move(run.changes);
@@ -299,15 +303,16 @@ void ClosureRunner::runOnSnapshot(Scheduler::Job* job,
     }
     absl::Time run_start = absl::Now();
     request->pipelining.reads = ReadSet();
-    absl::Status read = snapshots_->read([&](Connection& snapshot) -> absl::Status {
-      // The commit this snapshot sees: the writer checks under the write lock that no
-      // other process changed these tables since.
-      FLATSTORE_ASSIGN_OR_RETURN(LogHead head, readLogHead(snapshot, "snapshot"));
-      request->snapshot_sequence = head.sequence;
+    absl::Status read = [&]() -> absl::Status {
+      FLATSTORE_ASSIGN_OR_RETURN(std::unique_ptr<ReadView> snapshot, snapshots_->snapshot());
+      // What this snapshot saw: the writer checks under the write lock that no other
+      // process changed these tables since.
+      FLATSTORE_ASSIGN_OR_RETURN(ReadMark mark, snapshot->mark());
+      request->snapshot_sequence = mark.sequence;
       request->read_tables = txn->tables;
-      run = runOn(snapshot, txn->tables, closure, &request->pipelining.reads);
+      run = runOn(*snapshot, txn->tables, closure, &request->pipelining.reads);
       return absl::OkStatus();
-    });
+    }();
     if (!read.ok()) run.status = read;
     txn->run_us += absl::ToInt64Microseconds(absl::Now() - run_start);
   };

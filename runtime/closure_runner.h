@@ -36,8 +36,8 @@
 #include "runtime/commit_request.h"
 #include "runtime/metrics.h"
 #include "runtime/pipeline.h"
-#include "runtime/reader_pool.h"
 #include "runtime/scheduler.h"
+#include "runtime/storage_engine.h"
 #include "runtime/table_registry.h"
 #include "runtime/transaction_state.h"
 #include "runtime/writer.h"
@@ -87,7 +87,7 @@ class Coalescer {
 
 class ClosureRunner {
  public:
-  ClosureRunner(TableRegistry* tables, Scheduler* scheduler, Writer* writer, ReaderPool* snapshots,
+  ClosureRunner(TableRegistry* tables, Scheduler* scheduler, Writer* writer, ReadViews* snapshots,
                 MetricsRegistry* metrics, int64_t max_pending, int max_conflict_retries)
       : tables_(tables),
         scheduler_(scheduler),
@@ -126,7 +126,7 @@ class ClosureRunner {
   TableRegistry* const tables_;
   Scheduler* const scheduler_;
   Writer* const writer_;
-  ReaderPool* const snapshots_;
+  ReadViews* const snapshots_;
   MetricsRegistry* const metrics_;
   Admission admission_;
   Coalescer coalescer_;

@@ -33,6 +33,24 @@ absl::Status eraseEntry(Connection& c, std::string_view key) {
   return s->run(absl::StrCat("dictionary key '", av(key), "'"));
 }
 
+absl::StatusOr<std::optional<Dictionary::Record>> readEntry(Connection& c, std::string_view key) {
+  FLATSTORE_ASSIGN_OR_RETURN(
+      Statement * s,
+      c.cached("SELECT kind, type, value FROM flatstore_kv WHERE key = ?", "dictionary"));
+  s->bindText(1, key);
+  absl::StatusOr<bool> row = s->step("dictionary");
+  std::optional<Dictionary::Record> out;
+  if (row.ok() && *row) {
+    auto blob = s->columnBlob(2);
+    out = Dictionary::Record{static_cast<Dictionary::Kind>(s->columnInt(0)),
+                             std::string(s->columnText(1)),
+                             std::vector<uint8_t>(blob.begin(), blob.end())};
+  }
+  s->reset();
+  if (!row.ok()) return row.status();
+  return out;
+}
+
 absl::Status DictionaryStore::write(std::string_view key, Kind kind, std::string_view type,
                                     std::span<const uint8_t> value) {
   std::string k(key);
@@ -48,22 +66,8 @@ absl::Status DictionaryStore::remove(std::string_view key) {
 }
 
 absl::StatusOr<std::optional<Dictionary::Record>> DictionaryStore::load(std::string_view key) {
-  std::optional<Record> out;
-  FLATSTORE_RETURN_IF_ERROR(readers_->read([&](Connection& c) -> absl::Status {
-    FLATSTORE_ASSIGN_OR_RETURN(
-        Statement * s,
-        c.cached("SELECT kind, type, value FROM flatstore_kv WHERE key = ?", "dictionary"));
-    s->bindText(1, key);
-    absl::StatusOr<bool> row = s->step("dictionary");
-    if (row.ok() && *row) {
-      auto blob = s->columnBlob(2);
-      out = Record{static_cast<Kind>(s->columnInt(0)), std::string(s->columnText(1)),
-                   std::vector<uint8_t>(blob.begin(), blob.end())};
-    }
-    s->reset();
-    return row.status();
-  }));
-  return out;
+  FLATSTORE_ASSIGN_OR_RETURN(std::unique_ptr<ReadView> view, readers_->read());
+  return view->entry(key);
 }
 
 }  // namespace internal

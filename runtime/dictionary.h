@@ -31,10 +31,12 @@ absl::Status writeEntry(Connection& c, std::string_view key, Dictionary::Kind ki
                         std::string_view type, std::span<const uint8_t> value);
 // Removes the record of `key`, if any.
 absl::Status eraseEntry(Connection& c, std::string_view key);
+// The record of `key`, inside the caller's read transaction (or SQLite's implicit one).
+absl::StatusOr<std::optional<Dictionary::Record>> readEntry(Connection& c, std::string_view key);
 
 class DictionaryStore : public Dictionary {
  public:
-  DictionaryStore(Writer* writer, ReaderPool* readers) : writer_(writer), readers_(readers) {}
+  DictionaryStore(Writer* writer, ReadViews* readers) : writer_(writer), readers_(readers) {}
 
  protected:
   absl::Status write(std::string_view key, Kind kind, std::string_view type,
@@ -44,7 +46,7 @@ class DictionaryStore : public Dictionary {
 
  private:
   Writer* const writer_;
-  ReaderPool* const readers_;
+  ReadViews* const readers_;
 };
 
 }  // namespace flatstore::internal

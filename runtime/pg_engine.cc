@@ -49,22 +49,26 @@ absl::StatusOr<ReadMark> markOf(const PgResult& r) {
 // a statement of its own: the frontier of change-log reads in its snapshot, the oldest
 // transaction the snapshot saw running that may be a flatstore writer of the lock space
 // `space` (every writer below it had ended). Only transactions that pg_locks shows
-// holding their id but no advisory lock in `space` are passed over: a writer takes its
-// locks before its id and keeps both to its end, and pg_locks is one consistent picture
-// of the lock table, read once and after the snapshot was taken, so a writer that still
-// ran at the snapshot either shows with its locks or has ended since; either way it
-// holds the frontier. (pg_locks reports the 32 low bits of a transaction id.)
+// holding their id on a backend that is not a client of this database are passed over.
+// Every connection of a client holds the client mark (pgMarkClient) for as long as it is
+// open, a session lock that no commit releases, and pg_locks is one consistent picture
+// of the lock table, read once and after the snapshot was taken: a writer that still ran
+// at the snapshot either shows on a marked backend or has ended since; either way it
+// holds the frontier. (Telling writers by their transaction-level table locks does not
+// do: a committing transaction may drop those before its id's lock, and then looks like
+// a stranger for a moment; a test caught a change skipped so.) pg_locks reports the 32
+// low bits of a transaction id.
 absl::StatusOr<uint64_t> frontierOf(PgConnection& c, int32_t space) {
   FLATSTORE_ASSIGN_OR_RETURN(
       PgResult r,
       c.query("WITH s AS MATERIALIZED (SELECT pg_current_snapshot() AS snap), "
-              "l AS MATERIALIZED (SELECT locktype, mode, granted, transactionid, "
-              "  virtualtransaction, classid, objsubid FROM pg_locks), "
+              "l AS MATERIALIZED (SELECT locktype, mode, granted, transactionid, pid, "
+              "  classid, objid, objsubid FROM pg_locks), "
               "others AS (SELECT t.transactionid::text::bigint AS x FROM l t "
               "  WHERE t.locktype = 'transactionid' AND t.mode = 'ExclusiveLock' AND t.granted "
-              "  AND NOT EXISTS (SELECT 1 FROM l a WHERE a.virtualtransaction = "
-              "    t.virtualtransaction AND a.locktype = 'advisory' AND a.granted AND "
-              "    a.objsubid = 2 AND a.classid = $1::bigint::oid)) "
+              "  AND NOT EXISTS (SELECT 1 FROM l a WHERE a.pid = t.pid AND "
+              "    a.locktype = 'advisory' AND a.granted AND a.objsubid = 1 AND "
+              "    a.classid = $1::bigint::oid AND a.objid = 0)) "
               "SELECT coalesce((SELECT min(x::text::bigint) FROM pg_snapshot_xip(snap) AS x "
               "    WHERE x::text::bigint % 4294967296 NOT IN (SELECT x FROM others)), "
               "  pg_snapshot_xmax(snap)::text::bigint) "
@@ -91,6 +95,33 @@ void giveBack(PgEngine* engine, std::unique_ptr<PgConnection> conn) {
   engine->release(std::move(conn));
 }
 
+// The index in `tables` of the first table that a commit by another origin changed and
+// that `mark`'s snapshot does not see, or -1; 0 when the log no longer covers `mark`
+// (ReadView::changedSince, WriteSession::changedSince).
+absl::StatusOr<int> pgChangedSince(PgConnection& conn, PgEngine& engine,
+                                   std::span<const TableState* const> tables,
+                                   const ReadMark& mark) {
+  if (tables.empty()) return -1;
+  FLATSTORE_ASSIGN_OR_RETURN(uint64_t pruned, prunedThrough(conn, engine.schema()));
+  if (mark.snapshot.empty() || (pruned > 0 && mark.sequence <= pruned)) return 0;
+  std::vector<int64_t> ids;
+  for (const TableState* t : tables) ids.push_back(t->id);
+  FLATSTORE_ASSIGN_OR_RETURN(
+      PgResult r,
+      conn.query(absl::StrCat("SELECT table_id FROM ", pgQuote(engine.schema()),
+                              ".flatstore_changes WHERE table_id = ANY($1::bigint[]) AND "
+                              "xid >= $2 AND origin <> $3 AND NOT "
+                              "pg_visible_in_snapshot(xid::text::xid8, $4::pg_snapshot) "
+                              "LIMIT 1"),
+                 {PgParam::text(absl::StrCat("{", absl::StrJoin(ids, ","), "}")),
+                  PgParam::int64(static_cast<int64_t>(mark.sequence)),
+                  PgParam::int64(engine.origin()), PgParam::text(mark.snapshot)},
+                 "conflict check"));
+  if (r.rows() == 0) return -1;
+  FLATSTORE_ASSIGN_OR_RETURN(int64_t id, r.getInt64(0, 0));
+  return static_cast<int>(std::find(ids.begin(), ids.end(), id) - ids.begin());
+}
+
 // ---------------------------------------------------------------------------------------
 // Reads
 
@@ -110,7 +141,11 @@ class PgReadView : public ReadView {
   }
   ~PgReadView() override { giveBack(engine_, std::move(conn_)); }
 
-  const ReadMark& mark() const override { return mark_; }
+  absl::StatusOr<ReadMark> mark() override { return mark_; }
+  absl::StatusOr<int> changedSince(std::span<const TableState* const> tables,
+                                   const ReadMark& since) override {
+    return pgChangedSince(*conn_, *engine_, tables, since);
+  }
 
   absl::StatusOr<std::optional<RawRow>> rowByRowid(const TableState& table,
                                                    int64_t rowid) override {
@@ -133,7 +168,7 @@ class PgReadView : public ReadView {
     return pgExecuteCount(*conn_, table, *sql, spec, pending);
   }
 
-  absl::StatusOr<TableChanges> changesSince(const TableState& table, Versionstamp since) override {
+  absl::StatusOr<LogChanges> changesSince(const TableState& table, Versionstamp since) override {
     FLATSTORE_ASSIGN_OR_RETURN(const PgTableSql* sql, engine_->sqlOf(table));
     FLATSTORE_ASSIGN_OR_RETURN(uint64_t pruned, prunedThrough(*conn_, engine_->schema()));
     if (pruned > 0 && since.commitSequence() <= pruned) {
@@ -163,7 +198,7 @@ class PgReadView : public ReadView {
         last[rec.rowid] = std::move(rec);
       }
     }
-    TableChanges out;
+    LogChanges out;
     for (auto& [rowid, rec] : last) {
       if (rec.deleted) {
         out.deleted.push_back(rec.key.empty() ? std::vector<Value>{Value::integer(rowid)}
@@ -265,25 +300,7 @@ class PgWriteSession : public WriteSession {
 
   absl::StatusOr<int> changedSince(std::span<const TableState* const> tables,
                                    const ReadMark& mark) override {
-    if (tables.empty()) return -1;
-    FLATSTORE_ASSIGN_OR_RETURN(uint64_t pruned, prunedThrough(*conn_, engine_->schema()));
-    if (mark.snapshot.empty() || (pruned > 0 && mark.sequence <= pruned)) return 0;
-    std::vector<int64_t> ids;
-    for (const TableState* t : tables) ids.push_back(t->id);
-    FLATSTORE_ASSIGN_OR_RETURN(
-        PgResult r,
-        conn_->query(absl::StrCat("SELECT table_id FROM ", pgQuote(engine_->schema()),
-                                  ".flatstore_changes WHERE table_id = ANY($1::bigint[]) AND "
-                                  "xid >= $2 AND origin <> $3 AND NOT "
-                                  "pg_visible_in_snapshot(xid::text::xid8, $4::pg_snapshot) "
-                                  "LIMIT 1"),
-                     {PgParam::text(absl::StrCat("{", absl::StrJoin(ids, ","), "}")),
-                      PgParam::int64(static_cast<int64_t>(mark.sequence)),
-                      PgParam::int64(engine_->origin()), PgParam::text(mark.snapshot)},
-                     "conflict check"));
-    if (r.rows() == 0) return -1;
-    FLATSTORE_ASSIGN_OR_RETURN(int64_t id, r.getInt64(0, 0));
-    return static_cast<int>(std::find(ids.begin(), ids.end(), id) - ids.begin());
+    return pgChangedSince(*conn_, *engine_, tables, mark);
   }
 
   absl::Status apply(uint16_t position, std::span<EncodedChange> changes) override;
@@ -665,8 +682,18 @@ absl::StatusOr<std::unique_ptr<PgEngine>> PgEngine::open(PgEngineOptions options
   std::string location = absl::StrCat("PostgreSQL (", conn->server(), ") schema ", schema);
   std::unique_ptr<PgEngine> engine(
       new PgEngine(std::move(options), std::move(schema), origin, std::move(location)));
+  FLATSTORE_RETURN_IF_ERROR(engine->markClient(*conn));
   engine->release(std::move(conn));
   return engine;
+}
+
+absl::Status PgEngine::markClient(PgConnection& c) {
+  // A shared session lock: clients never wait for each other on it, and it stays until
+  // the connection closes.
+  return c
+      .query("SELECT pg_advisory_lock_shared($1)",
+             {PgParam::int64(int64_t{pgLockSpace(schema_)} << 32)}, "client mark")
+      .status();
 }
 
 absl::StatusOr<std::unique_ptr<PgConnection>> PgEngine::connect() {
@@ -674,6 +701,11 @@ absl::StatusOr<std::unique_ptr<PgConnection>> PgEngine::connect() {
   absl::Duration delay = absl::Milliseconds(20);
   while (true) {
     absl::StatusOr<std::unique_ptr<PgConnection>> c = PgConnection::connect(options_.uri);
+    if (c.ok() && !schema_.empty()) {
+      absl::Status marked = markClient(**c);
+      if (marked.ok()) return c;
+      c = marked;
+    }
     if (c.ok() || !absl::IsUnavailable(c.status())) return c;
     if (absl::Now() + delay > deadline) return c.status();
     // Back-off between attempts to reach a server that is down or restarting.

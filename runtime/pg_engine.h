@@ -27,12 +27,14 @@
 //     rather than skipped. Only the transaction id gives this: a sequence value has no
 //     relation to what a snapshot saw running.
 //     The frontier passes over running transactions that are plainly not flatstore
-//     writers of this database: pg_locks shows them holding their id but no advisory
-//     lock of this database's lock space (a writer takes its locks before its id and
-//     keeps both to its end, and pg_locks is one consistent picture of the lock table).
-//     So an unrelated long transaction on the server does not hold the feed back; a
-//     writer's does, for as long as it runs, which is short: closures run outside the
-//     transaction, and the id is taken only once the locks are held.
+//     writers of this database: pg_locks shows them holding their id on a backend that
+//     does not hold the client mark, a session lock every connection of every client
+//     takes when it connects and keeps until it closes (pg_locks is one consistent
+//     picture of the lock table). So an unrelated long transaction on the server does
+//     not hold the feed back; a writer's does, for as long as it runs, which is short:
+//     closures run outside the transaction, and the id is taken only once the locks are
+//     held. (The table locks themselves cannot tell: a committing writer may release
+//     them a moment before its id's lock.)
 //   - Conflict checks across clients: a closure's snapshot is a pg_snapshot, and a
 //     change-log row it did not see is exactly one whose id is not visible in it
 //     (pg_visible_in_snapshot), with no clock or counter to keep.
@@ -110,6 +112,8 @@ class PgEngine : public StorageEngine {
   absl::StatusOr<bool> backfillStep(TableState& table, int batch) override;
   absl::StatusOr<std::unique_ptr<WriteSession>> beginWrite(
       std::span<const TableState* const> tables) override;
+  // The same as snapshot(): its BEGIN travels with the first statement.
+  absl::StatusOr<std::unique_ptr<ReadView>> read() override { return snapshot(); }
   absl::StatusOr<std::unique_ptr<ReadView>> snapshot() override;
   absl::StatusOr<std::unique_ptr<CommitFeed>> openCommitFeed() override;
 
@@ -118,8 +122,13 @@ class PgEngine : public StorageEngine {
   absl::StatusOr<std::unique_ptr<PgConnection>> acquire() ABSL_LOCKS_EXCLUDED(mu_);
   // Gives `conn` back; a broken one, or one left inside a transaction, is dropped.
   void release(std::unique_ptr<PgConnection> conn) ABSL_LOCKS_EXCLUDED(mu_);
-  // A new connection, retried with back-off up to the reconnect limit.
+  // A new connection, retried with back-off up to the reconnect limit, with the client
+  // mark taken (see markClient).
   absl::StatusOr<std::unique_ptr<PgConnection>> connect();
+  // Takes the client mark on `c`: a shared session-level advisory lock (lock space,
+  // key 0, in the one-bigint form) that tells the change feed's frontier that the
+  // backend's transactions may be this database's writers (pg_engine.cc, frontierOf).
+  absl::Status markClient(PgConnection& c);
   // The statements of a registered table; FailedPrecondition for one not registered.
   absl::StatusOr<const PgTableSql*> sqlOf(const TableState& table) ABSL_LOCKS_EXCLUDED(mu_);
   const PgEngineOptions& options() const { return options_; }

@@ -2,10 +2,12 @@
 
 #include <algorithm>
 #include <iterator>
+#include <optional>
 #include <vector>
 
 #include "absl/time/clock.h"
 #include "flatstore/status.h"
+#include "runtime/sqlite_read_view.h"
 
 namespace flatstore::internal {
 
@@ -23,13 +25,15 @@ absl::StatusOr<std::unique_ptr<Connection>> openReader(const std::string& path) 
 
 absl::StatusOr<std::unique_ptr<ReaderPool>> ReaderPool::open(const std::string& path, int size,
                                                              MetricsRegistry* metrics, bool grows,
-                                                             absl::Duration idle_close) {
+                                                             absl::Duration idle_close,
+                                                             int64_t origin) {
   auto pool = std::make_unique<ReaderPool>();
   pool->path_ = path;
   pool->metrics_ = metrics;
   pool->grows_ = grows;
   pool->size_ = std::max(1, size);
   pool->idle_close_ = idle_close;
+  pool->origin_ = origin;
   absl::MutexLock lock(&pool->mu_);
   for (int i = 0; i < pool->size_; ++i) {
     FLATSTORE_ASSIGN_OR_RETURN(auto c, openReader(path));
@@ -127,6 +131,39 @@ absl::Status ReaderPool::read(const std::function<absl::Status(Connection&)>& fn
   Lease c = checkout();
   return inReadTransaction(*c, [&] { return fn(*c); });
 }
+
+namespace {
+// A view that holds its connection's lease: ends its read transaction before the lease
+// gives the connection back.
+class LeasedView : public SqliteReadView {
+ public:
+  LeasedView(ReaderPool::Lease lease, int64_t origin)
+      : SqliteReadView(&*lease, origin), lease_(std::move(lease)) {}
+  ~LeasedView() override { end(); }
+
+ private:
+  ReaderPool::Lease lease_;
+};
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ReadView>> ReaderPool::view(bool snapshot) {
+  std::optional<Lease> lease;
+  {
+    // One acquire of the pool's lock in the common case: checked open, and a free
+    // connection taken.
+    absl::MutexLock lock(&mu_);
+    if (closed_) return absl::FailedPreconditionError("the workspace is shut down");
+    if (!free_.empty()) lease.emplace(take());
+  }
+  if (!lease.has_value()) lease.emplace(checkout());
+  auto v = std::make_unique<LeasedView>(std::move(*lease), origin_);
+  if (snapshot) FLATSTORE_RETURN_IF_ERROR(v->begin());
+  return std::unique_ptr<ReadView>(std::move(v));
+}
+
+absl::StatusOr<std::unique_ptr<ReadView>> ReaderPool::read() { return view(false); }
+
+absl::StatusOr<std::unique_ptr<ReadView>> ReaderPool::snapshot() { return view(true); }
 
 absl::Status inReadTransaction(Connection& c, const std::function<absl::Status()>& fn) {
   FLATSTORE_RETURN_IF_ERROR(c.exec("BEGIN", "read transaction"));

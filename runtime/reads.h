@@ -2,9 +2,9 @@
 // (Query<T> through the workspace), snapshots, changesSince, latestVersionstamp, and
 // the re-queries that keep subscriptions exact.
 //
-// Each read checks a connection out of the reader pool and runs one read transaction
-// (a fetch or count is one statement and needs only SQLite's implicit one), so reads
-// never wait for the writer, nor the writer for them.
+// Each read takes a view from the engine's ReadViews (storage_engine.h; on SQLite a
+// connection of the reader pool): read() for one statement (a fetch or a count),
+// snapshot() for several. So reads never wait for the writer, nor the writer for them.
 //
 // Thread-safety: all methods are thread-safe.
 #ifndef FLATSTORE_RUNTIME_READS_H_
@@ -19,18 +19,16 @@
 #include "flatstore/fetch.h"
 #include "flatstore/workspace.h"
 #include "runtime/observers.h"
-#include "runtime/reader_pool.h"
+#include "runtime/storage_engine.h"
 #include "runtime/table_registry.h"
 
 namespace flatstore::internal {
 
 class Reads : public QuerySource {
  public:
-  // `origin` marks this workspace's commits in the change log; `committed` tells the
-  // last commit sequence this workspace made or saw.
-  Reads(ReaderPool* readers, TableRegistry* tables, int64_t origin,
-        std::function<uint64_t()> committed)
-      : readers_(readers), tables_(tables), origin_(origin), committed_(std::move(committed)) {}
+  // `committed` tells the last commit sequence this workspace made or saw.
+  Reads(ReadViews* views, TableRegistry* tables, std::function<uint64_t()> committed)
+      : views_(views), tables_(tables), committed_(std::move(committed)) {}
 
   // QuerySource: one read transaction per query.
   absl::StatusOr<std::vector<RawRow>> runQuery(const TableDescription& table,
@@ -53,9 +51,8 @@ class Reads : public QuerySource {
                                                      const ObserverHub::TailQuery* tail);
 
  private:
-  ReaderPool* const readers_;
+  ReadViews* const views_;
   TableRegistry* const tables_;
-  const int64_t origin_;
   const std::function<uint64_t()> committed_;
 };
 

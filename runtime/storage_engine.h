@@ -84,6 +84,11 @@
 //   evaluated in memory, optionally merged with a closure's pending changes), counts,
 //   the dictionary, the change log since a versionstamp and the newest versionstamp.
 //   A ReadView is one snapshot: a closure's reads, a Workspace::snapshot, a re-query.
+//   read() -> ReadView is the same for one statement (a fetch, a count, a get): SQLite
+//   runs it in its implicit read transaction (no BEGIN and COMMIT); PostgreSQL takes a
+//   snapshot as above, whose BEGIN travels in one round trip with its first statement.
+//   The SQLite views are ReaderPool's (reader_pool.h): its connections stay on the
+//   pool, and a view is a lease of one.
 //
 // ReadView::changesSince(table, since)
 //   SQLite: log rows after the commit sequence of `since`; `through` is the log head.
@@ -142,7 +147,7 @@ struct ReadMark {
 };
 
 // The change log of one table since a versionstamp (ReadView::changesSince).
-struct TableChanges {
+struct LogChanges {
   std::vector<RawRow> changed;              // objects as the snapshot has them now
   std::vector<std::vector<Value>> deleted;  // primary keys ({rowid} for automatic ids)
   // Every change with a versionstamp at or below `through` is reported or older than
@@ -161,7 +166,16 @@ class ReadView {
  public:
   virtual ~ReadView() = default;
 
-  virtual const ReadMark& mark() const = 0;
+  // What this view saw, for a later changedSince (here or in a WriteSession). SQLite
+  // reads the change log's head for it (once per view); PostgreSQL took it with the
+  // snapshot.
+  virtual absl::StatusOr<ReadMark> mark() = 0;
+  // As WriteSession::changedSince, seen from this view: the index in `tables` of the
+  // first table that a commit by another client changed after `since` and before this
+  // view, or -1 (0 when the log no longer covers `since`). A subscription uses it to
+  // tell that its result changed only by this client's own commits.
+  virtual absl::StatusOr<int> changedSince(std::span<const TableState* const> tables,
+                                           const ReadMark& since) = 0;
   virtual absl::StatusOr<std::optional<RawRow>> rowByRowid(const TableState& table,
                                                            int64_t rowid) = 0;
   virtual absl::StatusOr<std::optional<RawRow>> rowByKey(const TableState& table,
@@ -173,8 +187,7 @@ class ReadView {
   virtual absl::StatusOr<int64_t> count(const TableState& table, const QuerySpec& spec,
                                         const PendingTable* pending) = 0;
   // See the file comment. OutOfRange when the log was pruned past `since`.
-  virtual absl::StatusOr<TableChanges> changesSince(const TableState& table,
-                                                    Versionstamp since) = 0;
+  virtual absl::StatusOr<LogChanges> changesSince(const TableState& table, Versionstamp since) = 0;
   // The newest versionstamp a changesSince in this snapshot would cover.
   virtual absl::StatusOr<Versionstamp> latestVersionstamp() = 0;
   virtual absl::StatusOr<std::optional<Dictionary::Record>> entry(std::string_view key) = 0;
@@ -219,9 +232,22 @@ class CommitFeed {
   virtual absl::StatusOr<std::vector<ForeignCommit>> read() = 0;
 };
 
-class StorageEngine {
+// The reading half of an engine: views of committed state. Reads (reads.h) and closures'
+// snapshots get their views here, whichever engine stands behind.
+class ReadViews {
  public:
-  virtual ~StorageEngine() = default;
+  virtual ~ReadViews() = default;
+  // A view for one statement (a fetch, a count, a lookup): the engine may read without
+  // an explicit transaction, since one statement reads one consistent state (SQLite's
+  // implicit read transaction; a PostgreSQL statement's own snapshot).
+  virtual absl::StatusOr<std::unique_ptr<ReadView>> read() = 0;
+  // One snapshot for several statements, held until the view is destroyed.
+  virtual absl::StatusOr<std::unique_ptr<ReadView>> snapshot() = 0;
+};
+
+class StorageEngine : public ReadViews {
+ public:
+  ~StorageEngine() override = default;
 
   // For messages: the file, or the server, database and schema.
   virtual const std::string& location() const = 0;
@@ -239,7 +265,6 @@ class StorageEngine {
   // A write session holding the locks of `tables` (see the file comment).
   virtual absl::StatusOr<std::unique_ptr<WriteSession>> beginWrite(
       std::span<const TableState* const> tables) = 0;
-  virtual absl::StatusOr<std::unique_ptr<ReadView>> snapshot() = 0;
   // A feed of other clients' commits, starting after the newest commit now.
   virtual absl::StatusOr<std::unique_ptr<CommitFeed>> openCommitFeed() = 0;
 };

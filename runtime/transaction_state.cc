@@ -135,12 +135,12 @@ class TransactionState::Source : public QuerySource {
                                                const QuerySpec& spec) override {
     FLATSTORE_RETURN_IF_ERROR(check(d));
     if (txn_->reads_ != nullptr) txn_->reads_->scanned.insert(table_->id);
-    return executeQuery(*txn_->snapshot_, *table_, spec, pending());
+    return txn_->snapshot_->query(*table_, spec, pending());
   }
   absl::StatusOr<int64_t> runCount(const TableDescription& d, const QuerySpec& spec) override {
     FLATSTORE_RETURN_IF_ERROR(check(d));
     if (txn_->reads_ != nullptr) txn_->reads_->scanned.insert(table_->id);
-    return executeCount(*txn_->snapshot_, *table_, spec, pending());
+    return txn_->snapshot_->count(*table_, spec, pending());
   }
 
  private:
@@ -160,7 +160,7 @@ class TransactionState::Source : public QuerySource {
   TableState* table_;
 };
 
-TransactionState::TransactionState(Connection* snapshot, std::vector<TableState*> tables)
+TransactionState::TransactionState(ReadView* snapshot, std::vector<TableState*> tables)
     : snapshot_(snapshot), tables_(std::move(tables)) {
   bridges_.reserve(tables_.size());
   for (const TableState* t : tables_) bridges_.push_back(t->bridge());
@@ -220,7 +220,7 @@ absl::StatusOr<std::optional<TransactionState::Current>> TransactionState::find(
     auto it = p.by_rowid.find(rowid);
     if (it != p.by_rowid.end()) return fromEntry(it->second, false);
     if (reads_ != nullptr) reads_->rowids.emplace(t.id, rowid);
-    FLATSTORE_ASSIGN_OR_RETURN(auto row, readRowByRowid(*snapshot_, t, rowid));
+    FLATSTORE_ASSIGN_OR_RETURN(auto row, snapshot_->rowByRowid(t, rowid));
     if (!row.has_value()) return std::optional<Current>();
     Current c{row->rowid, row->rowid, std::move(row->bytes), {}, false, row->versionstamp};
     t.desc.key_of(c.bytes.data(), &c.key);
@@ -237,7 +237,7 @@ absl::StatusOr<std::optional<TransactionState::Current>> TransactionState::find(
   }
   if (p.removed_keys.count(encoded) != 0) return std::optional<Current>();
   if (reads_ != nullptr) reads_->keys.insert(keyOf(t.id, *key));
-  FLATSTORE_ASSIGN_OR_RETURN(auto row, readRowByKey(*snapshot_, t, *key));
+  FLATSTORE_ASSIGN_OR_RETURN(auto row, snapshot_->rowByKey(t, *key));
   if (!row.has_value()) return std::optional<Current>();
   auto up = p.by_rowid.find(row->rowid);
   if (up != p.by_rowid.end()) return fromEntry(up->second, false);

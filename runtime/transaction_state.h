@@ -29,6 +29,7 @@
 #include "runtime/pipeline.h"
 #include "runtime/query_exec.h"
 #include "runtime/sqlite.h"
+#include "runtime/storage_engine.h"
 
 namespace flatstore::internal {
 
@@ -61,11 +62,12 @@ class HandleState {
       ABSL_GUARDED_BY(mu_);
 };
 
-// The state of one running closure: its snapshot connection, the tables it declared,
-// and its pending changes. Used only on the closure's thread.
+// The state of one running closure: the snapshot it reads (a view of the storage
+// engine), the tables it declared, and its pending changes. Used only on the closure's
+// thread.
 class TransactionState {
  public:
-  TransactionState(Connection* snapshot, std::vector<TableState*> tables);
+  TransactionState(ReadView* snapshot, std::vector<TableState*> tables);
   ~TransactionState();
 
   absl::StatusOr<SubmitOutcome> submit(const TableDescription& table, const ErasedChange& change);
@@ -127,7 +129,7 @@ class TransactionState {
   // The bridge of `t` (a declared table) as this transaction uses it throughout.
   const VersionBridge* bridgeOf(const TableState* t) const;
 
-  Connection* snapshot_;
+  ReadView* snapshot_;
   std::vector<TableState*> tables_;
   // Per declared table, its bridge when the transaction started: every change of the
   // transaction is encoded with it, and the writer runs the closure again if the

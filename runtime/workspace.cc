@@ -114,14 +114,16 @@ absl::StatusOr<std::unique_ptr<WorkspaceImpl>> WorkspaceImpl::open(
   } else {
     ws->metrics_.recordCheckpoint(/*truncating=*/true, /*ok=*/true);
   }
-  FLATSTORE_ASSIGN_OR_RETURN(ws->readers_,
-                             ReaderPool::open(path, options.reader_connections, &ws->metrics_));
-  // Closures' snapshots: one connection per closure running at a time, opened as needed,
-  // so that closures never hold up fetches (nor fetches closures).
-  FLATSTORE_ASSIGN_OR_RETURN(ws->snapshots_,
-                             ReaderPool::open(path, 1, /*metrics=*/nullptr, /*grows=*/true));
   const int64_t origin =
       static_cast<int64_t>(std::random_device{}()) << 32 ^ std::random_device{}();
+  FLATSTORE_ASSIGN_OR_RETURN(ws->readers_,
+                             ReaderPool::open(path, options.reader_connections, &ws->metrics_,
+                                              /*grows=*/false, absl::Seconds(30), origin));
+  // Closures' snapshots: one connection per closure running at a time, opened as needed,
+  // so that closures never hold up fetches (nor fetches closures).
+  FLATSTORE_ASSIGN_OR_RETURN(
+      ws->snapshots_,
+      ReaderPool::open(path, 1, /*metrics=*/nullptr, /*grows=*/true, absl::Seconds(30), origin));
   ws->notifications_ = std::make_unique<NotificationThread>();
   // The hub's re-queries go through Reads, made below; no subscription (and so no
   // re-query) exists before open() returns.
@@ -147,7 +149,7 @@ absl::StatusOr<std::unique_ptr<WorkspaceImpl>> WorkspaceImpl::open(
       std::move(writer_connection), wo, [hub](CommitEvent e) { hub->publish(std::move(e)); },
       &ws->metrics_);
   ws->tables_ = std::make_unique<TableRegistry>(ws->writer_.get(), ws->readers_.get());
-  ws->reads_ = std::make_unique<Reads>(ws->readers_.get(), ws->tables_.get(), origin,
+  ws->reads_ = std::make_unique<Reads>(ws->readers_.get(), ws->tables_.get(),
                                        [raw] { return raw->committedSequence(); });
   ws->scheduler_ = std::make_unique<Scheduler>(options.worker_threads > 0 ? options.worker_threads
                                                                           : defaultWorkers());
