@@ -125,14 +125,13 @@ std::unique_ptr<CommitRequest> Writer::tryLead(std::unique_ptr<CommitRequest> re
 }
 
 void Writer::restartIfDue() {
-  {
-    absl::MutexLock lock(&mu_);
-    if (!checkpoint_due_ || !stopped_.ok()) return;
-  }
+  // Without mu_: after most commits nothing is due. A stop is set under the role too.
+  if (!role_checkpoint_due_ || has_stopped_.load(std::memory_order_acquire)) return;
   // Passive rounds run without the role, on the writer thread: leave them to it.
   bool passive = checkpointer_->runDue(*db_) && checkpointKeptFile();
   absl::MutexLock lock(&mu_);
   checkpoint_due_ = passive;
+  role_checkpoint_due_ = passive;
 }
 
 absl::Status Writer::stoppedError() const {
@@ -284,8 +283,7 @@ void Writer::awaitBackfills() {
 }
 
 uint64_t Writer::lastCommitSequence() const {
-  absl::MutexLock lock(&mu_);
-  return last_sequence_;
+  return last_sequence_.load(std::memory_order_acquire);
 }
 
 absl::Status Writer::stop() {
@@ -320,6 +318,7 @@ void Writer::commitAndNote(std::vector<std::unique_ptr<CommitRequest>>& group) {
   if (checkpointer_->noteCommit()) {
     absl::MutexLock lock(&mu_);
     checkpoint_due_ = true;
+    role_checkpoint_due_ = true;
   }
 }
 
@@ -344,6 +343,7 @@ void Writer::loop() {
         absl::MutexLock lock(&mu_);
         exiting = !queued() && stopping_;
         checkpoint_due = std::exchange(checkpoint_due_, false);
+        role_checkpoint_due_ = false;
         takeGroup(&group);
       }
       // After a failed sync nothing more is written: no back-fill, no checkpoint (which
@@ -665,10 +665,7 @@ void Writer::commitGroup(std::vector<std::unique_ptr<CommitRequest>>& group) {
   } else {
     head_ = LogHead{seq, last_change};
     head_data_version_ = db_->dataVersion();
-    {
-      absl::MutexLock lock(&mu_);
-      last_sequence_ = seq;
-    }
+    last_sequence_.store(seq, std::memory_order_release);
     if (publish_) publish_(observedChanges(group, results, seq));
   }
   int64_t hold_us = absl::ToInt64Microseconds(absl::Now() - locked);

@@ -227,13 +227,18 @@ class Writer {
   // Set after a commit that left the WAL past a checkpoint bound; the writer thread
   // checkpoints.
   bool checkpoint_due_ ABSL_GUARDED_BY(mu_) = false;
+  // checkpoint_due_ as the role's holder reads it without taking mu_ (restartIfDue,
+  // after each group a caller commits): every write of checkpoint_due_ happens under
+  // the role and writes this too.
+  bool role_checkpoint_due_ ABSL_GUARDED_BY(role_) = false;
   // Threads committing a group of their own (see tryLead); stop() waits for them.
   int leaders_ ABSL_GUARDED_BY(mu_) = 0;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status final_checkpoint_ ABSL_GUARDED_BY(mu_);  // set when the thread ends
   absl::Status stopped_ ABSL_GUARDED_BY(mu_);           // see stoppedError()
   std::atomic<bool> has_stopped_{false};                // stopped_ is set: a cheap test
-  uint64_t last_sequence_ ABSL_GUARDED_BY(mu_) = 0;
+  // Written under the role, read by any thread (lastCommitSequence).
+  std::atomic<uint64_t> last_sequence_{0};
   // Written under the role, read by closures' threads.
   std::atomic<int64_t> nanos_per_change_{20'000};
   std::atomic<bool> committing_{false};  // see busy()
