@@ -208,11 +208,9 @@ std::vector<EncodedChange> TransactionState::takeChanges() {
     }
   }
   pending_.clear();
-  std::vector<EncodedChange> out;
-  out.reserve(changes_.size());
-  for (EncodedChange& c : changes_) {
-    if (c.op != EncodedChange::Op::kNone) out.push_back(std::move(c));
-  }
+  // In place: a large transaction's changes are not copied into a second array.
+  std::erase_if(changes_, [](const EncodedChange& c) { return c.op == EncodedChange::Op::kNone; });
+  std::vector<EncodedChange> out = std::move(changes_);
   changes_.clear();
   return out;
 }
