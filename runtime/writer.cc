@@ -588,13 +588,25 @@ void Writer::commitGroup(std::vector<std::unique_ptr<CommitRequest>>& group) {
       last_change = head->last_change;
     }
   }
-  const bool use_savepoints = group.size() > 1;
+  // Several requests share the group: each is applied in a savepoint of its own, so
+  // that one that fails rolls back alone. But SQLite copies each page a savepoint
+  // changes into its sub-journal, again for every savepoint, and most groups have no
+  // failing request. So a group whose requests bring no work of their own to run under
+  // the lock (a closure or a hook) is applied first without savepoints; when one of its
+  // requests fails, the transaction is rolled back and the group applied again, each
+  // request in its savepoint.
+  bool optimistic = group.size() > 1 && std::none_of(group.begin(), group.end(), [](const auto& r) {
+                      return r->run_under_lock || r->apply != nullptr;
+                    });
+  bool use_savepoints = group.size() > 1 && !optimistic;
   bool lone_failure = false;
   // Large requests are timed for the chunk pace (see notePace): how long each took to
   // apply, and how many changes the group applied in all.
   std::vector<std::pair<size_t, absl::Duration>> timed_applies;
   size_t group_changes = 0;
-  if (group_status.ok()) {
+  // One pass over the group. False when an optimistic pass met a failing request: the
+  // pass stopped there, and the transaction holds what it applied before.
+  auto apply_group = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(role_) {
     for (size_t i = 0; i < group.size(); ++i) {
       // Each request in its own savepoint when several share the group; a lone
       // request that fails rolls back the whole transaction instead.
@@ -611,6 +623,8 @@ void Writer::commitGroup(std::vector<std::unique_ptr<CommitRequest>>& group) {
         results[i] = result;
         if (use_savepoints) group_status = db_->exec("RELEASE request", "group commit");
         if (group[i]->handedOn()) noteApplied(*group[i], seq);
+      } else if (optimistic) {
+        return false;
       } else {
         if (group[i]->handedOn()) group[i]->pipelining.in_flight->failed = true;
         results[i] = s;
@@ -623,10 +637,33 @@ void Writer::commitGroup(std::vector<std::unique_ptr<CommitRequest>>& group) {
       }
       if (!group_status.ok()) break;
     }
+    return true;
+  };
+  if (group_status.ok() && !apply_group()) {
+    // Nothing of the optimistic pass stays; the requests it applied before the failing
+    // one are applied again (a handed-on request's record is rewritten then).
+    optimistic = false;
+    use_savepoints = true;
+    results.assign(group.size(), TransactionResult{});
+    timed_applies.clear();
+    group_changes = 0;
+    rollbackOrStop();
+    group_status = stoppedError();
+    // The write lock was released: another process may have committed meanwhile.
+    if (group_status.ok()) group_status = db_->exec("BEGIN IMMEDIATE", "group commit");
+    if (group_status.ok()) {
+      absl::StatusOr<LogHead> head = logHead();
+      group_status = head.status();
+      if (head.ok()) {
+        seq = head->sequence + 1;
+        last_change = head->last_change;
+      }
+    }
+    if (group_status.ok()) apply_group();
   }
   // A lone request that produced nothing to write (a closure run inside the write
   // transaction that changed nothing) commits nothing either.
-  bool lone_nothing = group_status.ok() && !use_savepoints && results[0].ok() &&
+  bool lone_nothing = group_status.ok() && group.size() == 1 && results[0].ok() &&
                       group[0]->changes.empty() && !group[0]->apply;
   if (lone_failure || lone_nothing) {
     // Nothing of the group remains to commit: the only request failed or wrote nothing.
