@@ -580,14 +580,16 @@ void Writer::commitGroup(std::vector<std::unique_ptr<CommitRequest>>& group) {
   absl::Time locked = absl::Now();
   uint64_t seq = 0;
   Versionstamp last_change;
-  if (group_status.ok()) {
+  // Inside the write transaction: the group's sequence follows the log's newest row.
+  auto read_head = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(role_) {
     absl::StatusOr<LogHead> head = logHead();
-    group_status = head.status();
     if (head.ok()) {
       seq = head->sequence + 1;
       last_change = head->last_change;
     }
-  }
+    return head.status();
+  };
+  if (group_status.ok()) group_status = read_head();
   // Several requests share the group: each is applied in a savepoint of its own, so
   // that one that fails rolls back alone. But SQLite copies each page a savepoint
   // changes into its sub-journal, again for every savepoint, and most groups have no
@@ -651,14 +653,7 @@ void Writer::commitGroup(std::vector<std::unique_ptr<CommitRequest>>& group) {
     group_status = stoppedError();
     // The write lock was released: another process may have committed meanwhile.
     if (group_status.ok()) group_status = db_->exec("BEGIN IMMEDIATE", "group commit");
-    if (group_status.ok()) {
-      absl::StatusOr<LogHead> head = logHead();
-      group_status = head.status();
-      if (head.ok()) {
-        seq = head->sequence + 1;
-        last_change = head->last_change;
-      }
-    }
+    if (group_status.ok()) group_status = read_head();
     if (group_status.ok()) apply_group();
   }
   // A lone request that produced nothing to write (a closure run inside the write
