@@ -439,7 +439,9 @@ absl::Status Writer::applyRequest(CommitRequest& request, Versionstamp vs,
         stale,
         overwrittenSince(pipelining.predecessors, request.snapshot_sequence, pipelining.reads));
   }
-  if (!stale && !request.read_tables.empty()) {
+  // Every commit after foreign_through_ is this writer's own: a snapshot that saw it
+  // cannot miss another process's commit.
+  if (!stale && !request.read_tables.empty() && request.snapshot_sequence < foreign_through_) {
     std::vector<int64_t> ids;
     ids.reserve(request.read_tables.size());
     for (const TableState* t : request.read_tables) ids.push_back(t->id);
@@ -522,6 +524,8 @@ absl::StatusOr<LogHead> Writer::logHead() {
   FLATSTORE_ASSIGN_OR_RETURN(catalog_generation_, readCatalogGeneration(*db_));
   head_ = head;
   head_data_version_ = version;
+  // Another connection may have committed anything up to this head.
+  foreign_through_ = head.sequence;
   return head;
 }
 

@@ -205,6 +205,11 @@ class Writer {
   // The log head after this writer's last commit, and the data version it holds for.
   std::optional<LogHead> head_ ABSL_GUARDED_BY(role_);
   std::optional<uint32_t> head_data_version_ ABSL_GUARDED_BY(role_);
+  // The newest commit another connection may have made, as far as this writer knows:
+  // the log head it last read from the log (because the data version had moved). Every
+  // later commit is this writer's own, so a request whose snapshot saw this one needs
+  // no check for other processes' changes (see applyRequest).
+  uint64_t foreign_through_ ABSL_GUARDED_BY(role_) = 0;
   // The catalog generation (see readCatalogGeneration), read with the log head: when
   // another program stored a newer schema or added an index, tables in use here whose
   // bridge is older are refreshed before their next change is applied.
