@@ -75,7 +75,8 @@ absl::Status applyWrites(Connection& db, EncodedChange& c, int64_t vs) {
   int i = 1;
   if (!insert && c.key_changed) s->bindInt(i++, c.rowid);
   if (insert || c.key_changed) {
-    for (const Value& k : c.key) s->bind(i++, k);
+    // The key and the index values outlive the statements' runs, which reset them.
+    for (const Value& k : c.key) s->bindStatic(i++, k);
   }
   s->bindBlobStatic(i++, c.bytes.span());
   s->bindInt(i++, vs);
@@ -95,7 +96,7 @@ absl::Status applyWrites(Connection& db, EncodedChange& c, int64_t vs) {
     FLATSTORE_ASSIGN_OR_RETURN(
         Statement * is, db.cached(fresh ? t.index_insert_sql[x] : t.index_upsert_sql[x], what));
     is->bindInt(1, c.rowid);
-    is->bind(2, c.index_values[x]);
+    is->bindStatic(2, c.index_values[x]);
     absl::Status ist = is->run(what);
     if (absl::IsAlreadyExists(ist)) {
       return absl::AlreadyExistsError(absl::StrCat("table ", av(what), ": unique field '",

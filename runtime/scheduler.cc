@@ -115,10 +115,8 @@ bool Scheduler::release(Job* job, bool take_next) {
   for (const std::string& t : job->tables) {
     auto it = queues_.find(t);
     it->second.pop_front();
-    if (it->second.empty()) {
-      queues_.erase(it);
-      continue;
-    }
+    // An empty queue stays, with its storage, for the table's next job.
+    if (it->second.empty()) continue;
     Job* next = it->second.front();
     // A multi-table job becomes runnable once, by the release that completes its set.
     if (!headsAllQueues(next)) continue;

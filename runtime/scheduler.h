@@ -141,6 +141,8 @@ class Scheduler {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   absl::Mutex mu_;
+  // Per table, the jobs on it in order (the first runs or may run). A table's queue
+  // stays when it empties: jobs on the same tables come one after another.
   std::map<std::string, std::deque<Job*>> queues_ ABSL_GUARDED_BY(mu_);
   std::map<Job*, std::shared_ptr<Job>> pending_ ABSL_GUARDED_BY(mu_);
   // Running jobs that wait for another job to complete, and that job (see beginWait).

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstring>
 #include <random>
 
 #include "absl/strings/str_cat.h"
@@ -197,12 +198,19 @@ absl::StatusOr<Statement> Connection::prepare(std::string_view sql, std::string_
 }
 
 absl::StatusOr<Statement*> Connection::cached(std::string_view sql, std::string_view what) {
+  RecentStatement& recent =
+      recent_[(reinterpret_cast<uintptr_t>(sql.data()) >> 3) % recent_.size()];
+  if (recent.entry != nullptr && recent.sql == sql.data() && recent.size == sql.size() &&
+      std::memcmp(recent.entry->first.data(), sql.data(), sql.size()) == 0) {
+    return &recent.entry->second;
+  }
   auto it = cache_.find(av(sql));  // heterogeneous: no string is built to look one up
   if (it == cache_.end()) {
     absl::StatusOr<Statement> s = prepare(sql, what);
     if (!s.ok()) return s.status();
     it = cache_.emplace(std::string(sql), std::move(*s)).first;
   }
+  recent = RecentStatement{sql.data(), sql.size(), &*it};
   return &it->second;
 }
 

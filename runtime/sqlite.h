@@ -8,6 +8,7 @@
 
 #include <sqlite3.h>
 
+#include <array>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -144,6 +145,16 @@ class Connection {
   std::string path_;
   // Node-based: cached() hands out pointers that stay valid as statements are added.
   absl::node_hash_map<std::string, Statement> cache_;
+  // In front of cache_, by the address and length of the SQL text a caller passes (most
+  // pass the same string or literal every time): a hit compares the text with its
+  // entry's instead of hashing it. An address whose text changed misses, and the slot
+  // is taken over.
+  struct RecentStatement {
+    const char* sql = nullptr;
+    size_t size = 0;
+    std::pair<const std::string, Statement>* entry = nullptr;
+  };
+  std::array<RecentStatement, 32> recent_;
   struct QueryStatement {
     Statement statement;
     uint64_t last_use = 0;

@@ -18,9 +18,18 @@ bool keyComplete(const std::vector<Value>& key) {
   return std::none_of(key.begin(), key.end(), [](const Value& v) { return v.isNull(); });
 }
 
+// "table <name>", as messages about a table's changes begin.
+std::string tableText(const TableDescription& d) {
+  return absl::StrCat("table ", av(d.table_name));
+}
+
 // Compare-and-set conditions of a request against the object it finds (null: none).
-absl::Status checkCondition(const std::string& what, const std::vector<Value>& key,
+absl::Status checkCondition(const TableDescription& d, const std::vector<Value>& key,
                             const Versionstamp* current, const ErasedChange& change) {
+  if (!change.require_absent && !change.required_versionstamp.has_value()) {
+    return absl::OkStatus();
+  }
+  std::string what = tableText(d);
   if (change.require_absent && current != nullptr) {
     return absl::FailedPreconditionError(absl::StrCat(
         what, ": the request requires that no object has key ", keyText(key), ", but one does"));
@@ -199,11 +208,9 @@ std::vector<EncodedChange> TransactionState::takeChanges() {
     }
   }
   pending_.clear();
-  std::vector<EncodedChange> out;
-  out.reserve(changes_.size());
-  for (EncodedChange& c : changes_) {
-    if (c.op != EncodedChange::Op::kNone) out.push_back(std::move(c));
-  }
+  // In place: a large transaction's changes are not copied into a second array.
+  std::erase_if(changes_, [](const EncodedChange& c) { return c.op == EncodedChange::Op::kNone; });
+  std::vector<EncodedChange> out = std::move(changes_);
   changes_.clear();
   return out;
 }
@@ -363,7 +370,8 @@ absl::StatusOr<SubmitOutcome> TransactionState::submit(const TableDescription& d
                      " was not declared by this transaction (name it in performChanges<...>)"));
   }
   if (aborted_) return absl::FailedPreconditionError("the transaction was aborted");
-  std::string what = absl::StrCat("table ", av(d.table_name));
+  // For messages only: built when one is.
+  auto what = [&d] { return tableText(d); };
 
   const VersionBridge* bridge = bridgeOf(t);
   // What is recorded has passed the verifier, so reads never meet it as DataLoss.
@@ -398,15 +406,15 @@ absl::StatusOr<SubmitOutcome> TransactionState::submit(const TableDescription& d
       std::vector<Value> key = keyOf(fresh);
       if (!keyComplete(key)) {
         return absl::InvalidArgumentError(
-            absl::StrCat(what, ": the primary key ", keyText(key), " has a missing field"));
+            absl::StrCat(what(), ": the primary key ", keyText(key), " has a missing field"));
       }
       if (!d.hasAutomaticId()) {
         FLATSTORE_ASSIGN_OR_RETURN(auto current, find(*t, 0, &key));
         FLATSTORE_RETURN_IF_ERROR(
-            checkCondition(what, key, current ? &current->versionstamp : nullptr, change));
+            checkCondition(d, key, current ? &current->versionstamp : nullptr, change));
         if (current.has_value()) {
           if (change.kind == ChangeKind::kCreation) {
-            return absl::AlreadyExistsError(absl::StrCat(what, ": an object with primary key ",
+            return absl::AlreadyExistsError(absl::StrCat(what(), ": an object with primary key ",
                                                          keyText(key), " already exists"));
           }
           FLATSTORE_ASSIGN_OR_RETURN(EncodedObject updated, encode(current->bytes.data()));
@@ -426,13 +434,13 @@ absl::StatusOr<SubmitOutcome> TransactionState::submit(const TableDescription& d
       FLATSTORE_ASSIGN_OR_RETURN(auto current, find(*t, change.target_rowid, change.target_key));
       if (!current.has_value()) {
         return absl::NotFoundError(
-            absl::StrCat(what, ": no object ",
+            absl::StrCat(what(), ": no object ",
                          change.target_rowid != 0
                              ? absl::StrCat("with rowid ", change.target_rowid)
                              : absl::StrCat("with primary key ", keyText(*change.target_key)),
                          change.kind == ChangeKind::kChange ? " to change" : " to delete"));
       }
-      FLATSTORE_RETURN_IF_ERROR(checkCondition(what, current->key, &current->versionstamp, change));
+      FLATSTORE_RETURN_IF_ERROR(checkCondition(d, current->key, &current->versionstamp, change));
       if (change.kind == ChangeKind::kDeletion) {
         recordDelete(*t, *current);
         return SubmitOutcome::kDeleted;
@@ -442,12 +450,12 @@ absl::StatusOr<SubmitOutcome> TransactionState::submit(const TableDescription& d
       std::vector<Value> new_key = keyOf(updated);
       if (!keyComplete(new_key)) {
         return absl::InvalidArgumentError(
-            absl::StrCat(what, ": the primary key ", keyText(new_key), " has a missing field"));
+            absl::StrCat(what(), ": the primary key ", keyText(new_key), " has a missing field"));
       }
       if (!d.hasAutomaticId() && !(new_key == current->key)) {
         FLATSTORE_ASSIGN_OR_RETURN(bool taken, keyTaken(*t, new_key));
         if (taken) {
-          return absl::AlreadyExistsError(absl::StrCat(what, ": an object with primary key ",
+          return absl::AlreadyExistsError(absl::StrCat(what(), ": an object with primary key ",
                                                        keyText(new_key), " already exists"));
         }
       }

@@ -126,14 +126,13 @@ std::unique_ptr<CommitRequest> Writer::tryLead(std::unique_ptr<CommitRequest> re
 }
 
 void Writer::restartIfDue() {
-  {
-    absl::MutexLock lock(&mu_);
-    if (!checkpoint_due_ || !stopped_.ok()) return;
-  }
+  // Without mu_: after most commits nothing is due. A stop is set under the role too.
+  if (!role_checkpoint_due_ || has_stopped_.load(std::memory_order_acquire)) return;
   // Passive rounds run without the role, on the writer thread: leave them to it.
   bool passive = checkpointer_->runDue(*db_) && checkpointKeptFile();
   absl::MutexLock lock(&mu_);
   checkpoint_due_ = passive;
+  role_checkpoint_due_ = passive;
 }
 
 absl::Status Writer::stoppedError() const {
@@ -299,8 +298,7 @@ void Writer::awaitBackfills() {
 }
 
 uint64_t Writer::lastCommitSequence() const {
-  absl::MutexLock lock(&mu_);
-  return last_sequence_;
+  return last_sequence_.load(std::memory_order_acquire);
 }
 
 absl::Status Writer::stop() {
@@ -335,6 +333,7 @@ void Writer::commitAndNote(std::vector<std::unique_ptr<CommitRequest>>& group) {
   if (checkpointer_->noteCommit()) {
     absl::MutexLock lock(&mu_);
     checkpoint_due_ = true;
+    role_checkpoint_due_ = true;
   }
 }
 
@@ -359,6 +358,7 @@ void Writer::loop() {
         absl::MutexLock lock(&mu_);
         exiting = !queued() && stopping_;
         checkpoint_due = std::exchange(checkpoint_due_, false);
+        role_checkpoint_due_ = false;
         takeGroup(&group);
       }
       // After a failed sync nothing more is written: no back-fill, no checkpoint (which
@@ -454,7 +454,9 @@ absl::Status Writer::applyRequest(CommitRequest& request, Versionstamp vs,
         stale,
         overwrittenSince(pipelining.predecessors, request.snapshot_sequence, pipelining.reads));
   }
-  if (!stale && !request.read_tables.empty()) {
+  // Every commit after foreign_through_ is this writer's own: a snapshot that saw it
+  // cannot miss another process's commit.
+  if (!stale && !request.read_tables.empty() && request.snapshot_sequence < foreign_through_) {
     std::vector<int64_t> ids;
     ids.reserve(request.read_tables.size());
     for (const TableState* t : request.read_tables) ids.push_back(t->id);
@@ -542,6 +544,8 @@ absl::StatusOr<LogHead> Writer::logHead() {
   FLATSTORE_ASSIGN_OR_RETURN(catalog_generation_, readCatalogGeneration(*db_));
   head_ = head;
   head_data_version_ = version;
+  // Another connection may have committed anything up to this head.
+  foreign_through_ = head.sequence;
   return head;
 }
 
@@ -600,21 +604,35 @@ void Writer::commitGroup(std::vector<std::unique_ptr<CommitRequest>>& group) {
   absl::Time locked = absl::Now();
   uint64_t seq = 0;
   Versionstamp last_change;
-  if (group_status.ok()) {
+  // Inside the write transaction: the group's sequence follows the log's newest row.
+  auto read_head = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(role_) {
     absl::StatusOr<LogHead> head = logHead();
-    group_status = head.status();
     if (head.ok()) {
       seq = head->sequence + 1;
       last_change = head->last_change;
     }
-  }
-  const bool use_savepoints = group.size() > 1;
+    return head.status();
+  };
+  if (group_status.ok()) group_status = read_head();
+  // Several requests share the group: each is applied in a savepoint of its own, so
+  // that one that fails rolls back alone. But SQLite copies each page a savepoint
+  // changes into its sub-journal, again for every savepoint, and most groups have no
+  // failing request. So a group whose requests bring no work of their own to run under
+  // the lock (a closure or a hook) is applied first without savepoints; when one of its
+  // requests fails, the transaction is rolled back and the group applied again, each
+  // request in its savepoint.
+  bool optimistic = group.size() > 1 && std::none_of(group.begin(), group.end(), [](const auto& r) {
+                      return r->run_under_lock || r->apply != nullptr;
+                    });
+  bool use_savepoints = group.size() > 1 && !optimistic;
   bool lone_failure = false;
   // Large requests are timed for the chunk pace (see notePace): how long each took to
   // apply, and how many changes the group applied in all.
   std::vector<std::pair<size_t, absl::Duration>> timed_applies;
   size_t group_changes = 0;
-  if (group_status.ok()) {
+  // One pass over the group. False when an optimistic pass met a failing request: the
+  // pass stopped there, and the transaction holds what it applied before.
+  auto apply_group = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(role_) {
     for (size_t i = 0; i < group.size(); ++i) {
       // Each request in its own savepoint when several share the group; a lone
       // request that fails rolls back the whole transaction instead.
@@ -631,6 +649,8 @@ void Writer::commitGroup(std::vector<std::unique_ptr<CommitRequest>>& group) {
         results[i] = result;
         if (use_savepoints) group_status = db_->exec("RELEASE request", "group commit");
         if (group[i]->handedOn()) noteApplied(*group[i], seq);
+      } else if (optimistic) {
+        return false;
       } else {
         if (group[i]->handedOn()) group[i]->pipelining.in_flight->failed = true;
         results[i] = s;
@@ -643,10 +663,26 @@ void Writer::commitGroup(std::vector<std::unique_ptr<CommitRequest>>& group) {
       }
       if (!group_status.ok()) break;
     }
+    return true;
+  };
+  if (group_status.ok() && !apply_group()) {
+    // Nothing of the optimistic pass stays; the requests it applied before the failing
+    // one are applied again (a handed-on request's record is rewritten then).
+    optimistic = false;
+    use_savepoints = true;
+    results.assign(group.size(), TransactionResult{});
+    timed_applies.clear();
+    group_changes = 0;
+    rollbackOrStop();
+    group_status = stoppedError();
+    // The write lock was released: another process may have committed meanwhile.
+    if (group_status.ok()) group_status = db_->exec("BEGIN IMMEDIATE", "group commit");
+    if (group_status.ok()) group_status = read_head();
+    if (group_status.ok()) apply_group();
   }
   // A lone request that produced nothing to write (a closure run inside the write
   // transaction that changed nothing) commits nothing either.
-  bool lone_nothing = group_status.ok() && !use_savepoints && results[0].ok() &&
+  bool lone_nothing = group_status.ok() && group.size() == 1 && results[0].ok() &&
                       group[0]->changes.empty() && !group[0]->apply && !group[0]->entries;
   if (lone_failure || lone_nothing) {
     // Nothing of the group remains to commit: the only request failed or wrote nothing.
@@ -685,10 +721,7 @@ void Writer::commitGroup(std::vector<std::unique_ptr<CommitRequest>>& group) {
   } else {
     head_ = LogHead{seq, last_change};
     head_data_version_ = db_->dataVersion();
-    {
-      absl::MutexLock lock(&mu_);
-      last_sequence_ = seq;
-    }
+    last_sequence_.store(seq, std::memory_order_release);
     if (publish_) publish_(observedChanges(group, results, seq));
   }
   int64_t hold_us = absl::ToInt64Microseconds(absl::Now() - locked);

@@ -216,6 +216,11 @@ class Writer : public CommitPath {
   // The log head after this writer's last commit, and the data version it holds for.
   std::optional<LogHead> head_ ABSL_GUARDED_BY(role_);
   std::optional<uint32_t> head_data_version_ ABSL_GUARDED_BY(role_);
+  // The newest commit another connection may have made, as far as this writer knows:
+  // the log head it last read from the log (because the data version had moved). Every
+  // later commit is this writer's own, so a request whose snapshot saw this one needs
+  // no check for other processes' changes (see applyRequest).
+  uint64_t foreign_through_ ABSL_GUARDED_BY(role_) = 0;
   // The catalog generation (see readCatalogGeneration), read with the log head: when
   // another program stored a newer schema or added an index, tables in use here whose
   // bridge is older are refreshed before their next change is applied.
@@ -238,13 +243,18 @@ class Writer : public CommitPath {
   // Set after a commit that left the WAL past a checkpoint bound; the writer thread
   // checkpoints.
   bool checkpoint_due_ ABSL_GUARDED_BY(mu_) = false;
+  // checkpoint_due_ as the role's holder reads it without taking mu_ (restartIfDue,
+  // after each group a caller commits): every write of checkpoint_due_ happens under
+  // the role and writes this too.
+  bool role_checkpoint_due_ ABSL_GUARDED_BY(role_) = false;
   // Threads committing a group of their own (see tryLead); stop() waits for them.
   int leaders_ ABSL_GUARDED_BY(mu_) = 0;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status final_checkpoint_ ABSL_GUARDED_BY(mu_);  // set when the thread ends
   absl::Status stopped_ ABSL_GUARDED_BY(mu_);           // see stoppedError()
   std::atomic<bool> has_stopped_{false};                // stopped_ is set: a cheap test
-  uint64_t last_sequence_ ABSL_GUARDED_BY(mu_) = 0;
+  // Written under the role, read by any thread (lastCommitSequence).
+  std::atomic<uint64_t> last_sequence_{0};
   // Written under the role, read by closures' threads.
   std::atomic<int64_t> nanos_per_change_{20'000};
   std::atomic<bool> committing_{false};  // see busy()
