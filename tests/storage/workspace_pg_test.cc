@@ -3,9 +3,9 @@
 // FLATSTORE_TEST_PG names; skipped without one), through the public API and the
 // generated classes only, as a team moving its application from one engine to the other
 // would check it: writes and reads, queries against a brute-force filter, count,
-// snapshots, changesSince, latestVersionstamp, the dictionary, compare-and-set, unique
-// violations, rollback, subscriptions, and a second workspace on the same database
-// standing for another client. Then what only a PostgreSQL URI can meet at open.
+// snapshots, changesSince, latestVersionstamp, chunked work, the dictionary,
+// compare-and-set, unique violations, rollback, subscriptions, and a second workspace on
+// the same database standing for another client. Then what only a PostgreSQL URI can meet at open.
 #include <algorithm>
 #include <functional>
 #include <map>
@@ -547,6 +547,52 @@ TEST_P(SameCodeTest, ChangesSinceOfAPrunedVersionstampIsOutOfRange) {
   ASSERT_OK(fresh);
   ASSERT_EQ(fresh->changed.size(), 1u);
   EXPECT_EQ(fresh->changed[0]->hp(), 300);
+}
+
+// ---------------------------------------------------------------------------------------
+// Bulk work in chunks
+
+// An import of Events in chunks of 40: each chunk its own commit, its cursor saved with
+// it, so that an import stopped by an error resumes where it stopped, in another
+// workspace.
+TEST_P(SameCodeTest, ChunkedWorkResumesFromItsSavedCursor) {
+  static constexpr int kEvents = 300;
+  static constexpr int kChunk = 40;
+  // Imports chunk after chunk; fails in the chunk that would start at `fail_at`.
+  auto import = [](int fail_at) {
+    return [fail_at](TransactionContext& txn, std::string& cursor) -> absl::StatusOr<bool> {
+      int next = cursor.empty() ? 0 : std::stoi(cursor);
+      if (next == fail_at) return absl::UnavailableError("the source went away");
+      int end = std::min(next + kChunk, kEvents);
+      for (int i = next; i < end; ++i) {
+        auto e = EventChangeRequest::creation();
+        e.setKind("imported").setAt(i);
+        FLATSTORE_RETURN_IF_ERROR(txn.submit(e).status());
+      }
+      cursor = std::to_string(end);
+      return end < kEvents;
+    };
+  };
+  auto stopped = ws_->performChunked<Event>("events", import(3 * kChunk)).wait();
+  EXPECT_EQ(stopped.status().code(), absl::StatusCode::kUnavailable) << stopped.status();
+  EXPECT_EQ(*ws_->fetch<Event>().count(), 3 * kChunk);
+  ws_.reset();
+  ws_ = open();
+  ASSERT_NE(ws_, nullptr);
+  auto resumed = ws_->performChunked<Event>("events", import(-1)).wait();
+  ASSERT_OK(resumed);
+  EXPECT_EQ(resumed->inserted, kEvents - 3 * kChunk);
+
+  auto events = ws_->fetch<Event>().orderBy(EventFields::at.ascending()).all();
+  ASSERT_OK(events);
+  ASSERT_EQ(events->size(), static_cast<size_t>(kEvents));
+  std::set<Versionstamp> commits;
+  for (int i = 0; i < kEvents; ++i) {
+    EXPECT_EQ((*events)[i]->at(), i);
+    commits.insert((*events)[i]->versionstamp());
+  }
+  EXPECT_EQ(commits.size(), static_cast<size_t>((kEvents + kChunk - 1) / kChunk))
+      << "one commit per chunk";
 }
 
 // ---------------------------------------------------------------------------------------
