@@ -9,7 +9,7 @@
 
 namespace flatstore::internal {
 
-ChunkedJob::ChunkedJob(ClosureRunner* runner, const Writer* writer,
+ChunkedJob::ChunkedJob(ClosureRunner* runner, const CommitPath* writer,
                        std::vector<const TableDescription*> tables, std::string name, ChunkFn chunk,
                        TransactionOptions options)
     : runner_(runner),
@@ -23,7 +23,7 @@ ChunkedJob::ChunkedJob(ClosureRunner* runner, const Writer* writer,
       }()) {}
 
 TransactionHandle ChunkedJob::start(ClosureRunner* runner, Dictionary* dictionary,
-                                    const Writer* writer,
+                                    const CommitPath* writer,
                                     std::vector<const TableDescription*> tables, std::string name,
                                     ChunkFn chunk, TransactionOptions options) {
   auto job = std::make_shared<ChunkedJob>(runner, writer, std::move(tables), std::move(name),
@@ -57,9 +57,9 @@ absl::Status ChunkedJob::runChunk(TransactionContext& txn) {
                        &runner_->pending());
   FLATSTORE_ASSIGN_OR_RETURN(more_, chunk_(txn, next_cursor_));
   // The cursor is saved with the chunk's changes, or removed with the last chunk's.
-  state->setCommitHook([key = key_, cursor = next_cursor_, more = more_](Connection& c) {
-    if (!more) return eraseEntry(c, key);
-    return writeEntry(c, key, Dictionary::Kind::kString, "",
+  state->setCommitHook([key = key_, cursor = next_cursor_, more = more_](EntryWriter& w) {
+    if (!more) return w.eraseEntry(key);
+    return w.putEntry(key, Dictionary::Kind::kString, "",
                       {reinterpret_cast<const uint8_t*>(cursor.data()), cursor.size()});
   });
   return absl::OkStatus();

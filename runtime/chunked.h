@@ -37,10 +37,11 @@ class ChunkedJob : public std::enable_shared_from_this<ChunkedJob> {
   // The handle completes after the last chunk, with the chunks' results added up, or
   // with the first chunk's error.
   static TransactionHandle start(ClosureRunner* runner, Dictionary* dictionary,
-                                 const Writer* writer, std::vector<const TableDescription*> tables,
-                                 std::string name, ChunkFn chunk, TransactionOptions options);
+                                 const CommitPath* writer,
+                                 std::vector<const TableDescription*> tables, std::string name,
+                                 ChunkFn chunk, TransactionOptions options);
 
-  ChunkedJob(ClosureRunner* runner, const Writer* writer,
+  ChunkedJob(ClosureRunner* runner, const CommitPath* writer,
              std::vector<const TableDescription*> tables, std::string name, ChunkFn chunk,
              TransactionOptions options);
 
@@ -52,7 +53,7 @@ class ChunkedJob : public std::enable_shared_from_this<ChunkedJob> {
   void chunkDone(const absl::StatusOr<TransactionResult>& result);
 
   ClosureRunner* const runner_;
-  const Writer* const writer_;
+  const CommitPath* const writer_;
   const std::vector<const TableDescription*> tables_;
   const std::string key_;  // the cursor's dictionary key
   const ChunkFn chunk_;

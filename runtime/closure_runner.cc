@@ -16,7 +16,7 @@ namespace {
 struct ClosureRun {
   absl::Status status;
   std::vector<EncodedChange> changes;
-  std::function<absl::Status(Connection&)> commit_hook;
+  std::function<absl::Status(EntryWriter&)> commit_hook;
   int64_t bytes = 0;
 };
 
@@ -122,7 +122,7 @@ class ClosureRunner::Commit : public CommitCallbacks {
     txn_->run_us += absl::ToInt64Microseconds(absl::Now() - run_start);
     FLATSTORE_RETURN_IF_ERROR(run.status);
     r.changes = std::move(run.changes);
-    r.apply = std::move(run.commit_hook);
+    r.entries = std::move(run.commit_hook);
     return absl::OkStatus();
   }
 
@@ -254,7 +254,7 @@ void ClosureRunner::run(Scheduler::Job* job, const std::shared_ptr<PendingTransa
   if (attempt == 0) txn->started = absl::Now();
   auto commit = std::make_shared<Commit>(this, job, txn, attempt, closure);
   std::unique_ptr<CommitRequest> request = commit->request(commit);
-  if (attempt >= kOptimisticRuns) {
+  if (attempt >= kOptimisticRuns && writer_->runsClosures()) {
     runUnderLock(std::move(request));
     return;
   }
@@ -309,6 +309,7 @@ void ClosureRunner::runOnSnapshot(Scheduler::Job* job,
       // process changed these tables since.
       FLATSTORE_ASSIGN_OR_RETURN(ReadMark mark, snapshot->mark());
       request->snapshot_sequence = mark.sequence;
+      request->snapshot_mark = std::move(mark);
       request->read_tables = txn->tables;
       run = runOn(*snapshot, txn->tables, closure, &request->pipelining.reads);
       return absl::OkStatus();
@@ -340,12 +341,12 @@ void ClosureRunner::runOnSnapshot(Scheduler::Job* job,
     return;
   }
   request->changes = std::move(run.changes);
-  request->apply = std::move(run.commit_hook);
+  request->entries = std::move(run.commit_hook);
   request->bytes = run.bytes;
   request->pipelining.predecessors = std::move(predecessors);
   // Handed on, a conflict makes the writer run the closure again at once: only while
   // the retry bound allows another run.
-  if (attempt < max_conflict_retries_ && mayHandOn(txn->tables) &&
+  if (attempt < max_conflict_retries_ && writer_->runsClosures() && mayHandOn(txn->tables) &&
       (scheduler_->hasFollowers(job) || writer_->busy())) {
     handOn(job, *txn, std::move(request));
     return;

@@ -33,6 +33,7 @@
 #include "flatstore/transaction.h"
 #include "runtime/admission.h"
 #include "runtime/catalog.h"
+#include "runtime/commit_path.h"
 #include "runtime/commit_request.h"
 #include "runtime/metrics.h"
 #include "runtime/pipeline.h"
@@ -87,8 +88,9 @@ class Coalescer {
 
 class ClosureRunner {
  public:
-  ClosureRunner(TableRegistry* tables, Scheduler* scheduler, Writer* writer, ReadViews* snapshots,
-                MetricsRegistry* metrics, int64_t max_pending, int max_conflict_retries)
+  ClosureRunner(TableRegistry* tables, Scheduler* scheduler, CommitPath* writer,
+                ReadViews* snapshots, MetricsRegistry* metrics, int64_t max_pending,
+                int max_conflict_retries)
       : tables_(tables),
         scheduler_(scheduler),
         writer_(writer),
@@ -125,7 +127,7 @@ class ClosureRunner {
 
   TableRegistry* const tables_;
   Scheduler* const scheduler_;
-  Writer* const writer_;
+  CommitPath* const writer_;
   ReadViews* const snapshots_;
   MetricsRegistry* const metrics_;
   Admission admission_;

@@ -52,6 +52,17 @@ std::string keyText(const std::vector<Value>& key);
 
 struct CommitRequest;
 
+// What a snapshot saw, so that a write session can tell whether a table changed since.
+// SQLite sets `sequence` (the commit sequence of the snapshot); PostgreSQL sets
+// `sequence` to the snapshot's xmin and `snapshot` to the snapshot itself
+// (pg_current_snapshot() as text).
+struct ReadMark {
+  uint64_t sequence = 0;
+  std::string snapshot;
+};
+
+class EntryWriter;
+
 // What the writer calls back for a request. Both calls happen on a thread holding the
 // writer role (the writer thread, or a caller committing a group itself); waiting for
 // another transaction there would deadlock.
@@ -71,9 +82,12 @@ class CommitCallbacks {
 
 struct CommitRequest {
   std::vector<EncodedChange> changes;
-  // Extra work inside the request's savepoint (catalog DDL, dictionary writes, a chunk's
-  // cursor).
+  // Extra work inside the request's savepoint on SQLite (catalog DDL, dictionary writes:
+  // Writer::runSync).
   std::function<absl::Status(Connection&)> apply;
+  // Dictionary records the closure writes with its changes (a chunk's cursor), on either
+  // engine.
+  std::function<absl::Status(EntryWriter&)> entries;
   int64_t bytes = 0;
   // When more is queued than one group takes, higher priorities go first.
   Priority priority = Priority::kDefault;
@@ -81,12 +95,14 @@ struct CommitRequest {
   // transaction before applying them (a closure run under the write lock).
   bool run_under_lock = false;
 
-  // The tables the closure read and the commit sequence its snapshot saw. If another
+  // The tables the closure read and what its snapshot saw (`snapshot_mark`; its
+  // sequence is `snapshot_sequence`). If another
   // process changed one of them since, the request fails with a conflict (see
   // isConflict) and is run again on a fresh snapshot, or, once it handed its tables on,
   // runs again under the lock.
   std::vector<TableState*> read_tables;
   uint64_t snapshot_sequence = 0;
+  ReadMark snapshot_mark;
 
   // Pipelining (see pipeline.h).
   struct Pipelining {

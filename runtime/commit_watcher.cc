@@ -89,6 +89,36 @@ void CommitWatcher::loop() {
   }
 }
 
+absl::StatusOr<CommitEvent> foreignCommitEvent(
+    uint64_t sequence, std::span<const LogRecord> records,
+    const std::map<int64_t, TableState*>& observed,
+    const std::function<absl::StatusOr<std::optional<RawRow>>(const TableState&, int64_t)>&
+        current) {
+  CommitEvent event;
+  event.sequence = sequence;
+  std::map<TableState*, size_t> slot;
+  for (const LogRecord& r : records) {
+    auto t = observed.find(r.table_id);
+    if (t == observed.end()) continue;
+    ChangedObject changed;
+    changed.rowid = r.rowid;
+    changed.versionstamp = Versionstamp(sequence, r.position);
+    if (r.deleted) {
+      changed.deleted = true;
+    } else {
+      // The object as it is now; a later commit may have replaced it.
+      FLATSTORE_ASSIGN_OR_RETURN(std::optional<RawRow> now, current(*t->second, r.rowid));
+      if (!now.has_value()) continue;  // deleted since: a later commit says so
+      changed.bytes = std::move(now->bytes);
+      changed.versionstamp = now->versionstamp;
+    }
+    auto [it, inserted] = slot.emplace(t->second, event.tables.size());
+    if (inserted) event.tables.emplace_back(t->second, std::vector<ChangedObject>());
+    event.tables[it->second].second.push_back(std::move(changed));
+  }
+  return event;
+}
+
 absl::Status CommitWatcher::publishForeignCommits(Connection& c, int64_t* data_version) {
   // data_version changes when any other connection commits, this process's writer too.
   FLATSTORE_ASSIGN_OR_RETURN(Statement * dv, c.cached("PRAGMA data_version", "watcher"));
@@ -114,28 +144,11 @@ absl::Status CommitWatcher::publishForeignCommits(Connection& c, int64_t* data_v
     last = std::max(last, head.sequence);
     FLATSTORE_ASSIGN_OR_RETURN(std::vector<LogEntry> entries, readLogAfter(c, after, origin_));
     for (LogEntry& e : entries) {
-      CommitEvent event;
-      event.sequence = e.sequence;
-      std::map<TableState*, size_t> slot;
-      for (const LogRecord& r : e.records) {
-        auto t = observed.find(r.table_id);
-        if (t == observed.end()) continue;
-        ChangedObject changed;
-        changed.rowid = r.rowid;
-        changed.versionstamp = Versionstamp(e.sequence, r.position);
-        if (r.deleted) {
-          changed.deleted = true;
-        } else {
-          // The object as it is now; a later commit in this batch may have replaced it.
-          FLATSTORE_ASSIGN_OR_RETURN(auto current, readRowByRowid(c, *t->second, r.rowid));
-          if (!current.has_value()) continue;  // deleted since: a later entry says so
-          changed.bytes = std::move(current->bytes);
-          changed.versionstamp = current->versionstamp;
-        }
-        auto [it, inserted] = slot.emplace(t->second, event.tables.size());
-        if (inserted) event.tables.emplace_back(t->second, std::vector<ChangedObject>());
-        event.tables[it->second].second.push_back(std::move(changed));
-      }
+      FLATSTORE_ASSIGN_OR_RETURN(CommitEvent event,
+                                 foreignCommitEvent(e.sequence, e.records, observed,
+                                                    [&c](const TableState& t, int64_t rowid) {
+                                                      return readRowByRowid(c, t, rowid);
+                                                    }));
       if (!event.tables.empty()) events.push_back(std::move(event));
     }
     return absl::OkStatus();

@@ -21,6 +21,10 @@
 #define FLATSTORE_RUNTIME_COMMIT_WATCHER_H_
 
 #include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <span>
 #include <string>
 #include <thread>
 
@@ -28,6 +32,8 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "runtime/change_log.h"
+#include "runtime/commit_event.h"
 #include "runtime/metrics.h"
 #include "runtime/observers.h"
 #include "runtime/sqlite.h"
@@ -35,7 +41,27 @@
 
 namespace flatstore::internal {
 
-class CommitWatcher {
+// The CommitEvent of another client's commit `sequence` with its change-log `records`,
+// for the tables in `observed` (by id); `current` reads an object as it is now (none:
+// deleted since, and a later commit says so).
+absl::StatusOr<CommitEvent> foreignCommitEvent(
+    uint64_t sequence, std::span<const LogRecord> records,
+    const std::map<int64_t, TableState*>& observed,
+    const std::function<absl::StatusOr<std::optional<RawRow>>(const TableState&, int64_t)>&
+        current);
+
+// What the workspace needs of whichever watcher its engine has (this one for SQLite,
+// PgCommitWatcher in pg_workspace.h).
+class ForeignCommitWatcher {
+ public:
+  virtual ~ForeignCommitWatcher() = default;
+  // Stops and joins the watcher's thread. Idempotent.
+  virtual void stop() = 0;
+  // The last commit sequence (any client) the watcher has looked at.
+  virtual uint64_t watchedSequence() = 0;
+};
+
+class CommitWatcher : public ForeignCommitWatcher {
  public:
   // Failed attempts in a row after which subscriptions end with the error.
   static constexpr int kFailuresToEndSubscriptions = 3;
@@ -50,14 +76,14 @@ class CommitWatcher {
         hub_(hub),
         metrics_(metrics),
         watched_sequence_(start_sequence) {}
-  ~CommitWatcher() { stop(); }
+  ~CommitWatcher() override { stop(); }
 
   // Starts the thread.
   void start();
   // Stops and joins the thread. Idempotent.
-  void stop() ABSL_LOCKS_EXCLUDED(mu_);
+  void stop() override ABSL_LOCKS_EXCLUDED(mu_);
   // The last commit sequence of the file (any process) the watcher has looked at.
-  uint64_t watchedSequence() ABSL_LOCKS_EXCLUDED(mu_);
+  uint64_t watchedSequence() override ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
   void loop();

@@ -53,17 +53,10 @@ absl::StatusOr<std::optional<Dictionary::Record>> readEntry(Connection& c, std::
 
 absl::Status DictionaryStore::write(std::string_view key, Kind kind, std::string_view type,
                                     std::span<const uint8_t> value) {
-  std::string k(key);
-  std::string t(type);
-  std::vector<uint8_t> v(value.begin(), value.end());
-  return writer_->runSync([k, kind, t, v](Connection& c) { return writeEntry(c, k, kind, t, v); },
-                          /*may_join=*/true);
+  return writes_->putEntry(key, kind, type, value);
 }
 
-absl::Status DictionaryStore::remove(std::string_view key) {
-  std::string k(key);
-  return writer_->runSync([k](Connection& c) { return eraseEntry(c, k); }, /*may_join=*/true);
-}
+absl::Status DictionaryStore::remove(std::string_view key) { return writes_->eraseEntry(key); }
 
 absl::StatusOr<std::optional<Dictionary::Record>> DictionaryStore::load(std::string_view key) {
   FLATSTORE_ASSIGN_OR_RETURN(std::unique_ptr<ReadView> view, readers_->read());

@@ -137,15 +137,6 @@
 
 namespace flatstore::internal {
 
-// What a snapshot saw, so that a write session can tell whether a table changed since.
-// SQLite sets `sequence` (the commit sequence of the snapshot); PostgreSQL sets
-// `sequence` to the snapshot's xmin and `snapshot` to the snapshot itself
-// (pg_current_snapshot() as text).
-struct ReadMark {
-  uint64_t sequence = 0;
-  std::string snapshot;
-};
-
 // The change log of one table since a versionstamp (ReadView::changesSince).
 struct LogChanges {
   std::vector<RawRow> changed;              // objects as the snapshot has them now
@@ -193,7 +184,17 @@ class ReadView {
   virtual absl::StatusOr<std::optional<Dictionary::Record>> entry(std::string_view key) = 0;
 };
 
-class WriteSession {
+// Dictionary records written inside a write transaction: a closure's dictionary work
+// (a chunk's cursor) commits with its objects. Both engines' write sessions are one.
+class EntryWriter {
+ public:
+  virtual ~EntryWriter() = default;
+  virtual absl::Status putEntry(std::string_view key, Dictionary::Kind kind, std::string_view type,
+                                std::span<const uint8_t> value) = 0;
+  virtual absl::Status eraseEntry(std::string_view key) = 0;
+};
+
+class WriteSession : public EntryWriter {
  public:
   // Rolls back unless commit() ended the session.
   virtual ~WriteSession() = default;
@@ -209,9 +210,6 @@ class WriteSession {
   // of `position`, and sets the rowids of inserts. All or nothing: on error none of
   // them stays and the session may go on with the next request.
   virtual absl::Status apply(uint16_t position, std::span<EncodedChange> changes) = 0;
-  virtual absl::Status putEntry(std::string_view key, Dictionary::Kind kind, std::string_view type,
-                                std::span<const uint8_t> value) = 0;
-  virtual absl::Status eraseEntry(std::string_view key) = 0;
   // Writes the change log and commits. Unavailable when the connection was lost and
   // the server does not confirm the commit; the session is over either way.
   virtual absl::Status commit() = 0;

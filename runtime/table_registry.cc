@@ -4,6 +4,17 @@
 
 namespace flatstore::internal {
 
+absl::Status registerSqliteTable(Writer& writer, ReaderPool& readers, TableState& table) {
+  bool stored = false;
+  FLATSTORE_RETURN_IF_ERROR(readers.read([&](Connection& c) -> absl::Status {
+    FLATSTORE_ASSIGN_OR_RETURN(stored, loadStoredTable(c, table));
+    return absl::OkStatus();
+  }));
+  if (stored) return absl::OkStatus();
+  TableState* raw = &table;
+  return writer.runSync([raw](Connection& c) { return ensureTable(c, *raw); });
+}
+
 TableState* TableRegistry::findFast(const TableDescription& d) const {
   size_t used = fast_used_.load(std::memory_order_acquire);
   for (size_t i = 0; i < used; ++i) {
@@ -40,22 +51,14 @@ absl::StatusOr<TableState*> TableRegistry::get(const TableDescription& d) {
   }
   auto state = std::make_unique<TableState>(d);
   TableState* raw = state.get();
-  bool stored = false;
-  FLATSTORE_RETURN_IF_ERROR(readers_->read([&](Connection& c) -> absl::Status {
-    FLATSTORE_ASSIGN_OR_RETURN(stored, loadStoredTable(c, *raw));
-    return absl::OkStatus();
-  }));
-  if (!stored) {
-    FLATSTORE_RETURN_IF_ERROR(
-        writer_->runSync([raw](Connection& c) { return ensureTable(c, *raw); }));
-  }
+  FLATSTORE_RETURN_IF_ERROR(register_(*raw));
   absl::MutexLock lock(&mu_);
   auto [it, inserted] = tables_.emplace(name, std::move(state));
   publishFast(d, it->second.get());
   if (inserted) {
     for (size_t i = 0; i < d.indexes.size(); ++i) {
       if (!raw->indexReady(static_cast<int>(i))) {
-        writer_->addBackfill(raw);
+        backfills_->addBackfill(raw);
         break;
       }
     }

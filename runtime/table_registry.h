@@ -1,12 +1,13 @@
 // TableRegistry: the entity tables a workspace has used, by name.
 //
 // The first use of a table checks its stored layout and hands incomplete indexes to the
-// writer's back-fill. It reads the catalog on a reader connection, and goes through the
-// writer only when something is missing or stale (a new table or index, a newer
-// schema): a table stored as this program has it is read without a write, so a file on
-// a full disk (or one another process holds the write lock of) can still be read. A
-// TableState lives as long as the registry, so the rest of the runtime keeps plain
-// pointers to it.
+// back-fill. On SQLite (registerSqliteTable) it reads the catalog on a reader
+// connection, and goes through the writer only when something is missing or stale (a
+// new table or index, a newer schema): a table stored as this program has it is read
+// without a write, so a file on a full disk (or one another process holds the write
+// lock of) can still be read. On PostgreSQL the engine registers it
+// (StorageEngine::registerTable). A TableState lives as long as the registry, so the
+// rest of the runtime keeps plain pointers to it.
 //
 // Thread-safety: all methods are thread-safe.
 #ifndef FLATSTORE_RUNTIME_TABLE_REGISTRY_H_
@@ -14,6 +15,7 @@
 
 #include <array>
 #include <atomic>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -24,14 +26,24 @@
 #include "absl/synchronization/mutex.h"
 #include "flatstore/table_description.h"
 #include "runtime/catalog.h"
+#include "runtime/commit_path.h"
 #include "runtime/reader_pool.h"
 #include "runtime/writer.h"
 
 namespace flatstore::internal {
 
+// The SQLite path's registration: reads the catalog on a reader connection and writes
+// through the writer only when something is missing or stale.
+absl::Status registerSqliteTable(Writer& writer, ReaderPool& readers, TableState& table);
+
 class TableRegistry {
  public:
-  TableRegistry(Writer* writer, ReaderPool* readers) : writer_(writer), readers_(readers) {}
+  // `register_table` creates a table in the database or checks its stored layout, and
+  // fills its state (StorageEngine::registerTable; registerSqliteTable for the SQLite
+  // writer); incomplete indexes go to `backfills`.
+  using Register = std::function<absl::Status(TableState&)>;
+  TableRegistry(Register register_table, CommitPath* backfills)
+      : register_(std::move(register_table)), backfills_(backfills) {}
 
   // The state of `table`, creating the table in the database on first use if needed.
   // FailedPrecondition after close(); the writer's error when the table cannot be
@@ -56,8 +68,8 @@ class TableRegistry {
   TableState* findFast(const TableDescription& d) const;
   void publishFast(const TableDescription& d, TableState* state) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  Writer* const writer_;
-  ReaderPool* const readers_;
+  const Register register_;
+  CommitPath* const backfills_;
   absl::Mutex mu_;
   std::map<std::string, std::unique_ptr<TableState>, std::less<>> tables_ ABSL_GUARDED_BY(mu_);
   std::array<FastSlot, kFastSlots> fast_;

@@ -77,11 +77,11 @@ class TransactionState {
   // The changes to commit. Ends the transaction: its pending view (what its queries
   // see of its own changes) is given up.
   std::vector<EncodedChange> takeChanges();
-  // Work for the writer to do inside this transaction's savepoint (chunk cursors).
-  void setCommitHook(std::function<absl::Status(Connection&)> hook) {
+  // Dictionary records to write with this transaction's changes (chunk cursors).
+  void setCommitHook(std::function<absl::Status(EntryWriter&)> hook) {
     commit_hook_ = std::move(hook);
   }
-  std::function<absl::Status(Connection&)> takeCommitHook() { return std::move(commit_hook_); }
+  std::function<absl::Status(EntryWriter&)> takeCommitHook() { return std::move(commit_hook_); }
   int64_t pendingBytes() const { return bytes_; }
   // For chunks: after how many changes TransactionContext::chunkFull() turns true (0:
   // never) while other transactions are pending (`pending` counts the workspace's
@@ -138,7 +138,7 @@ class TransactionState {
   std::map<TableState*, PendingTable> pending_;
   std::map<TableState*, std::unique_ptr<Source>> sources_;
   std::vector<EncodedChange> changes_;
-  std::function<absl::Status(Connection&)> commit_hook_;
+  std::function<absl::Status(EntryWriter&)> commit_hook_;
   int64_t bytes_ = 0;
   int64_t chunk_limit_ = 0;
   const std::atomic<int64_t>* workspace_pending_ = nullptr;

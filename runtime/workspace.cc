@@ -19,6 +19,7 @@
 #include "runtime/change_log.h"
 #include "runtime/chunked.h"
 #include "runtime/dictionary.h"
+#include "runtime/pg_workspace.h"
 #include "runtime/workspace_impl.h"
 
 namespace flatstore {
@@ -77,13 +78,7 @@ std::string shownUri(std::string_view uri) {
 
 absl::StatusOr<std::unique_ptr<WorkspaceImpl>> WorkspaceImpl::open(
     const std::string& path, const WorkspaceOptions& options) {
-  if (isPostgresUri(path)) {
-    // The PostgreSQL storage engine (pg_engine.h) is not wired into the workspace yet;
-    // until it is, a URI is refused instead of being taken for a file name.
-    return absl::UnimplementedError(absl::StrCat(
-        "cannot open ", shownUri(path),
-        ": workspaces on PostgreSQL are not available yet; open a file path for SQLite"));
-  }
+  if (isPostgresUri(path)) return openPostgres(path, options);
   FLATSTORE_RETURN_IF_ERROR(checkPath(path));
   FLATSTORE_ASSIGN_OR_RETURN(auto writer_connection, Connection::open(path, /*read_only=*/false));
   writer_connection->setBusyTimeout(options.lock_timeout);
@@ -124,16 +119,9 @@ absl::StatusOr<std::unique_ptr<WorkspaceImpl>> WorkspaceImpl::open(
   FLATSTORE_ASSIGN_OR_RETURN(
       ws->snapshots_,
       ReaderPool::open(path, 1, /*metrics=*/nullptr, /*grows=*/true, absl::Seconds(30), origin));
-  ws->notifications_ = std::make_unique<NotificationThread>();
-  // The hub's re-queries go through Reads, made below; no subscription (and so no
-  // re-query) exists before open() returns.
-  WorkspaceImpl* raw = ws.get();
-  ws->hub_ = std::make_shared<ObserverHub>(
-      [raw](TableState* t, const QuerySpec& spec, const ObserverHub::TailQuery* tail) {
-        return raw->reads().requery(t, spec, tail);
-      },
-      [raw] { return raw->committedSequence(); });
-  ws->hub_->start();
+  ws->read_views_ = ws->readers_.get();
+  ws->snapshot_views_ = ws->snapshots_.get();
+  ws->startHub();
   WriterOptions wo;
   wo.max_group_transactions = std::clamp(options.max_group_transactions, 1, 65535);
   wo.max_group_bytes = options.max_group_bytes;
@@ -145,21 +133,72 @@ absl::StatusOr<std::unique_ptr<WorkspaceImpl>> WorkspaceImpl::open(
                    .checkpoint_wait = options.checkpoint_wait,
                    .lock_timeout = options.lock_timeout};
   ObserverHub* hub = ws->hub_.get();
-  ws->writer_ = std::make_unique<Writer>(
+  auto writer = std::make_unique<Writer>(
       std::move(writer_connection), wo, [hub](CommitEvent e) { hub->publish(std::move(e)); },
       &ws->metrics_);
-  ws->tables_ = std::make_unique<TableRegistry>(ws->writer_.get(), ws->readers_.get());
-  ws->reads_ = std::make_unique<Reads>(ws->readers_.get(), ws->tables_.get(),
-                                       [raw] { return raw->committedSequence(); });
-  ws->scheduler_ = std::make_unique<Scheduler>(options.worker_threads > 0 ? options.worker_threads
-                                                                          : defaultWorkers());
-  ws->runner_ = std::make_unique<ClosureRunner>(
-      ws->tables_.get(), ws->scheduler_.get(), ws->writer_.get(), ws->snapshots_.get(),
-      &ws->metrics_, options.max_pending_transactions, options.max_conflict_retries);
-  ws->dictionary_ = std::make_unique<DictionaryStore>(ws->writer_.get(), ws->readers_.get());
-  ws->watcher_ = std::make_unique<CommitWatcher>(
+  Writer* w = writer.get();
+  ws->writer_ = std::move(writer);
+  ReaderPool* readers = ws->readers_.get();
+  ws->wireParts([w, readers](TableState& t) { return registerSqliteTable(*w, *readers, t); });
+  auto watcher = std::make_unique<CommitWatcher>(
       path, options.watch_interval, origin, start_sequence, ws->tables_.get(), hub, &ws->metrics_);
-  ws->watcher_->start();
+  watcher->start();
+  ws->watcher_ = std::move(watcher);
+  return ws;
+}
+
+void WorkspaceImpl::startHub() {
+  notifications_ = std::make_unique<NotificationThread>();
+  // No subscription (and so no re-query) exists before open() returns, when reads_ is
+  // made.
+  hub_ = std::make_shared<ObserverHub>(
+      [this](TableState* t, const QuerySpec& spec, const ObserverHub::TailQuery* tail) {
+        return reads_->requery(t, spec, tail);
+      },
+      [this] { return committedSequence(); });
+  hub_->start();
+}
+
+void WorkspaceImpl::wireParts(TableRegistry::Register register_table) {
+  tables_ = std::make_unique<TableRegistry>(std::move(register_table), writer_.get());
+  reads_ =
+      std::make_unique<Reads>(read_views_, tables_.get(), [this] { return committedSequence(); });
+  scheduler_ = std::make_unique<Scheduler>(options_.worker_threads > 0 ? options_.worker_threads
+                                                                       : defaultWorkers());
+  runner_ = std::make_unique<ClosureRunner>(
+      tables_.get(), scheduler_.get(), writer_.get(), snapshot_views_, &metrics_,
+      options_.max_pending_transactions, options_.max_conflict_retries);
+  dictionary_ = std::make_unique<DictionaryStore>(writer_.get(), read_views_);
+}
+
+absl::StatusOr<std::unique_ptr<WorkspaceImpl>> WorkspaceImpl::openPostgres(
+    const std::string& uri, const WorkspaceOptions& options) {
+  PgEngineOptions eo;
+  eo.uri = uri;
+  eo.log_retention = std::max<int64_t>(1, options.change_log_retention);
+  eo.reconnect_limit = options.reconnect_limit;
+  eo.max_idle_connections = std::max(1, options.reader_connections) + defaultWorkers();
+  absl::StatusOr<std::unique_ptr<PgEngine>> engine = PgEngine::open(eo);
+  if (!engine.ok()) {
+    return absl::Status(engine.status().code(), absl::StrCat("cannot open ", shownUri(uri), ": ",
+                                                             engine.status().message()));
+  }
+  std::unique_ptr<WorkspaceImpl> ws(new WorkspaceImpl(uri, options));
+  ws->engine_ = std::move(*engine);
+  PgEngine* e = ws->engine_.get();
+  ws->engine_views_ = std::make_unique<ClosableViews>(e);
+  ws->read_views_ = ws->engine_views_.get();
+  ws->snapshot_views_ = ws->engine_views_.get();
+  ws->startHub();
+  ObserverHub* hub = ws->hub_.get();
+  ws->writer_ = std::make_unique<PgWriter>(
+      e, [hub](CommitEvent ev) { hub->publish(std::move(ev)); }, &ws->metrics_,
+      options.backfill_batch);
+  ws->wireParts([e](TableState& t) { return e->registerTable(t); });
+  auto watcher = std::make_unique<PgCommitWatcher>(e, options.watch_interval, ws->tables_.get(),
+                                                   hub, &ws->metrics_);
+  FLATSTORE_RETURN_IF_ERROR(watcher->start());
+  ws->watcher_ = std::move(watcher);
   return ws;
 }
 
@@ -192,6 +231,7 @@ absl::Status WorkspaceImpl::shutdown() {
   // Last, since the parts above read while they finish: from now on every read fails
   // as fetches and commits do.
   if (readers_ != nullptr) readers_->close();
+  if (engine_views_ != nullptr) engine_views_->close();
   absl::MutexLock lock(&mu_);
   shutdown_finished_ = true;
   shutdown_status_ = status;
@@ -299,6 +339,11 @@ uint64_t Workspace::lastCommitSequence() const { return impl_->writer().lastComm
 absl::Status Workspace::shutdown() { return impl_->shutdown(); }
 const std::string& Workspace::path() const { return impl_->path(); }
 absl::Status Workspace::backup(const std::string& dest) {
+  if (impl_->onPostgres()) {
+    return absl::UnimplementedError(
+        "backup() copies a SQLite file; back up a PostgreSQL database with the server's "
+        "tools (pg_dump, or a base backup)");
+  }
   return internal::backupDatabase(path(), dest);
 }
 

@@ -30,6 +30,8 @@
 #include "runtime/commit_watcher.h"
 #include "runtime/metrics.h"
 #include "runtime/observers.h"
+#include "runtime/pg_engine.h"
+#include "runtime/pg_workspace.h"
 #include "runtime/reader_pool.h"
 #include "runtime/reads.h"
 #include "runtime/scheduler.h"
@@ -56,7 +58,9 @@ class WorkspaceImpl {
 
   const std::string& path() const { return path_; }
   MetricsRegistry& metrics() { return metrics_; }
-  Writer& writer() { return *writer_; }
+  CommitPath& writer() { return *writer_; }
+  // Whether the workspace is on a PostgreSQL server rather than a SQLite file.
+  bool onPostgres() const { return engine_ != nullptr; }
   ClosureRunner& runner() { return *runner_; }
   Reads& reads() { return *reads_; }
   ObserverHub& hub() { return *hub_; }
@@ -65,22 +69,37 @@ class WorkspaceImpl {
  private:
   WorkspaceImpl(std::string path, WorkspaceOptions options)
       : path_(std::move(path)), options_(options) {}
+  // The workspace on the PostgreSQL server `uri` names.
+  static absl::StatusOr<std::unique_ptr<WorkspaceImpl>> openPostgres(
+      const std::string& uri, const WorkspaceOptions& options);
+  // The notification thread and the observers' hub, whose re-queries go through Reads.
+  void startHub();
+  // The parts above the storage, the same on both engines (registry, reads, scheduler,
+  // closures, dictionary), once writer_ and the views exist.
+  void wireParts(TableRegistry::Register register_table);
 
   const std::string path_;
   const WorkspaceOptions options_;
   MetricsRegistry metrics_;
+  // PostgreSQL: the storage engine, which every part below uses (destroyed last).
+  std::unique_ptr<PgEngine> engine_;
   // In the order they are opened; shutdown() stops them in its own order.
-  std::unique_ptr<ReaderPool> readers_;    // fetches, snapshots, observers
-  std::unique_ptr<ReaderPool> snapshots_;  // closures
+  // SQLite: the reader pools (fetches, snapshots, observers; closures).
+  std::unique_ptr<ReaderPool> readers_;
+  std::unique_ptr<ReaderPool> snapshots_;
+  // Where reads and closures' snapshots get their views: the pools, or the engine.
+  std::unique_ptr<ClosableViews> engine_views_;  // PostgreSQL: the engine's, closable
+  ReadViews* read_views_ = nullptr;
+  ReadViews* snapshot_views_ = nullptr;
   std::unique_ptr<NotificationThread> notifications_;
   std::shared_ptr<ObserverHub> hub_;
-  std::unique_ptr<Writer> writer_;
+  std::unique_ptr<CommitPath> writer_;  // Writer (SQLite) or PgWriter
   std::unique_ptr<TableRegistry> tables_;
   std::unique_ptr<Reads> reads_;
   std::unique_ptr<Scheduler> scheduler_;
   std::unique_ptr<ClosureRunner> runner_;
   std::unique_ptr<Dictionary> dictionary_;
-  std::unique_ptr<CommitWatcher> watcher_;
+  std::unique_ptr<ForeignCommitWatcher> watcher_;
 
   absl::Mutex mu_;
   bool shut_down_ ABSL_GUARDED_BY(mu_) = false;

@@ -14,6 +14,7 @@
 #include "flatstore/status.h"
 #include "runtime/absl_compat.h"
 #include "runtime/change_log.h"
+#include "runtime/dictionary.h"
 #include "runtime/query_exec.h"
 #include "runtime/row_writes.h"
 
@@ -270,6 +271,20 @@ absl::Status Writer::runSync(std::function<absl::Status(Connection&)> fn, bool m
   return sync->wait();
 }
 
+absl::Status Writer::putEntry(std::string_view key, Dictionary::Kind kind, std::string_view type,
+                              std::span<const uint8_t> value) {
+  std::string k(key);
+  std::string t(type);
+  std::vector<uint8_t> v(value.begin(), value.end());
+  return runSync([k, kind, t, v](Connection& c) { return writeEntry(c, k, kind, t, v); },
+                 /*may_join=*/true);
+}
+
+absl::Status Writer::eraseEntry(std::string_view key) {
+  std::string k(key);
+  return runSync([k](Connection& c) { return internal::eraseEntry(c, k); }, /*may_join=*/true);
+}
+
 void Writer::addBackfill(TableState* table) {
   absl::MutexLock lock(&mu_);
   if (!stopped_.ok()) return;  // nothing is written any more (see stopCommitting)
@@ -458,9 +473,14 @@ absl::Status Writer::applyRequest(CommitRequest& request, Versionstamp vs,
   if (stale) {
     request.changes.clear();
     request.apply = nullptr;
+    request.entries = nullptr;
     FLATSTORE_RETURN_IF_ERROR(request.callbacks->runUnderLock(*db_, request, /*again=*/true));
   }
   if (request.apply) FLATSTORE_RETURN_IF_ERROR(request.apply(*db_));
+  if (request.entries) {
+    SqliteEntryWriter entries(*db_);
+    FLATSTORE_RETURN_IF_ERROR(request.entries(entries));
+  }
   for (const EncodedChange& c : request.changes) FLATSTORE_RETURN_IF_ERROR(applyRemovals(*db_, c));
   for (EncodedChange& c : request.changes) {
     FLATSTORE_RETURN_IF_ERROR(applyWrites(*db_, c, vs.packed()));
@@ -627,7 +647,7 @@ void Writer::commitGroup(std::vector<std::unique_ptr<CommitRequest>>& group) {
   // A lone request that produced nothing to write (a closure run inside the write
   // transaction that changed nothing) commits nothing either.
   bool lone_nothing = group_status.ok() && !use_savepoints && results[0].ok() &&
-                      group[0]->changes.empty() && !group[0]->apply;
+                      group[0]->changes.empty() && !group[0]->apply && !group[0]->entries;
   if (lone_failure || lone_nothing) {
     // Nothing of the group remains to commit: the only request failed or wrote nothing.
     rollbackOrStop();

@@ -42,6 +42,7 @@
 #include "runtime/change_log.h"
 #include "runtime/checkpointer.h"
 #include "runtime/commit_event.h"
+#include "runtime/commit_path.h"
 #include "runtime/commit_request.h"
 #include "runtime/metrics.h"
 #include "runtime/priority.h"
@@ -70,30 +71,30 @@ bool onWriterThread();
 absl::Status conflictError(const TableState& table);
 bool isConflict(const absl::Status& status);
 
-class Writer {
+class Writer : public CommitPath {
  public:
   // `publish` receives each committed group's changes to observed tables, on the writer
   // thread, before the group's handles complete.
   Writer(std::unique_ptr<Connection> connection, WriterOptions options,
          std::function<void(CommitEvent)> publish, MetricsRegistry* metrics);
-  ~Writer();
+  ~Writer() override;
 
   // Queues `request`; its completion runs later on the writer thread. After stop(),
   // completes it at once with FailedPrecondition.
-  void submit(std::unique_ptr<CommitRequest> request);
+  void submit(std::unique_ptr<CommitRequest> request) override;
   // Commits `request` (with whatever else is queued) on the calling thread when the
   // writer role is free, completing it before returning; otherwise as submit().
-  void submitOrCommit(std::unique_ptr<CommitRequest> request);
+  void submitOrCommit(std::unique_ptr<CommitRequest> request) override;
   // Whether a request submitted now would wait: a group is being committed, or
   // requests are queued. A hint: it may change at once.
-  bool busy() const;
+  bool busy() const override;
   // Commits what is queued on the calling thread when the writer role is free, completing
   // it before returning; otherwise leaves it to the writer thread.
-  void commitQueued();
+  void commitQueued() override;
   // Commits `request` alone on the calling thread, completing it before returning, if
   // the writer is idle: the role is free and nothing is queued. Otherwise hands the
   // request back untouched.
-  std::unique_ptr<CommitRequest> commitIfIdle(std::unique_ptr<CommitRequest> request);
+  std::unique_ptr<CommitRequest> commitIfIdle(std::unique_ptr<CommitRequest> request) override;
   // While paused, background requests stay queued and other requests
   // commit without them; passive checkpoints pause them (see loop()). A stopping writer
   // commits them regardless.
@@ -105,28 +106,41 @@ class Writer {
   // otherwise.
   absl::Status runSync(std::function<absl::Status(Connection&)> fn, bool may_join = false);
   // Registers a table whose incomplete indexes the writer back-fills when idle.
-  void addBackfill(TableState* table);
+  void addBackfill(TableState* table) override;
   // Blocks until no registered back-fill remains (each finished or failed) or the
   // writer stops.
-  void awaitBackfills();
+  void awaitBackfills() override;
   // Commits everything queued, then stops the thread, leaving an empty WAL. Returns the
   // error of that last checkpoint (a full disk leaves the WAL as it was). Idempotent:
   // later calls return the same status.
-  absl::Status stop();
+  absl::Status stop() override;
 
   // OK while the writer commits. After a sync failed (a commit's or a checkpoint's; see
   // writesInDoubt), the error every commit fails with from then on, until the workspace
   // is reopened: the operating system may have dropped pages written before, so no later
   // commit could be acknowledged as durable (LevelDB's sticky background error). Reads
   // are not affected. Thread-safe.
-  absl::Status stoppedError() const ABSL_LOCKS_EXCLUDED(mu_);
+  absl::Status stoppedError() const override ABSL_LOCKS_EXCLUDED(mu_);
 
   // The commit sequence of the last group this writer committed.
-  uint64_t lastCommitSequence() const;
+  uint64_t lastCommitSequence() const override;
   // How long recent requests with many changes held the write lock (apply and commit),
   // per change (a moving average; 20 µs before the first such request). Sizes chunks
   // (performChunked).
-  int64_t nanosPerChange() const { return nanos_per_change_.load(std::memory_order_relaxed); }
+  int64_t nanosPerChange() const override {
+    return nanos_per_change_.load(std::memory_order_relaxed);
+  }
+  // What `group` (committed as `seq`, with `results`) changed in tables that have
+  // subscriptions, for the observers. Takes the objects' bytes out of the requests.
+  static CommitEvent observedChanges(std::vector<std::unique_ptr<CommitRequest>>& group,
+                                     const std::vector<absl::StatusOr<TransactionResult>>& results,
+                                     uint64_t seq);
+  // Closures run inside the write transaction (CommitCallbacks::runUnderLock).
+  bool runsClosures() const override { return true; }
+  // Through runSync, joining a closure's write transaction when called inside it.
+  absl::Status putEntry(std::string_view key, Dictionary::Kind kind, std::string_view type,
+                        std::span<const uint8_t> value) override;
+  absl::Status eraseEntry(std::string_view key) override;
 
  private:
   // How a thread other than the writer thread may lead (see tryLead).
@@ -189,9 +203,6 @@ class Writer {
   // changes.
   static constexpr size_t kPaceMinChanges = 16;
   void notePace(const CommitRequest& request, absl::Duration hold);
-  CommitEvent observedChanges(std::vector<std::unique_ptr<CommitRequest>>& group,
-                              const std::vector<absl::StatusOr<TransactionResult>>& results,
-                              uint64_t seq);
   bool backfillOnce() ABSL_EXCLUSIVE_LOCKS_REQUIRED(role_);
 
   const WriterOptions options_;

@@ -71,7 +71,12 @@ struct WorkspaceOptions {
   // prunes. Values below 1 count as 1.
   int64_t change_log_retention = 10000;
   // How often the workspace looks for commits of other processes (PRAGMA data_version).
+  // On PostgreSQL other clients' commits wake it at once (LISTEN/NOTIFY); the interval
+  // only bounds how long a lost notification delays them.
   absl::Duration watch_interval = absl::Milliseconds(20);
+  // PostgreSQL: how long opening, and every new connection later, retries a server that
+  // cannot be reached (with a growing back-off) before failing with Unavailable.
+  absl::Duration reconnect_limit = absl::Seconds(10);
 
   // WAL policy. SQLite's automatic checkpoints are off; the writer thread checkpoints.
   // When `checkpoint_pages` pages were appended to the WAL since the last checkpoint it
@@ -126,10 +131,17 @@ class Workspace {
   // directory cannot be written; FailedPrecondition when the file is not a SQLite
   // database, is a SQLite database that flatstore did not create, or was written by a
   // newer flatstore format; the I/O error of the checkpoint that opening runs (a full
-  // disk is not one: the file opens). A libpq connection URI (postgresql://,
-  // postgres://) is not a path: Unimplemented, until workspaces run on PostgreSQL. On
-  // error the file is left untouched. Switches Abseil's Mutex deadlock detection off for
-  // the process unless told not to (see WorkspaceOptions::disable_mutex_deadlock_detection).
+  // disk is not one: the file opens). On error the file is left untouched.
+  //
+  // A libpq connection URI (postgresql://... or postgres://..., any parameters libpq
+  // takes) opens the workspace on a PostgreSQL server instead, in the schema the
+  // connection's search_path names (see the guide's PostgreSQL section): the same API
+  // and generated code. Errors: Unavailable when the server cannot be reached within
+  // WorkspaceOptions::reconnect_limit; FailedPrecondition when the schema holds tables
+  // that are not a flatstore database's, or a newer format's; the server's error
+  // otherwise. Messages show the URI without its user part and parameters. backup() is
+  // Unimplemented there (use the server's tools). Switches Abseil's Mutex deadlock detection off
+  // for the process unless told not to (see WorkspaceOptions::disable_mutex_deadlock_detection).
   static absl::StatusOr<std::unique_ptr<Workspace>> open(const std::string& path,
                                                          WorkspaceOptions options = {});
 

@@ -1,0 +1,249 @@
+#include "runtime/pg_workspace.h"
+
+#include <algorithm>
+#include <map>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "flatstore/status.h"
+#include "runtime/writer.h"
+
+namespace flatstore::internal {
+
+// ---------------------------------------------------------------------------------------
+// PgWriter
+
+PgWriter::PgWriter(PgEngine* engine, std::function<void(CommitEvent)> publish,
+                   MetricsRegistry* metrics, int backfill_batch)
+    : engine_(engine),
+      publish_(std::move(publish)),
+      metrics_(metrics),
+      backfill_batch_(std::max(1, backfill_batch)) {
+  backfill_thread_ = std::thread([this] { backfillLoop(); });
+}
+
+PgWriter::~PgWriter() { stop().IgnoreError(); }
+
+absl::StatusOr<TransactionResult> PgWriter::apply(CommitRequest& request, WriteSession& session) {
+  if (request.run_under_lock) {
+    return absl::InternalError("a closure cannot run inside a PostgreSQL write session");
+  }
+  if (!request.read_tables.empty()) {
+    std::vector<const TableState*> read(request.read_tables.begin(), request.read_tables.end());
+    FLATSTORE_ASSIGN_OR_RETURN(int changed, session.changedSince(read, request.snapshot_mark));
+    if (changed >= 0) return conflictError(*request.read_tables[static_cast<size_t>(changed)]);
+  }
+  if (request.entries) FLATSTORE_RETURN_IF_ERROR(request.entries(session));
+  FLATSTORE_RETURN_IF_ERROR(session.apply(0, request.changes));
+  TransactionResult result;
+  for (const EncodedChange& c : request.changes) {
+    result.inserted += c.op == EncodedChange::Op::kInsert ? 1 : 0;
+    result.updated += c.op == EncodedChange::Op::kUpdate ? 1 : 0;
+    result.deleted += c.op == EncodedChange::Op::kDelete ? 1 : 0;
+  }
+  if (!request.changes.empty()) result.versionstamp = session.versionstamp(0);
+  return result;
+}
+
+void PgWriter::commit(std::unique_ptr<CommitRequest> request) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopped_) {
+      request->callbacks->complete(*request,
+                                   absl::FailedPreconditionError("the workspace is shut down"));
+      return;
+    }
+    committing_ += 1;
+  }
+  // The session locks the declared tables (the closure's), and the tables it changes.
+  std::vector<const TableState*> tables(request->read_tables.begin(), request->read_tables.end());
+  for (const EncodedChange& c : request->changes) {
+    if (std::find(tables.begin(), tables.end(), c.table) == tables.end()) tables.push_back(c.table);
+  }
+  const absl::Time begin = absl::Now();
+  absl::Time locked = begin;
+  absl::StatusOr<TransactionResult> result = [&]() -> absl::StatusOr<TransactionResult> {
+    FLATSTORE_ASSIGN_OR_RETURN(std::unique_ptr<WriteSession> session, engine_->beginWrite(tables));
+    locked = absl::Now();
+    FLATSTORE_ASSIGN_OR_RETURN(TransactionResult r, apply(*request, *session));
+    FLATSTORE_RETURN_IF_ERROR(session->commit());
+    if (!request->changes.empty()) {
+      uint64_t seq = r.versionstamp.commitSequence();
+      uint64_t last = last_sequence_.load(std::memory_order_relaxed);
+      while (seq > last && !last_sequence_.compare_exchange_weak(last, seq)) {
+      }
+    }
+    return r;
+  }();
+  const absl::Time end = absl::Now();
+  request->lock_hold_us = absl::ToInt64Microseconds(end - locked);
+  if (metrics_ != nullptr) {
+    if (result.ok()) {
+      metrics_->recordGroup(request->changes.empty() ? 0 : 1, request->lock_hold_us,
+                            absl::ToInt64Microseconds(locked - begin));
+    } else {
+      metrics_->recordFailedCommit();
+    }
+  }
+  if (result.ok() && request->changes.size() >= 16) {
+    // The pace of large requests sizes chunks (performChunked), as on SQLite.
+    int64_t per_change =
+        absl::ToInt64Nanoseconds(end - locked) / static_cast<int64_t>(request->changes.size());
+    int64_t old = nanos_per_change_.load(std::memory_order_relaxed);
+    nanos_per_change_.store(std::max<int64_t>(1, (old * 7 + per_change) / 8),
+                            std::memory_order_relaxed);
+  }
+  if (result.ok() && publish_ && !request->changes.empty()) {
+    std::vector<std::unique_ptr<CommitRequest>> one;
+    one.push_back(std::move(request));
+    std::vector<absl::StatusOr<TransactionResult>> results{result};
+    publish_(Writer::observedChanges(one, results, result->versionstamp.commitSequence()));
+    request = std::move(one[0]);
+  }
+  request->callbacks->complete(*request, std::move(result));
+  absl::MutexLock lock(&mu_);
+  committing_ -= 1;
+}
+
+absl::Status PgWriter::writeEntry(const std::function<absl::Status(EntryWriter&)>& fn) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopped_) return absl::FailedPreconditionError("the workspace is shut down");
+  }
+  FLATSTORE_ASSIGN_OR_RETURN(std::unique_ptr<WriteSession> session, engine_->beginWrite({}));
+  FLATSTORE_RETURN_IF_ERROR(fn(*session));
+  return session->commit();
+}
+
+absl::Status PgWriter::putEntry(std::string_view key, Dictionary::Kind kind, std::string_view type,
+                                std::span<const uint8_t> value) {
+  return writeEntry([&](EntryWriter& w) { return w.putEntry(key, kind, type, value); });
+}
+
+absl::Status PgWriter::eraseEntry(std::string_view key) {
+  return writeEntry([&](EntryWriter& w) { return w.eraseEntry(key); });
+}
+
+void PgWriter::addBackfill(TableState* table) {
+  absl::MutexLock lock(&mu_);
+  if (!stopped_) backfills_.push_back(table);
+}
+
+void PgWriter::awaitBackfills() {
+  absl::MutexLock lock(&mu_);
+  auto done = [this]()
+                  ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return backfills_.empty() || stopped_; };
+  mu_.Await(absl::Condition(&done));
+}
+
+void PgWriter::backfillLoop() {
+  while (true) {
+    TableState* table = nullptr;
+    {
+      absl::MutexLock lock(&mu_);
+      auto work = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return !backfills_.empty() || stopped_;
+      };
+      mu_.Await(absl::Condition(&work));
+      if (stopped_) return;
+      table = backfills_.front();
+    }
+    absl::StatusOr<bool> more = engine_->backfillStep(*table, backfill_batch_);
+    // A failed back-fill (duplicates under a new unique index, a lost server) leaves the
+    // index incomplete; queries keep reading past it.
+    if (!more.ok() || !*more) {
+      absl::MutexLock lock(&mu_);
+      if (!backfills_.empty() && backfills_.front() == table) backfills_.pop_front();
+    }
+  }
+}
+
+absl::Status PgWriter::stop() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopped_ = true;
+    auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return committing_ == 0; };
+    mu_.Await(absl::Condition(&idle));
+  }
+  if (backfill_thread_.joinable()) backfill_thread_.join();
+  return absl::OkStatus();
+}
+
+// ---------------------------------------------------------------------------------------
+// PgCommitWatcher
+
+absl::Status PgCommitWatcher::start() {
+  FLATSTORE_ASSIGN_OR_RETURN(feed_, engine_->openCommitFeed());
+  thread_ = std::thread([this] { loop(); });
+  return absl::OkStatus();
+}
+
+void PgCommitWatcher::stop() {
+  {
+    absl::MutexLock lock(&mu_);
+    stop_ = true;
+  }
+  if (feed_ != nullptr) feed_->interrupt();
+  if (thread_.joinable()) thread_.join();
+}
+
+void PgCommitWatcher::loop() {
+  int failures = 0;
+  while (true) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (stop_) return;
+    }
+    // A hint wakes the wait early; the interval bounds how long a lost hint delays.
+    absl::StatusOr<bool> hinted = feed_->wait(interval_);
+    absl::Status s = hinted.status();
+    if (s.ok()) s = publishForeignCommits();
+    if (s.ok()) {
+      if (failures > 0 && metrics_ != nullptr) metrics_->recordWatcher(absl::OkStatus());
+      failures = 0;
+      continue;
+    }
+    failures += 1;
+    absl::Status reported(
+        s.code(), absl::StrCat("following other clients' commits to ", engine_->location(),
+                               " failed (", failures, " attempts in a row): ", s.message()));
+    if (metrics_ != nullptr) metrics_->recordWatcher(reported);
+    if (failures >= CommitWatcher::kFailuresToEndSubscriptions) hub_->failAll(reported);
+    absl::MutexLock lock(&mu_);
+    // Back-off, as the SQLite watcher's: doubling from the interval up to a second.
+    absl::Duration delay = std::min(interval_ * (int64_t{1} << std::min(failures - 1, 16)),
+                                    std::max(interval_, absl::Seconds(1)));
+    mu_.AwaitWithTimeout(absl::Condition(&stop_), delay);
+  }
+}
+
+absl::Status PgCommitWatcher::publishForeignCommits() {
+  FLATSTORE_ASSIGN_OR_RETURN(std::vector<ForeignCommit> commits, feed_->read());
+  if (commits.empty()) return absl::OkStatus();
+  std::map<int64_t, TableState*> observed;
+  for (TableState* t : tables_->observed()) observed[t->id] = t;
+  std::vector<CommitEvent> events;
+  if (!observed.empty()) {
+    // The objects as they are now: a later commit may have replaced them, and then
+    // says so itself.
+    FLATSTORE_ASSIGN_OR_RETURN(std::unique_ptr<ReadView> view, engine_->snapshot());
+    for (const ForeignCommit& commit : commits) {
+      FLATSTORE_ASSIGN_OR_RETURN(
+          CommitEvent event,
+          foreignCommitEvent(
+              commit.versionstamp.commitSequence(), commit.records, observed,
+              [&view](const TableState& t, int64_t rowid) { return view->rowByRowid(t, rowid); }));
+      if (!event.tables.empty()) events.push_back(std::move(event));
+    }
+  }
+  for (CommitEvent& e : events) hub_->publish(std::move(e));
+  uint64_t last = commits.back().versionstamp.commitSequence();
+  uint64_t seen = watched_sequence_.load(std::memory_order_relaxed);
+  while (last > seen && !watched_sequence_.compare_exchange_weak(seen, last)) {
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace flatstore::internal

@@ -1,0 +1,161 @@
+// The parts of a workspace on PostgreSQL that sit above the storage engine (pg_engine.h)
+// where the SQLite workspace has its writer and its commit watcher:
+//
+//   PgWriter         the CommitPath (commit_path.h). Each request commits on the thread
+//                    that finished its closure (a scheduler worker, or the caller that
+//                    ran it), in a write session of its own holding the locks of the
+//                    request's declared tables. The per-table queues already keep
+//                    closures on one table in order within this client, and the locks
+//                    across clients; requests on disjoint tables commit in parallel, on
+//                    separate connections. A conflict (another client changed a table
+//                    the closure read since its snapshot) fails the request with the
+//                    conflict error, and the closure runs again on a fresh snapshot.
+//                    Index back-fills run on a thread of their own.
+//   PgCommitWatcher  other clients' commits, from the engine's CommitFeed (LISTEN/NOTIFY
+//                    as a wake-up, the change log as the record), published to the
+//                    observers as CommitEvents with the objects as they are now.
+//
+// Thread-safety: all public methods are thread-safe.
+#ifndef FLATSTORE_RUNTIME_PG_WORKSPACE_H_
+#define FLATSTORE_RUNTIME_PG_WORKSPACE_H_
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <thread>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "flatstore/status.h"
+#include "runtime/commit_event.h"
+#include "runtime/commit_path.h"
+#include "runtime/commit_watcher.h"
+#include "runtime/metrics.h"
+#include "runtime/observers.h"
+#include "runtime/pg_engine.h"
+#include "runtime/table_registry.h"
+
+namespace flatstore::internal {
+
+// The engine's views until close(): then every read fails, as on SQLite once the
+// workspace is shut down.
+class ClosableViews : public ReadViews {
+ public:
+  explicit ClosableViews(ReadViews* views) : views_(views) {}
+  absl::StatusOr<std::unique_ptr<ReadView>> read() override {
+    FLATSTORE_RETURN_IF_ERROR(check());
+    return views_->read();
+  }
+  absl::StatusOr<std::unique_ptr<ReadView>> snapshot() override {
+    FLATSTORE_RETURN_IF_ERROR(check());
+    return views_->snapshot();
+  }
+  void close() { closed_.store(true, std::memory_order_release); }
+
+ private:
+  absl::Status check() const {
+    return closed_.load(std::memory_order_acquire)
+               ? absl::FailedPreconditionError("the workspace is shut down")
+               : absl::OkStatus();
+  }
+  ReadViews* const views_;
+  std::atomic<bool> closed_{false};
+};
+
+class PgWriter : public CommitPath {
+ public:
+  // `publish` receives each commit's changes to observed tables before its handle
+  // completes, on the committing thread.
+  PgWriter(PgEngine* engine, std::function<void(CommitEvent)> publish, MetricsRegistry* metrics,
+           int backfill_batch);
+  ~PgWriter() override;
+
+  void submit(std::unique_ptr<CommitRequest> request) override { commit(std::move(request)); }
+  void submitOrCommit(std::unique_ptr<CommitRequest> request) override {
+    commit(std::move(request));
+  }
+  // Closures never run inside a write session here: hands the request back.
+  std::unique_ptr<CommitRequest> commitIfIdle(std::unique_ptr<CommitRequest> request) override {
+    return request;
+  }
+  void commitQueued() override {}
+  bool busy() const override { return false; }
+  bool runsClosures() const override { return false; }
+
+  // Each in a write session of its own that locks no table.
+  absl::Status putEntry(std::string_view key, Dictionary::Kind kind, std::string_view type,
+                        std::span<const uint8_t> value) override;
+  absl::Status eraseEntry(std::string_view key) override;
+
+  void addBackfill(TableState* table) override ABSL_LOCKS_EXCLUDED(mu_);
+  void awaitBackfills() override ABSL_LOCKS_EXCLUDED(mu_);
+  // Waits for the commits under way, then stops the back-fill thread. Later requests
+  // fail with FailedPrecondition.
+  absl::Status stop() override ABSL_LOCKS_EXCLUDED(mu_);
+  // Always OK: a failed commit fails its own request only (the server keeps the data
+  // durable; there is no sync of this client's to doubt).
+  absl::Status stoppedError() const override { return absl::OkStatus(); }
+  uint64_t lastCommitSequence() const override {
+    return last_sequence_.load(std::memory_order_acquire);
+  }
+  int64_t nanosPerChange() const override {
+    return nanos_per_change_.load(std::memory_order_relaxed);
+  }
+
+ private:
+  // Commits `request` in a session of its own and completes it.
+  void commit(std::unique_ptr<CommitRequest> request) ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<TransactionResult> apply(CommitRequest& request, WriteSession& session);
+  absl::Status writeEntry(const std::function<absl::Status(EntryWriter&)>& fn);
+  void backfillLoop() ABSL_LOCKS_EXCLUDED(mu_);
+
+  PgEngine* const engine_;
+  const std::function<void(CommitEvent)> publish_;
+  MetricsRegistry* const metrics_;
+  const int backfill_batch_;
+  std::atomic<uint64_t> last_sequence_{0};
+  std::atomic<int64_t> nanos_per_change_{20000};
+
+  absl::Mutex mu_;
+  bool stopped_ ABSL_GUARDED_BY(mu_) = false;
+  int committing_ ABSL_GUARDED_BY(mu_) = 0;
+  std::deque<TableState*> backfills_ ABSL_GUARDED_BY(mu_);
+  std::thread backfill_thread_;
+};
+
+class PgCommitWatcher : public ForeignCommitWatcher {
+ public:
+  PgCommitWatcher(PgEngine* engine, absl::Duration interval, TableRegistry* tables,
+                  ObserverHub* hub, MetricsRegistry* metrics)
+      : engine_(engine), interval_(interval), tables_(tables), hub_(hub), metrics_(metrics) {}
+  ~PgCommitWatcher() override { stop(); }
+
+  // Opens the feed (from the newest commit now) and starts the thread.
+  absl::Status start();
+  void stop() override ABSL_LOCKS_EXCLUDED(mu_);
+  uint64_t watchedSequence() override { return watched_sequence_.load(std::memory_order_acquire); }
+
+ private:
+  void loop();
+  // Reads the feed and publishes what observed tables got.
+  absl::Status publishForeignCommits();
+
+  PgEngine* const engine_;
+  const absl::Duration interval_;
+  TableRegistry* const tables_;
+  ObserverHub* const hub_;
+  MetricsRegistry* const metrics_;
+  std::unique_ptr<CommitFeed> feed_;
+  std::atomic<uint64_t> watched_sequence_{0};
+  absl::Mutex mu_;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread thread_;
+};
+
+}  // namespace flatstore::internal
+
+#endif  // FLATSTORE_RUNTIME_PG_WORKSPACE_H_
