@@ -189,14 +189,15 @@ std::map<std::string, History> reported(const std::vector<std::string>& outputs,
   return tables;
 }
 
-// Values 1..kTotal, and in value order the versionstamps rise: the later of two commits
-// on one table has the larger versionstamp.
+// Values 1..kTotal, one serial history: each value written once and none skipped (so no
+// two transactions read the same counter), and in value order the versionstamps rise:
+// the later of two commits on one table has the larger versionstamp.
 void expectSerial(const History& history, const std::string& table) {
-  ASSERT_EQ(history.size(), static_cast<size_t>(kTotal)) << table;
-  EXPECT_EQ(history.begin()->first, 1) << table;
-  EXPECT_EQ(history.rbegin()->first, kTotal) << table;
+  EXPECT_EQ(history.size(), static_cast<size_t>(kTotal)) << table << ": commits";
   Versionstamp previous;
+  int64_t expected = 1;
   for (const auto& [value, vs] : history) {
+    EXPECT_EQ(value, expected++) << table << ": values skipped before " << value;
     EXPECT_GT(vs, previous) << table << ": value " << value << " committed at " << vs.toString()
                             << ", not after the value before it at " << previous.toString();
     previous = vs;
@@ -295,20 +296,25 @@ TEST_P(ManyClients, EightProcessesCountExactlyAndEveryCommitReachesTheOthers) {
     EXPECT_EQ(*ws.fetch<Doc>().where(DocFields::id != "counter").count(), kTotal);
     EXPECT_EQ(*ws.fetch<Monster>().where(MonsterFields::name == "e").count(), kTotal);
 
-    // Subscriptions: every entry passed through a changeset's inserts, in bounded time.
-    EXPECT_TRUE(doc_subscribed.awaitCount(kTotal, kBoundedWait))
-        << doc_subscribed.entries().size() << " of " << kTotal;
-    EXPECT_TRUE(monster_subscribed.awaitCount(kTotal, kBoundedWait))
-        << monster_subscribed.entries().size() << " of " << kTotal;
+    // Subscriptions: every entry committed passed through a changeset's inserts, in
+    // bounded time (the comparison with what the processes reported comes below).
+    const size_t doc_entries = static_cast<size_t>(std::max(0, (*doc_counter)->rank()));
+    const size_t monster_entries = static_cast<size_t>(std::max(0, int{(*monster_counter)->hp()}));
+    EXPECT_TRUE(doc_subscribed.awaitCount(doc_entries, kBoundedWait))
+        << doc_subscribed.entries().size() << " of " << doc_entries;
+    EXPECT_TRUE(monster_subscribed.awaitCount(monster_entries, kBoundedWait))
+        << monster_subscribed.entries().size() << " of " << monster_entries;
     doc_token.cancel();
     monster_token.cancel();
 
+    // The latest versionstamp and the readers' `through` cover the last commits.
+    const Versionstamp last =
+        std::max((*doc_counter)->versionstamp(), (*monster_counter)->versionstamp());
     auto latest = ws.latestVersionstamp();
     ASSERT_OK(latest);
-    EXPECT_EQ(*latest,
-              std::max((*doc_counter)->versionstamp(), (*monster_counter)->versionstamp()));
-    EXPECT_EQ(doc_since, *latest);
-    EXPECT_EQ(monster_since, *latest);
+    EXPECT_GE(*latest, last);
+    EXPECT_GE(doc_since, last);
+    EXPECT_GE(monster_since, last);
   }
 
   std::set<Versionstamp> all_vs;
