@@ -16,11 +16,12 @@ namespace flatstore::internal {
 // PgWriter
 
 PgWriter::PgWriter(PgEngine* engine, std::function<void(CommitEvent)> publish,
-                   MetricsRegistry* metrics, int backfill_batch)
+                   MetricsRegistry* metrics, int backfill_batch, PgSequence* sequence)
     : engine_(engine),
       publish_(std::move(publish)),
       metrics_(metrics),
-      backfill_batch_(std::max(1, backfill_batch)) {
+      backfill_batch_(std::max(1, backfill_batch)),
+      sequence_(sequence) {
   backfill_thread_ = std::thread([this] { backfillLoop(); });
 }
 
@@ -69,12 +70,6 @@ void PgWriter::commit(std::unique_ptr<CommitRequest> request) {
     locked = absl::Now();
     FLATSTORE_ASSIGN_OR_RETURN(TransactionResult r, apply(*request, *session));
     FLATSTORE_RETURN_IF_ERROR(session->commit());
-    if (!request->changes.empty()) {
-      uint64_t seq = r.versionstamp.commitSequence();
-      uint64_t last = last_sequence_.load(std::memory_order_relaxed);
-      while (seq > last && !last_sequence_.compare_exchange_weak(last, seq)) {
-      }
-    }
     return r;
   }();
   const absl::Time end = absl::Now();
@@ -95,11 +90,13 @@ void PgWriter::commit(std::unique_ptr<CommitRequest> request) {
     nanos_per_change_.store(std::max<int64_t>(1, (old * 7 + per_change) / 8),
                             std::memory_order_relaxed);
   }
-  if (result.ok() && publish_ && !request->changes.empty()) {
+  if (result.ok() && !request->changes.empty()) {
+    // Counted when published, after the commit (see PgSequence).
     std::vector<std::unique_ptr<CommitRequest>> one;
     one.push_back(std::move(request));
     std::vector<absl::StatusOr<TransactionResult>> results{result};
-    publish_(Writer::observedChanges(one, results, result->versionstamp.commitSequence()));
+    CommitEvent event = Writer::observedChanges(one, results, sequence_->next());
+    if (publish_) publish_(std::move(event));
     request = std::move(one[0]);
   }
   request->callbacks->complete(*request, std::move(result));
@@ -224,24 +221,25 @@ absl::Status PgCommitWatcher::publishForeignCommits() {
   if (commits.empty()) return absl::OkStatus();
   std::map<int64_t, TableState*> observed;
   for (TableState* t : tables_->observed()) observed[t->id] = t;
-  std::vector<CommitEvent> events;
+  // One event per commit, empty for those that changed no observed table.
+  std::vector<CommitEvent> events(commits.size());
   if (!observed.empty()) {
     // The objects as they are now: a later commit may have replaced them, and then
     // says so itself.
     FLATSTORE_ASSIGN_OR_RETURN(std::unique_ptr<ReadView> view, engine_->snapshot());
-    for (const ForeignCommit& commit : commits) {
+    for (size_t i = 0; i < commits.size(); ++i) {
       FLATSTORE_ASSIGN_OR_RETURN(
-          CommitEvent event,
+          events[i],
           foreignCommitEvent(
-              commit.versionstamp.commitSequence(), commit.records, observed,
+              commits[i].versionstamp.commitSequence(), commits[i].records, observed,
               [&view](const TableState& t, int64_t rowid) { return view->rowByRowid(t, rowid); }));
-      if (!event.tables.empty()) events.push_back(std::move(event));
     }
   }
-  for (CommitEvent& e : events) hub_->publish(std::move(e));
-  uint64_t last = commits.back().versionstamp.commitSequence();
-  uint64_t seen = watched_sequence_.load(std::memory_order_relaxed);
-  while (last > seen && !watched_sequence_.compare_exchange_weak(seen, last)) {
+  // Every commit read is counted, in the feed's order, whether it had an event or not:
+  // a table observed from now on re-queries past it (ObserverHub::add).
+  for (CommitEvent& e : events) {
+    e.sequence = sequence_->next();
+    if (!e.tables.empty()) hub_->publish(std::move(e));
   }
   return absl::OkStatus();
 }

@@ -15,6 +15,15 @@
 //                    as a wake-up, the change log as the record), published to the
 //                    observers as CommitEvents with the objects as they are now.
 //
+// Sequences. The observers order what they know by a commit sequence: a result fetched
+// at sequence s holds every commit published at s or before, and events after s are
+// applied on top (ObserverHub). On SQLite that is the file's commit sequence. PostgreSQL
+// has no such order (transaction ids are taken in start order, and disjoint tables
+// commit in any order), so here it is the workspace's own count of published commits
+// (PgSequence): each commit, own or another client's, takes the next number when it is
+// published, after it committed, so a fetch that read the count first saw every commit
+// counted before it. Workspace::lastCommitSequence() reports this count here.
+//
 // Thread-safety: all public methods are thread-safe.
 #ifndef FLATSTORE_RUNTIME_PG_WORKSPACE_H_
 #define FLATSTORE_RUNTIME_PG_WORKSPACE_H_
@@ -40,6 +49,17 @@
 #include "runtime/table_registry.h"
 
 namespace flatstore::internal {
+
+// The count of commits published to the observers (see the file comment).
+class PgSequence {
+ public:
+  // The number of the next commit published.
+  uint64_t next() { return count_.fetch_add(1, std::memory_order_acq_rel) + 1; }
+  uint64_t current() const { return count_.load(std::memory_order_acquire); }
+
+ private:
+  std::atomic<uint64_t> count_{0};
+};
 
 // The engine's views until close(): then every read fails, as on SQLite once the
 // workspace is shut down.
@@ -71,7 +91,7 @@ class PgWriter : public CommitPath {
   // `publish` receives each commit's changes to observed tables before its handle
   // completes, on the committing thread.
   PgWriter(PgEngine* engine, std::function<void(CommitEvent)> publish, MetricsRegistry* metrics,
-           int backfill_batch);
+           int backfill_batch, PgSequence* sequence);
   ~PgWriter() override;
 
   void submit(std::unique_ptr<CommitRequest> request) override { commit(std::move(request)); }
@@ -99,9 +119,8 @@ class PgWriter : public CommitPath {
   // Always OK: a failed commit fails its own request only (the server keeps the data
   // durable; there is no sync of this client's to doubt).
   absl::Status stoppedError() const override { return absl::OkStatus(); }
-  uint64_t lastCommitSequence() const override {
-    return last_sequence_.load(std::memory_order_acquire);
-  }
+  // The count of published commits (PgSequence).
+  uint64_t lastCommitSequence() const override { return sequence_->current(); }
   int64_t nanosPerChange() const override {
     return nanos_per_change_.load(std::memory_order_relaxed);
   }
@@ -117,7 +136,7 @@ class PgWriter : public CommitPath {
   const std::function<void(CommitEvent)> publish_;
   MetricsRegistry* const metrics_;
   const int backfill_batch_;
-  std::atomic<uint64_t> last_sequence_{0};
+  PgSequence* const sequence_;
   std::atomic<int64_t> nanos_per_change_{20000};
 
   absl::Mutex mu_;
@@ -130,14 +149,20 @@ class PgWriter : public CommitPath {
 class PgCommitWatcher : public ForeignCommitWatcher {
  public:
   PgCommitWatcher(PgEngine* engine, absl::Duration interval, TableRegistry* tables,
-                  ObserverHub* hub, MetricsRegistry* metrics)
-      : engine_(engine), interval_(interval), tables_(tables), hub_(hub), metrics_(metrics) {}
+                  ObserverHub* hub, MetricsRegistry* metrics, PgSequence* sequence)
+      : engine_(engine),
+        interval_(interval),
+        tables_(tables),
+        hub_(hub),
+        metrics_(metrics),
+        sequence_(sequence) {}
   ~PgCommitWatcher() override { stop(); }
 
   // Opens the feed (from the newest commit now) and starts the thread.
   absl::Status start();
   void stop() override ABSL_LOCKS_EXCLUDED(mu_);
-  uint64_t watchedSequence() override { return watched_sequence_.load(std::memory_order_acquire); }
+  // The count of published commits (PgSequence).
+  uint64_t watchedSequence() override { return sequence_->current(); }
 
  private:
   void loop();
@@ -149,8 +174,8 @@ class PgCommitWatcher : public ForeignCommitWatcher {
   TableRegistry* const tables_;
   ObserverHub* const hub_;
   MetricsRegistry* const metrics_;
+  PgSequence* const sequence_;
   std::unique_ptr<CommitFeed> feed_;
-  std::atomic<uint64_t> watched_sequence_{0};
   absl::Mutex mu_;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   std::thread thread_;

@@ -63,10 +63,13 @@ absl::Status Reads::changesSince(const TableDescription& d, Versionstamp since,
 absl::StatusOr<ObserverHub::RequeryResult> Reads::requery(TableState* t, const QuerySpec& spec,
                                                           const ObserverHub::TailQuery* tail) {
   ObserverHub::RequeryResult out;
+  // Every commit counted before the snapshot is in it.
+  const uint64_t before = marks_are_sequences_ ? 0 : committed_();
   FLATSTORE_ASSIGN_OR_RETURN(std::unique_ptr<ReadView> view, views_->snapshot());
   FLATSTORE_ASSIGN_OR_RETURN(ReadMark mark, view->mark());
-  out.sequence = mark.sequence;
-  if (tail != nullptr && mark.sequence == tail->at) {
+  out.sequence = marks_are_sequences_ ? mark.sequence : before;
+  // The tail is taken only where a mark tells exactly which commits a snapshot has.
+  if (tail != nullptr && marks_are_sequences_ && mark.sequence == tail->at) {
     const TableState* tables[] = {t};
     FLATSTORE_ASSIGN_OR_RETURN(int changed, view->changedSince(tables, ReadMark{tail->since, {}}));
     out.tail = changed < 0;

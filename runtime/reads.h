@@ -27,8 +27,14 @@ namespace flatstore::internal {
 class Reads : public QuerySource {
  public:
   // `committed` tells the last commit sequence this workspace made or saw.
-  Reads(ReadViews* views, TableRegistry* tables, std::function<uint64_t()> committed)
-      : views_(views), tables_(tables), committed_(std::move(committed)) {}
+  // `marks_are_sequences`: a view's mark is the commit sequence it sees (SQLite); when
+  // not (PostgreSQL), a re-query is placed at `committed` as read before its snapshot.
+  Reads(ReadViews* views, TableRegistry* tables, std::function<uint64_t()> committed,
+        bool marks_are_sequences = true)
+      : views_(views),
+        tables_(tables),
+        committed_(std::move(committed)),
+        marks_are_sequences_(marks_are_sequences) {}
 
   // QuerySource: one read transaction per query.
   absl::StatusOr<std::vector<RawRow>> runQuery(const TableDescription& table,
@@ -54,6 +60,7 @@ class Reads : public QuerySource {
   ReadViews* const views_;
   TableRegistry* const tables_;
   const std::function<uint64_t()> committed_;
+  const bool marks_are_sequences_;
 };
 
 }  // namespace flatstore::internal

@@ -161,8 +161,10 @@ void WorkspaceImpl::startHub() {
 
 void WorkspaceImpl::wireParts(TableRegistry::Register register_table) {
   tables_ = std::make_unique<TableRegistry>(std::move(register_table), writer_.get());
-  reads_ =
-      std::make_unique<Reads>(read_views_, tables_.get(), [this] { return committedSequence(); });
+  // A view's mark is a commit sequence on SQLite only (see PgSequence).
+  reads_ = std::make_unique<Reads>(
+      read_views_, tables_.get(), [this] { return committedSequence(); },
+      /*marks_are_sequences=*/engine_ == nullptr);
   scheduler_ = std::make_unique<Scheduler>(options_.worker_threads > 0 ? options_.worker_threads
                                                                        : defaultWorkers());
   runner_ = std::make_unique<ClosureRunner>(
@@ -193,10 +195,10 @@ absl::StatusOr<std::unique_ptr<WorkspaceImpl>> WorkspaceImpl::openPostgres(
   ObserverHub* hub = ws->hub_.get();
   ws->writer_ = std::make_unique<PgWriter>(
       e, [hub](CommitEvent ev) { hub->publish(std::move(ev)); }, &ws->metrics_,
-      options.backfill_batch);
+      options.backfill_batch, &ws->pg_sequence_);
   ws->wireParts([e](TableState& t) { return e->registerTable(t); });
   auto watcher = std::make_unique<PgCommitWatcher>(e, options.watch_interval, ws->tables_.get(),
-                                                   hub, &ws->metrics_);
+                                                   hub, &ws->metrics_, &ws->pg_sequence_);
   FLATSTORE_RETURN_IF_ERROR(watcher->start());
   ws->watcher_ = std::move(watcher);
   return ws;

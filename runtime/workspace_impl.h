@@ -88,7 +88,8 @@ class WorkspaceImpl {
   std::unique_ptr<ReaderPool> readers_;
   std::unique_ptr<ReaderPool> snapshots_;
   // Where reads and closures' snapshots get their views: the pools, or the engine.
-  std::unique_ptr<ClosableViews> engine_views_;  // PostgreSQL: the engine's, closable
+  std::unique_ptr<ClosableViews> engine_views_;
+  PgSequence pg_sequence_;  // PostgreSQL: the count of published commits  // PostgreSQL: the engine's, closable
   ReadViews* read_views_ = nullptr;
   ReadViews* snapshot_views_ = nullptr;
   std::unique_ptr<NotificationThread> notifications_;

@@ -268,7 +268,49 @@ class PgEngineStore final : public Store {
   std::vector<std::unique_ptr<internal::TableState>> tables_;
 };
 
+// flatstore-pg: the workspace itself (Workspace::open with the server's URI), the same
+// Store as flatstore on SQLite (peers.cc), in a fresh schema dropped at the end.
+class FlatstorePgStore final : public Store {
+ public:
+  FlatstorePgStore() : uri_(pgBenchUri()), schema_(schemaName()) {
+    if (uri_.empty()) die("set FLATSTORE_BENCH_PG to a PostgreSQL URI");
+    setup_ = connectOrDie(uri_);
+    check(
+        setup_->execute("DROP SCHEMA IF EXISTS " + schema_ + " CASCADE; CREATE SCHEMA " + schema_),
+        "pg setup");
+    inner_ = openFlatstore(uri_ + (uri_.find('?') == std::string::npos ? "?" : "&") +
+                               "options=-csearch_path%3D" + schema_,
+                           Synchronous::kNormal);
+  }
+  ~FlatstorePgStore() override {
+    inner_.reset();
+    check(setup_->execute("DROP SCHEMA " + schema_ + " CASCADE"), "pg drop schema");
+  }
+
+  std::unique_ptr<WriteClient> writer(Priority priority) override {
+    return inner_->writer(priority);
+  }
+  std::unique_ptr<ReadClient> reader() override { return inner_->reader(); }
+  void preload(int table, const std::vector<DocData>& docs) override {
+    inner_->preload(table, docs);
+  }
+  int64_t count(int table) override { return inner_->count(table); }
+  std::string walPath() const override { return ""; }
+  void markStart() override { inner_->markStart(); }
+  void addFigures(Measurement* m) override { inner_->addFigures(m); }
+
+ private:
+  const std::string uri_;
+  const std::string schema_;
+  std::unique_ptr<PgConnection> setup_;
+  std::unique_ptr<Store> inner_;
+};
+
 }  // namespace
+
+std::unique_ptr<Store> openFlatstorePg(const std::string&, Synchronous) {
+  return std::make_unique<FlatstorePgStore>();
+}
 
 std::string pgBenchUri() {
   const char* uri = std::getenv("FLATSTORE_BENCH_PG");

@@ -7,6 +7,9 @@
 //                   wait for each other as they would behind SQLite's write lock.
 //   pg-naive        a connection per thread and plain transactions (BEGIN, INSERTs,
 //                   COMMIT) with no lock of the application's.
+//   flatstore-pg    the workspace on the server (Workspace::open with its URI): closures,
+//                   per-table queues and the commit path of pg_workspace.h, each closure
+//                   committing in a write session of its tables.
 //   pg-engine       flatstore's PostgreSQL storage engine (runtime/pg_engine.h) at its
 //                   interface: one write session per transaction, holding its table's
 //                   advisory lock, writing the object, its index columns and the change
@@ -17,8 +20,8 @@
 //                   while one of its sessions runs going into the next session together,
 //                   each at its own position (one lock, one COMMIT for all of them): what
 //                   the workspace's writer does with closures that share a table set.
-//                   The grouping here is the benchmark's own stand-in for that writer,
-//                   which does not yet run on the engine.
+//                   The grouping here is the benchmark's own: the workspace's commit
+//                   path on PostgreSQL commits each closure in a session of its own.
 //
 // For the first two, a table is a bigint key and a bytea payload; the payload is the object's
 // FlatBuffers encoding, the bytes the SQLite peers store. Each store works in a schema of its own
@@ -44,6 +47,7 @@ std::string pgBenchUri();
 // The `path` of a run is not used: the store's tables live on the server.
 std::unique_ptr<Store> openPgGlobalLock(const std::string& path, Synchronous synchronous);
 std::unique_ptr<Store> openPgNaive(const std::string& path, Synchronous synchronous);
+std::unique_ptr<Store> openFlatstorePg(const std::string& path, Synchronous synchronous);
 std::unique_ptr<Store> openPgEngine(const std::string& path, Synchronous synchronous);
 std::unique_ptr<Store> openPgEngineGrouped(const std::string& path, Synchronous synchronous);
 
