@@ -7,8 +7,8 @@
 //       prints "done FAILURES RUNS MAX_RUNS" (closure runs, re-runs after conflicts
 //       included; the most runs one transaction took) and exits 0 when none failed.
 //       RETRIES is WorkspaceOptions::max_conflict_retries, or "default".
-//   mp_helper ledger PATH M OUT TABLES
-//       As counter, with the default retry bound, on the counters of TABLES: "doc" (the
+//   mp_helper ledger PATH M OUT TABLES RETRIES
+//       As counter, on the counters of TABLES: "doc" (the
 //       Doc "counter", rank), "monster" (the Monster ("counter", 0), hp) or "both" (each
 //       transaction increments both). Each increment also creates an entry for the
 //       value it wrote (the Doc "e<value>" with that rank, or the Monster ("e", value)),
@@ -164,19 +164,24 @@ absl::Status incrementMonster(TransactionContext& txn, std::string& written) {
   return txn.submit(entry).status();
 }
 
-int counter(const std::string& path, int64_t m, const std::string& out_path,
-            const std::string& retries) {
+// The default options, with max_conflict_retries = `retries` unless that is "default".
+flatstore::WorkspaceOptions optionsWithRetries(const std::string& retries) {
   flatstore::WorkspaceOptions options;
   if (retries != "default") options.max_conflict_retries = static_cast<int>(toInt(retries));
-  auto ws = openOrDie(path, options);
+  return options;
+}
+
+int counter(const std::string& path, int64_t m, const std::string& out_path,
+            const std::string& retries) {
+  auto ws = openOrDie(path, optionsWithRetries(retries));
   return runIncrements<Doc>(*ws, m, out_path, [](TransactionContext& txn, std::string& written) {
     return incrementDoc(txn, written, /*entries=*/false);
   });
 }
 
 int ledger(const std::string& path, int64_t m, const std::string& out_path,
-           const std::string& tables) {
-  auto ws = openOrDie(path, {});
+           const std::string& tables, const std::string& retries) {
+  auto ws = openOrDie(path, optionsWithRetries(retries));
   auto doc = [](TransactionContext& txn, std::string& written) {
     return incrementDoc(txn, written, /*entries=*/true);
   };
@@ -398,13 +403,14 @@ int main(int argc, char** argv) {
   if (a.size() == 5 && a[0] == "counter") {
     return counter(a[1], toInt(a[2]), a[3], a[4]);
   }
-  if (a.size() == 5 && a[0] == "ledger") return ledger(a[1], toInt(a[2]), a[3], a[4]);
+  if (a.size() == 6 && a[0] == "ledger") return ledger(a[1], toInt(a[2]), a[3], a[4], a[5]);
   if (a.size() == 3 && a[0] == "serve") return serve(a[1], toInt(a[2]));
   if (a.size() == 5 && a[0] == "crash") return crash(a[1], toInt(a[2]), a[3], a[4]);
   if (a.size() == 2 && a[0] == "chunked") return chunked(a[1]);
-  std::fprintf(stderr,
-               "usage: mp_helper counter PATH M OUT RETRIES | ledger PATH M OUT doc|monster|both |"
-               " serve PATH RETENTION |"
-               " crash PATH BASE full|normal ACKFILE | chunked PATH\n");
+  std::fprintf(
+      stderr,
+      "usage: mp_helper counter PATH M OUT RETRIES | ledger PATH M OUT doc|monster|both RETRIES |"
+      " serve PATH RETENTION |"
+      " crash PATH BASE full|normal ACKFILE | chunked PATH\n");
   return 2;
 }

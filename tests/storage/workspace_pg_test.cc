@@ -523,9 +523,8 @@ TEST_P(SameCodeTest, ChangesSinceIsCompleteAndThroughAdvances) {
   EXPECT_THAT(gone->deleted[0], ElementsAre(Value::integer(event_id)));
 }
 
-// The documented values, exactly: latestVersionstamp() is the versionstamp of the latest
-// commit, and changesSince's `through` the latest committed versionstamp, here the one
-// of the commit just made (nothing else commits meanwhile).
+// The documented value, exactly: latestVersionstamp() is the versionstamp of the latest
+// commit, here the one just made (nothing else commits meanwhile).
 TEST_P(SameCodeTest, LatestVersionstampIsTheLatestCommits) {
   for (int i = 0; i < 3; ++i) {
     auto done = ws_->performChangesAndWait<Monster>(submitAll({monster("m", i, 1)}));
@@ -533,9 +532,6 @@ TEST_P(SameCodeTest, LatestVersionstampIsTheLatestCommits) {
     auto latest = ws_->latestVersionstamp();
     ASSERT_OK(latest);
     EXPECT_EQ(latest->toString(), done->versionstamp.toString()) << "commit " << i;
-    auto changes = ws_->changesSince<Monster>(Versionstamp());
-    ASSERT_OK(changes);
-    EXPECT_EQ(changes->through.toString(), done->versionstamp.toString()) << "commit " << i;
   }
 }
 
@@ -1115,12 +1111,19 @@ TEST_P(SameCodeTest, AnotherClientsCommitsReachSubscriptionsAndChangesSince) {
 // exact, and versionstamps of the committed increments follow the values they wrote.
 TEST_P(SameCodeTest, TwoClientsIncrementOneCounterExactly) {
   constexpr int kPerThread = 25;
+  // A retry bound far above what four writers need, so a failed handle means a lost
+  // re-run, not bad luck (on PostgreSQL closures never run under the table locks, so a
+  // hot counter can exhaust the default bound).
+  constexpr WorkspaceOptions kPatient{.max_conflict_retries = 1000};
+  ws_.reset();
+  ws_ = open(kPatient);
+  ASSERT_NE(ws_, nullptr);
   ASSERT_OK(ws_->performChangesAndWait<Doc>([](TransactionContext& txn) {
     auto c = DocChangeRequest::creation();
     c.setId("counter").setRank(0);
     return txn.submit(c).status();
   }));
-  std::unique_ptr<Workspace> other = open();
+  std::unique_ptr<Workspace> other = open(kPatient);
   ASSERT_NE(other, nullptr);
   absl::Mutex mu;
   std::map<Versionstamp, int32_t> history;  // versionstamp -> value written
