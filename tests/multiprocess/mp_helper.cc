@@ -7,6 +7,14 @@
 //       prints "done FAILURES RUNS MAX_RUNS" (closure runs, re-runs after conflicts
 //       included; the most runs one transaction took) and exits 0 when none failed.
 //       RETRIES is WorkspaceOptions::max_conflict_retries, or "default".
+//   mp_helper ledger PATH M OUT TABLES RETRIES
+//       As counter, on the counters of TABLES: "doc" (the
+//       Doc "counter", rank), "monster" (the Monster ("counter", 0), hp) or "both" (each
+//       transaction increments both). Each increment also creates an entry for the
+//       value it wrote (the Doc "e<value>" with that rank, or the Monster ("e", value)),
+//       so a reader of a table's changes can tell every commit apart. The lines of OUT
+//       are "VERSIONSTAMP doc VALUE", "VERSIONSTAMP monster VALUE" or both pairs on one
+//       line. PATH may be a PostgreSQL URI.
 //   mp_helper serve PATH RETENTION
 //       Answers one line per command line (see serve() below) until "quit" or EOF.
 //   mp_helper crash PATH BASE full|normal ACKFILE
@@ -23,6 +31,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <iostream>
 #include <memory>
 #include <string>
@@ -80,11 +89,16 @@ std::unique_ptr<Workspace> openOrDie(const std::string& path, flatstore::Workspa
 
 // ---------------------------------------------------------------------------------------
 
-int counter(const std::string& path, int64_t m, const std::string& out_path,
-            const std::string& retries) {
-  flatstore::WorkspaceOptions options;
-  if (retries != "default") options.max_conflict_retries = static_cast<int>(toInt(retries));
-  auto ws = openOrDie(path, options);
+// The increments of one transaction, inside it: appends what it wrote to `written`
+// (the text after the versionstamp on the transaction's line of OUT).
+using Increment = std::function<absl::Status(TransactionContext&, std::string& written)>;
+
+// Waits for "go", runs `m` increments, each its own transaction on tables Ts..., writes
+// "VERSIONSTAMP WRITTEN" of each successful one to `out_path` and prints "done FAILURES
+// RUNS MAX_RUNS". The exit code: 0 when none failed.
+template <class... Ts>
+int runIncrements(Workspace& ws, int64_t m, const std::string& out_path,
+                  const Increment& increment) {
   say("ready");
   std::string go;
   if (!std::getline(std::cin, go) || go != "go") die("expected 'go'");
@@ -93,26 +107,21 @@ int counter(const std::string& path, int64_t m, const std::string& out_path,
   int64_t runs = 0;
   int64_t max_runs = 0;
   for (int64_t i = 0; i < m; ++i) {
-    int64_t rank = -1;
+    std::string written;
     int64_t runs_before = runs;
-    auto r = ws->performChangesAndWait<Doc>([&](TransactionContext& txn) -> absl::Status {
+    auto r = ws.performChangesAndWait<Ts...>([&](TransactionContext& txn) -> absl::Status {
       runs += 1;
-      auto c = txn.get<Doc>("counter");
-      if (!c.ok()) return c.status();
-      if (*c == nullptr) return absl::NotFoundError("no counter");
-      auto change = DocChangeRequest::changeOf(**c);
-      rank = (*c)->rank() + 1;  // the last run (after conflicts) is the one committed
-      change.setRank(static_cast<int32_t>(rank));
-      return txn.submit(change).status();
+      written.clear();  // the last run (after conflicts) is the one committed
+      return increment(txn, written);
     });
     max_runs = std::max(max_runs, runs - runs_before);
     if (!r.ok()) {
-      std::fprintf(stderr, "mp_helper[%d] counter: %s\n", static_cast<int>(::getpid()),
+      std::fprintf(stderr, "mp_helper[%d] increment: %s\n", static_cast<int>(::getpid()),
                    r.status().ToString().c_str());
       failures += 1;
       continue;
     }
-    absl::StrAppend(&out, r->versionstamp.toString(), " ", rank, "\n");
+    absl::StrAppend(&out, r->versionstamp.toString(), written, "\n");
   }
   FILE* f = std::fopen(out_path.c_str(), "w");
   if (f == nullptr || std::fwrite(out.data(), 1, out.size(), f) != out.size() ||
@@ -121,6 +130,71 @@ int counter(const std::string& path, int64_t m, const std::string& out_path,
   }
   say(absl::StrCat("done ", failures, " ", runs, " ", max_runs));
   return failures == 0 ? 0 : 1;
+}
+
+// rank + 1 on the Doc "counter", appending " RANK" (" doc RANK" with `entries`, which
+// also creates the Doc "e<rank>").
+absl::Status incrementDoc(TransactionContext& txn, std::string& written, bool entries) {
+  auto c = txn.get<Doc>("counter");
+  if (!c.ok()) return c.status();
+  if (*c == nullptr) return absl::NotFoundError("no counter");
+  auto change = DocChangeRequest::changeOf(**c);
+  int32_t value = (*c)->rank() + 1;
+  change.setRank(value);
+  if (auto s = txn.submit(change); !s.ok()) return s.status();
+  absl::StrAppend(&written, entries ? " doc " : " ", value);
+  if (!entries) return absl::OkStatus();
+  auto entry = DocChangeRequest::creation();
+  entry.setId(absl::StrCat("e", value)).setRank(value);
+  return txn.submit(entry).status();
+}
+
+// hp + 1 on the Monster ("counter", 0), and the Monster ("e", hp); appends " monster HP".
+absl::Status incrementMonster(TransactionContext& txn, std::string& written) {
+  auto c = txn.get<Monster>("counter", 0);
+  if (!c.ok()) return c.status();
+  if (*c == nullptr) return absl::NotFoundError("no counter");
+  auto change = MonsterChangeRequest::changeOf(**c);
+  int16_t value = static_cast<int16_t>((*c)->hp() + 1);
+  change.setHp(value);
+  if (auto s = txn.submit(change); !s.ok()) return s.status();
+  absl::StrAppend(&written, " monster ", value);
+  auto entry = MonsterChangeRequest::creation();
+  entry.setName("e").setRealm(value).setHp(1);
+  return txn.submit(entry).status();
+}
+
+// The default options, with max_conflict_retries = `retries` unless that is "default".
+flatstore::WorkspaceOptions optionsWithRetries(const std::string& retries) {
+  flatstore::WorkspaceOptions options;
+  if (retries != "default") options.max_conflict_retries = static_cast<int>(toInt(retries));
+  return options;
+}
+
+int counter(const std::string& path, int64_t m, const std::string& out_path,
+            const std::string& retries) {
+  auto ws = openOrDie(path, optionsWithRetries(retries));
+  return runIncrements<Doc>(*ws, m, out_path, [](TransactionContext& txn, std::string& written) {
+    return incrementDoc(txn, written, /*entries=*/false);
+  });
+}
+
+int ledger(const std::string& path, int64_t m, const std::string& out_path,
+           const std::string& tables, const std::string& retries) {
+  auto ws = openOrDie(path, optionsWithRetries(retries));
+  auto doc = [](TransactionContext& txn, std::string& written) {
+    return incrementDoc(txn, written, /*entries=*/true);
+  };
+  if (tables == "doc") return runIncrements<Doc>(*ws, m, out_path, doc);
+  if (tables == "monster") return runIncrements<Monster>(*ws, m, out_path, incrementMonster);
+  if (tables == "both") {
+    return runIncrements<Doc, Monster>(
+        *ws, m, out_path, [&doc](TransactionContext& txn, std::string& written) -> absl::Status {
+          if (absl::Status s = doc(txn, written); !s.ok()) return s;
+          return incrementMonster(txn, written);
+        });
+  }
+  die(absl::StrCat("ledger TABLES must be doc, monster or both, not ", tables));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -329,11 +403,14 @@ int main(int argc, char** argv) {
   if (a.size() == 5 && a[0] == "counter") {
     return counter(a[1], toInt(a[2]), a[3], a[4]);
   }
+  if (a.size() == 6 && a[0] == "ledger") return ledger(a[1], toInt(a[2]), a[3], a[4], a[5]);
   if (a.size() == 3 && a[0] == "serve") return serve(a[1], toInt(a[2]));
   if (a.size() == 5 && a[0] == "crash") return crash(a[1], toInt(a[2]), a[3], a[4]);
   if (a.size() == 2 && a[0] == "chunked") return chunked(a[1]);
-  std::fprintf(stderr,
-               "usage: mp_helper counter PATH M OUT RETRIES | serve PATH RETENTION |"
-               " crash PATH BASE full|normal ACKFILE | chunked PATH\n");
+  std::fprintf(
+      stderr,
+      "usage: mp_helper counter PATH M OUT RETRIES | ledger PATH M OUT doc|monster|both RETRIES |"
+      " serve PATH RETENTION |"
+      " crash PATH BASE full|normal ACKFILE | chunked PATH\n");
   return 2;
 }
