@@ -214,8 +214,25 @@ class PgReadView : public ReadView {
   }
 
   absl::StatusOr<Versionstamp> latestVersionstamp() override {
+    // The newest commit below the frontier: every transaction with a smaller id has
+    // ended, so changesSince from it skips nothing either.
     FLATSTORE_ASSIGN_OR_RETURN(uint64_t below, frontier());
-    return belowFrontier(below);
+    FLATSTORE_ASSIGN_OR_RETURN(
+        PgResult r,
+        conn_->query(absl::StrCat("SELECT xid, changes FROM ", pgQuote(engine_->schema()),
+                                  ".flatstore_changes WHERE xid = (SELECT max(xid) FROM ",
+                                  pgQuote(engine_->schema()), ".flatstore_changes WHERE xid < $1)"),
+                     {PgParam::int64(static_cast<int64_t>(below))}, "latest versionstamp"));
+    Versionstamp latest;
+    for (int i = 0; i < r.rows(); ++i) {
+      FLATSTORE_ASSIGN_OR_RETURN(int64_t xid, r.getInt64(i, 0));
+      FLATSTORE_ASSIGN_OR_RETURN(std::span<const uint8_t> blob, r.getBytes(i, 1));
+      FLATSTORE_ASSIGN_OR_RETURN(std::vector<LogRecord> records, decodeLogRecords(blob));
+      for (const LogRecord& rec : records) {
+        latest = std::max(latest, Versionstamp(static_cast<uint64_t>(xid), rec.position));
+      }
+    }
+    return latest;
   }
 
   absl::StatusOr<std::optional<Dictionary::Record>> entry(std::string_view key) override {
