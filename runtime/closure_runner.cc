@@ -7,7 +7,6 @@
 #include "absl/time/clock.h"
 #include "flatstore/status.h"
 #include "runtime/change_log.h"
-#include "runtime/sqlite_read_view.h"
 
 namespace flatstore::internal {
 namespace {
@@ -108,16 +107,14 @@ class ClosureRunner::Commit : public CommitCallbacks {
   std::unique_ptr<CommitRequest> request(std::shared_ptr<Commit> self) {
     auto r = std::make_unique<CommitRequest>();
     r->priority = txn_->priority;
+    r->tables = txn_->tables;
     r->callbacks = std::move(self);
     return r;
   }
 
-  absl::Status runUnderLock(Connection& db, CommitRequest& r, bool again) override {
+  absl::Status runUnderLock(ReadView& view, CommitRequest& r, bool again) override {
     if (again) txn_->attempts += 1;
     absl::Time run_start = absl::Now();
-    // The closure reads the write transaction itself (changedSince is not asked of
-    // this view, so its origin does not matter).
-    SqliteReadView view(&db, /*origin=*/0);
     ClosureRun run = runOn(view, txn_->tables, closure_);
     txn_->run_us += absl::ToInt64Microseconds(absl::Now() - run_start);
     FLATSTORE_RETURN_IF_ERROR(run.status);
@@ -346,7 +343,7 @@ void ClosureRunner::runOnSnapshot(Scheduler::Job* job,
   request->pipelining.predecessors = std::move(predecessors);
   // Handed on, a conflict makes the writer run the closure again at once: only while
   // the retry bound allows another run.
-  if (attempt < max_conflict_retries_ && writer_->runsClosures() && mayHandOn(txn->tables) &&
+  if (attempt < max_conflict_retries_ && writer_->handsOn() && mayHandOn(txn->tables) &&
       (scheduler_->hasFollowers(job) || writer_->busy())) {
     handOn(job, *txn, std::move(request));
     return;

@@ -6,12 +6,12 @@
 //     committed in groups under the file's one write lock; a closure may run inside the
 //     write transaction (after conflicts, or on an idle writer), and may hand its tables
 //     on before its commit (pipeline.h).
-//   PostgreSQL (pg_writer.h): each request is committed on the thread that finished its
-//     closure, in a write session of the storage engine (storage_engine.h) holding the
-//     locks of the request's tables only, so requests on disjoint tables commit in
-//     parallel, on this client and across clients. Closures never run inside a write
-//     transaction there (user code would hold table locks on a shared server); a
-//     conflict runs the closure again on a fresh snapshot.
+//   PostgreSQL (pg_workspace.h): each request is committed on the thread that finished
+//     its closure, in a write session of the storage engine (storage_engine.h) holding
+//     the locks of the request's tables only, so requests on disjoint tables commit in
+//     parallel, on this client and across clients. A closure that conflicted runs again
+//     on a fresh snapshot, and after two conflicts inside the write session, under its
+//     tables' locks, as on SQLite; nothing queues, so no closure hands its tables on.
 //
 // Thread-safety: all methods are thread-safe.
 #ifndef FLATSTORE_RUNTIME_COMMIT_PATH_H_
@@ -49,9 +49,12 @@ class CommitPath {
   // Whether a request submitted now would wait. A hint.
   virtual bool busy() const = 0;
   // Whether a request may ask for its closure to run inside the write transaction
-  // (request.run_under_lock), and so whether a closure may hand its tables on before its
-  // commit (a conflict is then settled by running it there).
+  // (request.run_under_lock): after conflicts, where it cannot conflict.
   virtual bool runsClosures() const = 0;
+  // Whether a request may wait for its commit after its closure handed its tables on
+  // (pipeline.h): requests queue, and a conflict is settled by running the closure
+  // inside the write transaction.
+  virtual bool handsOn() const = 0;
 
   // The dictionary, written in a transaction of its own (or, on SQLite, inside the
   // write transaction of the closure that calls it there).

@@ -62,6 +62,7 @@ struct ReadMark {
 };
 
 class EntryWriter;
+class ReadView;
 
 // What the writer calls back for a request. Both calls happen on a thread holding the
 // writer role (the writer thread, or a caller committing a group itself); waiting for
@@ -69,12 +70,12 @@ class EntryWriter;
 class CommitCallbacks {
  public:
   virtual ~CommitCallbacks() = default;
-  // Runs the request's closure inside the open write transaction on `db`, where it sees
-  // every commit before it and no other process can interfere, and fills
-  // `request.changes` and `request.apply`. `again`: the run replaces a stale one (a
-  // pipelined predecessor or another process wrote what it read). An error fails the
-  // request alone.
-  virtual absl::Status runUnderLock(Connection& db, CommitRequest& request, bool again) = 0;
+  // Runs the request's closure inside the open write transaction, reading `view` (of
+  // that transaction), where it sees every commit before it and no other client can
+  // change its tables, and fills `request.changes` and `request.entries`. `again`: the
+  // run replaces a stale one (a pipelined predecessor or another process wrote what it
+  // read). An error fails the request alone.
+  virtual absl::Status runUnderLock(ReadView& view, CommitRequest& request, bool again) = 0;
   // The request's outcome, after its group committed or failed. The request is
   // destroyed after this returns.
   virtual void complete(CommitRequest& request, absl::StatusOr<TransactionResult> result) = 0;
@@ -95,6 +96,9 @@ struct CommitRequest {
   // transaction before applying them (a closure run under the write lock).
   bool run_under_lock = false;
 
+  // The transaction's declared tables: what a PostgreSQL write session locks (with the
+  // tables of `changes`).
+  std::vector<TableState*> tables;
   // The tables the closure read and what its snapshot saw (`snapshot_mark`; its
   // sequence is `snapshot_sequence`). If another
   // process changed one of them since, the request fails with a conflict (see

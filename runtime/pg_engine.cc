@@ -129,7 +129,8 @@ class PgReadView : public ReadView {
  public:
   static absl::StatusOr<std::unique_ptr<PgReadView>> open(PgEngine* engine) {
     FLATSTORE_ASSIGN_OR_RETURN(std::unique_ptr<PgConnection> conn, engine->acquire());
-    std::unique_ptr<PgReadView> view(new PgReadView(engine, std::move(conn)));
+    std::unique_ptr<PgReadView> view(new PgReadView(engine, conn.get()));
+    view->owned_ = std::move(conn);
     // One round trip: the transaction and its snapshot.
     PgPipeline start(*view->conn_);
     start.add("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", {}, "snapshot");
@@ -139,7 +140,12 @@ class PgReadView : public ReadView {
     FLATSTORE_ASSIGN_OR_RETURN(view->mark_, markOf(out.results[1]));
     return view;
   }
-  ~PgReadView() override { giveBack(engine_, std::move(conn_)); }
+  // Reads in the transaction open on `conn` (a write session's), which outlives the
+  // view. It has no mark: nothing asks what it saw.
+  static std::unique_ptr<PgReadView> inTransaction(PgEngine* engine, PgConnection* conn) {
+    return std::unique_ptr<PgReadView>(new PgReadView(engine, conn));
+  }
+  ~PgReadView() override { giveBack(engine_, std::move(owned_)); }
 
   absl::StatusOr<ReadMark> mark() override { return mark_; }
   absl::StatusOr<int> changedSince(std::span<const TableState* const> tables,
@@ -257,8 +263,7 @@ class PgReadView : public ReadView {
   }
 
  private:
-  PgReadView(PgEngine* engine, std::unique_ptr<PgConnection> conn)
-      : engine_(engine), conn_(std::move(conn)) {}
+  PgReadView(PgEngine* engine, PgConnection* conn) : engine_(engine), conn_(conn) {}
 
   PgEngine* const engine_;
   // The frontier, computed on first use: queries do not need it, and the lock scan
@@ -270,7 +275,8 @@ class PgReadView : public ReadView {
     return *frontier_;
   }
 
-  std::unique_ptr<PgConnection> conn_;
+  PgConnection* conn_;
+  std::unique_ptr<PgConnection> owned_;  // a snapshot's own connection
   ReadMark mark_;
   std::optional<uint64_t> frontier_;
 };
@@ -313,6 +319,11 @@ class PgWriteSession : public WriteSession {
 
   Versionstamp versionstamp(uint16_t position) const override {
     return Versionstamp(xid_, position);
+  }
+
+  ReadView& reads() override {
+    if (reads_ == nullptr) reads_ = PgReadView::inTransaction(engine_, conn_.get());
+    return *reads_;
   }
 
   absl::StatusOr<int> changedSince(std::span<const TableState* const> tables,
@@ -359,6 +370,7 @@ class PgWriteSession : public WriteSession {
 
   PgEngine* const engine_;
   std::unique_ptr<PgConnection> conn_;
+  std::unique_ptr<PgReadView> reads_;  // made on first use
   uint64_t xid_ = 0;
   std::set<const TableState*> declared_;
   // The change-log records of the applied requests, per table id.

@@ -29,9 +29,11 @@ PgWriter::~PgWriter() { stop().IgnoreError(); }
 
 absl::StatusOr<TransactionResult> PgWriter::apply(CommitRequest& request, WriteSession& session) {
   if (request.run_under_lock) {
-    return absl::InternalError("a closure cannot run inside a PostgreSQL write session");
-  }
-  if (!request.read_tables.empty()) {
+    // After conflicts: the closure reads the session's own transaction, under the locks
+    // of its tables, where no other client can change them; there is nothing to check.
+    FLATSTORE_RETURN_IF_ERROR(
+        request.callbacks->runUnderLock(session.reads(), request, /*again=*/false));
+  } else if (!request.read_tables.empty()) {
     std::vector<const TableState*> read(request.read_tables.begin(), request.read_tables.end());
     FLATSTORE_ASSIGN_OR_RETURN(int changed, session.changedSince(read, request.snapshot_mark));
     if (changed >= 0) return conflictError(*request.read_tables[static_cast<size_t>(changed)]);
@@ -59,7 +61,10 @@ void PgWriter::commit(std::unique_ptr<CommitRequest> request) {
     committing_ += 1;
   }
   // The session locks the declared tables (the closure's), and the tables it changes.
-  std::vector<const TableState*> tables(request->read_tables.begin(), request->read_tables.end());
+  std::vector<const TableState*> tables(request->tables.begin(), request->tables.end());
+  for (const TableState* t : request->read_tables) {
+    if (std::find(tables.begin(), tables.end(), t) == tables.end()) tables.push_back(t);
+  }
   for (const EncodedChange& c : request->changes) {
     if (std::find(tables.begin(), tables.end(), c.table) == tables.end()) tables.push_back(c.table);
   }

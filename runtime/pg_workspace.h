@@ -9,7 +9,10 @@
 //                    across clients; requests on disjoint tables commit in parallel, on
 //                    separate connections. A conflict (another client changed a table
 //                    the closure read since its snapshot) fails the request with the
-//                    conflict error, and the closure runs again on a fresh snapshot.
+//                    conflict error, and the closure runs again on a fresh snapshot;
+//                    after two conflicts it runs inside its write session, reading the
+//                    session's transaction under its tables' locks, where no other
+//                    client can change them (ClosureRunner's run under the lock).
 //                    Index back-fills run on a thread of their own.
 //   PgCommitWatcher  other clients' commits, from the engine's CommitFeed (LISTEN/NOTIFY
 //                    as a wake-up, the change log as the record), published to the
@@ -98,13 +101,15 @@ class PgWriter : public CommitPath {
   void submitOrCommit(std::unique_ptr<CommitRequest> request) override {
     commit(std::move(request));
   }
-  // Closures never run inside a write session here: hands the request back.
+  // A closure runs inside a write session only after conflicts: hands the request back.
   std::unique_ptr<CommitRequest> commitIfIdle(std::unique_ptr<CommitRequest> request) override {
     return request;
   }
   void commitQueued() override {}
   bool busy() const override { return false; }
-  bool runsClosures() const override { return false; }
+  // After conflicts a closure runs inside its write session (under its tables' locks).
+  bool runsClosures() const override { return true; }
+  bool handsOn() const override { return false; }
 
   // Each in a write session of its own that locks no table.
   absl::Status putEntry(std::string_view key, Dictionary::Kind kind, std::string_view type,

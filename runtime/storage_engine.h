@@ -203,6 +203,10 @@ class WriteSession : public EntryWriter {
 
   // The versionstamp of the request at `position` in this session.
   virtual Versionstamp versionstamp(uint16_t position) const = 0;
+  // Reads inside the session's transaction: every commit before it, and under its
+  // tables' locks (a closure run after conflicts reads here). Valid while the session
+  // lasts.
+  virtual ReadView& reads() = 0;
   // The index in `tables` of the first table that a commit by an origin other than
   // this client's changed after `mark`, or -1. When the log no longer covers `mark`,
   // 0: assume a change rather than miss one.

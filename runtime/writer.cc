@@ -17,6 +17,7 @@
 #include "runtime/dictionary.h"
 #include "runtime/query_exec.h"
 #include "runtime/row_writes.h"
+#include "runtime/sqlite_read_view.h"
 
 namespace flatstore::internal {
 namespace {
@@ -243,7 +244,7 @@ absl::Status Writer::runSync(std::function<absl::Status(Connection&)> fn, bool m
   // Completes into a status the caller waits for.
   class Sync : public CommitCallbacks {
    public:
-    absl::Status runUnderLock(Connection&, CommitRequest&, bool) override {
+    absl::Status runUnderLock(ReadView&, CommitRequest&, bool) override {
       return absl::InternalError("a writer job has no closure to run");
     }
     void complete(CommitRequest&, absl::StatusOr<TransactionResult> r) override {
@@ -431,7 +432,8 @@ bool Writer::backfillOnce() {
 absl::Status Writer::applyRequest(CommitRequest& request, Versionstamp vs,
                                   TransactionResult* result) {
   if (request.run_under_lock) {
-    FLATSTORE_RETURN_IF_ERROR(request.callbacks->runUnderLock(*db_, request, /*again=*/false));
+    SqliteReadView view(db_.get(), options_.origin);
+    FLATSTORE_RETURN_IF_ERROR(request.callbacks->runUnderLock(view, request, /*again=*/false));
   }
   // Whether the closure's run is stale and runs again here, inside the transaction.
   bool stale = false;
@@ -476,7 +478,8 @@ absl::Status Writer::applyRequest(CommitRequest& request, Versionstamp vs,
     request.changes.clear();
     request.apply = nullptr;
     request.entries = nullptr;
-    FLATSTORE_RETURN_IF_ERROR(request.callbacks->runUnderLock(*db_, request, /*again=*/true));
+    SqliteReadView view(db_.get(), options_.origin);
+    FLATSTORE_RETURN_IF_ERROR(request.callbacks->runUnderLock(view, request, /*again=*/true));
   }
   if (request.apply) FLATSTORE_RETURN_IF_ERROR(request.apply(*db_));
   if (request.entries) {

@@ -62,7 +62,9 @@ struct WorkspaceOptions {
   // read a snapshot on a reader connection and do not hold the write lock; later runs
   // happen on the writer thread inside the write transaction, where no other process
   // can commit, so they cannot conflict (they hold up this workspace's other commits
-  // for the closure's duration). 0 fails at the first conflict.
+  // for the closure's duration). On PostgreSQL later runs happen inside the closure's
+  // own write transaction, under its tables' locks, with the same effect on those
+  // tables only. 0 fails at the first conflict.
   int max_conflict_retries = 16;
   // Commits whose entries the change log keeps (for changesSince and other processes).
   // The log is pruned when a commit's sequence is a multiple of 256: that commit drops

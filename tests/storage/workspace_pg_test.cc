@@ -1111,19 +1111,15 @@ TEST_P(SameCodeTest, AnotherClientsCommitsReachSubscriptionsAndChangesSince) {
 // exact, and versionstamps of the committed increments follow the values they wrote.
 TEST_P(SameCodeTest, TwoClientsIncrementOneCounterExactly) {
   constexpr int kPerThread = 25;
-  // A retry bound far above what four writers need, so a failed handle means a lost
-  // re-run, not bad luck (on PostgreSQL closures never run under the table locks, so a
-  // hot counter can exhaust the default bound).
-  constexpr WorkspaceOptions kPatient{.max_conflict_retries = 1000};
-  ws_.reset();
-  ws_ = open(kPatient);
-  ASSERT_NE(ws_, nullptr);
+  // The default options: after two conflicts a closure runs under its tables' locks
+  // (SQLite's write lock; the PostgreSQL session's table locks), where it cannot
+  // conflict, so no increment may fail however hot the counter.
   ASSERT_OK(ws_->performChangesAndWait<Doc>([](TransactionContext& txn) {
     auto c = DocChangeRequest::creation();
     c.setId("counter").setRank(0);
     return txn.submit(c).status();
   }));
-  std::unique_ptr<Workspace> other = open(kPatient);
+  std::unique_ptr<Workspace> other = open();
   ASSERT_NE(other, nullptr);
   absl::Mutex mu;
   std::map<Versionstamp, int32_t> history;  // versionstamp -> value written

@@ -22,7 +22,7 @@ class OnComplete : public CommitCallbacks {
  public:
   explicit OnComplete(std::function<void(absl::StatusOr<TransactionResult>)> done)
       : done_(std::move(done)) {}
-  absl::Status runUnderLock(Connection&, CommitRequest&, bool) override {
+  absl::Status runUnderLock(ReadView&, CommitRequest&, bool) override {
     return absl::InternalError("no closure");
   }
   void complete(CommitRequest&, absl::StatusOr<TransactionResult> result) override {
