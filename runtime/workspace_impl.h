@@ -87,9 +87,11 @@ class WorkspaceImpl {
   // SQLite: the reader pools (fetches, snapshots, observers; closures).
   std::unique_ptr<ReaderPool> readers_;
   std::unique_ptr<ReaderPool> snapshots_;
-  // Where reads and closures' snapshots get their views: the pools, or the engine.
+  // PostgreSQL: the engine's views, closed at shutdown, and the count of published
+  // commits (PgSequence).
   std::unique_ptr<ClosableViews> engine_views_;
-  PgSequence pg_sequence_;  // PostgreSQL: the count of published commits  // PostgreSQL: the engine's, closable
+  PgSequence pg_sequence_;
+  // Where reads and closures' snapshots get their views: the pools, or the engine's.
   ReadViews* read_views_ = nullptr;
   ReadViews* snapshot_views_ = nullptr;
   std::unique_ptr<NotificationThread> notifications_;
