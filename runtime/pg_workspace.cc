@@ -51,6 +51,8 @@ absl::StatusOr<TransactionResult> PgWriter::apply(CommitRequest& request, WriteS
 }
 
 void PgWriter::commit(std::unique_ptr<CommitRequest> request) {
+  // Closures under the locks and completion callbacks run here (see CommittingScope).
+  CommittingScope committing;
   {
     absl::MutexLock lock(&mu_);
     if (stopped_) {

@@ -67,7 +67,9 @@ void Writer::submit(std::unique_ptr<CommitRequest> request) {
 }
 
 namespace {
-thread_local const Writer* current_writer = nullptr;
+// The writer whose role this thread holds, or kCommitting (CommittingScope).
+thread_local const void* current_writer = nullptr;
+const char kCommitting = 0;
 }  // namespace
 
 bool onWriterThread() { return current_writer != nullptr; }
@@ -83,10 +85,13 @@ class WriterScope {
   WriterScope& operator=(const WriterScope&) = delete;
 
  private:
-  const Writer* previous_;
+  const void* previous_;
 };
 
 }  // namespace
+
+CommittingScope::CommittingScope() : previous_(current_writer) { current_writer = &kCommitting; }
+CommittingScope::~CommittingScope() { current_writer = previous_; }
 
 std::unique_ptr<CommitRequest> Writer::tryLead(std::unique_ptr<CommitRequest> request, Lead how) {
   // Under the role already (a completion callback), or a group is being committed.

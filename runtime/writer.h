@@ -67,6 +67,21 @@ struct WriterOptions {
 // completion callbacks. Waiting for the writer there would deadlock.
 bool onWriterThread();
 
+// Makes onWriterThread() true on the calling thread for a scope: the PostgreSQL commit
+// path (pg_workspace.h), which commits, runs closures under the locks and completes
+// requests on the thread that ran the closure, where waiting for another transaction
+// could deadlock as it could under SQLite's writer role.
+class CommittingScope {
+ public:
+  CommittingScope();
+  ~CommittingScope();
+  CommittingScope(const CommittingScope&) = delete;
+  CommittingScope& operator=(const CommittingScope&) = delete;
+
+ private:
+  const void* previous_;
+};
+
 // A request failed because another process changed a table it read.
 absl::Status conflictError(const TableState& table);
 bool isConflict(const absl::Status& status);

@@ -21,6 +21,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "docs_flatstore.h"
 #include "flatstore/workspace.h"
@@ -753,6 +754,31 @@ TEST_P(SameCodeTest, UniqueViolationsAreAlreadyExistsNamingTheTable) {
   EXPECT_EQ(*ws_->fetch<Monster>().count(), 24);
   EXPECT_EQ(*ws_->get<Monster>("g11", 1), nullptr);
   EXPECT_EQ(*ws_->fetch<Monster>().where(F::email == "orc@x").count(), 1);
+}
+
+// shutdown() inside a closure or an onComplete callback would wait for itself: on both
+// engines it fails with FailedPrecondition there, and the workspace goes on.
+TEST_P(SameCodeTest, ShutdownInsideAClosureOrCallbackIsFailedPrecondition) {
+  absl::Status in_closure, in_callback;
+  absl::Notification registered, called;
+  TransactionHandle h = ws_->performChanges<Monster>([&](TransactionContext& txn) {
+    // The callback is registered before the commit, so it runs where the commit does.
+    registered.WaitForNotification();
+    in_closure = ws_->shutdown();
+    return txn.submit(monster("orc", 1, 5)).status();
+  });
+  h.onComplete([&](const absl::StatusOr<TransactionResult>&) {
+    in_callback = ws_->shutdown();
+    called.Notify();
+  });
+  registered.Notify();
+  ASSERT_OK(h.wait());
+  ASSERT_TRUE(called.WaitForNotificationWithTimeout(kBoundedWait));
+  EXPECT_TRUE(absl::IsFailedPrecondition(in_closure)) << in_closure;
+  EXPECT_TRUE(absl::IsFailedPrecondition(in_callback)) << in_callback;
+  EXPECT_OK(ws_->performChangesAndWait<Monster>(
+      [](TransactionContext& txn) { return txn.submit(monster("elf", 1, 7)).status(); }));
+  EXPECT_OK(ws_->shutdown());
 }
 
 // A closure that fails after writing to two tables leaves both as they were, whether it
