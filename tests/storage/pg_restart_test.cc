@@ -205,9 +205,9 @@ class DocFollower {
     }
     return true;
   }
-  size_t size() const {
+  std::set<std::string> ids() const {
     absl::MutexLock lock(&mu_);
-    return ids_.size();
+    return ids_;
   }
   int deliveries(Phase p) const {
     absl::MutexLock lock(&mu_);
@@ -457,14 +457,32 @@ TEST(PgRestartTest, EveryAcknowledgedCommitSurvivesARestartAndNoHandleHangs) {
   for (const auto& d : *all_docs) docs.insert(std::string(d->id()));
   (*a)->awaitObservers();
   const bool followed = follower.awaitIds(docs, *token, kBoundedWait);
+  const std::set<std::string> delivered = follower.ids();
   std::cout << "subscription: " << follower.deliveries(kBefore) << " deliveries before, "
             << follower.deliveries(kRestarting) << " during, " << follower.deliveries(kAfter)
             << " after the restart; " << (token->active() ? "active" : "ended") << " ("
-            << token->status() << "), last result " << follower.size() << " of " << docs.size()
+            << token->status() << "), last result " << delivered.size() << " of " << docs.size()
             << " Docs\n";
   if (token->active()) {
+    // Which client wrote a Doc the result lacks (threads 0 and 1 write through a, the
+    // subscriber; 2 and 3 through b), and when.
+    std::map<std::string, const Attempt*> by_key;
+    for (const Attempt& at : attempts) by_key[at.key] = &at;
+    std::vector<std::string> lacking, extra;
+    for (const std::string& id : docs) {
+      if (!delivered.contains(id)) {
+        const Attempt* at = by_key[id];
+        lacking.push_back(absl::StrCat(id, " (", at != nullptr ? kPhaseNames[at->phase] : "?", ", ",
+                                       at != nullptr ? at->status.ToString() : "?", ")"));
+      }
+    }
+    for (const std::string& id : delivered) {
+      if (!docs.contains(id)) extra.push_back(id);
+    }
     EXPECT_TRUE(followed) << "the subscription is active but its result stopped at "
-                          << follower.size() << " of the " << docs.size() << " Docs";
+                          << delivered.size() << " of the " << docs.size()
+                          << " Docs; it lacks: " << absl::StrJoin(lacking, ", ")
+                          << "; it holds Docs that are not there: " << absl::StrJoin(extra, ", ");
   } else {
     EXPECT_FALSE(token->status().ok()) << "the subscription ended without an error";
   }
