@@ -458,6 +458,10 @@ TEST(PgRestartTest, EveryAcknowledgedCommitSurvivesARestartAndNoHandleHangs) {
   (*a)->awaitObservers();
   const bool followed = follower.awaitIds(docs, *token, kBoundedWait);
   const std::set<std::string> delivered = follower.ids();
+  // What the subscriber's watcher of other clients' commits met on the way.
+  const WatcherMetrics watcher = (*a)->metrics().watcher;
+  std::cout << "watcher of other clients' commits: " << watcher.errors << " errors"
+            << (watcher.errors > 0 ? ", the last: " : "") << watcher.last_error << "\n";
   std::cout << "subscription: " << follower.deliveries(kBefore) << " deliveries before, "
             << follower.deliveries(kRestarting) << " during, " << follower.deliveries(kAfter)
             << " after the restart; " << (token->active() ? "active" : "ended") << " ("
