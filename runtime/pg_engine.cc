@@ -670,8 +670,12 @@ class PgCommitFeed : public CommitFeed {
       into.insert(into.end(), std::make_move_iterator(records.begin()),
                   std::make_move_iterator(records.end()));
     }
+    // The commits are read: the cursor moves past them only now, so that an error above
+    // leaves them to the next read. The transaction only read; a connection that fails
+    // to end it is dropped when given back.
+    c.execute("ROLLBACK", "commit feed").IgnoreError();
     cursor_ = std::max(cursor_, below);
-    return c.execute("ROLLBACK", "commit feed");
+    return absl::OkStatus();
   }
 
   PgEngine* const engine_;

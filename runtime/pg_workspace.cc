@@ -1,6 +1,7 @@
 #include "runtime/pg_workspace.h"
 
 #include <algorithm>
+#include <iterator>
 #include <map>
 #include <utility>
 #include <vector>
@@ -195,15 +196,24 @@ void PgCommitWatcher::stop() {
 
 void PgCommitWatcher::loop() {
   int failures = 0;
+  absl::Time last_read = absl::InfinitePast();
   while (true) {
     {
       absl::MutexLock lock(&mu_);
       if (stop_) return;
     }
-    // A hint wakes the wait early; the interval bounds how long a lost hint delays.
+    // Another client's hint wakes the wait early and is read at once. The feed is also
+    // read once per interval without one (a hint may be lost), and after a failure,
+    // but not on every wake-up by this client's own commits' hints: each read scans
+    // the server's lock table.
     absl::StatusOr<bool> hinted = feed_->wait(interval_);
     absl::Status s = hinted.status();
-    if (s.ok()) s = publishForeignCommits();
+    const absl::Time now = absl::Now();
+    if (s.ok() &&
+        (*hinted || failures > 0 || !unpublished_.empty() || now - last_read >= interval_)) {
+      last_read = now;
+      s = publishForeignCommits();
+    }
     if (s.ok()) {
       if (failures > 0 && metrics_ != nullptr) metrics_->recordWatcher(absl::OkStatus());
       failures = 0;
@@ -224,8 +234,14 @@ void PgCommitWatcher::loop() {
 }
 
 absl::Status PgCommitWatcher::publishForeignCommits() {
-  FLATSTORE_ASSIGN_OR_RETURN(std::vector<ForeignCommit> commits, feed_->read());
-  if (commits.empty()) return absl::OkStatus();
+  // Commits read before are kept until they are published: the feed does not give them
+  // again, so a failure below (the server lost while the objects are read) must not
+  // lose them.
+  FLATSTORE_ASSIGN_OR_RETURN(std::vector<ForeignCommit> fresh, feed_->read());
+  unpublished_.insert(unpublished_.end(), std::make_move_iterator(fresh.begin()),
+                      std::make_move_iterator(fresh.end()));
+  if (unpublished_.empty()) return absl::OkStatus();
+  const std::vector<ForeignCommit>& commits = unpublished_;
   std::map<int64_t, TableState*> observed;
   for (TableState* t : tables_->observed()) observed[t->id] = t;
   // One event per commit, empty for those that changed no observed table.
@@ -248,6 +264,7 @@ absl::Status PgCommitWatcher::publishForeignCommits() {
     e.sequence = sequence_->next();
     if (!e.tables.empty()) hub_->publish(std::move(e));
   }
+  unpublished_.clear();
   return absl::OkStatus();
 }
 

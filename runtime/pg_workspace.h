@@ -37,6 +37,7 @@
 #include <functional>
 #include <memory>
 #include <thread>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
@@ -181,6 +182,8 @@ class PgCommitWatcher : public ForeignCommitWatcher {
   MetricsRegistry* const metrics_;
   PgSequence* const sequence_;
   std::unique_ptr<CommitFeed> feed_;
+  // Read from the feed and not yet published (the watcher's thread only).
+  std::vector<ForeignCommit> unpublished_;
   absl::Mutex mu_;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   std::thread thread_;
