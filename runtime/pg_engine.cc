@@ -102,23 +102,31 @@ absl::StatusOr<int> pgChangedSince(PgConnection& conn, PgEngine& engine,
                                    std::span<const TableState* const> tables,
                                    const ReadMark& mark) {
   if (tables.empty()) return -1;
-  FLATSTORE_ASSIGN_OR_RETURN(uint64_t pruned, prunedThrough(conn, engine.schema()));
-  if (mark.snapshot.empty() || (pruned > 0 && mark.sequence <= pruned)) return 0;
+  if (mark.snapshot.empty()) return 0;
   std::vector<int64_t> ids;
   for (const TableState* t : tables) ids.push_back(t->id);
+  const std::string s = pgQuote(engine.schema());
+  // One round trip: how far the log was pruned, and the first change not in the mark.
   FLATSTORE_ASSIGN_OR_RETURN(
       PgResult r,
-      conn.query(absl::StrCat("SELECT table_id FROM ", pgQuote(engine.schema()),
+      conn.query(absl::StrCat("SELECT (SELECT value FROM ", s,
+                              ".flatstore_meta WHERE key = 'log_pruned_through'), "
+                              "(SELECT table_id FROM ",
+                              s,
                               ".flatstore_changes WHERE table_id = ANY($1::bigint[]) AND "
                               "xid >= $2 AND origin <> $3 AND NOT "
                               "pg_visible_in_snapshot(xid::text::xid8, $4::pg_snapshot) "
-                              "LIMIT 1"),
+                              "LIMIT 1)"),
                  {PgParam::text(absl::StrCat("{", absl::StrJoin(ids, ","), "}")),
                   PgParam::int64(static_cast<int64_t>(mark.sequence)),
                   PgParam::int64(engine.origin()), PgParam::text(mark.snapshot)},
                  "conflict check"));
-  if (r.rows() == 0) return -1;
-  FLATSTORE_ASSIGN_OR_RETURN(int64_t id, r.getInt64(0, 0));
+  if (!r.isNull(0, 0)) {
+    FLATSTORE_ASSIGN_OR_RETURN(int64_t pruned, r.getInt64(0, 0));
+    if (pruned > 0 && mark.sequence <= static_cast<uint64_t>(pruned)) return 0;
+  }
+  if (r.isNull(0, 1)) return -1;
+  FLATSTORE_ASSIGN_OR_RETURN(int64_t id, r.getInt64(0, 1));
   return static_cast<int>(std::find(ids.begin(), ids.end(), id) - ids.begin());
 }
 
