@@ -5,7 +5,6 @@
 #include <string>
 
 #include "absl/strings/match.h"
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "flatstore/workspace.h"
 #include "game_flatstore.h"
