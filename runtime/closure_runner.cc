@@ -302,13 +302,15 @@ void ClosureRunner::runOnSnapshot(Scheduler::Job* job,
     request->pipelining.reads = ReadSet();
     absl::Status read = [&]() -> absl::Status {
       FLATSTORE_ASSIGN_OR_RETURN(std::unique_ptr<ReadView> snapshot, snapshots_->snapshot());
+      run = runOn(*snapshot, txn->tables, closure, &request->pipelining.reads);
+      if (!run.status.ok() || (run.changes.empty() && !run.commit_hook)) return absl::OkStatus();
       // What this snapshot saw: the writer checks under the write lock that no other
-      // process changed these tables since.
+      // process changed these tables since. Asked after the run, in the same snapshot:
+      // on PostgreSQL the mark travels with the closure's first read.
       FLATSTORE_ASSIGN_OR_RETURN(ReadMark mark, snapshot->mark());
       request->snapshot_sequence = mark.sequence;
       request->snapshot_mark = std::move(mark);
       request->read_tables = txn->tables;
-      run = runOn(*snapshot, txn->tables, closure, &request->pipelining.reads);
       return absl::OkStatus();
     }();
     if (!read.ok()) run.status = read;

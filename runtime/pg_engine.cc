@@ -88,10 +88,13 @@ absl::StatusOr<uint64_t> prunedThrough(PgConnection& c, const std::string& schem
   return static_cast<uint64_t>(v);
 }
 
-// Rolls back what is open on `conn` and gives it back to `engine`.
+// Rolls back what is open on `conn`, without waiting for the reply, and gives it back
+// to `engine`.
 void giveBack(PgEngine* engine, std::unique_ptr<PgConnection> conn) {
   if (conn == nullptr) return;
-  if (!conn->broken() && conn->inTransaction()) conn->execute("ROLLBACK").IgnoreError();
+  // Statements that never went out opened nothing.
+  conn->dropQueued();
+  if (!conn->broken() && conn->inTransaction()) conn->rollbackWithoutWaiting();
   engine->release(std::move(conn));
 }
 
@@ -139,13 +142,10 @@ class PgReadView : public ReadView {
     FLATSTORE_ASSIGN_OR_RETURN(std::unique_ptr<PgConnection> conn, engine->acquire());
     std::unique_ptr<PgReadView> view(new PgReadView(engine, conn.get()));
     view->owned_ = std::move(conn);
-    // One round trip: the transaction and its snapshot.
-    PgPipeline start(*view->conn_);
-    start.add("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", {}, "snapshot");
-    start.add(kMarkSql, {}, "snapshot");
-    PgPipeline::Outcome out = start.run();
-    FLATSTORE_RETURN_IF_ERROR(out.status);
-    FLATSTORE_ASSIGN_OR_RETURN(view->mark_, markOf(out.results[1]));
+    // The transaction and its mark travel with the first read, in its round trip: the
+    // snapshot is the one the first statement takes.
+    view->conn_->queue("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", {}, "snapshot");
+    view->conn_->queue(kMarkSql, {}, "snapshot");
     return view;
   }
   // Reads in the transaction open on `conn` (a write session's), which outlives the
@@ -155,7 +155,16 @@ class PgReadView : public ReadView {
   }
   ~PgReadView() override { giveBack(engine_, std::move(owned_)); }
 
-  absl::StatusOr<ReadMark> mark() override { return mark_; }
+  absl::StatusOr<ReadMark> mark() override {
+    if (!mark_.has_value()) {
+      if (owned_ == nullptr) return ReadMark{};  // in a write session: nothing asks
+      FLATSTORE_RETURN_IF_ERROR(conn_->flushQueued());
+      std::vector<PgResult> start = conn_->takeQueuedResults();
+      if (start.size() != 2) return absl::InternalError("the snapshot's mark was not read");
+      FLATSTORE_ASSIGN_OR_RETURN(mark_, markOf(start[1]));
+    }
+    return *mark_;
+  }
   absl::StatusOr<int> changedSince(std::span<const TableState* const> tables,
                                    const ReadMark& since) override {
     return pgChangedSince(*conn_, *engine_, tables, since);
@@ -285,7 +294,7 @@ class PgReadView : public ReadView {
 
   PgConnection* conn_;
   std::unique_ptr<PgConnection> owned_;  // a snapshot's own connection
-  ReadMark mark_;
+  std::optional<ReadMark> mark_;         // read with the first statement (open())
   std::optional<uint64_t> frontier_;
 };
 
@@ -306,25 +315,22 @@ class PgWriteSession : public WriteSession {
     FLATSTORE_ASSIGN_OR_RETURN(std::unique_ptr<PgConnection> conn, engine->acquire());
     std::unique_ptr<PgWriteSession> s(new PgWriteSession(engine, std::move(conn)));
     for (const TableState* t : tables) s->declared_.insert(t);
-    // One round trip; the server runs the statements in order, so the transaction id
-    // is taken only once every lock is held (see pg_engine.h). unnest keeps the array's
+    // With the session's first statement (the conflict check, or its first request), in
+    // its round trip. The server runs the statements in order, so the transaction id is
+    // taken only once every lock is held (see pg_engine.h). unnest keeps the array's
     // order, so the locks are taken in it.
-    PgPipeline start(*s->conn_);
-    start.add("BEGIN", {}, "write session");
-    start.add("SELECT pg_advisory_xact_lock($1, k) FROM unnest($2::integer[]) AS k",
-              {PgParam::int32(pgLockSpace(engine->schema())),
-               PgParam::text(absl::StrCat("{", absl::StrJoin(keys, ","), "}"))},
-              "table locks");
-    start.add("SELECT pg_current_xact_id()::text::bigint", {}, "write session");
-    PgPipeline::Outcome out = start.run();
-    FLATSTORE_RETURN_IF_ERROR(out.status);
-    FLATSTORE_ASSIGN_OR_RETURN(int64_t id, out.results[2].getInt64(0, 0));
-    s->xid_ = static_cast<uint64_t>(id);
+    s->conn_->queue("BEGIN", {}, "write session");
+    s->conn_->queue("SELECT pg_advisory_xact_lock($1, k) FROM unnest($2::integer[]) AS k",
+                    {PgParam::int32(pgLockSpace(engine->schema())),
+                     PgParam::text(absl::StrCat("{", absl::StrJoin(keys, ","), "}"))},
+                    "table locks");
+    s->conn_->queue("SELECT pg_current_xact_id()::text::bigint", {}, "write session");
     return s;
   }
 
   ~PgWriteSession() override { giveBack(engine_, std::move(conn_)); }
 
+  // Valid once a statement ran (see started()).
   Versionstamp versionstamp(uint16_t position) const override {
     return Versionstamp(xid_, position);
   }
@@ -336,7 +342,9 @@ class PgWriteSession : public WriteSession {
 
   absl::StatusOr<int> changedSince(std::span<const TableState* const> tables,
                                    const ReadMark& mark) override {
-    return pgChangedSince(*conn_, *engine_, tables, mark);
+    FLATSTORE_ASSIGN_OR_RETURN(int changed, pgChangedSince(*conn_, *engine_, tables, mark));
+    FLATSTORE_RETURN_IF_ERROR(started());
+    return changed;
   }
 
   absl::Status apply(uint16_t position, std::span<EncodedChange> changes) override;
@@ -367,6 +375,18 @@ class PgWriteSession : public WriteSession {
  private:
   PgWriteSession(PgEngine* engine, std::unique_ptr<PgConnection> conn)
       : engine_(engine), conn_(std::move(conn)) {}
+
+  // Runs the session's start (begin()) if no statement took it along yet, and reads the
+  // transaction id it took.
+  absl::Status started() {
+    if (xid_ != 0) return absl::OkStatus();
+    FLATSTORE_RETURN_IF_ERROR(conn_->flushQueued());
+    std::vector<PgResult> start = conn_->takeQueuedResults();
+    if (start.size() != 3) return absl::InternalError("the write session did not start");
+    FLATSTORE_ASSIGN_OR_RETURN(int64_t id, start[2].getInt64(0, 0));
+    xid_ = static_cast<uint64_t>(id);
+    return absl::OkStatus();
+  }
 
   // The status for a failed statement of change `c`: AlreadyExists naming the key or
   // the unique field when `constraint` is one of the table's.
@@ -404,6 +424,7 @@ absl::Status PgWriteSession::describeFailure(const absl::Status& st, const std::
 }
 
 absl::Status PgWriteSession::apply(uint16_t position, std::span<EncodedChange> changes) {
+  FLATSTORE_RETURN_IF_ERROR(started());
   const int64_t vs = versionstamp(position).packed();
   std::vector<const PgTableSql*> sqls;
   for (const EncodedChange& c : changes) {
@@ -491,6 +512,7 @@ absl::Status PgWriteSession::apply(uint16_t position, std::span<EncodedChange> c
 }
 
 absl::Status PgWriteSession::commit() {
+  FLATSTORE_RETURN_IF_ERROR(started());
   const std::string s = pgQuote(engine_->schema());
   PgPipeline pipe(*conn_);
   std::string tables;
@@ -764,19 +786,26 @@ bool PgEngine::pruneDue(uint64_t span) {
 }
 
 absl::StatusOr<std::unique_ptr<PgConnection>> PgEngine::acquire() {
-  {
-    absl::MutexLock lock(&mu_);
-    while (!idle_.empty()) {
-      std::unique_ptr<PgConnection> c = std::move(idle_.back());
-      idle_.pop_back();
-      if (!c->broken()) return c;
+  while (true) {
+    std::unique_ptr<PgConnection> c;
+    {
+      absl::MutexLock lock(&mu_);
+      if (idle_.empty()) break;
+      // The newest connection whose rollback's reply is in, or else the oldest one,
+      // whose reply has had the longest to arrive (see giveBack).
+      auto it = std::find_if(idle_.rbegin(), idle_.rend(),
+                             [](const std::unique_ptr<PgConnection>& c) { return !c->replyDue(); });
+      auto pick = it != idle_.rend() ? std::prev(it.base()) : idle_.begin();
+      c = std::move(*pick);
+      idle_.erase(pick);
     }
+    if (!c->broken() && c->settle().ok() && !c->inTransaction()) return c;
   }
   return connect();
 }
 
 void PgEngine::release(std::unique_ptr<PgConnection> conn) {
-  if (conn == nullptr || conn->broken() || conn->inTransaction()) return;
+  if (conn == nullptr || conn->broken() || (!conn->replyDue() && conn->inTransaction())) return;
   absl::MutexLock lock(&mu_);
   if (static_cast<int>(idle_.size()) < options_.max_idle_connections) {
     idle_.push_back(std::move(conn));

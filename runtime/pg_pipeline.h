@@ -8,6 +8,13 @@
 // Inside a transaction a failure leaves the transaction aborted; the caller rolls back
 // to a savepoint it set before.
 //
+// A statement with parameters runs as a prepared statement of the connection's
+// (prepared in the same round trip the first time it is sent on the connection), so the
+// server parses and plans it once per connection, not at every run.
+//
+// Statements queued on the connection (PgConnection::queue) go out first, in the same
+// round trip; their results go back to the connection.
+//
 // Long batches are sent in segments of kSegment statements, each ended by a sync, so
 // that neither side's socket buffer fills while the other waits (libpq's blocking mode
 // would otherwise stall on a very large batch).
@@ -55,6 +62,7 @@ class PgPipeline {
 
   PgConnection& conn_;
   std::vector<Statement> statements_;
+  std::vector<std::string> prepared_keys_;  // of the statements a segment prepares
 };
 
 }  // namespace flatstore::internal

@@ -7,7 +7,9 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "flatstore/status.h"
 #include "runtime/absl_compat.h"
+#include "runtime/pg_pipeline.h"
 
 namespace flatstore::internal {
 namespace {
@@ -450,7 +452,38 @@ PgConnection::~PgConnection() {
   PQfinish(conn_);
 }
 
+void PgConnection::queue(std::string sql, std::vector<PgParam> params, std::string what) {
+  queued_.push_back(Queued{std::move(sql), std::move(params), std::move(what)});
+}
+
+absl::Status PgConnection::flushQueued() {
+  if (queued_.empty()) return settle();
+  PgPipeline pipe(*this);
+  return pipe.run().status;
+}
+
+void PgConnection::rollbackWithoutWaiting() {
+  if (reply_due_ || broken()) return;
+  // On failure to send, the connection is broken or busy; the pool drops it.
+  reply_due_ = PQsendQuery(conn_, "ROLLBACK") == 1;
+}
+
+absl::Status PgConnection::settle() {
+  if (!reply_due_) return absl::OkStatus();
+  reply_due_ = false;
+  absl::Status s;
+  bool any = false;
+  while (PGresult* r = PQgetResult(conn_)) {
+    any = true;
+    if (s.ok() && PQresultStatus(r) != PGRES_COMMAND_OK) s = pgStatus(r, conn_, "ROLLBACK", {});
+    PQclear(r);
+  }
+  if (!any && s.ok()) s = pgStatus(nullptr, conn_, "ROLLBACK", {});
+  return s;
+}
+
 absl::Status PgConnection::execute(std::string_view sql, std::string_view what) {
+  FLATSTORE_RETURN_IF_ERROR(flushQueued());
   std::string text(sql);
   PGresult* r = PQexec(conn_, text.c_str());
   absl::Status s;
@@ -464,6 +497,17 @@ absl::Status PgConnection::execute(std::string_view sql, std::string_view what) 
 
 absl::StatusOr<PgResult> PgConnection::query(std::string_view sql, std::span<const PgParam> params,
                                              std::string_view what) {
+  if (!queued_.empty() || !params.empty()) {
+    // Through a pipeline: queued statements go ahead, and a statement with parameters
+    // runs prepared (pg_pipeline.h).
+    PgPipeline pipe(*this);
+    pipe.add(std::string(sql), std::vector<PgParam>(params.begin(), params.end()),
+             std::string(what));
+    PgPipeline::Outcome out = pipe.run();
+    if (!out.status.ok()) return out.status;
+    return std::move(out.results.back());
+  }
+  FLATSTORE_RETURN_IF_ERROR(settle());
   const int n = static_cast<int>(params.size());
   std::vector<Oid> types(params.size());
   std::vector<const char*> values(params.size());

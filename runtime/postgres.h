@@ -22,8 +22,10 @@
 #include <string>
 #include <string_view>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 
 namespace flatstore::internal {
 
@@ -167,6 +169,35 @@ class PgConnection {
     return query(sql, std::span<const PgParam>(params.begin(), params.size()), what);
   }
 
+  // Queues a statement to go out ahead of the next statement this connection runs
+  // (query(), or a PgPipeline), in the same round trip: a read view's BEGIN and snapshot
+  // travel with its first read, a write session's BEGIN and locks with its first
+  // statement. A failure among them fails that next call. Bytes that `params` borrow must
+  // outlive it. execute() runs them first, in a round trip of their own.
+  void queue(std::string sql, std::vector<PgParam> params = {}, std::string what = {});
+  bool hasQueued() const { return !queued_.empty(); }
+  // Runs the queued statements now, on their own.
+  absl::Status flushQueued();
+  // The results of the queued statements once they ran, in order; empty before, and
+  // after the first call.
+  std::vector<PgResult> takeQueuedResults() { return std::move(queued_results_); }
+  // Drops queued statements that have not gone out.
+  void dropQueued() { queued_.clear(); }
+
+  // Sends ROLLBACK and returns without waiting for the reply: the server ends the
+  // transaction as soon as it reads it, and the next call on this connection (or
+  // settle()) reads the reply first. For a transaction whose end nobody waits for.
+  void rollbackWithoutWaiting();
+  // True while the reply of rollbackWithoutWaiting() is not read yet.
+  bool replyDue() const { return reply_due_; }
+  // Reads that reply, if one is due. Unavailable when the connection was lost meanwhile;
+  // another error when the ROLLBACK failed (the connection should then be dropped).
+  absl::Status settle();
+
+  // Statements with parameters run prepared (pg_pipeline.h); a connection keeps at most
+  // this many, and runs further ones unprepared.
+  static constexpr size_t kMaxPrepared = 256;
+
   // Starts a transaction. FailedPrecondition if one is open already.
   absl::StatusOr<PgTransaction> begin(PgIsolation isolation = PgIsolation::kReadCommitted);
   // True while a transaction is open (also one that failed and awaits its ROLLBACK).
@@ -188,9 +219,32 @@ class PgConnection {
   PgConnection(PGconn* conn, PGcancel* cancel, std::string server)
       : conn_(conn), cancel_(cancel), server_(std::move(server)) {}
 
+  friend class PgPipeline;
+  // The connection's prepared statements (PgPipeline), by statement text and parameter
+  // types.
+  const std::string* preparedName(const std::string& key) const {
+    auto it = prepared_.find(key);
+    return it == prepared_.end() ? nullptr : &it->second;
+  }
+  bool mayPrepare(size_t pending) const { return prepared_.size() + pending < kMaxPrepared; }
+  std::string nextPreparedName() { return absl::StrCat("fs", next_prepared_++); }
+  void addPrepared(std::string key, std::string name) {
+    prepared_.emplace(std::move(key), std::move(name));
+  }
+  struct Queued {
+    std::string sql;
+    std::vector<PgParam> params;
+    std::string what;
+  };
+
   PGconn* const conn_;
   PGcancel* const cancel_;  // read-only after construction: PQcancel may use it anywhere
   const std::string server_;
+  std::vector<Queued> queued_;
+  std::vector<PgResult> queued_results_;
+  bool reply_due_ = false;
+  absl::flat_hash_map<std::string, std::string> prepared_;
+  int64_t next_prepared_ = 0;
 };
 
 }  // namespace flatstore::internal

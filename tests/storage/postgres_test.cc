@@ -7,9 +7,11 @@
 
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -251,6 +253,139 @@ TEST_F(PostgresTest, ConcurrentUpdateUnderRepeatableReadIsAborted) {
   auto r = conn_->query("UPDATE item SET payload = '\\x02' WHERE id = 1");
   EXPECT_EQ(r.status().code(), absl::StatusCode::kAborted) << r.status();
   EXPECT_THAT(text(r.status()), HasSubstr("[SQLSTATE 40001]"));
+}
+
+// Counts the round trips `conn` makes while `fn` runs: the Sync messages it sends, as
+// libpq's protocol trace shows them (every statement or pipeline ends with one).
+template <class Fn>
+int roundTrips(PgConnection& conn, Fn fn) {
+  std::FILE* trace = std::tmpfile();
+  EXPECT_NE(trace, nullptr);
+  if (trace == nullptr) return -1;
+  PQtrace(conn.get(), trace);
+  fn();
+  PQuntrace(conn.get());
+  std::rewind(trace);
+  int syncs = 0;
+  char line[4096];
+  while (std::fgets(line, sizeof line, trace) != nullptr) {
+    std::string_view l(line);
+    if (l.find("\tF\t") != std::string_view::npos && l.find("\tSync") != std::string_view::npos) {
+      syncs += 1;
+    }
+  }
+  std::fclose(trace);
+  return syncs;
+}
+
+TEST_F(PostgresTest, QueuedStatementsGoWithTheNextStatementInItsRoundTrip) {
+  conn_->queue("BEGIN ISOLATION LEVEL REPEATABLE READ");
+  conn_->queue("SELECT set_config('application_name', $1, true)", {PgParam::text("queued")});
+  EXPECT_TRUE(conn_->hasQueued());
+  absl::StatusOr<PgResult> r;
+  int trips = roundTrips(*conn_, [&] {
+    r = conn_->query("SELECT current_setting($1)", {PgParam::text("application_name")});
+  });
+  ASSERT_OK(r);
+  EXPECT_EQ(trips, 1);
+  EXPECT_FALSE(conn_->hasQueued());
+  // The statement ran after the queued ones, inside their transaction.
+  EXPECT_EQ(r->getText(0, 0).value(), "queued");
+  EXPECT_TRUE(conn_->inTransaction());
+  std::vector<PgResult> queued = conn_->takeQueuedResults();
+  ASSERT_EQ(queued.size(), 2u);
+  EXPECT_EQ(queued[1].getText(0, 0).value(), "queued");
+  EXPECT_TRUE(conn_->takeQueuedResults().empty());
+  ASSERT_OK(conn_->execute("ROLLBACK"));
+}
+
+TEST_F(PostgresTest, AFailedQueuedStatementFailsTheNextCall) {
+  createTable();
+  conn_->queue("BEGIN");
+  conn_->queue("INSERT INTO no_such_table VALUES (1)", {}, "the queued insert");
+  auto r =
+      conn_->query("INSERT INTO item VALUES ($1, $2)", {PgParam::int64(1), PgParam::bytes({})});
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kNotFound) << r.status();
+  EXPECT_THAT(text(r.status()), HasSubstr("no_such_table"));
+  ASSERT_OK(conn_->execute("ROLLBACK"));
+  // The statement after the failed one did not run.
+  EXPECT_EQ(count(*conn_), 0);
+  // execute() runs what is queued first, in a round trip of its own.
+  conn_->queue("INSERT INTO item VALUES (2, '')");
+  ASSERT_OK(conn_->execute("INSERT INTO item VALUES (3, '')"));
+  EXPECT_EQ(count(*conn_), 2);
+  // Dropped statements never run.
+  conn_->queue("INSERT INTO item VALUES (4, '')");
+  conn_->dropQueued();
+  EXPECT_EQ(count(*conn_), 2);
+}
+
+TEST_F(PostgresTest, RollbackWithoutWaitingEndsTheTransactionBeforeTheNextCall) {
+  createTable();
+  ASSERT_OK(conn_->execute("BEGIN; INSERT INTO item VALUES (1, '')"));
+  // A lock the transaction holds, which another connection waits for.
+  ASSERT_OK(conn_->execute("SELECT pg_advisory_xact_lock(4242)"));
+  conn_->rollbackWithoutWaiting();
+  EXPECT_TRUE(conn_->replyDue());
+  // The server ends the transaction without this connection reading the reply: the
+  // other connection gets the lock (pg_advisory_lock would wait forever otherwise; the
+  // statement timeout bounds the test).
+  auto other = connect();
+  ASSERT_NE(other, nullptr);
+  ASSERT_OK(other->execute("SET statement_timeout = '60s'"));
+  ASSERT_OK(other->execute("SELECT pg_advisory_lock(4242)"));
+  ASSERT_OK(other->execute("SELECT pg_advisory_unlock(4242)"));
+  EXPECT_EQ(count(*other), 0);
+  EXPECT_TRUE(conn_->replyDue());
+  // The next call reads the reply first.
+  EXPECT_EQ(count(*conn_), 0);
+  EXPECT_FALSE(conn_->replyDue());
+  EXPECT_FALSE(conn_->inTransaction());
+  EXPECT_OK(conn_->settle());
+}
+
+TEST_F(PostgresTest, StatementsWithParametersRunPreparedOncePerConnectionAndType) {
+  createTable();
+  auto prepared = [&]() -> int64_t {
+    auto r = conn_->query("SELECT count(*) FROM pg_prepared_statements");
+    EXPECT_OK(r);
+    return r.ok() ? r->getInt64(0, 0).value_or(-1) : -1;
+  };
+  const int64_t before = prepared();
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_OK(
+        conn_->query("INSERT INTO item VALUES ($1, $2)", {PgParam::int64(i), PgParam::bytes({})}));
+  }
+  // One, for the inserts (the count has no parameters and runs unprepared).
+  EXPECT_EQ(prepared(), before + 1);
+  // The same text with parameters of other types is another statement: a value is
+  // read as the type it was prepared for.
+  const char* sql = "SELECT $1::text";
+  auto a = conn_->query(sql, {PgParam::int64(7)});
+  auto b = conn_->query(sql, {PgParam::text("seven")});
+  auto c = conn_->query(sql, {PgParam::float64(7.5)});
+  ASSERT_OK(a);
+  ASSERT_OK(b);
+  ASSERT_OK(c);
+  EXPECT_EQ(a->getText(0, 0).value(), "7");
+  EXPECT_EQ(b->getText(0, 0).value(), "seven");
+  EXPECT_EQ(c->getText(0, 0).value(), "7.5");
+  EXPECT_EQ(prepared(), before + 4);
+  // A statement prepared in a pipeline that failed before it was never made: the
+  // connection prepares it again rather than naming one the server does not have.
+  conn_->queue("SELECT 1/0");
+  auto failed = conn_->query("SELECT count(*) FROM item WHERE id > $1", {PgParam::int64(0)});
+  EXPECT_EQ(failed.status().code(), absl::StatusCode::kInvalidArgument) << failed.status();
+  auto again = conn_->query("SELECT count(*) FROM item WHERE id > $1", {PgParam::int64(0)});
+  ASSERT_OK(again);
+  EXPECT_EQ(again->getInt64(0, 0).value(), 4);
+  // Past the bound, statements still run, unprepared.
+  for (int i = 0; i < static_cast<int>(PgConnection::kMaxPrepared) + 10; ++i) {
+    auto r = conn_->query(absl::StrCat("SELECT $1::bigint + ", i), {PgParam::int64(1)});
+    ASSERT_OK(r);
+    ASSERT_EQ(r->getInt64(0, 0).value(), 1 + i);
+  }
+  EXPECT_EQ(prepared(), static_cast<int64_t>(PgConnection::kMaxPrepared));
 }
 
 TEST_F(PostgresTest, TerminatedConnectionIsUnavailable) {
