@@ -16,25 +16,10 @@
 //   - Ordered per table: a session that shares a table with another gets its lock only
 //     after the other committed, and only then its id, which is therefore larger. (A
 //     sequence value taken under the locks would order these too.)
-//   - The change feed. Ids are taken in start order but transactions on disjoint tables
-//     commit in any order, so a reader that has seen stamp 101 cannot assume that 100 is
-//     done; neither can it with a sequence. What PostgreSQL does know is which
-//     transactions a snapshot saw running (pg_snapshot_xip): every id below the oldest
-//     of them is over, committed (and then visible) or rolled back. A reader therefore
-//     reads the change log only below that frontier and reports `through` just below
-//     it; a transaction that started first and commits last is still running at the
-//     snapshot, so it holds the frontier below its id and is read by the next call
-//     rather than skipped. Only the transaction id gives this: a sequence value has no
-//     relation to what a snapshot saw running.
-//     The frontier passes over running transactions that are plainly not flatstore
-//     writers of this database: pg_locks shows them holding their id on a backend that
-//     does not hold the client mark, a session lock every connection of every client
-//     takes when it connects and keeps until it closes (pg_locks is one consistent
-//     picture of the lock table). So an unrelated long transaction on the server does
-//     not hold the feed back; a writer's does, for as long as it runs, which is short:
-//     closures run outside the transaction, and the id is taken only once the locks are
-//     held. (The table locks themselves cannot tell: a committing writer may release
-//     them a moment before its id's lock.)
+//   - The change feed: a snapshot shows which transactions it saw running, so a reader
+//     of the change log can tell below which id every commit has ended, the frontier
+//     that pg_change_feed.h explains; a sequence value has no relation to what a
+//     snapshot saw running.
 //   - Conflict checks across clients: a closure's snapshot is a pg_snapshot, and a
 //     change-log row it did not see is exactly one whose id is not visible in it
 //     (pg_visible_in_snapshot), with no clock or counter to keep.
@@ -50,8 +35,8 @@
 // does not wait for its flush, in the same round trip. Inside the writing transaction
 // NOTIFY would hold PostgreSQL's database-wide notification lock through the commit's
 // flush and make all committing writers wait for each other. A listener treats the
-// payload as a hint and reads the change log (CommitFeed); a hint lost because a client
-// died between the two only delays listeners until the next hint or their next read.
+// payload as a hint and reads the change log (CommitFeed, pg_change_feed.h); a hint lost because a
+// client died between the two only delays listeners until the next hint or their next read.
 //
 // Faults: a lost connection fails the session's calls with Unavailable, and PostgreSQL
 // rolls the transaction back: nothing of it is written. When the connection is lost at
@@ -115,9 +100,10 @@ class PgEngine : public StorageEngine {
   // The same as snapshot(): its BEGIN travels with the first statement.
   absl::StatusOr<std::unique_ptr<ReadView>> read() override { return snapshot(); }
   absl::StatusOr<std::unique_ptr<ReadView>> snapshot() override;
+  // Other clients' commits: the change feed (pg_change_feed.h).
   absl::StatusOr<std::unique_ptr<CommitFeed>> openCommitFeed() override;
 
-  // For the engine's parts (pg_engine.cc).
+  // For the engine's parts (pg_engine.cc, pg_change_feed.cc).
   // A connection from the pool, or a new one (with back-off).
   absl::StatusOr<std::unique_ptr<PgConnection>> acquire() ABSL_LOCKS_EXCLUDED(mu_);
   // Gives `conn` back; a broken one, or one left inside a transaction, is dropped.
@@ -127,7 +113,7 @@ class PgEngine : public StorageEngine {
   absl::StatusOr<std::unique_ptr<PgConnection>> connect();
   // Takes the client mark on `c`: a shared session-level advisory lock (lock space,
   // key 0, in the one-bigint form) that tells the change feed's frontier that the
-  // backend's transactions may be this database's writers (pg_engine.cc, frontierOf).
+  // backend's transactions may be this database's writers (pg_change_feed.h, frontierOf).
   absl::Status markClient(PgConnection& c);
   // The statements of a registered table; FailedPrecondition for one not registered.
   absl::StatusOr<const PgTableSql*> sqlOf(const TableState& table) ABSL_LOCKS_EXCLUDED(mu_);
@@ -150,6 +136,21 @@ class PgEngine : public StorageEngine {
   std::vector<std::unique_ptr<PgConnection>> idle_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<const TableState*, std::unique_ptr<PgTableSql>> tables_ ABSL_GUARDED_BY(mu_);
 };
+
+// How giveBack ends a transaction left open on the connection.
+enum class EndTransaction {
+  // Waits for the ROLLBACK: a write session's, which holds a transaction id that the
+  // change feed's frontier waits for, ends before the caller learns the outcome.
+  kAndWait,
+  // Leaves the reply to the connection's next user (PgConnection::rollbackWithoutWaiting):
+  // a read-only snapshot's, which holds no transaction id and no lock.
+  kWithoutWaiting,
+};
+
+// Rolls back what is open on `conn` and gives it back to `engine`. Statements queued on
+// it that never went out are dropped.
+void giveBack(PgEngine* engine, std::unique_ptr<PgConnection> conn,
+              EndTransaction end = EndTransaction::kAndWait);
 
 }  // namespace flatstore::internal
 

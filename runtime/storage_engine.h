@@ -191,7 +191,7 @@ class ReadView {
   // See the file comment. OutOfRange when the log was pruned past `since`.
   virtual absl::StatusOr<LogChanges> changesSince(const TableState& table, Versionstamp since) = 0;
   // The versionstamp of the newest commit (the null one when none is logged). On
-  // PostgreSQL, the newest below the change feed's frontier (see pg_engine.h): a commit
+  // PostgreSQL, the newest below the change feed's frontier (see pg_change_feed.h): a commit
   // of a transaction that started earlier and still runs is not the latest yet.
   virtual absl::StatusOr<Versionstamp> latestVersionstamp() = 0;
   virtual absl::StatusOr<std::optional<Dictionary::Record>> entry(std::string_view key) = 0;

@@ -15,6 +15,10 @@
 // commits whatever gathered meanwhile as the next group. The writer thread also runs
 // index back-fills, and checkpoints as the Checkpointer's WAL policy asks.
 //
+// writer.cc holds the role, the mailbox and its batching, the writer thread, runSync and
+// the back-fills; group_apply.cc applies and commits a group (commitGroup and what it
+// calls).
+//
 // Thread-safety: the public methods may be called from any thread (runSync and
 // awaitBackfills block, see there); the private ones that touch the database run under
 // the role. Requests' callbacks run under the role (onWriterThread() is true there).
@@ -147,6 +151,7 @@ class Writer : public CommitPath {
   }
   // What `group` (committed as `seq`, with `results`) changed in tables that have
   // subscriptions, for the observers. Takes the objects' bytes out of the requests.
+  // (group_apply.cc)
   static CommitEvent observedChanges(std::vector<std::unique_ptr<CommitRequest>>& group,
                                      const std::vector<absl::StatusOr<TransactionResult>>& results,
                                      uint64_t seq);
@@ -184,11 +189,6 @@ class Writer : public CommitPath {
   // Commits `group`, then notes whether the WAL needs a checkpoint.
   void commitAndNote(std::vector<std::unique_ptr<CommitRequest>>& group)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(role_);
-  void commitGroup(std::vector<std::unique_ptr<CommitRequest>>& group)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(role_);
-  // Completes every request of `group` with `error`; nothing of it was committed.
-  static void failGroup(std::vector<std::unique_ptr<CommitRequest>>& group,
-                        const absl::Status& error);
   // Makes the failure `cause` the stopped error, unless one is set already, and returns
   // the stopped error. `why` says why no commit can be trusted after it.
   static constexpr std::string_view kPagesInDoubt =
@@ -201,6 +201,15 @@ class Writer : public CommitPath {
   // After a checkpoint: stops committing when it put the written pages in doubt.
   // Returns whether the writer commits still.
   bool checkpointKeptFile() ABSL_LOCKS_EXCLUDED(mu_);
+  bool backfillOnce() ABSL_EXCLUSIVE_LOCKS_REQUIRED(role_);
+
+  // The group apply (group_apply.cc), under the role. Applies `group` in one write
+  // transaction, commits it and completes its requests.
+  void commitGroup(std::vector<std::unique_ptr<CommitRequest>>& group)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(role_);
+  // Completes every request of `group` with `error`; nothing of it was committed.
+  static void failGroup(std::vector<std::unique_ptr<CommitRequest>>& group,
+                        const absl::Status& error);
   absl::Status applyRequest(CommitRequest& request, Versionstamp vs, TransactionResult* result)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(role_);
   // Records in the request's InFlight what it wrote, applied in group `seq`.
@@ -219,7 +228,6 @@ class Writer : public CommitPath {
   // changes.
   static constexpr size_t kPaceMinChanges = 16;
   void notePace(const CommitRequest& request, absl::Duration hold);
-  bool backfillOnce() ABSL_EXCLUSIVE_LOCKS_REQUIRED(role_);
 
   const WriterOptions options_;
   const std::function<void(CommitEvent)> publish_;
