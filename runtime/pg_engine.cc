@@ -37,39 +37,57 @@ absl::StatusOr<ReadMark> markOf(const PgResult& r) {
   return mark;
 }
 
-// The index in `tables` of the first table that a commit by another origin changed and
-// that `mark`'s snapshot does not see, or -1; 0 when the log no longer covers `mark`
-// (ReadView::changedSince, WriteSession::changedSince).
-absl::StatusOr<int> pgChangedSince(PgConnection& conn, PgEngine& engine,
-                                   std::span<const TableState* const> tables,
-                                   const ReadMark& mark) {
-  if (tables.empty()) return -1;
-  if (mark.snapshot.empty()) return 0;
-  std::vector<int64_t> ids;
-  for (const TableState* t : tables) ids.push_back(t->id);
+// The statement that finds the first change of `tables` by another origin that
+// `mark`'s snapshot does not see, and how far the log was pruned (conflictOf reads its
+// result).
+struct ConflictQuery {
+  std::string sql;
+  std::vector<PgParam> params;
+  std::vector<int64_t> ids;  // of `tables`, in order
+};
+
+ConflictQuery conflictQuery(PgEngine& engine, std::span<const TableState* const> tables,
+                            const ReadMark& mark) {
+  ConflictQuery q;
+  for (const TableState* t : tables) q.ids.push_back(t->id);
   const std::string s = pgQuote(engine.schema());
-  // One round trip: how far the log was pruned, and the first change not in the mark.
-  FLATSTORE_ASSIGN_OR_RETURN(
-      PgResult r,
-      conn.query(absl::StrCat("SELECT (SELECT value FROM ", s,
-                              ".flatstore_meta WHERE key = 'log_pruned_through'), "
-                              "(SELECT table_id FROM ",
-                              s,
-                              ".flatstore_changes WHERE table_id = ANY($1::bigint[]) AND "
-                              "xid >= $2 AND origin <> $3 AND NOT "
-                              "pg_visible_in_snapshot(xid::text::xid8, $4::pg_snapshot) "
-                              "LIMIT 1)"),
-                 {PgParam::text(absl::StrCat("{", absl::StrJoin(ids, ","), "}")),
-                  PgParam::int64(static_cast<int64_t>(mark.sequence)),
-                  PgParam::int64(engine.origin()), PgParam::text(mark.snapshot)},
-                 "conflict check"));
+  q.sql = absl::StrCat("SELECT (SELECT value FROM ", s,
+                       ".flatstore_meta WHERE key = 'log_pruned_through'), "
+                       "(SELECT table_id FROM ",
+                       s,
+                       ".flatstore_changes WHERE table_id = ANY($1::bigint[]) AND "
+                       "xid >= $2 AND origin <> $3 AND NOT "
+                       "pg_visible_in_snapshot(xid::text::xid8, $4::pg_snapshot) "
+                       "LIMIT 1)");
+  q.params = {PgParam::text(absl::StrCat("{", absl::StrJoin(q.ids, ","), "}")),
+              PgParam::int64(static_cast<int64_t>(mark.sequence)), PgParam::int64(engine.origin()),
+              PgParam::text(mark.snapshot)};
+  return q;
+}
+
+// The index in the query's tables of the first one changed, or -1; 0 when the log no
+// longer covers `mark`.
+absl::StatusOr<int> conflictOf(const PgResult& r, const ConflictQuery& q, const ReadMark& mark) {
   if (!r.isNull(0, 0)) {
     FLATSTORE_ASSIGN_OR_RETURN(int64_t pruned, r.getInt64(0, 0));
     if (pruned > 0 && mark.sequence <= static_cast<uint64_t>(pruned)) return 0;
   }
   if (r.isNull(0, 1)) return -1;
   FLATSTORE_ASSIGN_OR_RETURN(int64_t id, r.getInt64(0, 1));
-  return static_cast<int>(std::find(ids.begin(), ids.end(), id) - ids.begin());
+  return static_cast<int>(std::find(q.ids.begin(), q.ids.end(), id) - q.ids.begin());
+}
+
+// The index in `tables` of the first table that a commit by another origin changed and
+// that `mark`'s snapshot does not see, or -1; 0 when the log no longer covers `mark`
+// (ReadView::changedSince). One round trip.
+absl::StatusOr<int> pgChangedSince(PgConnection& conn, PgEngine& engine,
+                                   std::span<const TableState* const> tables,
+                                   const ReadMark& mark) {
+  if (tables.empty()) return -1;
+  if (mark.snapshot.empty()) return 0;
+  ConflictQuery q = conflictQuery(engine, tables, mark);
+  FLATSTORE_ASSIGN_OR_RETURN(PgResult r, conn.query(q.sql, q.params, "conflict check"));
+  return conflictOf(r, q, mark);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -279,14 +297,14 @@ class PgWriteSession : public WriteSession {
     return *reads_;
   }
 
-  absl::StatusOr<int> changedSince(std::span<const TableState* const> tables,
-                                   const ReadMark& mark) override {
-    FLATSTORE_ASSIGN_OR_RETURN(int changed, pgChangedSince(*conn_, *engine_, tables, mark));
-    FLATSTORE_RETURN_IF_ERROR(started());
-    return changed;
+  absl::Status apply(uint16_t position, std::span<EncodedChange> changes) override {
+    return applyChecked(position, changes, {}, nullptr).status();
   }
-
-  absl::Status apply(uint16_t position, std::span<EncodedChange> changes) override;
+  absl::StatusOr<int> applyUnlessChanged(uint16_t position, std::span<EncodedChange> changes,
+                                         std::span<const TableState* const> read,
+                                         const ReadMark& mark) override {
+    return applyChecked(position, changes, read, &mark);
+  }
 
   absl::Status putEntry(std::string_view key, Dictionary::Kind kind, std::string_view type,
                         std::span<const uint8_t> value) override {
@@ -326,6 +344,10 @@ class PgWriteSession : public WriteSession {
     xid_ = static_cast<uint64_t>(id);
     return absl::OkStatus();
   }
+  // apply() and applyUnlessChanged(): with `mark`, the check runs first, in the same
+  // round trip.
+  absl::StatusOr<int> applyChecked(uint16_t position, std::span<EncodedChange> changes,
+                                   std::span<const TableState* const> read, const ReadMark* mark);
 
   // The status for a failed statement of change `c`: AlreadyExists naming the key or
   // the unique field when `constraint` is one of the table's.
@@ -339,6 +361,8 @@ class PgWriteSession : public WriteSession {
   std::unique_ptr<PgConnection> conn_;
   std::unique_ptr<PgReadView> reads_;  // made on first use
   uint64_t xid_ = 0;
+  // A conflicting request's changes stay in the transaction (applyUnlessChanged).
+  bool doomed_ = false;
   std::set<const TableState*> declared_;
   // The change-log records of the applied requests, per table id.
   std::map<int64_t, std::string> log_;
@@ -362,9 +386,16 @@ absl::Status PgWriteSession::describeFailure(const absl::Status& st, const std::
   return st;
 }
 
-absl::Status PgWriteSession::apply(uint16_t position, std::span<EncodedChange> changes) {
-  FLATSTORE_RETURN_IF_ERROR(started());
-  const int64_t vs = versionstamp(position).packed();
+absl::StatusOr<int> PgWriteSession::applyChecked(uint16_t position,
+                                                 std::span<EncodedChange> changes,
+                                                 std::span<const TableState* const> read,
+                                                 const ReadMark* mark) {
+  std::optional<ConflictQuery> check;
+  if (mark != nullptr && !read.empty()) {
+    if (mark->snapshot.empty()) return 0;
+    check = conflictQuery(*engine_, read, *mark);
+  }
+  const PgParam at = PgParam::int64(position);  // the rows compute their versionstamps
   std::vector<const PgTableSql*> sqls;
   for (const EncodedChange& c : changes) {
     if (c.op != EncodedChange::Op::kNone && !declared_.contains(c.table)) {
@@ -376,8 +407,13 @@ absl::Status PgWriteSession::apply(uint16_t position, std::span<EncodedChange> c
     sqls.push_back(sql);
   }
   PgPipeline pipe(*conn_);
+  std::vector<int> change_of;  // per statement: its change, or -1
+  if (check.has_value()) {
+    pipe.add(check->sql, check->params, "conflict check");
+    change_of.push_back(-1);
+  }
   pipe.add("SAVEPOINT request", {}, "write session");
-  std::vector<int> change_of = {-1};  // per statement: its change, or -1
+  change_of.push_back(-1);
   auto add = [&](size_t i, const std::string& sql, std::vector<PgParam> params) {
     pipe.add(sql, std::move(params), std::string(changes[i].table->desc.table_name));
     change_of.push_back(static_cast<int>(i));
@@ -411,10 +447,10 @@ absl::Status PgWriteSession::apply(uint16_t position, std::span<EncodedChange> c
       for (const Value& k : c.key) params.push_back(pgParam(k));
       for (const Value& v : c.index_values) params.push_back(pgParam(v));
       params.push_back(PgParam::bytes(c.bytes.span()));
-      params.push_back(PgParam::int64(vs));
+      params.push_back(at);
     } else {
       params.push_back(PgParam::bytes(c.bytes.span()));
-      params.push_back(PgParam::int64(vs));
+      params.push_back(at);
       for (const Value& v : c.index_values) params.push_back(pgParam(v));
       params.push_back(PgParam::int64(c.rowid));
     }
@@ -424,11 +460,36 @@ absl::Status PgWriteSession::apply(uint16_t position, std::span<EncodedChange> c
   pipe.add("RELEASE SAVEPOINT request", {}, "write session");
   change_of.push_back(-1);
   PgPipeline::Outcome out = pipe.run();
-  if (!out.status.ok()) {
-    if (!conn_->broken()) {
-      FLATSTORE_RETURN_IF_ERROR(conn_->execute(
-          "ROLLBACK TO SAVEPOINT request; RELEASE SAVEPOINT request", "write session"));
+  // The session's start went along with the first request (begin()).
+  if (xid_ == 0) {
+    std::vector<PgResult> start = conn_->takeQueuedResults();
+    if (start.size() != 3) return out.status.ok() ? absl::InternalError("no session") : out.status;
+    FLATSTORE_ASSIGN_OR_RETURN(int64_t id, start[2].getInt64(0, 0));
+    xid_ = static_cast<uint64_t>(id);
+  }
+  // Undoes the request: back to its savepoint when a statement after it failed (the
+  // RELEASE did not run); once all ran, the session can only be rolled back as a whole.
+  const size_t savepoint = check.has_value() ? 1 : 0;
+  auto undo = [&]() -> absl::Status {
+    if (out.status.ok()) {
+      doomed_ = true;
+      return absl::OkStatus();
     }
+    if (out.results.size() <= savepoint || conn_->broken()) return absl::OkStatus();
+    return conn_->execute("ROLLBACK TO SAVEPOINT request; RELEASE SAVEPOINT request",
+                          "write session");
+  };
+  if (check.has_value() && !out.results.empty()) {
+    // A conflict outweighs any failure of the request's statements: the closure runs
+    // again on a snapshot that has what it missed.
+    FLATSTORE_ASSIGN_OR_RETURN(int changed, conflictOf(out.results[0], *check, *mark));
+    if (changed >= 0) {
+      FLATSTORE_RETURN_IF_ERROR(undo());
+      return changed;
+    }
+  }
+  if (!out.status.ok()) {
+    FLATSTORE_RETURN_IF_ERROR(undo());
     int i = change_of[static_cast<size_t>(out.failed)];
     if (i < 0) return out.status;
     return describeFailure(out.status, out.constraint, *sqls[static_cast<size_t>(i)],
@@ -447,10 +508,14 @@ absl::Status PgWriteSession::apply(uint16_t position, std::span<EncodedChange> c
     if (r.deleted) r.key = c.key;
     appendLogRecord(r, &log_[c.table->id]);
   }
-  return absl::OkStatus();
+  return -1;
 }
 
 absl::Status PgWriteSession::commit() {
+  if (doomed_) {
+    return absl::FailedPreconditionError(
+        "the write session applied a request that conflicted; it can only be rolled back");
+  }
   FLATSTORE_RETURN_IF_ERROR(started());
   const std::string s = pgQuote(engine_->schema());
   PgPipeline pipe(*conn_);

@@ -123,6 +123,7 @@ bool PgPipeline::runSegment(size_t begin, size_t end, Outcome* out) {
     if (!ok) break;
   }
   const bool synced = PQpipelineSync(c) == 1;
+  PgConnection::countRoundTrip();
   bool failed = false;
   size_t key_index = 0;
   for (size_t i = begin; i < sent; ++i) {

@@ -182,21 +182,27 @@ PgTableSql::PgTableSql(std::string_view schema, const TableDescription& d, int64
   };
   const int nk = static_cast<int>(keys.size());
   const int ni = static_cast<int>(index_columns.size());
+  // A row's versionstamp from its request's position (parameter `n`) and the writing
+  // transaction's id, which the session takes as its sequence (pg_engine.h): the rows
+  // need not wait for the id to come back to the client.
+  auto stamp = [](int n) {
+    return absl::StrCat("(pg_current_xact_id()::text::bigint << 16 | $", n, "::bigint)");
+  };
   {
     std::string cols, marks;
     list(keys, 1, &cols, &marks);
     list(index_columns, 1 + nk, &cols, &marks);
     insert = absl::StrCat("INSERT INTO ", table, "(", cols, "p, vs) VALUES(", marks, "$",
-                          1 + nk + ni, ", $", 2 + nk + ni, ") RETURNING rowid");
+                          1 + nk + ni, ", ", stamp(2 + nk + ni), ") RETURNING rowid");
   }
   {
     std::string cols, marks;
     list(keys, 2, &cols, &marks);
     list(index_columns, 2 + nk, &cols, &marks);
     reinsert = absl::StrCat("INSERT INTO ", table, "(rowid, ", cols, "p, vs) VALUES($1, ", marks,
-                            "$", 2 + nk + ni, ", $", 3 + nk + ni, ")");
+                            "$", 2 + nk + ni, ", ", stamp(3 + nk + ni), ")");
   }
-  update = absl::StrCat("UPDATE ", table, " SET p = $1, vs = $2");
+  update = absl::StrCat("UPDATE ", table, " SET p = $1, vs = ", stamp(2));
   for (int i = 0; i < ni; ++i) {
     absl::StrAppend(&update, ", ", index_columns[static_cast<size_t>(i)], " = $", 3 + i);
   }

@@ -88,9 +88,9 @@ struct PgTableSql {
   std::string key_constraint;              // fs<id>$key
   std::vector<std::string> index_names;    // fs<id>$i<id path>, per index
   std::vector<std::string> index_columns;  // "i<id path>", quoted, per index
-  std::string insert;                      // keys..., indexes..., p, vs  RETURNING rowid
-  std::string reinsert;                    // rowid, keys..., indexes..., p, vs
-  std::string update;                      // p, vs, indexes..., rowid
+  std::string insert;                      // keys..., indexes..., p, position  RETURNING rowid
+  std::string reinsert;                    // rowid, keys..., indexes..., p, position
+  std::string update;                      // p, position, indexes..., rowid
   std::string remove;                      // rowid
   std::vector<std::string> clear_index;    // rowid: sets one unique index column to NULL
   std::string select_by_rowid;             // rowid -> rowid, p, vs

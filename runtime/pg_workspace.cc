@@ -34,13 +34,15 @@ absl::StatusOr<TransactionResult> PgWriter::apply(CommitRequest& request, WriteS
     // of its tables, where no other client can change them; there is nothing to check.
     FLATSTORE_RETURN_IF_ERROR(
         request.callbacks->runUnderLock(session.reads(), request, /*again=*/false));
-  } else if (!request.read_tables.empty()) {
-    std::vector<const TableState*> read(request.read_tables.begin(), request.read_tables.end());
-    FLATSTORE_ASSIGN_OR_RETURN(int changed, session.changedSince(read, request.snapshot_mark));
-    if (changed >= 0) return conflictError(*request.read_tables[static_cast<size_t>(changed)]);
   }
+  // The conflict check, the request's changes and the session's start (its locks and
+  // transaction id) in one round trip; then the dictionary work, if any.
+  std::vector<const TableState*> read;
+  if (!request.run_under_lock) read.assign(request.read_tables.begin(), request.read_tables.end());
+  FLATSTORE_ASSIGN_OR_RETURN(
+      int changed, session.applyUnlessChanged(0, request.changes, read, request.snapshot_mark));
+  if (changed >= 0) return conflictError(*request.read_tables[static_cast<size_t>(changed)]);
   if (request.entries) FLATSTORE_RETURN_IF_ERROR(request.entries(session));
-  FLATSTORE_RETURN_IF_ERROR(session.apply(0, request.changes));
   TransactionResult result;
   for (const EncodedChange& c : request.changes) {
     result.inserted += c.op == EncodedChange::Op::kInsert ? 1 : 0;

@@ -452,6 +452,13 @@ PgConnection::~PgConnection() {
   PQfinish(conn_);
 }
 
+namespace {
+thread_local int64_t round_trips = 0;
+}  // namespace
+
+int64_t PgConnection::roundTripsOnThisThread() { return round_trips; }
+void PgConnection::countRoundTrip() { round_trips += 1; }
+
 void PgConnection::queue(std::string sql, std::vector<PgParam> params, std::string what) {
   queued_.push_back(Queued{std::move(sql), std::move(params), std::move(what)});
 }
@@ -485,6 +492,7 @@ absl::Status PgConnection::settle() {
 absl::Status PgConnection::execute(std::string_view sql, std::string_view what) {
   FLATSTORE_RETURN_IF_ERROR(flushQueued());
   std::string text(sql);
+  countRoundTrip();
   PGresult* r = PQexec(conn_, text.c_str());
   absl::Status s;
   ExecStatusType status = r == nullptr ? PGRES_FATAL_ERROR : PQresultStatus(r);
@@ -520,6 +528,7 @@ absl::StatusOr<PgResult> PgConnection::query(std::string_view sql, std::span<con
     formats[i] = params[i].format();
   }
   std::string text(sql);
+  countRoundTrip();
   PgResult result(PQexecParams(conn_, text.c_str(), n, types.data(), values.data(), lengths.data(),
                                formats.data(), /*resultFormat=*/1));
   ExecStatusType status =

@@ -194,6 +194,11 @@ class PgConnection {
   // another error when the ROLLBACK failed (the connection should then be dropped).
   absl::Status settle();
 
+  // How many times this thread waited for the server's replies on any connection (each
+  // query(), execute() or pipeline segment once; a reply read later, as settle() does,
+  // is not counted): round trips, for tests and measurements.
+  static int64_t roundTripsOnThisThread();
+
   // Statements with parameters run prepared (pg_pipeline.h); a connection keeps at most
   // this many, and runs further ones unprepared.
   static constexpr size_t kMaxPrepared = 256;
@@ -220,6 +225,7 @@ class PgConnection {
       : conn_(conn), cancel_(cancel), server_(std::move(server)) {}
 
   friend class PgPipeline;
+  static void countRoundTrip();
   // The connection's prepared statements (PgPipeline), by statement text and parameter
   // types.
   const std::string* preparedName(const std::string& key) const {

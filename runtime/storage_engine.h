@@ -50,18 +50,22 @@
 //   PostgreSQL: BEGIN, then pg_advisory_xact_lock on one key per declared table (in the
 //     database's lock space), in ascending key order (no two sessions wait on each other in a
 //     cycle), then the transaction id (pg_current_xact_id) is taken: it is the group's versionstamp
-//     sequence (see pg_engine.h for why).
+//     sequence (see pg_engine.h for why). These statements go out with the session's
+//     first one, in its round trip.
 //   Locks are per session, not per request: a session is one database transaction, and
 //   a client groups closures that share a table set into one session (one commit), as
 //   the SQLite writer groups everything queued. The versionstamp is known as soon as
 //   the session holds its locks, so apply() can write it into rows without a second
-//   pass.
+//   pass (on PostgreSQL the rows compute it from the transaction id themselves, so the
+//   first request's statements travel with the session's start).
 //
-// WriteSession::changedSince(read tables, ReadMark)
+// WriteSession::applyUnlessChanged(read tables, ReadMark)
 //   Detects that another client (SQLite: process) changed a table a closure read since
-//   its snapshot. SQLite: the change log after the snapshot's commit sequence.
-//   PostgreSQL: change-log rows of those tables that are not visible in the closure's
-//   snapshot (pg_visible_in_snapshot). A ReadMark carries what each engine needs.
+//   its snapshot, and applies the closure's changes only if not. SQLite: the change log
+//   after the snapshot's commit sequence. PostgreSQL: change-log rows of those tables
+//   that are not visible in the closure's snapshot (pg_visible_in_snapshot), checked in
+//   the round trip that applies (and starts the session): after a conflict, which is
+//   rare, the session is rolled back. A ReadMark carries what each engine needs.
 //
 // WriteSession::apply(position, changes)
 //   Both: removals first (deletions, key changes, freed unique values), then writes,
@@ -218,15 +222,19 @@ class WriteSession : public EntryWriter {
   // tables' locks (a closure run after conflicts reads here). Valid while the session
   // lasts.
   virtual ReadView& reads() = 0;
-  // The index in `tables` of the first table that a commit by an origin other than
-  // this client's changed after `mark`, or -1. When the log no longer covers `mark`,
-  // 0: assume a change rather than miss one.
-  virtual absl::StatusOr<int> changedSince(std::span<const TableState* const> tables,
-                                           const ReadMark& mark) = 0;
   // Applies one request's changes (of the declared tables only) with the versionstamp
   // of `position`, and sets the rowids of inserts. All or nothing: on error none of
   // them stays and the session may go on with the next request.
   virtual absl::Status apply(uint16_t position, std::span<EncodedChange> changes) = 0;
+  // apply(), unless a commit by an origin other than this client's changed one of
+  // `read` after `mark` (checked in the same round trip): then the index in `read` of
+  // the first such table, and the session can only be rolled back (commit() fails with
+  // FailedPrecondition); -1 once applied. When the log no longer covers `mark`, 0:
+  // assume a change rather than miss one.
+  virtual absl::StatusOr<int> applyUnlessChanged(uint16_t position,
+                                                 std::span<EncodedChange> changes,
+                                                 std::span<const TableState* const> read,
+                                                 const ReadMark& mark) = 0;
   // Writes the change log and commits. Unavailable when the connection was lost and
   // the server does not confirm the commit; the session is over either way.
   virtual absl::Status commit() = 0;

@@ -390,6 +390,80 @@ TEST_F(PgEngineTest, WritesAndReadsBack) {
   EXPECT_FALSE(missing->has_value());
 }
 
+// applyUnlessChanged: the check for another client's commits since a snapshot, the
+// request and the session's start go in one round trip; a conflict leaves the session
+// only to be rolled back, and nothing of it is written.
+TEST_F(PgEngineTest, ApplyUnlessChangedChecksAppliesAndStartsInOneRoundTrip) {
+  Client a = client();
+  Client b = client();
+  ASSERT_NE(a.engine, nullptr);
+  ASSERT_NE(b.engine, nullptr);
+  const std::vector<const TableState*> monsters = {a.monsters.get()};
+  auto mark_of = [&]() -> ReadMark {
+    auto view = a.engine->snapshot();
+    EXPECT_OK(view);
+    if (!view.ok()) return {};
+    auto mark = (*view)->mark();
+    EXPECT_OK(mark);
+    return mark.value_or(ReadMark{});
+  };
+
+  // Nothing changed since the mark: applied, in one round trip with the session's start.
+  ReadMark mark = mark_of();
+  auto s = a.engine->beginWrite(monsters);
+  ASSERT_OK(s);
+  std::vector<EncodedChange> changes;
+  changes.push_back(insertOf(a.monsters.get(), monsterBytes({.name = "first", .hp = 1})));
+  absl::StatusOr<int> changed = -2;
+  const int64_t before = PgConnection::roundTripsOnThisThread();
+  changed = (*s)->applyUnlessChanged(0, changes, monsters, mark);
+  const int64_t trips = PgConnection::roundTripsOnThisThread() - before;
+  ASSERT_OK(changed);
+  EXPECT_EQ(*changed, -1);
+  EXPECT_EQ(trips, 1);
+  EXPECT_GT(changes[0].rowid, 0);
+  ASSERT_OK((*s)->commit());
+  const Versionstamp first = (*s)->versionstamp(0);
+  s->reset();
+
+  // The mark predates the first commit, but that was this client's own: no conflict. Then
+  // another client commits: a conflict on its table, and nothing of the request stays.
+  auto own = a.engine->beginWrite(monsters);
+  ASSERT_OK(own);
+  std::vector<EncodedChange> mine;
+  mine.push_back(insertOf(a.monsters.get(), monsterBytes({.name = "mine", .hp = 2})));
+  auto not_changed = (*own)->applyUnlessChanged(0, mine, monsters, mark);
+  ASSERT_OK(not_changed);
+  EXPECT_EQ(*not_changed, -1);
+  own->reset();  // rolled back
+
+  mark = mark_of();
+  ASSERT_OK(commitObject(b, {b.monsters.get()}, b.monsters.get(),
+                         monsterBytes({.name = "theirs", .hp = 3})));
+  auto late = a.engine->beginWrite(monsters);
+  ASSERT_OK(late);
+  std::vector<EncodedChange> lost;
+  lost.push_back(insertOf(a.monsters.get(), monsterBytes({.name = "lost", .hp = 4})));
+  const std::vector<const TableState*> both = {a.events.get(), a.monsters.get()};
+  auto conflict = (*late)->applyUnlessChanged(0, lost, both, mark);
+  ASSERT_OK(conflict);
+  EXPECT_EQ(*conflict, 1) << "the index of the changed table among those read";
+  EXPECT_EQ((*late)->commit().code(), absl::StatusCode::kFailedPrecondition);
+  late->reset();
+
+  auto view = a.engine->snapshot();
+  ASSERT_OK(view);
+  for (const char* name : {"mine", "lost"}) {
+    auto row = (*view)->rowByKey(*a.monsters, {Value::text(name), Value::integer(0)});
+    ASSERT_OK(row);
+    EXPECT_FALSE(row->has_value()) << name;
+  }
+  auto kept = (*view)->rowByKey(*a.monsters, {Value::text("first"), Value::integer(0)});
+  ASSERT_OK(kept);
+  ASSERT_TRUE(kept->has_value());
+  EXPECT_EQ((*kept)->versionstamp, first);
+}
+
 TEST_F(PgEngineTest, UniqueViolationsNameTableAndFieldAndRollBackAlone) {
   Client c = client();
   ASSERT_NE(c.engine, nullptr);
