@@ -50,15 +50,7 @@ ConflictQuery conflictQuery(PgEngine& engine, std::span<const TableState* const>
                             const ReadMark& mark) {
   ConflictQuery q;
   for (const TableState* t : tables) q.ids.push_back(t->id);
-  const std::string s = pgQuote(engine.schema());
-  q.sql = absl::StrCat("SELECT (SELECT value FROM ", s,
-                       ".flatstore_meta WHERE key = 'log_pruned_through'), "
-                       "(SELECT table_id FROM ",
-                       s,
-                       ".flatstore_changes WHERE table_id = ANY($1::bigint[]) AND "
-                       "xid >= $2 AND origin <> $3 AND NOT "
-                       "pg_visible_in_snapshot(xid::text::xid8, $4::pg_snapshot) "
-                       "LIMIT 1)");
+  q.sql = engine.sql().conflict;
   q.params = {PgParam::text(absl::StrCat("{", absl::StrJoin(q.ids, ","), "}")),
               PgParam::int64(static_cast<int64_t>(mark.sequence)), PgParam::int64(engine.origin()),
               PgParam::text(mark.snapshot)};
@@ -298,12 +290,12 @@ class PgWriteSession : public WriteSession {
   }
 
   absl::Status apply(uint16_t position, std::span<EncodedChange> changes) override {
-    return applyChecked(position, changes, {}, nullptr).status();
+    return applyChecked(position, changes, {}, nullptr, /*only=*/false).status();
   }
   absl::StatusOr<int> applyUnlessChanged(uint16_t position, std::span<EncodedChange> changes,
                                          std::span<const TableState* const> read,
                                          const ReadMark& mark) override {
-    return applyChecked(position, changes, read, &mark);
+    return applyChecked(position, changes, read, &mark, /*only=*/true);
   }
 
   absl::Status putEntry(std::string_view key, Dictionary::Kind kind, std::string_view type,
@@ -345,9 +337,11 @@ class PgWriteSession : public WriteSession {
     return absl::OkStatus();
   }
   // apply() and applyUnlessChanged(): with `mark`, the check runs first, in the same
-  // round trip.
+  // round trip. The `only` request of a session needs no savepoint: should it fail,
+  // the session is rolled back as a whole.
   absl::StatusOr<int> applyChecked(uint16_t position, std::span<EncodedChange> changes,
-                                   std::span<const TableState* const> read, const ReadMark* mark);
+                                   std::span<const TableState* const> read, const ReadMark* mark,
+                                   bool only);
 
   // The status for a failed statement of change `c`: AlreadyExists naming the key or
   // the unique field when `constraint` is one of the table's.
@@ -389,7 +383,7 @@ absl::Status PgWriteSession::describeFailure(const absl::Status& st, const std::
 absl::StatusOr<int> PgWriteSession::applyChecked(uint16_t position,
                                                  std::span<EncodedChange> changes,
                                                  std::span<const TableState* const> read,
-                                                 const ReadMark* mark) {
+                                                 const ReadMark* mark, bool only) {
   std::optional<ConflictQuery> check;
   if (mark != nullptr && !read.empty()) {
     if (mark->snapshot.empty()) return 0;
@@ -412,8 +406,10 @@ absl::StatusOr<int> PgWriteSession::applyChecked(uint16_t position,
     pipe.add(check->sql, check->params, "conflict check");
     change_of.push_back(-1);
   }
-  pipe.add("SAVEPOINT request", {}, "write session");
-  change_of.push_back(-1);
+  if (!only) {
+    pipe.add("SAVEPOINT request", {}, "write session");
+    change_of.push_back(-1);
+  }
   auto add = [&](size_t i, const std::string& sql, std::vector<PgParam> params) {
     pipe.add(sql, std::move(params), std::string(changes[i].table->desc.table_name));
     change_of.push_back(static_cast<int>(i));
@@ -457,8 +453,10 @@ absl::StatusOr<int> PgWriteSession::applyChecked(uint16_t position,
     if (insert) inserts.emplace_back(pipe.size(), i);
     add(i, insert ? sql.insert : c.key_changed ? sql.reinsert : sql.update, std::move(params));
   }
-  pipe.add("RELEASE SAVEPOINT request", {}, "write session");
-  change_of.push_back(-1);
+  if (!only) {
+    pipe.add("RELEASE SAVEPOINT request", {}, "write session");
+    change_of.push_back(-1);
+  }
   PgPipeline::Outcome out = pipe.run();
   // The session's start went along with the first request (begin()).
   if (xid_ == 0) {
@@ -468,10 +466,11 @@ absl::StatusOr<int> PgWriteSession::applyChecked(uint16_t position,
     xid_ = static_cast<uint64_t>(id);
   }
   // Undoes the request: back to its savepoint when a statement after it failed (the
-  // RELEASE did not run); once all ran, the session can only be rolled back as a whole.
+  // RELEASE did not run); once all ran, or without a savepoint, the session can only be
+  // rolled back as a whole.
   const size_t savepoint = check.has_value() ? 1 : 0;
   auto undo = [&]() -> absl::Status {
-    if (out.status.ok()) {
+    if (out.status.ok() || only) {
       doomed_ = true;
       return absl::OkStatus();
     }
@@ -514,16 +513,14 @@ absl::StatusOr<int> PgWriteSession::applyChecked(uint16_t position,
 absl::Status PgWriteSession::commit() {
   if (doomed_) {
     return absl::FailedPreconditionError(
-        "the write session applied a request that conflicted; it can only be rolled back");
+        "a request of this write session failed or conflicted; it can only be rolled back");
   }
   FLATSTORE_RETURN_IF_ERROR(started());
-  const std::string s = pgQuote(engine_->schema());
+  const PgEngineSql& sql = engine_->sql();
   PgPipeline pipe(*conn_);
   std::string tables;
   for (const auto& [id, records] : log_) {
-    pipe.add(absl::StrCat("INSERT INTO ", s,
-                          ".flatstore_changes(xid, table_id, origin, changes) "
-                          "VALUES($1, $2, $3, $4)"),
+    pipe.add(sql.log_insert,
              {PgParam::int64(static_cast<int64_t>(xid_)), PgParam::int64(id),
               PgParam::int64(engine_->origin()),
               PgParam::bytes({reinterpret_cast<const uint8_t*>(records.data()), records.size()})},
@@ -533,16 +530,8 @@ absl::Status PgWriteSession::commit() {
   if (!log_.empty() && engine_->pruneDue(xid_ / kPruneEvery)) {
     // Keeps the newest log_retention rows; readers asking for older changes are told
     // (OutOfRange) by the mark.
-    pipe.add(absl::StrCat("UPDATE ", s,
-                          ".flatstore_meta SET value = greatest(value, "
-                          "coalesce((SELECT xid FROM ",
-                          s,
-                          ".flatstore_changes ORDER BY xid "
-                          "DESC OFFSET $1 LIMIT 1), 0)) WHERE key = 'log_pruned_through'"),
-             {PgParam::int64(engine_->options().log_retention)}, "change log");
-    pipe.add(absl::StrCat("DELETE FROM ", s, ".flatstore_changes WHERE xid <= (SELECT value FROM ",
-                          s, ".flatstore_meta WHERE key = 'log_pruned_through')"),
-             {}, "change log");
+    pipe.add(sql.prune_mark, {PgParam::int64(engine_->options().log_retention)}, "change log");
+    pipe.add(sql.prune_log, {}, "change log");
   }
   const size_t commit_at = pipe.size();
   pipe.add("COMMIT", {}, "commit");
@@ -554,11 +543,11 @@ absl::Status PgWriteSession::commit() {
     // client dies) only delays listeners until the next hint or read.
     std::string payload = absl::StrCat(xid_, " ", engine_->origin(), " ", tables);
     if (payload.size() > kMaxPayload) payload = absl::StrCat(xid_, " ", engine_->origin(), " *");
-    pipe.add("BEGIN", {}, "notify");
-    pipe.add("SET LOCAL synchronous_commit = off", {}, "notify");
-    pipe.add("SELECT pg_notify($1, $2)",
-             {PgParam::text(engine_->channel()), PgParam::text(payload)}, "notify");
-    pipe.add("COMMIT", {}, "notify");
+    // One statement, in a transaction of its own that ends with the round trip (the
+    // pipeline's implicit transaction after the COMMIT); set_config's third argument
+    // makes the setting last only as long as that transaction.
+    pipe.add(engine_->sql().notify, {PgParam::text(engine_->channel()), PgParam::text(payload)},
+             "notify");
   }
   PgPipeline::Outcome out = pipe.run();
   if (!out.status.ok() && static_cast<size_t>(out.failed) <= commit_at) {
@@ -606,7 +595,27 @@ PgEngine::PgEngine(PgEngineOptions options, std::string schema, int64_t origin,
       schema_(std::move(schema)),
       origin_(origin),
       location_(std::move(location)),
-      channel_(absl::StrFormat("flatstore_%016x", pgNameHash(schema_, "channel"))) {}
+      channel_(absl::StrFormat("flatstore_%016x", pgNameHash(schema_, "channel"))),
+      sql_(schema_) {}
+
+PgEngineSql::PgEngineSql(const std::string& schema) {
+  const std::string s = pgQuote(schema);
+  conflict = absl::StrCat(
+      "SELECT (SELECT value FROM ", s, ".flatstore_meta WHERE key = 'log_pruned_through'), ",
+      "(SELECT table_id FROM ", s,
+      ".flatstore_changes WHERE table_id = ANY($1::bigint[]) AND xid >= $2 AND origin <> $3 "
+      "AND NOT pg_visible_in_snapshot(xid::text::xid8, $4::pg_snapshot) LIMIT 1)");
+  log_insert = absl::StrCat("INSERT INTO ", s,
+                            ".flatstore_changes(xid, table_id, origin, changes) "
+                            "VALUES($1, $2, $3, $4)");
+  prune_mark = absl::StrCat(
+      "UPDATE ", s, ".flatstore_meta SET value = greatest(value, coalesce((SELECT xid FROM ", s,
+      ".flatstore_changes ORDER BY xid DESC OFFSET $1 LIMIT 1), 0)) "
+      "WHERE key = 'log_pruned_through'");
+  prune_log = absl::StrCat("DELETE FROM ", s, ".flatstore_changes WHERE xid <= (SELECT value FROM ",
+                           s, ".flatstore_meta WHERE key = 'log_pruned_through')");
+  notify = "SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, $2)";
+}
 
 PgEngine::~PgEngine() = default;
 

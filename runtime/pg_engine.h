@@ -79,6 +79,18 @@ struct PgEngineOptions {
   int max_idle_connections = 8;
 };
 
+// Statements of the engine's own tables, made once per engine.
+struct PgEngineSql {
+  explicit PgEngineSql(const std::string& schema);
+  // The first change-log row of tables $1 (ids) by an origin other than $3, from
+  // transaction $2 on, that snapshot $4 does not see; and how far the log was pruned.
+  std::string conflict;
+  std::string log_insert;  // xid, table id, origin, records
+  std::string prune_mark;  // rows kept
+  std::string prune_log;
+  std::string notify;  // channel, payload; not waiting for its flush
+};
+
 class PgEngine : public StorageEngine {
  public:
   // Connects, checks the schema (FailedPrecondition for a foreign database or a newer
@@ -118,6 +130,7 @@ class PgEngine : public StorageEngine {
   // The statements of a registered table; FailedPrecondition for one not registered.
   absl::StatusOr<const PgTableSql*> sqlOf(const TableState& table) ABSL_LOCKS_EXCLUDED(mu_);
   const PgEngineOptions& options() const { return options_; }
+  const PgEngineSql& sql() const { return sql_; }
   // Whether a commit whose transaction id lies in `span` (id / a fixed width) prunes the
   // change log: true for this client's first commit in each span.
   bool pruneDue(uint64_t span);
@@ -130,6 +143,7 @@ class PgEngine : public StorageEngine {
   const int64_t origin_;
   const std::string location_;
   const std::string channel_;
+  const PgEngineSql sql_;
   std::atomic<uint64_t> pruned_span_{0};
 
   absl::Mutex mu_;

@@ -85,30 +85,25 @@ bool PgPipeline::runSegment(size_t begin, size_t end, Outcome* out) {
       formats.push_back(p.format());
     }
     const int n = static_cast<int>(s.params.size());
-    // A statement with parameters runs as a prepared statement of the connection's,
-    // prepared in this round trip the first time: the server then parses and plans it
-    // once per connection rather than at every run. Keyed by the types as well, since a
-    // statement prepared for one type would read another's binary value as its own.
+    // Each statement runs as a prepared statement of the connection's, prepared in this
+    // round trip the first time: the server then parses it once per connection rather
+    // than at every run. Keyed by the parameters' types as well, since a statement
+    // prepared for one type would read another's binary value as its own.
     std::string key;
-    if (n > 0) {
-      key.reserve(s.sql.size() + types.size() * sizeof(Oid));
-      key.append(s.sql);
-      key.append(reinterpret_cast<const char*>(types.data()), types.size() * sizeof(Oid));
-    }
-    const std::string* name = nullptr;
-    if (n > 0) {
-      name = conn_.preparedName(key);
-      if (name == nullptr) {
-        // Prepared by an earlier statement of this segment.
-        auto it = pending.find(key);
-        if (it != pending.end()) name = &it->second;
-      }
+    key.reserve(s.sql.size() + types.size() * sizeof(Oid));
+    key.append(s.sql);
+    key.append(reinterpret_cast<const char*>(types.data()), types.size() * sizeof(Oid));
+    const std::string* name = conn_.preparedName(key);
+    if (name == nullptr) {
+      // Prepared by an earlier statement of this segment.
+      auto it = pending.find(key);
+      if (it != pending.end()) name = &it->second;
     }
     bool ok;
     if (name != nullptr) {
       ok = PQsendQueryPrepared(c, name->c_str(), n, values.data(), lengths.data(), formats.data(),
                                /*resultFormat=*/1) == 1;
-    } else if (n > 0 && conn_.mayPrepare(pending.size())) {
+    } else if (conn_.mayPrepare(pending.size())) {
       std::string fresh = conn_.nextPreparedName();
       ok = PQsendPrepare(c, fresh.c_str(), s.sql.c_str(), n, types.data()) == 1 &&
            PQsendQueryPrepared(c, fresh.c_str(), n, values.data(), lengths.data(), formats.data(),

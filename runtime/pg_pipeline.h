@@ -8,9 +8,9 @@
 // Inside a transaction a failure leaves the transaction aborted; the caller rolls back
 // to a savepoint it set before.
 //
-// A statement with parameters runs as a prepared statement of the connection's
-// (prepared in the same round trip the first time it is sent on the connection), so the
-// server parses and plans it once per connection, not at every run.
+// Each statement runs as a prepared statement of the connection's (prepared in the
+// same round trip the first time it is sent on the connection), so the server parses it
+// once per connection, not at every run.
 //
 // Statements queued on the connection (PgConnection::queue) go out first, in the same
 // round trip; their results go back to the connection.

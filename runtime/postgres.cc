@@ -506,8 +506,8 @@ absl::Status PgConnection::execute(std::string_view sql, std::string_view what) 
 absl::StatusOr<PgResult> PgConnection::query(std::string_view sql, std::span<const PgParam> params,
                                              std::string_view what) {
   if (!queued_.empty() || !params.empty()) {
-    // Through a pipeline: queued statements go ahead, and a statement with parameters
-    // runs prepared (pg_pipeline.h).
+    // Through a pipeline: queued statements go ahead, and the statement runs prepared
+    // (pg_pipeline.h).
     PgPipeline pipe(*this);
     pipe.add(std::string(sql), std::vector<PgParam>(params.begin(), params.end()),
              std::string(what));

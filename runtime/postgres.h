@@ -199,8 +199,9 @@ class PgConnection {
   // is not counted): round trips, for tests and measurements.
   static int64_t roundTripsOnThisThread();
 
-  // Statements with parameters run prepared (pg_pipeline.h); a connection keeps at most
-  // this many, and runs further ones unprepared.
+  // Statements in pipelines, and query()'s with parameters, run prepared
+  // (pg_pipeline.h); a connection keeps at most this many, and runs further ones
+  // unprepared.
   static constexpr size_t kMaxPrepared = 256;
 
   // Starts a transaction. FailedPrecondition if one is open already.

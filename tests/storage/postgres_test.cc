@@ -344,7 +344,7 @@ TEST_F(PostgresTest, RollbackWithoutWaitingEndsTheTransactionBeforeTheNextCall) 
   EXPECT_OK(conn_->settle());
 }
 
-TEST_F(PostgresTest, StatementsWithParametersRunPreparedOncePerConnectionAndType) {
+TEST_F(PostgresTest, StatementsRunPreparedOncePerConnectionAndType) {
   createTable();
   auto prepared = [&]() -> int64_t {
     auto r = conn_->query("SELECT count(*) FROM pg_prepared_statements");
@@ -371,6 +371,13 @@ TEST_F(PostgresTest, StatementsWithParametersRunPreparedOncePerConnectionAndType
   EXPECT_EQ(b->getText(0, 0).value(), "seven");
   EXPECT_EQ(c->getText(0, 0).value(), "7.5");
   EXPECT_EQ(prepared(), before + 4);
+  // A statement without parameters is prepared too when it goes in a pipeline (here
+  // queued ahead of another).
+  for (int i = 0; i < 2; ++i) {
+    conn_->queue("SELECT 2");
+    ASSERT_OK(conn_->query(sql, {PgParam::int64(7)}));
+  }
+  EXPECT_EQ(prepared(), before + 5);
   // A statement prepared in a pipeline that failed before it was never made: the
   // connection prepares it again rather than naming one the server does not have.
   conn_->queue("SELECT 1/0");
