@@ -25,21 +25,42 @@ struct ClosureRun {
 ClosureRun runOn(ReadView& view, const std::vector<TableState*>& tables, const Closure& closure,
                  ReadSet* reads = nullptr) {
   ClosureRun run;
-  TransactionState state(&view, tables);
-  state.recordReads(reads);
-  TransactionContext context = TransactionAccess::context(&state);
-  try {
-    run.status = closure(context);
-  } catch (const std::exception& e) {
-    run.status = absl::AbortedError(absl::StrCat("the closure threw: ", e.what()));
-  } catch (...) {
-    run.status = absl::AbortedError("the closure threw a non-standard exception");
-  }
-  if (run.status.ok() && state.aborted()) run.status = absl::AbortedError("aborted by its closure");
-  if (run.status.ok()) {
-    run.changes = state.takeChanges();
-    run.bytes = state.pendingBytes();
-    run.commit_hook = state.takeCommitHook();
+  // Creations may take their keys as free and have them checked in one batch at the end
+  // (TransactionState::deferKeyChecks); if one was taken, the run is done again, on the
+  // same snapshot, asking key by key.
+  for (bool defer : {true, false}) {
+    if (!defer && !view.batchesKeyLookups()) break;
+    TransactionState state(&view, tables);
+    state.recordReads(reads);
+    if (defer) state.deferKeyChecks();
+    TransactionContext context = TransactionAccess::context(&state);
+    try {
+      run.status = closure(context);
+    } catch (const std::exception& e) {
+      run.status = absl::AbortedError(absl::StrCat("the closure threw: ", e.what()));
+    } catch (...) {
+      run.status = absl::AbortedError("the closure threw a non-standard exception");
+    }
+    if (defer) {
+      absl::StatusOr<bool> free = state.keysWereFree();
+      if (!free.ok()) {
+        run.status = free.status();
+        return run;
+      }
+      if (!*free) {
+        run = ClosureRun();
+        continue;
+      }
+    }
+    if (run.status.ok() && state.aborted()) {
+      run.status = absl::AbortedError("aborted by its closure");
+    }
+    if (run.status.ok()) {
+      run.changes = state.takeChanges();
+      run.bytes = state.pendingBytes();
+      run.commit_hook = state.takeCommitHook();
+    }
+    return run;
   }
   return run;
 }

@@ -129,6 +129,28 @@ class PgReadView : public ReadView {
     FLATSTORE_ASSIGN_OR_RETURN(const PgTableSql* sql, engine_->sqlOf(table));
     return pgReadRowByKey(*conn_, table, *sql, key);
   }
+  // A snapshot's lookups, yes; a write session's run under its locks, where a closure
+  // runs only after conflicts, keep to one at a time.
+  bool batchesKeyLookups() const override { return owned_ != nullptr; }
+  absl::StatusOr<bool> anyKeyExists(const TableState& table,
+                                    std::span<const std::vector<Value>> keys) override {
+    FLATSTORE_ASSIGN_OR_RETURN(const PgTableSql* sql, engine_->sqlOf(table));
+    // One pipeline: its segments are the only round trips (pg_pipeline.h).
+    PgPipeline pipe(*conn_);
+    for (const std::vector<Value>& key : keys) {
+      if (key.size() != table.desc.key_columns.size()) continue;
+      std::vector<PgParam> params;
+      params.reserve(key.size());
+      for (const Value& v : key) params.push_back(pgParam(v));
+      pipe.add(sql->select_by_key, std::move(params), std::string(table.desc.table_name));
+    }
+    PgPipeline::Outcome out = pipe.run();
+    FLATSTORE_RETURN_IF_ERROR(out.status);
+    for (const PgResult& r : out.results) {
+      if (r.rows() > 0) return true;
+    }
+    return false;
+  }
   absl::StatusOr<std::vector<RawRow>> query(const TableState& table, const QuerySpec& spec,
                                             const PendingTable* pending) override {
     FLATSTORE_ASSIGN_OR_RETURN(const PgTableSql* sql, engine_->sqlOf(table));

@@ -144,6 +144,7 @@
 #include "flatstore/dictionary.h"
 #include "flatstore/entity.h"
 #include "flatstore/fetch.h"
+#include "flatstore/status.h"
 #include "flatstore/value.h"
 #include "runtime/catalog.h"
 #include "runtime/change_log.h"
@@ -186,6 +187,19 @@ class ReadView {
                                                            int64_t rowid) = 0;
   virtual absl::StatusOr<std::optional<RawRow>> rowByKey(const TableState& table,
                                                          const std::vector<Value>& key) = 0;
+  // Whether looking up many keys at once is much cheaper than one by one (PostgreSQL:
+  // one round trip rather than one per key), so that a closure's creations may take
+  // their keys as free and have them checked in one batch (TransactionState).
+  virtual bool batchesKeyLookups() const { return false; }
+  // Whether any of `keys` has an object in `table`.
+  virtual absl::StatusOr<bool> anyKeyExists(const TableState& table,
+                                            std::span<const std::vector<Value>> keys) {
+    for (const std::vector<Value>& key : keys) {
+      FLATSTORE_ASSIGN_OR_RETURN(std::optional<RawRow> row, rowByKey(table, key));
+      if (row.has_value()) return true;
+    }
+    return false;
+  }
   // `spec` compiled to SQL where its fields allow, the rest in memory, merged with
   // `pending` (a closure's own changes) when it is not null.
   virtual absl::StatusOr<std::vector<RawRow>> query(const TableState& table, const QuerySpec& spec,

@@ -252,6 +252,31 @@ absl::StatusOr<std::optional<TransactionState::Current>> TransactionState::find(
   return std::optional<Current>(std::move(c));
 }
 
+absl::StatusOr<bool> TransactionState::findPending(TableState& t, const std::vector<Value>& key,
+                                                   std::optional<Current>* current) {
+  PendingTable& p = pending_[&t];
+  std::string encoded = PendingTable::encodeKey(key);
+  auto k = p.key_to_sort_id.find(encoded);
+  if (k != p.key_to_sort_id.end()) {
+    // This transaction has the key: find() answers from its own changes.
+    FLATSTORE_ASSIGN_OR_RETURN(*current, find(t, 0, &key));
+    return false;
+  }
+  current->reset();
+  if (p.removed_keys.count(encoded) != 0) return false;  // freed here
+  if (reads_ != nullptr) reads_->keys.insert(keyOf(t.id, key));
+  return true;
+}
+
+absl::StatusOr<bool> TransactionState::keysWereFree() {
+  for (auto& [t, keys] : unchecked_keys_) {
+    FLATSTORE_ASSIGN_OR_RETURN(bool any, snapshot_->anyKeyExists(*t, keys));
+    if (any) return false;
+  }
+  unchecked_keys_.clear();
+  return true;
+}
+
 absl::StatusOr<bool> TransactionState::keyTaken(TableState& t, const std::vector<Value>& key) {
   FLATSTORE_ASSIGN_OR_RETURN(auto current, find(t, 0, &key));
   return current.has_value();
@@ -409,7 +434,16 @@ absl::StatusOr<SubmitOutcome> TransactionState::submit(const TableDescription& d
             absl::StrCat(what(), ": the primary key ", keyText(key), " has a missing field"));
       }
       if (!d.hasAutomaticId()) {
-        FLATSTORE_ASSIGN_OR_RETURN(auto current, find(*t, 0, &key));
+        std::optional<Current> current;
+        if (change.kind == ChangeKind::kCreation && defer_key_checks_ &&
+            checkCondition(d, key, nullptr, change).ok()) {
+          // Taken as free, unless this transaction has it; checked with the others
+          // when the closure is done (keysWereFree).
+          FLATSTORE_ASSIGN_OR_RETURN(bool unchecked, findPending(*t, key, &current));
+          if (unchecked) unchecked_keys_[t].push_back(key);
+        } else {
+          FLATSTORE_ASSIGN_OR_RETURN(current, find(*t, 0, &key));
+        }
         FLATSTORE_RETURN_IF_ERROR(
             checkCondition(d, key, current ? &current->versionstamp : nullptr, change));
         if (current.has_value()) {

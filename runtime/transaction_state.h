@@ -100,6 +100,16 @@ class TransactionState {
   }
   // Records in `reads` what the closure reads from its snapshot (for pipelining).
   void recordReads(ReadSet* reads) { reads_ = reads; }
+  // Lets creations take their keys as free without asking the snapshot, when it prefers
+  // to answer such questions in one batch (ReadView::batchesKeyLookups); the run then
+  // counts only if keysWereFree() says so. For PostgreSQL, where each lookup is a round
+  // trip: a closure creating 2,000 objects asks once, not 2,000 times.
+  void deferKeyChecks() { defer_key_checks_ = snapshot_->batchesKeyLookups(); }
+  // Whether every key a creation took as free is free in the snapshot (one batch).
+  // False means the run must be done again without deferKeyChecks(): a creation
+  // should have failed with AlreadyExists, and what the closure did after it rests on
+  // a wrong answer.
+  absl::StatusOr<bool> keysWereFree();
 
  private:
   class Source;
@@ -116,6 +126,11 @@ class TransactionState {
   absl::StatusOr<std::optional<Current>> find(TableState& t, int64_t rowid,
                                               const std::vector<Value>* key);
   absl::StatusOr<bool> keyTaken(TableState& t, const std::vector<Value>& key);
+  // find() by key as far as this transaction's own changes know: sets `current` and
+  // returns false when they decide, true when only the snapshot can (the key is then
+  // recorded as read).
+  absl::StatusOr<bool> findPending(TableState& t, const std::vector<Value>& key,
+                                   std::optional<Current>* current);
   void recordInsert(TableState& t, EncodedObject encoded, std::vector<Value> key,
                     std::vector<Value> index_values);
   void recordUpdate(TableState& t, const Current& current, EncodedObject encoded,
@@ -130,6 +145,9 @@ class TransactionState {
   const VersionBridge* bridgeOf(const TableState* t) const;
 
   ReadView* snapshot_;
+  bool defer_key_checks_ = false;
+  // Keys creations took as free without asking (deferKeyChecks), per table.
+  std::map<const TableState*, std::vector<std::vector<Value>>> unchecked_keys_;
   std::vector<TableState*> tables_;
   // Per declared table, its bridge when the transaction started: every change of the
   // transaction is encoded with it, and the writer runs the closure again if the

@@ -28,6 +28,7 @@
 #include "game_flatstore.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "runtime/postgres.h"
 #include "tests/support/pg_schema.h"
 #include "tests/support/random.h"
 #include "tests/support/status_macros.h"
@@ -711,6 +712,69 @@ TEST_P(SameCodeTest, CompareAndSetSeesOtherClientsCommits) {
 // A taken primary key or unique value fails that transaction alone with AlreadyExists
 // naming the table, the field and the value; transactions committed beside it are not
 // affected.
+// Many creations in one closure. On PostgreSQL their keys are checked in one batch when
+// the closure is done, so the closure itself waits for no round trip; a key that was
+// taken still fails its creation with AlreadyExists, which the closure sees and may
+// handle: the batch finds it, and the closure runs again asking key by key.
+TEST_P(SameCodeTest, ManyCreationsInOneClosureAndATakenKeyAmongThem) {
+  const bool postgres = GetParam() == Engine::kPostgres;
+  ASSERT_OK(ws_->performChangesAndWait<Monster>(submitAll({monster("m250", 1, 7)})));
+  // Round trips the closure's thread waited for during each run, and the creations that
+  // found their key taken.
+  struct Run {
+    int64_t round_trips;
+    int taken;
+  };
+  auto create = [](int from, int count, std::vector<Run>* runs) {
+    return [=](TransactionContext& txn) -> absl::Status {
+      const int64_t before = internal::PgConnection::roundTripsOnThisThread();
+      int taken = 0;
+      for (int i = from; i < from + count; ++i) {
+        auto r = txn.submit(monster(absl::StrCat("m", i), 1, 1));
+        if (absl::IsAlreadyExists(r.status())) {
+          taken += 1;
+          continue;
+        }
+        FLATSTORE_RETURN_IF_ERROR(r.status());
+      }
+      runs->push_back({internal::PgConnection::roundTripsOnThisThread() - before, taken});
+      return absl::OkStatus();
+    };
+  };
+
+  std::vector<Run> runs;
+  auto done = ws_->performChangesAndWait<Monster>(create(0, 600, &runs));
+  ASSERT_OK(done);
+  EXPECT_EQ(done->inserted, 599);
+  ASSERT_EQ(runs.size(), postgres ? 2u : 1u);
+  if (postgres) {
+    EXPECT_EQ(runs[0].round_trips, 0) << "the first run takes the keys as free";
+    EXPECT_EQ(runs[0].taken, 0);
+    EXPECT_GE(runs[1].round_trips, 600) << "the second asks key by key";
+  }
+  EXPECT_EQ(runs.back().taken, 1);
+  auto kept = ws_->get<Monster>("m250", 1);
+  ASSERT_OK(kept);
+  ASSERT_NE(*kept, nullptr);
+  EXPECT_EQ((*kept)->hp(), 7);
+
+  // Fresh keys only: one run, no round trip while it runs.
+  runs.clear();
+  done = ws_->performChangesAndWait<Monster>(create(600, 600, &runs));
+  ASSERT_OK(done);
+  EXPECT_EQ(done->inserted, 600);
+  ASSERT_EQ(runs.size(), 1u);
+  EXPECT_EQ(runs[0].round_trips, 0);
+  EXPECT_EQ(runs[0].taken, 0);
+  EXPECT_EQ(*ws_->fetch<Monster>().count(), 1200);
+
+  // A key taken by a creation earlier in the same closure is known without the batch.
+  auto twice = ws_->performChangesAndWait<Monster>(
+      submitAll({monster("twice", 1, 1), monster("twice", 1, 2)}));
+  EXPECT_EQ(twice.status().code(), absl::StatusCode::kAlreadyExists) << twice.status();
+  EXPECT_EQ(*ws_->get<Monster>("twice", 1), nullptr);
+}
+
 TEST_P(SameCodeTest, UniqueViolationsAreAlreadyExistsNamingTheTable) {
   ASSERT_OK(ws_->performChangesAndWait<Monster>([](TransactionContext& txn) {
     auto r = monster("orc", 1, 30);
