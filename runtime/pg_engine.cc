@@ -315,11 +315,20 @@ class PgWriteSession : public WriteSession {
               {PgParam::int32(pgLockSpace(engine->schema())),
                PgParam::text(absl::StrCat("{", absl::StrJoin(keys, ","), "}"))},
               "table locks");
-    start.add("SELECT pg_current_xact_id()::text::bigint", {}, "write session");
+    // With the id, the catalog generation, read under the locks: a program that
+    // changed what these tables' writes must carry (a newer schema, an index) bumped it
+    // in a transaction that either ended before, or waits for these locks to add an
+    // index (pg_schema.h), so a stale bridge is never written with.
+    start.add(absl::StrCat("SELECT pg_current_xact_id()::text::bigint, coalesce((SELECT value "
+                           "FROM ",
+                           pgQuote(engine->schema()), ".flatstore_meta WHERE key = 'catalog'), 0)"),
+              {}, "write session");
     PgPipeline::Outcome out = start.run();
     FLATSTORE_RETURN_IF_ERROR(out.status);
     FLATSTORE_ASSIGN_OR_RETURN(int64_t id, out.results[2].getInt64(0, 0));
     s->xid_ = static_cast<uint64_t>(id);
+    FLATSTORE_ASSIGN_OR_RETURN(int64_t generation, out.results[2].getInt64(0, 1));
+    FLATSTORE_RETURN_IF_ERROR(engine->refreshStale(*s->conn_, tables, generation));
     return s;
   }
 
@@ -394,11 +403,11 @@ absl::Status PgWriteSession::describeFailure(const absl::Status& st, const std::
                                                  ": an object with primary key ", keyText(c.key),
                                                  " already exists"));
   }
-  for (size_t x = 0; x < d.indexes.size(); ++x) {
+  for (size_t x = 0; x < sql.index_names.size(); ++x) {
     if (constraint != sql.index_names[x]) continue;
     return absl::AlreadyExistsError(absl::StrCat(
-        "table ", av(d.table_name), ": unique field '", av(d.indexes[x].field_path),
-        "' already has value ", x < c.index_values.size() ? c.index_values[x].toString() : "?"));
+        "table ", av(d.table_name), ": unique field '", sql.index_fields[x], "' already has value ",
+        x < c.index_values.size() ? c.index_values[x].toString() : "?"));
   }
   return st;
 }
@@ -413,6 +422,13 @@ absl::Status PgWriteSession::apply(uint16_t position, std::span<EncodedChange> c
                        " is not among the tables the transaction declared"));
     }
     FLATSTORE_ASSIGN_OR_RETURN(const PgTableSql* sql, engine_->sqlOf(*c.table));
+    if ((c.op == EncodedChange::Op::kInsert || c.op == EncodedChange::Op::kUpdate) &&
+        c.index_values.size() != sql->index_columns.size()) {
+      // The caller runs a change encoded with another bridge again (PgWriter::apply).
+      return absl::InternalError(absl::StrCat(
+          "table ", av(c.table->desc.table_name), ": a change has ", c.index_values.size(),
+          " index values for ", sql->index_columns.size(), " indexes"));
+    }
     sqls.push_back(sql);
   }
   PgPipeline pipe(*conn_);
@@ -431,11 +447,10 @@ absl::Status PgWriteSession::apply(uint16_t position, std::span<EncodedChange> c
         (c.op == EncodedChange::Op::kUpdate && c.key_changed)) {
       add(i, sql.remove, {PgParam::int64(c.rowid)});
     } else if (c.op == EncodedChange::Op::kUpdate) {
-      const auto& indexes = c.table->desc.indexes;
-      for (size_t x = 0; x < indexes.size(); ++x) {
+      for (size_t x = 0; x < sql.index_columns.size(); ++x) {
         bool changed =
             x >= c.old_index_values.size() || !(c.old_index_values[x] == c.index_values[x]);
-        if (indexes[x].unique && changed) add(i, sql.clear_index[x], {PgParam::int64(c.rowid)});
+        if (sql.index_unique[x] && changed) add(i, sql.clear_index[x], {PgParam::int64(c.rowid)});
       }
     }
   }
@@ -790,17 +805,47 @@ absl::StatusOr<const PgTableSql*> PgEngine::sqlOf(const TableState& table) {
     return absl::FailedPreconditionError(
         absl::StrCat("table ", av(table.desc.table_name), " is not registered with ", location_));
   }
-  return it->second.get();
+  return it->second.sql.back().get();
 }
 
 absl::Status PgEngine::registerTable(TableState& table) {
   FLATSTORE_ASSIGN_OR_RETURN(std::unique_ptr<PgConnection> c, acquire());
-  absl::Status st = pgRegisterTable(*c, schema_, table);
+  absl::StatusOr<int64_t> generation = pgRegisterTable(*c, schema_, table);
   giveBack(this, std::move(c));
-  FLATSTORE_RETURN_IF_ERROR(st);
-  auto sql = std::make_unique<PgTableSql>(schema_, table.desc, table.id);
+  FLATSTORE_RETURN_IF_ERROR(generation.status());
+  auto sql = std::make_unique<PgTableSql>(schema_, table.desc, table.id, table.bridge());
   absl::MutexLock lock(&mu_);
-  tables_[&table] = std::move(sql);
+  Registered& r = tables_[&table];
+  r.state = &table;
+  r.sql.push_back(std::move(sql));
+  r.catalog_seen = *generation;
+  return absl::OkStatus();
+}
+
+absl::Status PgEngine::refreshStale(PgConnection& c, std::span<const TableState* const> tables,
+                                    int64_t generation) {
+  // The state of each stale table; none in the usual case, where no program changed the
+  // catalog since the tables were registered.
+  std::vector<TableState*> stale;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const TableState* t : tables) {
+      auto it = tables_.find(t);
+      if (it != tables_.end() && it->second.catalog_seen < generation) {
+        stale.push_back(it->second.state);
+      }
+    }
+  }
+  if (stale.empty()) return absl::OkStatus();
+  absl::MutexLock refreshing(&refresh_mu_);
+  for (TableState* t : stale) {
+    FLATSTORE_ASSIGN_OR_RETURN(int64_t seen, pgRefreshTable(c, schema_, *t));
+    auto sql = std::make_unique<PgTableSql>(schema_, t->desc, t->id, t->bridge());
+    absl::MutexLock lock(&mu_);
+    Registered& r = tables_[t];
+    r.sql.push_back(std::move(sql));
+    r.catalog_seen = seen;
+  }
   return absl::OkStatus();
 }
 

@@ -129,8 +129,14 @@ class PgEngine : public StorageEngine {
   // key 0, in the one-bigint form) that tells the change feed's frontier that the
   // backend's transactions may be this database's writers (pg_engine.cc, frontierOf).
   absl::Status markClient(PgConnection& c);
-  // The statements of a registered table; FailedPrecondition for one not registered.
+  // The statements of a registered table as its current bridge writes it;
+  // FailedPrecondition for one not registered. Valid as long as the engine.
   absl::StatusOr<const PgTableSql*> sqlOf(const TableState& table) ABSL_LOCKS_EXCLUDED(mu_);
+  // Inside a write session holding the locks of `tables`, which read catalog generation
+  // `generation`: makes the bridge and statements of each table whose state is older
+  // current (pgRefreshTable), on the session's connection `c`.
+  absl::Status refreshStale(PgConnection& c, std::span<const TableState* const> tables,
+                            int64_t generation) ABSL_LOCKS_EXCLUDED(mu_, refresh_mu_);
   const PgEngineOptions& options() const { return options_; }
   // Whether a commit whose transaction id lies in `span` (id / a fixed width) prunes the
   // change log: true for this client's first commit in each span.
@@ -146,9 +152,21 @@ class PgEngine : public StorageEngine {
   const std::string channel_;
   std::atomic<uint64_t> pruned_span_{0};
 
+  // A registered table.
+  struct Registered {
+    TableState* state = nullptr;
+    // Its statements per bridge it had, the current one last: a reader may still use
+    // an earlier one (they differ only in the indexes written).
+    std::vector<std::unique_ptr<PgTableSql>> sql;
+    // The catalog generation its bridge and statements are current with.
+    int64_t catalog_seen = 0;
+  };
+
+  // Serializes refreshes, which replace a table's bridge (TableState::setBridge).
+  absl::Mutex refresh_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   absl::Mutex mu_;
   std::vector<std::unique_ptr<PgConnection>> idle_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<const TableState*, std::unique_ptr<PgTableSql>> tables_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<const TableState*, Registered> tables_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace flatstore::internal

@@ -29,6 +29,15 @@ PgWriter::PgWriter(PgEngine* engine, std::function<void(CommitEvent)> publish,
 PgWriter::~PgWriter() { stop().IgnoreError(); }
 
 absl::StatusOr<TransactionResult> PgWriter::apply(CommitRequest& request, WriteSession& session) {
+  // The session made the bridges of its tables current (PgEngine::refreshStale): a
+  // change encoded with a replaced one could drop a newer program's fields or miss its
+  // indexes, so the closure runs again with the new one.
+  for (const EncodedChange& c : request.changes) {
+    if (c.op != EncodedChange::Op::kDelete && c.op != EncodedChange::Op::kNone &&
+        c.bridge != c.table->bridge()) {
+      return conflictError(*c.table);
+    }
+  }
   if (request.run_under_lock) {
     // After conflicts: the closure reads the session's own transaction, under the locks
     // of its tables, where no other client can change them; there is nothing to check.
