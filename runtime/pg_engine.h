@@ -44,6 +44,16 @@
 // The change log: one row per (transaction, changed table), holding that table's records
 // (change_log.h's encoding), so that a reader of one table reads only its rows.
 //
+// Program versions: a write session reads the catalog generation (pg_schema.h) under its
+// locks, in the statement that takes its transaction id (no round trip of its own), and
+// refreshes the bridge and statements of each of its tables whose state is older
+// (refreshStale), before anything is written. A program that stores a newer schema or
+// adds an index bumps the generation; it adds an index to a table in use under the
+// table's lock, so every write to the table either committed before (and the back-fill
+// covers it) or reads the new generation. The writer runs a change encoded with a
+// replaced bridge again (PgWriter). Statements made for an earlier bridge are kept, since
+// readers may still hold them.
+//
 // Notifications: every commit that changed something sends pg_notify on the database's
 // channel with a short payload ("<xid> <origin> <table ids>", or "*" when the list would
 // pass the 8000-byte limit), right after its COMMIT, in a transaction of its own that

@@ -24,6 +24,13 @@
 //                                                        a B-tree on (value, rowid), or a
 //                                                        unique one on value
 //
+// Program versions (version_bridge.h) share a database as they share a SQLite file:
+// flatstore_tables keeps the newest schema, flatstore_indexes every index any version
+// declared, and a program whose schema is older, or that does not declare every index,
+// writes through a bridge: the index columns it does not declare follow the ones it
+// does in its statements (PgTableSql). The catalog generation in flatstore_meta tells
+// running programs that the catalog changed (pg_engine.h, write sessions).
+//
 // Entity tables are named by catalog id because PostgreSQL truncates identifiers at 63
 // bytes and entity names are fully qualified. Value types: integers are bigint, reals
 // double precision, and text bytea, which compares bytewise exactly as SQLite's BINARY
