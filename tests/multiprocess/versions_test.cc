@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -485,6 +486,122 @@ TEST_P(ProgramVersions, OlderProgramKeepsTheNewerStoredSchema) {
   EXPECT_TRUE(storedSchema() == v3) << "the older program replaced the stored schema";
   ASSERT_NO_FATAL_FAILURE(write(2, {{"change:b1:views=3", false}}));
   EXPECT_TRUE(storedSchema() == v3) << "the older program replaced the stored schema";
+}
+
+// An older program that keeps changing objects while a newer one opens the database
+// (storing its schema, adding three indexes to the table in use, one unique, and setting
+// a field the older one does not know on the same objects) loses none of the newer
+// program's fields and leaves every index exact, whatever the interleaving: its commits
+// notice the newer catalog before they write, and a change encoded before runs again.
+TEST_P(ProgramVersions, OlderProgramWritingWhileANewerOneOpens) {
+  absl::StatusOr<std::unique_ptr<Child>> older = Child::spawn({kPrograms[0], path_, "serve"});
+  ASSERT_OK(older);
+  absl::StatusOr<std::string> ready = (*older)->readLine();
+  ASSERT_OK(ready);
+  ASSERT_EQ(*ready, "ready");
+  constexpr int kObjects = 20;
+  constexpr int kRounds = 5;
+  std::map<std::string, Book> books;
+  std::vector<Op> ops;
+  for (int i = 0; i < kObjects; ++i) {
+    ops.push_back({absl::StrCat("create:b", i, ":views=1,code=c", i), false});
+  }
+  absl::StatusOr<ProgramRun> created = askServed(**older, ops);
+  ASSERT_OK(created);
+  expectResults(ops, *created);
+  // The older program's changes are all sent at once; it applies them one transaction
+  // after the other while the newer program runs.
+  for (int round = 0; round < kRounds; ++round) {
+    for (int i = 0; i < kObjects; ++i) {
+      std::string id = absl::StrCat("b", i);
+      Book& b = books[id];
+      b.views = (round + i) % 10;
+      b.rating = round % 2 == 0 ? 1.5f : 3.5f;
+      b.code = absl::StrCat("c", i, "r", round);
+      ASSERT_OK((*older)->send(
+          absl::StrCat("change:", id, ":views=", b.views, ",rating=", b.rating, ",code=", b.code)));
+    }
+  }
+  ops.clear();
+  for (int i = 0; i < kObjects; ++i) {
+    std::string id = absl::StrCat("b", i);
+    books[id].title = absl::StrCat("t", i);
+    books[id].edition = i % 3;
+    ops.push_back({absl::StrCat("change:", id, ":title=t", i, ",edition=", i % 3), false});
+  }
+  // Its queries may race the older program's commits; only its results count here.
+  absl::StatusOr<ProgramRun> newer = runProgram(3, path_, ops);
+  ASSERT_OK(newer);
+  EXPECT_THAT(newer->results, ::testing::Each(::testing::Eq("OK "))) << "the newer program";
+  for (int n = 0; n < kRounds * kObjects; ++n) {
+    absl::StatusOr<std::string> answer = (*older)->readLine();
+    ASSERT_OK(answer);
+    EXPECT_EQ(*answer, "op 0 OK ") << "change " << n << " of the older program";
+  }
+  (*older)->closeInput();
+  EXPECT_OK((*older)->waitSuccess());
+  for (int reader = 3; reader >= 1; --reader) expectRead(reader, books);
+}
+
+// A newer program that adds indexes to a table in use waits for a write to it under
+// way, and then sees the object it wrote: here an older program's first object, whose
+// commit a lock on the change log holds back after its row was written. Had the newer
+// program not waited, it would have found the table empty and taken its new indexes as
+// complete without the object's values. (PostgreSQL only: SQLite's single write lock
+// orders the two.)
+TEST_P(ProgramVersions, IndexAddedToATableInUseWaitsForAWriteUnderWay) {
+  if (db_->schema() == nullptr) GTEST_SKIP() << "a PostgreSQL lock holds the write back";
+  PgTestSchema& admin = *db_->schema();
+  absl::StatusOr<std::unique_ptr<Child>> older = Child::spawn({kPrograms[0], path_, "serve"});
+  ASSERT_OK(older);
+  absl::StatusOr<std::string> ready = (*older)->readLine();
+  ASSERT_OK(ready);
+  ASSERT_EQ(*ready, "ready");
+  // The table exists and is empty.
+  for (const char* op : {"create:bx", "delete:bx"}) {
+    absl::StatusOr<std::string> answer = (*older)->ask(op);
+    ASSERT_OK(answer);
+    ASSERT_EQ(*answer, "op 0 OK ") << op;
+  }
+  // How many backends wait for a lock now.
+  auto waiting = [&admin]() -> int {
+    absl::StatusOr<std::string> n = admin.queryText(
+        "SELECT count(*)::text FROM pg_locks WHERE NOT granted AND pid <> pg_backend_pid()");
+    EXPECT_OK(n);
+    return n.ok() ? std::stoi(*n) : -1;
+  };
+  auto awaitWaiting = [&waiting](int n) {
+    const absl::Time deadline = absl::Now() + kBoundedWait;
+    while (waiting() < n && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(5));
+    return waiting() >= n;
+  };
+  ASSERT_OK(admin.execute(
+      absl::StrCat("BEGIN; LOCK TABLE ", admin.name(), ".flatstore_changes IN EXCLUSIVE MODE")));
+  bool locked = true;
+  absl::Cleanup unlock = [&] {
+    if (locked) EXPECT_OK(admin.execute("ROLLBACK"));
+  };
+  ASSERT_OK((*older)->send("create:b0:code=c0"));
+  ASSERT_TRUE(awaitWaiting(1)) << "the older program's commit never reached the change log";
+  absl::StatusOr<std::unique_ptr<Child>> newer = Child::spawn({kPrograms[2], path_});
+  ASSERT_OK(newer);
+  ASSERT_TRUE(awaitWaiting(2)) << "the newer program did not wait for the write under way";
+  locked = false;
+  ASSERT_OK(admin.execute("COMMIT"));
+  absl::StatusOr<std::string> answer = (*older)->readLine();
+  ASSERT_OK(answer);
+  EXPECT_EQ(*answer, "op 0 OK ");
+  ProgramRun run;
+  ASSERT_OK(readUntilEnd(**newer, &run));
+  EXPECT_OK((*newer)->waitSuccess());
+  // Its queries on the new indexes (code, edition, rating) equal their filters.
+  EXPECT_THAT(run.mismatches, ::testing::IsEmpty());
+  std::map<std::string, Book> books;
+  books["b0"].code = "c0";
+  EXPECT_EQ(run.objects, linesOf(3, books));
+  (*older)->closeInput();
+  EXPECT_OK((*older)->waitSuccess());
+  expectRead(3, books);
 }
 
 INSTANTIATE_TEST_SUITE_P(Engines, ProgramVersions,

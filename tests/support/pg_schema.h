@@ -50,7 +50,7 @@ class PgTestSchema {
   // Runs `sql` (statements separated by `;`) on the admin connection, outside any
   // workspace, as another program sharing the database would.
   absl::Status execute(std::string_view sql);
-  // The first column of the first row of `sql`'s result as text, on the admin
+  // The first column (of type text) of the first row of `sql`'s result, on the admin
   // connection; "" when there is no row or the value is NULL.
   absl::StatusOr<std::string> queryText(std::string_view sql);
 
