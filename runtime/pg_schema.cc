@@ -96,8 +96,8 @@ absl::Status lockedTransaction(PgConnection& conn, std::string_view schema, std:
 }
 
 // The catalog generation of the database in `s` (quoted): a counter in flatstore_meta
-// that a program bumps when it stores a newer schema or adds an index to a table that
-// has objects, so that programs already using the table notice (0 before any).
+// that a program bumps when it stores a newer schema or adds an index to an existing
+// table, so that programs already using the table notice (0 before any bump).
 absl::StatusOr<int64_t> catalogGeneration(PgConnection& conn, std::string_view s,
                                           std::string_view what) {
   FLATSTORE_ASSIGN_OR_RETURN(
