@@ -295,7 +295,16 @@ class PgWriteSession : public WriteSession {
                     {PgParam::int32(pgLockSpace(engine->schema())),
                      PgParam::text(absl::StrCat("{", absl::StrJoin(keys, ","), "}"))},
                     "table locks");
-    s->conn_->queue("SELECT pg_current_xact_id()::text::bigint", {}, "write session");
+    // With the id, the catalog generation, read under the locks: a program that
+    // changed what these tables' writes must carry (a newer schema, an index) bumped it
+    // in a transaction that either ended before, or waits for these locks to add an
+    // index (pg_schema.h), so a stale bridge is never committed with (takeStart).
+    s->conn_->queue(
+        absl::StrCat("SELECT pg_current_xact_id()::text::bigint, coalesce((SELECT "
+                     "value FROM ",
+                     pgQuote(engine->schema()), ".flatstore_meta WHERE key = 'catalog'), 0)"),
+        {}, "write session");
+    s->tables_.assign(tables.begin(), tables.end());
     return s;
   }
 
@@ -316,8 +325,8 @@ class PgWriteSession : public WriteSession {
   }
   absl::StatusOr<int> applyUnlessChanged(uint16_t position, std::span<EncodedChange> changes,
                                          std::span<const TableState* const> read,
-                                         const ReadMark& mark) override {
-    return applyChecked(position, changes, read, &mark, /*only=*/true);
+                                         const ReadMark* mark) override {
+    return applyChecked(position, changes, read, mark, /*only=*/true);
   }
 
   absl::Status putEntry(std::string_view key, Dictionary::Kind kind, std::string_view type,
@@ -347,16 +356,23 @@ class PgWriteSession : public WriteSession {
   PgWriteSession(PgEngine* engine, std::unique_ptr<PgConnection> conn)
       : engine_(engine), conn_(std::move(conn)) {}
 
-  // Runs the session's start (begin()) if no statement took it along yet, and reads the
-  // transaction id it took.
+  // Runs the session's start (begin()) if no statement took it along yet, and takes it.
   absl::Status started() {
     if (xid_ != 0) return absl::OkStatus();
     FLATSTORE_RETURN_IF_ERROR(conn_->flushQueued());
+    return takeStart();
+  }
+  // Reads the transaction id the start took, and makes the bridges of the session's
+  // tables current when the catalog generation says another program changed them
+  // (PgEngine::refreshStale); a change encoded with a replaced bridge is then not
+  // committed (PgWriter runs its closure again).
+  absl::Status takeStart() {
     std::vector<PgResult> start = conn_->takeQueuedResults();
     if (start.size() != 3) return absl::InternalError("the write session did not start");
     FLATSTORE_ASSIGN_OR_RETURN(int64_t id, start[2].getInt64(0, 0));
+    FLATSTORE_ASSIGN_OR_RETURN(int64_t generation, start[2].getInt64(0, 1));
     xid_ = static_cast<uint64_t>(id);
-    return absl::OkStatus();
+    return engine_->refreshStale(*conn_, tables_, generation);
   }
   // apply() and applyUnlessChanged(): with `mark`, the check runs first, in the same
   // round trip. The `only` request of a session needs no savepoint: should it fail,
@@ -377,6 +393,7 @@ class PgWriteSession : public WriteSession {
   std::unique_ptr<PgConnection> conn_;
   std::unique_ptr<PgReadView> reads_;  // made on first use
   uint64_t xid_ = 0;
+  std::vector<const TableState*> tables_;  // declared
   // A conflicting request's changes stay in the transaction (applyUnlessChanged).
   bool doomed_ = false;
   std::set<const TableState*> declared_;
@@ -393,11 +410,11 @@ absl::Status PgWriteSession::describeFailure(const absl::Status& st, const std::
                                                  ": an object with primary key ", keyText(c.key),
                                                  " already exists"));
   }
-  for (size_t x = 0; x < d.indexes.size(); ++x) {
+  for (size_t x = 0; x < sql.index_names.size(); ++x) {
     if (constraint != sql.index_names[x]) continue;
     return absl::AlreadyExistsError(absl::StrCat(
-        "table ", av(d.table_name), ": unique field '", av(d.indexes[x].field_path),
-        "' already has value ", x < c.index_values.size() ? c.index_values[x].toString() : "?"));
+        "table ", av(d.table_name), ": unique field '", sql.index_fields[x], "' already has value ",
+        x < c.index_values.size() ? c.index_values[x].toString() : "?"));
   }
   return st;
 }
@@ -420,6 +437,13 @@ absl::StatusOr<int> PgWriteSession::applyChecked(uint16_t position,
                        " is not among the tables the transaction declared"));
     }
     FLATSTORE_ASSIGN_OR_RETURN(const PgTableSql* sql, engine_->sqlOf(*c.table));
+    if ((c.op == EncodedChange::Op::kInsert || c.op == EncodedChange::Op::kUpdate) &&
+        c.index_values.size() != sql->index_columns.size()) {
+      // The caller runs a change encoded with another bridge again (PgWriter::apply).
+      return absl::InternalError(absl::StrCat(
+          "table ", av(c.table->desc.table_name), ": a change has ", c.index_values.size(),
+          " index values for ", sql->index_columns.size(), " indexes"));
+    }
     sqls.push_back(sql);
   }
   PgPipeline pipe(*conn_);
@@ -445,11 +469,10 @@ absl::StatusOr<int> PgWriteSession::applyChecked(uint16_t position,
         (c.op == EncodedChange::Op::kUpdate && c.key_changed)) {
       add(i, sql.remove, {PgParam::int64(c.rowid)});
     } else if (c.op == EncodedChange::Op::kUpdate) {
-      const auto& indexes = c.table->desc.indexes;
-      for (size_t x = 0; x < indexes.size(); ++x) {
+      for (size_t x = 0; x < sql.index_columns.size(); ++x) {
         bool changed =
             x >= c.old_index_values.size() || !(c.old_index_values[x] == c.index_values[x]);
-        if (indexes[x].unique && changed) add(i, sql.clear_index[x], {PgParam::int64(c.rowid)});
+        if (sql.index_unique[x] && changed) add(i, sql.clear_index[x], {PgParam::int64(c.rowid)});
       }
     }
   }
@@ -482,10 +505,21 @@ absl::StatusOr<int> PgWriteSession::applyChecked(uint16_t position,
   PgPipeline::Outcome out = pipe.run();
   // The session's start went along with the first request (begin()).
   if (xid_ == 0) {
-    std::vector<PgResult> start = conn_->takeQueuedResults();
-    if (start.size() != 3) return out.status.ok() ? absl::InternalError("no session") : out.status;
-    FLATSTORE_ASSIGN_OR_RETURN(int64_t id, start[2].getInt64(0, 0));
-    xid_ = static_cast<uint64_t>(id);
+    absl::Status taken = takeStart();
+    if (!taken.ok()) return out.status.ok() ? taken : out.status;
+  }
+  // A change encoded with a bridge the start replaced (or another session did since the
+  // closure ran) may miss a newer program's fields or indexes: never committed.
+  for (const EncodedChange& c : changes) {
+    if (c.op == EncodedChange::Op::kInsert || c.op == EncodedChange::Op::kUpdate) {
+      if (c.bridge == c.table->bridge()) continue;
+      doomed_ = true;
+      auto it = std::find(read.begin(), read.end(), c.table);
+      if (it != read.end()) return static_cast<int>(it - read.begin());
+      return absl::AbortedError(absl::StrCat("table ", av(c.table->desc.table_name),
+                                             ": another program changed its schema or "
+                                             "indexes; encode the changes again"));
+    }
   }
   // Undoes the request: back to its savepoint when a statement after it failed (the
   // RELEASE did not run); once all ran, or without a savepoint, the session can only be
@@ -745,17 +779,47 @@ absl::StatusOr<const PgTableSql*> PgEngine::sqlOf(const TableState& table) {
     return absl::FailedPreconditionError(
         absl::StrCat("table ", av(table.desc.table_name), " is not registered with ", location_));
   }
-  return it->second.get();
+  return it->second.sql.back().get();
 }
 
 absl::Status PgEngine::registerTable(TableState& table) {
   FLATSTORE_ASSIGN_OR_RETURN(std::unique_ptr<PgConnection> c, acquire());
-  absl::Status st = pgRegisterTable(*c, schema_, table);
+  absl::StatusOr<int64_t> generation = pgRegisterTable(*c, schema_, table);
   giveBack(this, std::move(c));
-  FLATSTORE_RETURN_IF_ERROR(st);
-  auto sql = std::make_unique<PgTableSql>(schema_, table.desc, table.id);
+  FLATSTORE_RETURN_IF_ERROR(generation.status());
+  auto sql = std::make_unique<PgTableSql>(schema_, table.desc, table.id, table.bridge());
   absl::MutexLock lock(&mu_);
-  tables_[&table] = std::move(sql);
+  Registered& r = tables_[&table];
+  r.state = &table;
+  r.sql.push_back(std::move(sql));
+  r.catalog_seen = *generation;
+  return absl::OkStatus();
+}
+
+absl::Status PgEngine::refreshStale(PgConnection& c, std::span<const TableState* const> tables,
+                                    int64_t generation) {
+  // The state of each stale table; none in the usual case, where no program changed the
+  // catalog since the tables were registered.
+  std::vector<TableState*> stale;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const TableState* t : tables) {
+      auto it = tables_.find(t);
+      if (it != tables_.end() && it->second.catalog_seen < generation) {
+        stale.push_back(it->second.state);
+      }
+    }
+  }
+  if (stale.empty()) return absl::OkStatus();
+  absl::MutexLock refreshing(&refresh_mu_);
+  for (TableState* t : stale) {
+    FLATSTORE_ASSIGN_OR_RETURN(int64_t seen, pgRefreshTable(c, schema_, *t));
+    auto sql = std::make_unique<PgTableSql>(schema_, t->desc, t->id, t->bridge());
+    absl::MutexLock lock(&mu_);
+    Registered& r = tables_[t];
+    r.sql.push_back(std::move(sql));
+    r.catalog_seen = seen;
+  }
   return absl::OkStatus();
 }
 

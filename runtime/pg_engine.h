@@ -29,6 +29,16 @@
 // The change log: one row per (transaction, changed table), holding that table's records
 // (change_log.h's encoding), so that a reader of one table reads only its rows.
 //
+// Program versions: a write session reads the catalog generation (pg_schema.h) under its
+// locks, in the statement that takes its transaction id (no round trip of its own), and
+// refreshes the bridge and statements of each of its tables whose state is older
+// (refreshStale), before anything is written. A program that stores a newer schema or
+// adds an index bumps the generation; it adds an index to a table in use under the
+// table's lock, so every write to the table either committed before (and the back-fill
+// covers it) or reads the new generation. The writer runs a change encoded with a
+// replaced bridge again (PgWriter). Statements made for an earlier bridge are kept, since
+// readers may still hold them.
+//
 // Notifications: every commit that changed something sends pg_notify on the database's
 // channel with a short payload ("<xid> <origin> <table ids>", or "*" when the list would
 // pass the 8000-byte limit), right after its COMMIT, in a transaction of its own that
@@ -127,8 +137,14 @@ class PgEngine : public StorageEngine {
   // key 0, in the one-bigint form) that tells the change feed's frontier that the
   // backend's transactions may be this database's writers (pg_change_feed.h, frontierOf).
   absl::Status markClient(PgConnection& c);
-  // The statements of a registered table; FailedPrecondition for one not registered.
+  // The statements of a registered table as its current bridge writes it;
+  // FailedPrecondition for one not registered. Valid as long as the engine.
   absl::StatusOr<const PgTableSql*> sqlOf(const TableState& table) ABSL_LOCKS_EXCLUDED(mu_);
+  // Inside a write session holding the locks of `tables`, which read catalog generation
+  // `generation`: makes the bridge and statements of each table whose state is older
+  // current (pgRefreshTable), on the session's connection `c`.
+  absl::Status refreshStale(PgConnection& c, std::span<const TableState* const> tables,
+                            int64_t generation) ABSL_LOCKS_EXCLUDED(mu_, refresh_mu_);
   const PgEngineOptions& options() const { return options_; }
   const PgEngineSql& sql() const { return sql_; }
   // Whether a commit whose transaction id lies in `span` (id / a fixed width) prunes the
@@ -146,9 +162,21 @@ class PgEngine : public StorageEngine {
   const PgEngineSql sql_;
   std::atomic<uint64_t> pruned_span_{0};
 
+  // A registered table.
+  struct Registered {
+    TableState* state = nullptr;
+    // Its statements per bridge it had, the current one last: a reader may still use
+    // an earlier one (they differ only in the indexes written).
+    std::vector<std::unique_ptr<PgTableSql>> sql;
+    // The catalog generation its bridge and statements are current with.
+    int64_t catalog_seen = 0;
+  };
+
+  // Serializes refreshes, which replace a table's bridge (TableState::setBridge).
+  absl::Mutex refresh_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   absl::Mutex mu_;
   std::vector<std::unique_ptr<PgConnection>> idle_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<const TableState*, std::unique_ptr<PgTableSql>> tables_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<const TableState*, Registered> tables_ ABSL_GUARDED_BY(mu_);
 };
 
 // How giveBack ends a transaction left open on the connection.

@@ -1,11 +1,13 @@
 #include "runtime/pg_schema.h"
 
+#include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "flatstore/status.h"
 #include "runtime/absl_compat.h"
+#include "runtime/version_bridge.h"
 
 namespace flatstore::internal {
 
@@ -69,23 +71,94 @@ std::string_view pgColumnType(ColumnType type) {
 
 namespace {
 
+std::string indexColumn(std::string_view id_path) {
+  return pgQuote(absl::StrCat("i", av(id_path)));
+}
+
+// Takes the advisory lock of `name` in `schema` for the rest of the transaction.
+absl::Status lockName(PgConnection& conn, std::string_view schema, std::string_view name,
+                      std::string_view what) {
+  return conn
+      .query("SELECT pg_advisory_xact_lock($1, $2)",
+             {PgParam::int32(pgLockSpace(schema)), PgParam::int32(pgLockKey(schema, name))}, what)
+      .status();
+}
+
 // Runs `body` in a transaction of its own on `conn`, holding the advisory lock of
 // `name` in `schema`; rolls back when it fails.
 template <class Body>
 absl::Status lockedTransaction(PgConnection& conn, std::string_view schema, std::string_view name,
                                std::string_view what, Body body) {
   FLATSTORE_ASSIGN_OR_RETURN(PgTransaction txn, conn.begin());
-  FLATSTORE_RETURN_IF_ERROR(
-      conn.query("SELECT pg_advisory_xact_lock($1, $2)",
-                 {PgParam::int32(pgLockSpace(schema)), PgParam::int32(pgLockKey(schema, name))},
-                 what)
-          .status());
+  FLATSTORE_RETURN_IF_ERROR(lockName(conn, schema, name, what));
   FLATSTORE_RETURN_IF_ERROR(body());
   return txn.commit();
 }
 
-std::string indexColumn(const IndexDescription& index) {
-  return pgQuote(absl::StrCat("i", av(index.id_path)));
+// The catalog generation of the database in `s` (quoted): a counter in flatstore_meta
+// that a program bumps when it stores a newer schema or adds an index to an existing
+// table, so that programs already using the table notice (0 before any bump).
+absl::StatusOr<int64_t> catalogGeneration(PgConnection& conn, std::string_view s,
+                                          std::string_view what) {
+  FLATSTORE_ASSIGN_OR_RETURN(
+      PgResult r,
+      conn.query(absl::StrCat("SELECT value FROM ", av(s), ".flatstore_meta WHERE key = 'catalog'"),
+                 {}, what));
+  if (r.rows() == 0) return 0;
+  return r.getInt64(0, 0);
+}
+
+absl::Status bumpCatalogGeneration(PgConnection& conn, std::string_view s, std::string_view what) {
+  return conn.execute(
+      absl::StrCat("INSERT INTO ", av(s),
+                   ".flatstore_meta(key, value) VALUES('catalog', 1) "
+                   "ON CONFLICT(key) DO UPDATE SET value = flatstore_meta.value + 1"),
+      what);
+}
+
+// The newest schema of `d`, given the stored one in column `col` of `r`'s first row (NULL
+// when it equals the program's): the stored one when it is newer. `*program_newer`: the
+// program's is newer and should replace it. FailedPrecondition for diverged schemas (see
+// compareSchemas).
+absl::StatusOr<std::vector<uint8_t>> newestSchema(const TableDescription& d, const PgResult& r,
+                                                  int col, bool* program_newer) {
+  *program_newer = false;
+  std::vector<uint8_t> newest(d.binary_schema.begin(), d.binary_schema.end());
+  if (r.isNull(0, col)) return newest;
+  FLATSTORE_ASSIGN_OR_RETURN(std::span<const uint8_t> stored, r.getBytes(0, col));
+  FLATSTORE_ASSIGN_OR_RETURN(SchemaOrder order, compareSchemas(d, stored));
+  if (order == SchemaOrder::kStoredNewer) newest.assign(stored.begin(), stored.end());
+  *program_newer = order == SchemaOrder::kProgramNewer;
+  return newest;
+}
+
+// Gives `table` the bridge it needs given the newest schema (none when the program's
+// is the newest and it declares every index of the table in flatstore_indexes).
+absl::Status attachBridge(PgConnection& conn, std::string_view s, TableState& table,
+                          std::vector<uint8_t> newest, std::string_view what) {
+  const TableDescription& d = table.desc;
+  FLATSTORE_ASSIGN_OR_RETURN(
+      PgResult r,
+      conn.query(absl::StrCat("SELECT id_path, is_unique FROM ", av(s),
+                              ".flatstore_indexes WHERE table_id = $1 ORDER BY id_path"),
+                 {PgParam::int64(table.id)}, what));
+  std::vector<StoredIndex> foreign;
+  for (int i = 0; i < r.rows(); ++i) {
+    FLATSTORE_ASSIGN_OR_RETURN(std::string_view id_path, r.getText(i, 0));
+    bool declared = false;
+    for (const IndexDescription& own : d.indexes) declared = declared || own.id_path == id_path;
+    if (declared) continue;
+    StoredIndex& index = foreign.emplace_back();
+    index.table = absl::StrCat(av(d.table_name), "$", av(id_path));
+    index.id_path = std::string(id_path);
+    FLATSTORE_ASSIGN_OR_RETURN(index.unique, r.getBool(i, 1));
+  }
+  FLATSTORE_ASSIGN_OR_RETURN(std::unique_ptr<VersionBridge> bridge,
+                             VersionBridge::create(d, std::move(newest), foreign));
+  // A table that needed no bridge and still needs none keeps its (null) bridge, so that
+  // changes encoded meanwhile stay valid.
+  if (bridge != nullptr || table.bridge() != nullptr) table.setBridge(std::move(bridge));
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -162,13 +235,24 @@ absl::StatusOr<std::string> pgOpenDatabase(PgConnection& conn) {
   return schema;
 }
 
-PgTableSql::PgTableSql(std::string_view schema, const TableDescription& d, int64_t id) {
+PgTableSql::PgTableSql(std::string_view schema, const TableDescription& d, int64_t id,
+                       const VersionBridge* bridge) {
   const std::string base = absl::StrCat("fs", id);
   table = absl::StrCat(pgQuote(schema), ".", base);
   key_constraint = absl::StrCat(base, "$key");
+  auto addIndex = [&](std::string_view id_path, std::string_view field_path, bool unique) {
+    index_names.push_back(absl::StrCat(base, "$i", av(id_path)));
+    index_columns.push_back(indexColumn(id_path));
+    index_fields.emplace_back(field_path);
+    index_unique.push_back(unique);
+  };
   for (const IndexDescription& index : d.indexes) {
-    index_names.push_back(absl::StrCat(base, "$i", av(index.id_path)));
-    index_columns.push_back(indexColumn(index));
+    addIndex(index.id_path, index.field_path, index.unique);
+  }
+  if (bridge != nullptr) {
+    for (const ForeignIndex& x : bridge->foreignIndexes()) {
+      addIndex(x.path.id_path, x.path.path, x.unique);
+    }
   }
   std::vector<std::string> keys;
   for (const KeyColumn& k : d.key_columns) keys.push_back(pgQuote(k.column));
@@ -220,18 +304,23 @@ PgTableSql::PgTableSql(std::string_view schema, const TableDescription& d, int64
   if (nk == 0) absl::StrAppend(&select_by_key, "false");
 }
 
-absl::Status pgRegisterTable(PgConnection& conn, std::string_view schema, TableState& table) {
+absl::StatusOr<int64_t> pgRegisterTable(PgConnection& conn, std::string_view schema,
+                                        TableState& table) {
   const TableDescription& d = table.desc;
   const std::string what = absl::StrCat("table ", av(d.table_name));
   const std::string s = pgQuote(schema);
-  return lockedTransaction(conn, schema, "catalog", what, [&]() -> absl::Status {
+  int64_t generation = 0;
+  absl::Status st = lockedTransaction(conn, schema, "catalog", what, [&]() -> absl::Status {
     FLATSTORE_ASSIGN_OR_RETURN(
         PgResult row,
-        conn.query(absl::StrCat("SELECT id, schema_hash, schema IS DISTINCT FROM $2 FROM ", s,
-                                ".flatstore_tables WHERE name = $1"),
+        conn.query(absl::StrCat("SELECT id, schema_hash, CASE WHEN schema IS DISTINCT FROM $2 "
+                                "THEN schema END FROM ",
+                                s, ".flatstore_tables WHERE name = $1"),
                    {PgParam::text(d.entity_name), PgParam::bytes(d.binary_schema)}, what));
     bool created = row.rows() == 0;
     int64_t id = 0;
+    // The newest schema of the table: the program's unless the stored one is newer.
+    std::vector<uint8_t> newest(d.binary_schema.begin(), d.binary_schema.end());
     if (created) {
       FLATSTORE_ASSIGN_OR_RETURN(
           PgResult ins, conn.query(absl::StrCat("INSERT INTO ", s,
@@ -251,19 +340,26 @@ absl::Status pgRegisterTable(PgConnection& conn, std::string_view schema, TableS
             "key changed, which an existing database cannot follow",
             av(d.table_name), static_cast<uint64_t>(stored), d.schema_hash));
       }
-      FLATSTORE_ASSIGN_OR_RETURN(bool stale, row.getBool(0, 2));
-      if (stale) {
+      // Keep the stored schema the newest, so that tools and older programs decode with
+      // every field; an older program keeps it and writes through a bridge.
+      bool program_newer = false;
+      FLATSTORE_ASSIGN_OR_RETURN(newest, newestSchema(d, row, 2, &program_newer));
+      if (program_newer) {
         FLATSTORE_RETURN_IF_ERROR(
             conn.query(
                     absl::StrCat("UPDATE ", s, ".flatstore_tables SET schema = $1 WHERE id = $2"),
                     {PgParam::bytes(d.binary_schema), PgParam::int64(id)}, what)
                 .status());
+        FLATSTORE_RETURN_IF_ERROR(bumpCatalogGeneration(conn, s, what));
       }
     }
     table.id = id;
     PgTableSql sql(schema, d, id);
-    bool empty = created;
+    // Whether the table has no objects; known for an existing table once an index is
+    // added, under the table's lock.
+    std::optional<bool> empty;
     if (created) {
+      empty = true;
       std::string ddl = absl::StrCat("CREATE TABLE ", sql.table,
                                      "(rowid bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY");
       std::string keys;
@@ -277,11 +373,6 @@ absl::Status pgRegisterTable(PgConnection& conn, std::string_view schema, TableS
       }
       absl::StrAppend(&ddl, ")");
       FLATSTORE_RETURN_IF_ERROR(conn.execute(ddl, what));
-    } else {
-      FLATSTORE_ASSIGN_OR_RETURN(
-          PgResult any,
-          conn.query(absl::StrCat("SELECT 1 FROM ", sql.table, " LIMIT 1"), {}, what));
-      empty = any.rows() == 0;
     }
     for (size_t i = 0; i < d.indexes.size(); ++i) {
       const IndexDescription& index = d.indexes[i];
@@ -293,6 +384,18 @@ absl::Status pgRegisterTable(PgConnection& conn, std::string_view schema, TableS
       if (progress.rows() > 0) {
         table.setIndexReady(static_cast<int>(i), progress.isNull(0, 0));
         continue;
+      }
+      if (!empty.has_value()) {
+        // A new index of a table in use: under the table's lock, no other program's
+        // write is under way (each checked the catalog generation under it, see
+        // pg_engine.h), and the objects counted here are all there are until the
+        // generation bumped below commits with the index.
+        FLATSTORE_RETURN_IF_ERROR(lockName(conn, schema, what, what));
+        FLATSTORE_ASSIGN_OR_RETURN(
+            PgResult any,
+            conn.query(absl::StrCat("SELECT 1 FROM ", sql.table, " LIMIT 1"), {}, what));
+        empty = any.rows() == 0;
+        FLATSTORE_RETURN_IF_ERROR(bumpCatalogGeneration(conn, s, what));
       }
       const std::string& col = sql.index_columns[i];
       FLATSTORE_RETURN_IF_ERROR(
@@ -307,13 +410,38 @@ absl::Status pgRegisterTable(PgConnection& conn, std::string_view schema, TableS
                                   ".flatstore_indexes(table_id, id_path, is_unique, next_rowid) "
                                   "VALUES($1, $2, $3, $4)"),
                      {PgParam::int64(id), PgParam::text(index.id_path),
-                      PgParam::boolean(index.unique), empty ? PgParam::null() : PgParam::int64(0)},
+                      PgParam::boolean(index.unique), *empty ? PgParam::null() : PgParam::int64(0)},
                      what)
               .status());
-      table.setIndexReady(static_cast<int>(i), empty);
+      table.setIndexReady(static_cast<int>(i), *empty);
     }
-    return absl::OkStatus();
+    FLATSTORE_ASSIGN_OR_RETURN(generation, catalogGeneration(conn, s, what));
+    return attachBridge(conn, s, table, std::move(newest), what);
   });
+  FLATSTORE_RETURN_IF_ERROR(st);
+  return generation;
+}
+
+absl::StatusOr<int64_t> pgRefreshTable(PgConnection& conn, std::string_view schema,
+                                       TableState& table) {
+  const TableDescription& d = table.desc;
+  const std::string what = absl::StrCat("table ", av(d.table_name));
+  const std::string s = pgQuote(schema);
+  // The generation first: what is read after it is at least as new, so the table is
+  // read again at the next bump at the latest.
+  FLATSTORE_ASSIGN_OR_RETURN(int64_t generation, catalogGeneration(conn, s, what));
+  FLATSTORE_ASSIGN_OR_RETURN(
+      PgResult row,
+      conn.query(absl::StrCat("SELECT CASE WHEN schema IS DISTINCT FROM $2 THEN schema END FROM ",
+                              s, ".flatstore_tables WHERE id = $1"),
+                 {PgParam::int64(table.id), PgParam::bytes(d.binary_schema)}, what));
+  if (row.rows() == 0) {
+    return absl::DataLossError(absl::StrCat(what, " is no longer in ", s, ".flatstore_tables"));
+  }
+  bool program_newer = false;
+  FLATSTORE_ASSIGN_OR_RETURN(std::vector<uint8_t> newest, newestSchema(d, row, 0, &program_newer));
+  FLATSTORE_RETURN_IF_ERROR(attachBridge(conn, s, table, std::move(newest), what));
+  return generation;
 }
 
 absl::StatusOr<bool> pgBackfillStep(PgConnection& conn, std::string_view schema,

@@ -6,9 +6,11 @@
 // URI chooses it with options=-csearch_path=NAME). Everything is named with the schema
 // explicitly, never through search_path:
 //
-//   flatstore_meta(key text PRIMARY KEY, value bigint)   'format', 'log_pruned_through'
+//   flatstore_meta(key text PRIMARY KEY, value bigint)   'format', 'log_pruned_through',
+//                                                        'catalog' (the catalog generation)
 //   flatstore_tables(id bigint identity PRIMARY KEY, name text UNIQUE,
-//                    schema_hash bigint, schema bytea)   one row per entity table
+//                    schema_hash bigint, schema bytea)   one row per entity table; `schema`
+//                                                        is the newest any program stored
 //   flatstore_indexes(table_id, id_path, is_unique, next_rowid)
 //                                                        back-fill progress; NULL: done
 //   flatstore_kv(key text PRIMARY KEY, kind int, type text, value bytea)
@@ -21,6 +23,13 @@
 //                                                        and one column per index, with
 //                                                        a B-tree on (value, rowid), or a
 //                                                        unique one on value
+//
+// Program versions (version_bridge.h) share a database as they share a SQLite file:
+// flatstore_tables keeps the newest schema, flatstore_indexes every index any version
+// declared, and a program whose schema is older, or that does not declare every index,
+// writes through a bridge: the index columns it does not declare follow the ones it
+// does in its statements (PgTableSql). The catalog generation in flatstore_meta tells
+// running programs that the catalog changed (pg_engine.h, write sessions).
 //
 // Entity tables are named by catalog id because PostgreSQL truncates identifiers at 63
 // bytes and entity names are fully qualified. Value types: integers are bigint, reals
@@ -81,26 +90,45 @@ absl::StatusOr<std::string> pgOpenDatabase(PgConnection& conn);
 
 // The statements of one entity table, built once per table from its description and
 // catalog id. Parameters are numbered as each comment says.
+// The indexes written are the description's, then those of `bridge` (the indexes a
+// newer program added that this one does not declare; version_bridge.h), in the order
+// of EncodedChange::index_values.
 struct PgTableSql {
-  PgTableSql(std::string_view schema, const TableDescription& desc, int64_t id);
+  PgTableSql(std::string_view schema, const TableDescription& desc, int64_t id,
+             const VersionBridge* bridge = nullptr);
 
   std::string table;                       // "schema".fs<id>
   std::string key_constraint;              // fs<id>$key
-  std::vector<std::string> index_names;    // fs<id>$i<id path>, per index
-  std::vector<std::string> index_columns;  // "i<id path>", quoted, per index
-  std::string insert;                      // keys..., indexes..., p, position  RETURNING rowid
-  std::string reinsert;                    // rowid, keys..., indexes..., p, position
-  std::string update;                      // p, position, indexes..., rowid
-  std::string remove;                      // rowid
-  std::vector<std::string> clear_index;    // rowid: sets one unique index column to NULL
-  std::string select_by_rowid;             // rowid -> rowid, p, vs
-  std::string select_by_key;               // keys... -> rowid, p, vs
+  std::vector<std::string> index_names;    // fs<id>$i<id path>, per index written
+  std::vector<std::string> index_columns;  // "i<id path>", quoted, per index written
+  std::vector<std::string> index_fields;   // field paths, for messages
+  std::vector<bool> index_unique;
+  std::string insert;                    // keys..., indexes..., p, position  RETURNING rowid
+  std::string reinsert;                  // rowid, keys..., indexes..., p, position
+  std::string update;                    // p, position, indexes..., rowid
+  std::string remove;                    // rowid
+  std::vector<std::string> clear_index;  // rowid: sets one unique index column to NULL
+  std::string select_by_rowid;           // rowid -> rowid, p, vs
+  std::string select_by_key;             // keys... -> rowid, p, vs
 };
 
 // Creates `table`'s entity table, index columns and indexes if missing, checks its
-// layout hash and keeps its stored schema current; sets table.id and index readiness.
-// Runs its own transaction under the catalog lock.
-absl::Status pgRegisterTable(PgConnection& conn, std::string_view schema, TableState& table);
+// layout hash and keeps the stored schema the newest: replaces it when the program's is
+// newer, keeps it when it is older (FailedPrecondition naming the table and a field
+// when the two diverged, see compareSchemas); sets table.id, index readiness and the
+// bridge (null unless the database knows more than the program: newer fields or
+// indexes it does not declare). Bumps the catalog generation when it stores a newer
+// schema or adds an index to an existing table; an index is added under the table's
+// lock. Runs its own transaction under the catalog lock. Returns the catalog generation
+// `table`'s state is current with.
+absl::StatusOr<int64_t> pgRegisterTable(PgConnection& conn, std::string_view schema,
+                                        TableState& table);
+
+// Makes `table`'s bridge match the catalog as it is now, for a registered table, inside
+// the caller's transaction (a write session's, under the table's lock). Returns the
+// catalog generation the state is current with.
+absl::StatusOr<int64_t> pgRefreshTable(PgConnection& conn, std::string_view schema,
+                                       TableState& table);
 
 // One bounded back-fill step of the first incomplete index of `table` (own
 // transaction, under the table's lock, so that no closure writes it meanwhile). True

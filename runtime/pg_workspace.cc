@@ -29,19 +29,31 @@ PgWriter::PgWriter(PgEngine* engine, std::function<void(CommitEvent)> publish,
 PgWriter::~PgWriter() { stop().IgnoreError(); }
 
 absl::StatusOr<TransactionResult> PgWriter::apply(CommitRequest& request, WriteSession& session) {
+  // Another session made the bridges of these tables current (PgEngine::refreshStale)
+  // since the closure ran: a change encoded with a replaced one could drop a newer
+  // program's fields or miss its indexes, so the closure runs again with the new one.
+  // (This session's own start may replace one too: applyUnlessChanged says so.)
+  for (const EncodedChange& c : request.changes) {
+    if (c.op != EncodedChange::Op::kDelete && c.op != EncodedChange::Op::kNone &&
+        c.bridge != c.table->bridge()) {
+      return conflictError(*c.table);
+    }
+  }
   if (request.run_under_lock) {
     // After conflicts: the closure reads the session's own transaction, under the locks
     // of its tables, where no other client can change them; there is nothing to check.
     FLATSTORE_RETURN_IF_ERROR(
         request.callbacks->runUnderLock(session.reads(), request, /*again=*/false));
   }
-  // The conflict check, the request's changes and the session's start (its locks and
-  // transaction id) in one round trip; then the dictionary work, if any.
-  std::vector<const TableState*> read;
-  if (!request.run_under_lock) read.assign(request.read_tables.begin(), request.read_tables.end());
+  // The conflict check (not under the lock), the request's changes and the session's
+  // start (its locks, transaction id and catalog generation) in one round trip; then
+  // the dictionary work, if any.
+  std::vector<const TableState*> read(request.read_tables.begin(), request.read_tables.end());
   FLATSTORE_ASSIGN_OR_RETURN(
-      int changed, session.applyUnlessChanged(0, request.changes, read, request.snapshot_mark));
-  if (changed >= 0) return conflictError(*request.read_tables[static_cast<size_t>(changed)]);
+      int changed,
+      session.applyUnlessChanged(0, request.changes, read,
+                                 request.run_under_lock ? nullptr : &request.snapshot_mark));
+  if (changed >= 0) return conflictError(*read[static_cast<size_t>(changed)]);
   if (request.entries) FLATSTORE_RETURN_IF_ERROR(request.entries(session));
   TransactionResult result;
   for (const EncodedChange& c : request.changes) {

@@ -13,6 +13,9 @@
 //                    after two conflicts it runs inside its write session, reading the
 //                    session's transaction under its tables' locks, where no other
 //                    client can change them (ClosureRunner's run under the lock).
+//                    A change encoded with a table's bridge that the session replaced
+//                    (another program changed the catalog, pg_engine.h) fails the
+//                    request the same way, and the closure runs again with the new one.
 //                    Index back-fills run on a thread of their own.
 //   PgCommitWatcher  other clients' commits, from the engine's CommitFeed (LISTEN/NOTIFY
 //                    as a wake-up, the change log as the record), published to the

@@ -240,15 +240,17 @@ class WriteSession : public EntryWriter {
   // of `position`, and sets the rowids of inserts. All or nothing: on error none of
   // them stays and the session may go on with the next request.
   virtual absl::Status apply(uint16_t position, std::span<EncodedChange> changes) = 0;
-  // apply(), unless a commit by an origin other than this client's changed one of
-  // `read` after `mark` (checked in the same round trip): then the index in `read` of
-  // the first such table, and the session can only be rolled back (commit() fails with
+  // The only request of a session: apply(), unless a commit by an origin other than
+  // this client's changed one of `read` after `mark` (checked in the same round trip;
+  // no check without a mark), or the changes were encoded with a table's bridge that
+  // another program's catalog change replaced: then the index in `read` of the first
+  // such table, and the session can only be rolled back (commit() fails with
   // FailedPrecondition); -1 once applied. When the log no longer covers `mark`, 0:
-  // assume a change rather than miss one.
+  // assume a change rather than miss one. `read` holds every table the changes write.
   virtual absl::StatusOr<int> applyUnlessChanged(uint16_t position,
                                                  std::span<EncodedChange> changes,
                                                  std::span<const TableState* const> read,
-                                                 const ReadMark& mark) = 0;
+                                                 const ReadMark* mark) = 0;
   // Writes the change log and commits. Unavailable when the connection was lost and
   // the server does not confirm the commit; the session is over either way.
   virtual absl::Status commit() = 0;

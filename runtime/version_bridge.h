@@ -18,7 +18,8 @@
 //
 // A table's bridge is made when the program first uses the table, and made again by the
 // writer when another program changed the catalog since (catalog.h: the catalog
-// generation); a change encoded with a replaced bridge runs again.
+// generation; on PostgreSQL by the write session, pg_engine.h); a change encoded with a
+// replaced bridge runs again.
 //
 // Schemas are compared by what decides how bytes are read: field ids and types, from
 // the root table through nested tables, vectors and union members (names may differ,

@@ -222,6 +222,7 @@ class PgEngineStore final : public Store {
           internal::EncodedChange c;
           c.op = internal::EncodedChange::Op::kInsert;
           c.table = t;
+          c.bridge = t->bridge();
           c.bytes = ObjectBuffer::copyOf({builder_.GetBufferPointer(), builder_.GetSize()});
           t->desc.key_of(c.bytes.data(), &c.key);
           t->desc.index_values_of(c.bytes.data(), &c.index_values);

@@ -1,8 +1,10 @@
 // A program built from one version of schemas/versions (FLATSTORE_BOOK_VERSION 1, 2 or
-// 3), for versions_test: programs of different builds writing one file in turns.
+// 3), for versions_test: programs of different builds writing one database in turns.
 //
-//   versions_vN PATH [OP...]
-//   versions_vN PATH serve
+//   versions_vN LOCATION [OP...]
+//   versions_vN LOCATION serve
+//
+// LOCATION is what Workspace::open takes: a file's path or a postgresql:// URI.
 //
 // Applies each OP in a transaction of its own and prints "op I CODE MESSAGE" (CODE as
 // absl::StatusCodeToString). An OP is KIND:ID[:FIELD=VALUE,...] with KIND create,
@@ -241,7 +243,7 @@ void report(flatstore::Workspace& ws) {
 int main(int argc, char** argv) {
   alarm(120);
   if (argc < 2) {
-    std::fprintf(stderr, "usage: versions_v%d PATH [OP...]\n", kVersion);
+    std::fprintf(stderr, "usage: versions_v%d LOCATION [OP...]\n", kVersion);
     return 2;
   }
   auto ws = flatstore::Workspace::open(argv[1]);

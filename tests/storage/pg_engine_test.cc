@@ -90,6 +90,7 @@ EncodedChange insertOf(TableState* t, ObjectBuffer bytes) {
   EncodedChange c;
   c.op = EncodedChange::Op::kInsert;
   c.table = t;
+  c.bridge = t->bridge();  // encoded as the table's program writes now
   t->desc.key_of(bytes.data(), &c.key);
   t->desc.index_values_of(bytes.data(), &c.index_values);
   c.bytes = std::move(bytes);
@@ -416,7 +417,7 @@ TEST_F(PgEngineTest, ApplyUnlessChangedChecksAppliesAndStartsInOneRoundTrip) {
   changes.push_back(insertOf(a.monsters.get(), monsterBytes({.name = "first", .hp = 1})));
   absl::StatusOr<int> changed = -2;
   const int64_t before = PgConnection::roundTripsOnThisThread();
-  changed = (*s)->applyUnlessChanged(0, changes, monsters, mark);
+  changed = (*s)->applyUnlessChanged(0, changes, monsters, &mark);
   const int64_t trips = PgConnection::roundTripsOnThisThread() - before;
   ASSERT_OK(changed);
   EXPECT_EQ(*changed, -1);
@@ -432,7 +433,7 @@ TEST_F(PgEngineTest, ApplyUnlessChangedChecksAppliesAndStartsInOneRoundTrip) {
   ASSERT_OK(own);
   std::vector<EncodedChange> mine;
   mine.push_back(insertOf(a.monsters.get(), monsterBytes({.name = "mine", .hp = 2})));
-  auto not_changed = (*own)->applyUnlessChanged(0, mine, monsters, mark);
+  auto not_changed = (*own)->applyUnlessChanged(0, mine, monsters, &mark);
   ASSERT_OK(not_changed);
   EXPECT_EQ(*not_changed, -1);
   own->reset();  // rolled back
@@ -445,7 +446,7 @@ TEST_F(PgEngineTest, ApplyUnlessChangedChecksAppliesAndStartsInOneRoundTrip) {
   std::vector<EncodedChange> lost;
   lost.push_back(insertOf(a.monsters.get(), monsterBytes({.name = "lost", .hp = 4})));
   const std::vector<const TableState*> both = {a.events.get(), a.monsters.get()};
-  auto conflict = (*late)->applyUnlessChanged(0, lost, both, mark);
+  auto conflict = (*late)->applyUnlessChanged(0, lost, both, &mark);
   ASSERT_OK(conflict);
   EXPECT_EQ(*conflict, 1) << "the index of the changed table among those read";
   EXPECT_EQ((*late)->commit().code(), absl::StatusCode::kFailedPrecondition);

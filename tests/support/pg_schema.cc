@@ -45,6 +45,16 @@ absl::Status PgTestSchema::execute(std::string_view sql) {
   return admin_->execute(sql);
 }
 
+absl::StatusOr<std::string> PgTestSchema::queryText(std::string_view sql) {
+  if (admin_ == nullptr) return absl::FailedPreconditionError("no admin connection");
+  absl::StatusOr<internal::PgResult> r = admin_->query(sql);
+  if (!r.ok()) return r.status();
+  if (r->rows() == 0 || r->isNull(0, 0)) return std::string();
+  absl::StatusOr<std::string_view> text = r->getText(0, 0);
+  if (!text.ok()) return text.status();
+  return std::string(*text);
+}
+
 std::string engineName(const ::testing::TestParamInfo<Engine>& info) {
   return info.param == Engine::kSqlite ? "SQLite" : "PostgreSQL";
 }

@@ -16,6 +16,7 @@
 #include <string_view>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "gtest/gtest.h"
 #include "tests/support/temp_dir.h"
 
@@ -49,6 +50,9 @@ class PgTestSchema {
   // Runs `sql` (statements separated by `;`) on the admin connection, outside any
   // workspace, as another program sharing the database would.
   absl::Status execute(std::string_view sql);
+  // The first column (of type text) of the first row of `sql`'s result, on the admin
+  // connection; "" when there is no row or the value is NULL.
+  absl::StatusOr<std::string> queryText(std::string_view sql);
 
  private:
   std::string name_;
