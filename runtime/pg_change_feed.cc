@@ -23,24 +23,104 @@ Versionstamp belowFrontier(uint64_t frontier) {
   return frontier == 0 ? Versionstamp() : Versionstamp(frontier - 1, 0xffff);
 }
 
-absl::StatusOr<uint64_t> frontierOf(PgConnection& c, int32_t space) {
+namespace {
+
+// The transactions that pg_locks, read once (one consistent picture of the lock table),
+// shows holding their id on a backend without the client mark of lock space $1: the
+// low 32 bits of their ids, as x.
+constexpr char kForeignIdsSql[] =
+    "l AS MATERIALIZED (SELECT locktype, mode, granted, transactionid, pid, "
+    "  classid, objid, objsubid FROM pg_locks), "
+    "foreign_ids AS (SELECT t.transactionid::text::bigint AS x FROM l t "
+    "  WHERE t.locktype = 'transactionid' AND t.mode = 'ExclusiveLock' AND t.granted "
+    "  AND NOT EXISTS (SELECT 1 FROM l a WHERE a.pid = t.pid AND "
+    "    a.locktype = 'advisory' AND a.granted AND a.objsubid = 1 AND "
+    "    a.classid = $1::bigint::oid AND a.objid = 0)) ";
+
+}  // namespace
+
+void queueLocksBefore(PgConnection& c, int32_t space) {
+  // First the backends that have taken a transaction id (published before it is locked),
+  // then, after it, the lock table: the transactions it shows as foreign, and the
+  // backends holding the client mark.
+  c.queue(
+      "SELECT pid, backend_xid::text::bigint FROM pg_stat_get_activity(NULL) "
+      "WHERE backend_xid IS NOT NULL",
+      {}, "change-log frontier");
+  c.queue(absl::StrCat("WITH ", kForeignIdsSql,
+                       "SELECT x, NULL::integer FROM foreign_ids "
+                       "UNION ALL SELECT NULL, pid FROM l WHERE locktype = 'advisory' AND granted "
+                       "  AND objsubid = 1 AND classid = $1::bigint::oid AND objid = 0"),
+          {PgParam::int64(space)}, "change-log frontier");
+  // Ends the implicit transaction the reads ran in (a warning, which is ignored, when
+  // there is none), so that the BEGIN after it still chooses its isolation level.
+  c.queue("COMMIT", {}, "change-log frontier");
+}
+
+namespace {
+
+// The low 32 bits of the ids of the transactions that the reads queueLocksBefore queued
+// show as foreign, sorted: those pg_locks shows holding their id on a backend without
+// the client mark, and those on a backend that had taken its id when
+// pg_stat_get_activity was read and held no client mark when pg_locks was read next.
+absl::StatusOr<std::vector<uint32_t>> foreignBefore(const PgResult& ids, const PgResult& locks) {
+  std::vector<uint32_t> out;
+  std::vector<int64_t> marked;
+  for (int i = 0; i < locks.rows(); ++i) {
+    if (!locks.isNull(i, 0)) {
+      FLATSTORE_ASSIGN_OR_RETURN(int64_t x, locks.getInt64(i, 0));
+      out.push_back(static_cast<uint32_t>(x));
+    } else {
+      FLATSTORE_ASSIGN_OR_RETURN(int64_t pid, locks.getInt64(i, 1));
+      marked.push_back(pid);
+    }
+  }
+  std::sort(marked.begin(), marked.end());
+  for (int i = 0; i < ids.rows(); ++i) {
+    FLATSTORE_ASSIGN_OR_RETURN(int64_t pid, ids.getInt64(i, 0));
+    FLATSTORE_ASSIGN_OR_RETURN(int64_t x, ids.getInt64(i, 1));
+    if (!std::binary_search(marked.begin(), marked.end(), pid)) {
+      out.push_back(static_cast<uint32_t>(x));
+    }
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<uint64_t> frontierOf(PgConnection& c, int32_t space, std::vector<PgResult>* queued) {
+  // The snapshot's running transactions that the lock read after it does not show as
+  // foreign, oldest first, each with whether it rolled back; then the snapshot's xmax.
   FLATSTORE_ASSIGN_OR_RETURN(
       PgResult r,
-      c.query("WITH s AS MATERIALIZED (SELECT pg_current_snapshot() AS snap), "
-              "l AS MATERIALIZED (SELECT locktype, mode, granted, transactionid, pid, "
-              "  classid, objid, objsubid FROM pg_locks), "
-              "others AS (SELECT t.transactionid::text::bigint AS x FROM l t "
-              "  WHERE t.locktype = 'transactionid' AND t.mode = 'ExclusiveLock' AND t.granted "
-              "  AND NOT EXISTS (SELECT 1 FROM l a WHERE a.pid = t.pid AND "
-              "    a.locktype = 'advisory' AND a.granted AND a.objsubid = 1 AND "
-              "    a.classid = $1::bigint::oid AND a.objid = 0)) "
-              "SELECT coalesce((SELECT min(x::text::bigint) FROM pg_snapshot_xip(snap) AS x "
-              "    WHERE x::text::bigint % 4294967296 NOT IN (SELECT x FROM others)), "
-              "  pg_snapshot_xmax(snap)::text::bigint) "
-              "FROM s",
+      c.query(absl::StrCat(
+                  "WITH s AS MATERIALIZED (SELECT pg_current_snapshot() AS snap), ", kForeignIdsSql,
+                  "SELECT x::text::bigint, pg_xact_status(x) = 'aborted' "
+                  "  FROM s, pg_snapshot_xip(snap) AS x "
+                  "  WHERE x::text::bigint % 4294967296 NOT IN (SELECT x FROM foreign_ids) "
+                  "UNION ALL SELECT pg_snapshot_xmax(snap)::text::bigint, NULL FROM s "
+                  "ORDER BY 1"),
               {PgParam::int64(space)}, "change-log frontier"));
-  FLATSTORE_ASSIGN_OR_RETURN(int64_t below, r.getInt64(0, 0));
-  return static_cast<uint64_t>(below);
+  // The reads before the snapshot, when queueLocksBefore queued them.
+  std::vector<uint32_t> before;
+  if (queued != nullptr) {
+    *queued = c.takeQueuedResults();
+    if (queued->size() < kLocksBeforeStatements) {
+      return absl::InternalError("the change-log frontier's reads before the snapshot did not run");
+    }
+    FLATSTORE_ASSIGN_OR_RETURN(before, foreignBefore((*queued)[0], (*queued)[1]));
+    queued->erase(queued->begin(), queued->begin() + kLocksBeforeStatements);
+  }
+  for (int i = 0; i < r.rows(); ++i) {
+    FLATSTORE_ASSIGN_OR_RETURN(int64_t x, r.getInt64(i, 0));
+    if (r.isNull(i, 1)) return static_cast<uint64_t>(x);  // the xmax, last
+    FLATSTORE_ASSIGN_OR_RETURN(bool aborted, r.getBool(i, 1));
+    if (aborted) continue;  // wrote nothing
+    if (std::binary_search(before.begin(), before.end(), static_cast<uint32_t>(x))) continue;
+    return static_cast<uint64_t>(x);
+  }
+  return absl::InternalError("the change-log frontier's snapshot has no xmax");
 }
 
 absl::StatusOr<uint64_t> prunedThrough(PgConnection& c, const std::string& schema) {
@@ -67,7 +147,10 @@ class PgCommitFeed : public CommitFeed {
     FLATSTORE_RETURN_IF_ERROR(feed->listen());
     // Start after what has ended now.
     FLATSTORE_ASSIGN_OR_RETURN(std::unique_ptr<PgConnection> c, engine->acquire());
-    absl::StatusOr<uint64_t> now = frontierOf(*c, pgLockSpace(engine->schema()));
+    const int32_t space = pgLockSpace(engine->schema());
+    queueLocksBefore(*c, space);
+    std::vector<PgResult> queued;
+    absl::StatusOr<uint64_t> now = frontierOf(*c, space, &queued);
     engine->release(std::move(c));
     FLATSTORE_RETURN_IF_ERROR(now.status());
     feed->cursor_ = *now;
@@ -133,9 +216,13 @@ class PgCommitFeed : public CommitFeed {
   }
 
   absl::Status readInto(PgConnection& c, std::vector<ForeignCommit>* out) {
-    FLATSTORE_RETURN_IF_ERROR(
-        c.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "commit feed"));
-    FLATSTORE_ASSIGN_OR_RETURN(uint64_t below, frontierOf(c, pgLockSpace(engine_->schema())));
+    // The locks read before the snapshot, the transaction and the frontier in one round
+    // trip.
+    const int32_t space = pgLockSpace(engine_->schema());
+    queueLocksBefore(c, space);
+    c.queue("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", {}, "commit feed");
+    std::vector<PgResult> queued;
+    FLATSTORE_ASSIGN_OR_RETURN(uint64_t below, frontierOf(c, space, &queued));
     FLATSTORE_ASSIGN_OR_RETURN(uint64_t pruned, prunedThrough(c, engine_->schema()));
     if (pruned > 0 && cursor_ <= pruned) {
       cursor_ = std::max(cursor_, below);

@@ -93,8 +93,7 @@ class PgReadView : public ReadView {
     view->owned_ = std::move(conn);
     // The transaction and its mark travel with the first read, in its round trip: the
     // snapshot is the one the first statement takes.
-    view->conn_->queue("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", {}, "snapshot");
-    view->conn_->queue(kMarkSql, {}, "snapshot");
+    queueStart(*view->conn_);
     return view;
   }
   // Reads in the transaction open on `conn` (a write session's), which outlives the
@@ -164,6 +163,9 @@ class PgReadView : public ReadView {
 
   absl::StatusOr<LogChanges> changesSince(const TableState& table, Versionstamp since) override {
     FLATSTORE_ASSIGN_OR_RETURN(const PgTableSql* sql, engine_->sqlOf(table));
+    // The frontier first: with the view's first read, it reads the locks before the
+    // snapshot too (see frontier()).
+    FLATSTORE_ASSIGN_OR_RETURN(uint64_t below, frontier());
     FLATSTORE_ASSIGN_OR_RETURN(uint64_t pruned, prunedThrough(*conn_, engine_->schema()));
     if (pruned > 0 && since.commitSequence() <= pruned) {
       return absl::OutOfRangeError(absl::StrCat(
@@ -171,8 +173,7 @@ class PgReadView : public ReadView {
           " are no longer in the change log (it keeps transactions after ", pruned,
           "); fetch the table instead"));
     }
-    // Only below the frontier: every writer there has ended (see pg_engine.h).
-    FLATSTORE_ASSIGN_OR_RETURN(uint64_t below, frontier());
+    // Only below the frontier: every writer there has ended (see pg_change_feed.h).
     FLATSTORE_ASSIGN_OR_RETURN(
         PgResult r,
         conn_->query(
@@ -253,14 +254,34 @@ class PgReadView : public ReadView {
  private:
   PgReadView(PgEngine* engine, PgConnection* conn) : engine_(engine), conn_(conn) {}
 
+  // The view's transaction and its mark (open()).
+  static void queueStart(PgConnection& conn) {
+    conn.queue("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", {}, "snapshot");
+    conn.queue(kMarkSql, {}, "snapshot");
+  }
+
   PgEngine* const engine_;
-  // The frontier, computed on first use: queries do not need it, and the lock scan
-  // it takes is correct at any time after the snapshot (see frontierOf).
+  // The frontier, computed on first use: queries do not need it. When it is the view's
+  // first read, pg_locks is read before the snapshot as well, in the same round trip
+  // (ahead of the queued start, see frontierOf), and the mark comes back with it;
+  // otherwise only after the snapshot, which is also correct but passes over fewer
+  // foreign transactions.
   absl::StatusOr<uint64_t> frontier() {
-    if (!frontier_.has_value()) {
-      FLATSTORE_ASSIGN_OR_RETURN(frontier_, frontierOf(*conn_, pgLockSpace(engine_->schema())));
+    if (frontier_.has_value()) return *frontier_;
+    const int32_t space = pgLockSpace(engine_->schema());
+    if (owned_ == nullptr || !conn_->hasQueued()) {
+      FLATSTORE_ASSIGN_OR_RETURN(frontier_, frontierOf(*conn_, space));
+      return *frontier_;
     }
-    return *frontier_;
+    conn_->dropQueued();
+    queueLocksBefore(*conn_, space);
+    queueStart(*conn_);
+    std::vector<PgResult> start;
+    FLATSTORE_ASSIGN_OR_RETURN(uint64_t below, frontierOf(*conn_, space, &start));
+    if (start.size() != 2) return absl::InternalError("the snapshot's mark was not read");
+    FLATSTORE_ASSIGN_OR_RETURN(mark_, markOf(start[1]));
+    frontier_ = below;
+    return below;
   }
 
   PgConnection* conn_;

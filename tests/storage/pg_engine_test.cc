@@ -13,6 +13,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <functional>
+#include <iostream>
 #include <iterator>
 #include <limits>
 #include <map>
@@ -29,6 +30,7 @@
 #include "game_flatstore.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "runtime/pg_change_feed.h"
 #include "tests/support/status_macros.h"
 #include "tests/support/wait.h"
 
@@ -748,6 +750,180 @@ TEST_F(PgEngineTest, AnUnrelatedTransactionDoesNotHoldTheFeedBack) {
   EXPECT_EQ(changes->changed[0].versionstamp, *stamp);
   EXPECT_GE(changes->through, *stamp);
   ASSERT_OK(other->execute("ROLLBACK"));
+}
+
+// The frontier of one snapshot, read while three transactions that it saw running end
+// before its lock read after it: an unrelated one that rolls back, an unrelated one that
+// commits, and a writer of this database that commits. The reads before the snapshot
+// and the rolled-back state pass over the first two; the writer holds the frontier. The
+// lock read after the snapshot alone passes over only the rolled-back one.
+TEST_F(PgEngineTest, TheFrontierPassesOverForeignTransactionsThatEndAfterTheSnapshot) {
+  Client c = client();
+  ASSERT_NE(c.engine, nullptr);
+  auto xidOf = [](PgConnection& conn) -> int64_t {
+    EXPECT_OK(conn.execute("BEGIN"));
+    auto id = conn.query("SELECT pg_current_xact_id()::text::bigint");
+    EXPECT_OK(id);
+    return id.ok() ? *id->getInt64(0, 0) : 0;
+  };
+  std::unique_ptr<PgConnection> aborting = connect();
+  std::unique_ptr<PgConnection> committing = connect();
+  ASSERT_NE(aborting, nullptr);
+  ASSERT_NE(committing, nullptr);
+  const int64_t aborted_id = xidOf(*aborting);
+  const int64_t committed_id = xidOf(*committing);
+  auto writer = openSession(c, c.monsters.get(), monsterBytes({.name = "w"}));
+  ASSERT_OK(writer);
+  const uint64_t writer_id = (*writer)->versionstamp(0).commitSequence();
+  ASSERT_LT(aborted_id, committed_id);
+  ASSERT_LT(static_cast<uint64_t>(committed_id), writer_id);
+  // A later transaction that ends: the snapshot lists the three as running (it lists
+  // only ids below the newest ended one).
+  ASSERT_OK(admin_->query("SELECT pg_current_xact_id()"));
+
+  // The reader's snapshot is taken by a statement that then waits for a lock the test
+  // holds; meanwhile the three transactions end.
+  constexpr int64_t kGate = 4242;
+  ASSERT_OK(admin_->query("SELECT pg_advisory_lock($1)", {PgParam::int64(kGate)}));
+  auto reader = c.engine->acquire();
+  ASSERT_OK(reader);
+  PgConnection& r = **reader;
+  const int32_t space = pgLockSpace(schema_);
+  queueLocksBefore(r, space);
+  r.queue("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+  r.queue("SELECT pg_advisory_xact_lock_shared($1)", {PgParam::int64(kGate)});
+  absl::StatusOr<uint64_t> both = absl::UnknownError("not read");
+  std::vector<PgResult> queued;
+  std::thread read([&] { both = frontierOf(r, space, &queued); });
+  const absl::Time deadline = absl::Now() + kBoundedWait;
+  while (!someoneWaitsForLock() && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(1));
+  EXPECT_OK(aborting->execute("ROLLBACK"));
+  EXPECT_OK(committing->execute("COMMIT"));
+  EXPECT_OK((*writer)->commit());
+  EXPECT_OK(admin_->query("SELECT pg_advisory_unlock($1)", {PgParam::int64(kGate)}));
+  read.join();
+  ASSERT_OK(both);
+  EXPECT_EQ(queued.size(), 2u);  // the BEGIN's and the gate's
+  EXPECT_EQ(*both, writer_id);
+  // In the same snapshot, with the lock read after it only.
+  auto after = frontierOf(r, space);
+  ASSERT_OK(after);
+  EXPECT_EQ(*after, static_cast<uint64_t>(committed_id));
+  giveBack(c.engine.get(), std::move(*reader));
+}
+
+// Unrelated write load on the server while a client commits and at once asks for its
+// latest versionstamp and for its changes: another application's short transactions
+// (inserts, which wait for their flush, and bare transaction ids, which end at once) and
+// a flatstore client of another schema (another lock space), each on its own connection.
+// Many of them end between a reader's snapshot and its lock reads. Right after each
+// acknowledged commit both answers reach it, and no change is ever skipped.
+TEST_F(PgEngineTest, UnrelatedLoadDoesNotHoldTheFrontierBelowAnAcknowledgedCommit) {
+  Client c = client();
+  ASSERT_NE(c.engine, nullptr);
+  const std::string other_schema = absl::StrCat(schema_, "_other");
+  const std::string load_schema = absl::StrCat(schema_, "_load");
+  ASSERT_OK(admin_->execute(
+      absl::StrCat("DROP SCHEMA IF EXISTS ", other_schema, " CASCADE; CREATE SCHEMA ", other_schema,
+                   "; DROP SCHEMA IF EXISTS ", load_schema, " CASCADE; CREATE SCHEMA ", load_schema,
+                   "; CREATE TABLE ", load_schema, ".load(v bigint)")));
+  std::string other_uri = serverUri();
+  other_uri = absl::StrCat(other_uri, other_uri.find('?') == std::string::npos ? "?" : "&",
+                           "options=-csearch_path%3D", other_schema);
+  auto other = PgEngine::open({.uri = other_uri});
+  ASSERT_OK(other);
+  TableState other_events(EventEntity::description());
+  ASSERT_OK((*other)->registerTable(other_events));
+
+  std::atomic<bool> stop{false};
+  std::atomic<int> load_failures{0};
+  std::atomic<int64_t> load_done[3] = {0, 0, 0};
+  std::vector<std::thread> load;
+  for (std::string sql : {absl::StrCat("INSERT INTO ", load_schema, ".load VALUES (1)"),
+                          std::string("SELECT pg_current_xact_id()")}) {
+    const size_t k = load.size();
+    load.emplace_back([&, k, sql] {
+      auto conn = PgConnection::connect(serverUri());
+      if (!conn.ok()) {
+        load_failures++;
+        return;
+      }
+      while (!stop.load()) {
+        if (!(*conn)->execute(sql).ok()) load_failures++;
+        load_done[k]++;
+      }
+    });
+  }
+  load.emplace_back([&] {
+    for (int i = 0; !stop.load(); ++i) {
+      std::vector<EncodedChange> e;
+      e.push_back(insertOf(&other_events, eventBytes("load", i)));
+      if (!commitOne(**other, {&other_events}, std::move(e)).ok()) load_failures++;
+      load_done[2]++;
+    }
+  });
+
+  // Commits one Monster; returns its rowid and versionstamp.
+  auto commit = [&](int i) -> absl::StatusOr<std::pair<int64_t, Versionstamp>> {
+    std::vector<EncodedChange> changes;
+    changes.push_back(insertOf(c.monsters.get(), monsterBytes({.name = absl::StrCat("r", i)})));
+    FLATSTORE_ASSIGN_OR_RETURN(
+        std::unique_ptr<WriteSession> s,
+        c.engine->beginWrite(std::vector<const TableState*>{c.monsters.get()}));
+    FLATSTORE_RETURN_IF_ERROR(s->apply(0, changes));
+    FLATSTORE_RETURN_IF_ERROR(s->commit());
+    return std::pair(changes[0].rowid, s->versionstamp(0));
+  };
+  std::map<int64_t, Versionstamp> committed;  // by rowid
+  std::map<int64_t, Versionstamp> reported;
+  Versionstamp cursor;
+  // changesSince from the cursor on a new snapshot; moves the cursor to its `through`.
+  auto poll = [&]() -> absl::Status {
+    FLATSTORE_ASSIGN_OR_RETURN(std::unique_ptr<ReadView> v, c.engine->snapshot());
+    FLATSTORE_ASSIGN_OR_RETURN(LogChanges ch, v->changesSince(*c.monsters, cursor));
+    for (const RawRow& row : ch.changed) {
+      EXPECT_LE(row.versionstamp, ch.through);
+      reported[row.rowid] = row.versionstamp;
+    }
+    cursor = ch.through;
+    return absl::OkStatus();
+  };
+  constexpr int kRounds = 200;
+  int latest_behind = 0;
+  int through_behind = 0;
+  for (int i = 0; i < kRounds; ++i) {
+    auto done = commit(i);
+    ASSERT_OK(done);
+    committed[done->first] = done->second;
+    auto view = c.engine->read();
+    ASSERT_OK(view);
+    auto latest = (*view)->latestVersionstamp();
+    ASSERT_OK(latest);
+    // Nothing else writes this database: never above the commit.
+    ASSERT_LE(*latest, done->second);
+    if (*latest < done->second) latest_behind++;
+    ASSERT_OK(poll());
+    if (cursor < done->second) through_behind++;
+  }
+  stop = true;
+  for (std::thread& t : load) t.join();
+  std::cout << "[ frontier ] " << kRounds << " commits under load (" << load_done[0] << " inserts, "
+            << load_done[1] << " bare ids, " << load_done[2]
+            << " commits of another schema): latestVersionstamp behind " << latest_behind
+            << ", changesSince through behind " << through_behind << "\n";
+  EXPECT_EQ(load_failures.load(), 0);
+  EXPECT_GT(load_done[0].load(), 0);
+  EXPECT_GT(load_done[1].load(), 0);
+  EXPECT_GT(load_done[2].load(), 0);
+  // Without the load, the next poll reaches the last commit; every commit was reported
+  // once its stamp was passed.
+  ASSERT_OK(poll());
+  EXPECT_GE(cursor, committed.rbegin()->second);
+  EXPECT_EQ(reported, committed);
+  EXPECT_EQ(latest_behind, 0);
+  EXPECT_EQ(through_behind, 0);
+  EXPECT_OK(admin_->execute(absl::StrCat("DROP SCHEMA ", other_schema, " CASCADE; DROP SCHEMA ",
+                                         load_schema, " CASCADE")));
 }
 
 TEST_F(PgEngineTest, ALostConnectionFailsTheSessionAndLeavesNothingWritten) {

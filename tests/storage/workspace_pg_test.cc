@@ -7,6 +7,7 @@
 // compare-and-set, unique violations, rollback, subscriptions, and a second workspace on
 // the same database standing for another client. Then what only a PostgreSQL URI can meet at open.
 #include <algorithm>
+#include <atomic>
 #include <functional>
 #include <map>
 #include <memory>
@@ -18,6 +19,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
@@ -527,13 +529,52 @@ TEST_P(SameCodeTest, ChangesSinceIsCompleteAndThroughAdvances) {
 
 // The documented value, exactly: latestVersionstamp() is the versionstamp of the latest
 // commit, here the one just made (nothing else commits meanwhile).
+// Right after each commit, its versionstamp is the latest. On PostgreSQL this holds under
+// unrelated load on the same server too: another application's transactions, each of
+// which ends at once, and a workspace of another database, running all the while.
 TEST_P(SameCodeTest, LatestVersionstampIsTheLatestCommits) {
-  for (int i = 0; i < 3; ++i) {
+  std::unique_ptr<TestDatabase> other_db;
+  std::unique_ptr<Workspace> other;
+  std::atomic<bool> stop{false};
+  std::atomic<int64_t> unrelated[2] = {0, 0};
+  std::vector<std::thread> load;
+  absl::Cleanup stop_load = [&] {
+    stop = true;
+    for (std::thread& t : load) t.join();
+  };
+  if (GetParam() == Engine::kPostgres) {
+    other_db = std::make_unique<TestDatabase>(Engine::kPostgres, "unrelated");
+    ASSERT_TRUE(other_db->ok());
+    auto o = Workspace::open(other_db->location());
+    ASSERT_OK(o);
+    other = std::move(*o);
+    for (int k = 0; k < 2; ++k) {
+      load.emplace_back([&] {
+        auto conn = internal::PgConnection::connect(PgTestSchema::serverUri());
+        while (conn.ok() && !stop.load()) {
+          if ((*conn)->execute("SELECT pg_current_xact_id()").ok()) unrelated[0]++;
+        }
+      });
+    }
+    load.emplace_back([&] {
+      for (int i = 0; !stop.load(); ++i) {
+        if (other->performChangesAndWait<Monster>(submitAll({monster("u", i, 1)})).ok()) {
+          unrelated[1]++;
+        }
+      }
+    });
+  }
+  for (int i = 0; i < 150; ++i) {
     auto done = ws_->performChangesAndWait<Monster>(submitAll({monster("m", i, 1)}));
     ASSERT_OK(done);
     auto latest = ws_->latestVersionstamp();
     ASSERT_OK(latest);
     EXPECT_EQ(latest->toString(), done->versionstamp.toString()) << "commit " << i;
+  }
+  std::move(stop_load).Invoke();
+  if (GetParam() == Engine::kPostgres) {
+    EXPECT_GT(unrelated[0].load(), 0);
+    EXPECT_GT(unrelated[1].load(), 0);
   }
 }
 
