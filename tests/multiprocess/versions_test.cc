@@ -23,6 +23,7 @@
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "runtime/pg_schema.h"
 #include "tests/multiprocess/process_util.h"
 #include "tests/support/pg_schema.h"
 
@@ -563,10 +564,16 @@ TEST_P(ProgramVersions, IndexAddedToATableInUseWaitsForAWriteUnderWay) {
     ASSERT_OK(answer);
     ASSERT_EQ(*answer, "op 0 OK ") << op;
   }
-  // How many backends wait for a lock now.
-  auto waiting = [&admin]() -> int {
-    absl::StatusOr<std::string> n = admin.queryText(
-        "SELECT count(*)::text FROM pg_locks WHERE NOT granted AND pid <> pg_backend_pid()");
+  // How many backends wait for a lock of this database now (a table of its schema, or
+  // an advisory lock of its lock space): tests of other databases may wait meanwhile.
+  const std::string ours = absl::StrCat(
+      "SELECT count(*)::text FROM pg_locks WHERE NOT granted AND pid <> pg_backend_pid() AND "
+      "((locktype = 'relation' AND relation IN (SELECT c.oid FROM pg_class c JOIN pg_namespace "
+      "n ON n.oid = c.relnamespace WHERE n.nspname = '",
+      admin.name(),
+      "')) OR (locktype = 'advisory' AND classid = ", internal::pgLockSpace(admin.name()), "))");
+  auto waiting = [&admin, &ours]() -> int {
+    absl::StatusOr<std::string> n = admin.queryText(ours);
     EXPECT_OK(n);
     return n.ok() ? std::stoi(*n) : -1;
   };
