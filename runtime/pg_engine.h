@@ -3,11 +3,18 @@
 //
 // Locks. A write session takes pg_advisory_xact_lock(space, key) with the database's
 // lock space and one key per declared table (pg_schema.h), in ascending key order: two
-// sessions
-// that share tables take the shared ones in the same order, so none waits for another
-// that waits for it. The locks end with the transaction. Sessions on disjoint tables
-// hold disjoint locks and run and commit in parallel on their own connections; sessions
-// on one table are strictly serial across all clients.
+// sessions that share tables take the shared ones in the same order, so none waits for
+// another that waits for it. The locks end with the transaction. Sessions on disjoint
+// tables hold disjoint locks and run and commit in parallel on their own connections;
+// sessions on one table are strictly serial across all clients.
+//
+// Round trips. Statements travel in pipelines (pg_pipeline.h), each prepared once per
+// connection. A read view's BEGIN and mark go with its first read, and its ROLLBACK is
+// not waited for (read-only, it holds no id and no lock). A write session's BEGIN, locks
+// and transaction id go with its first statement: for a closure, one pipeline holds the
+// conflict check, the session's start and the changes (applyUnlessChanged), and a second
+// the change log, COMMIT and the notification. Rows compute their versionstamps from the
+// transaction id on the server (pg_schema.h), so the changes need not wait for it.
 //
 // Versionstamps: the session's PostgreSQL transaction id, taken right after its locks
 // (pg_current_xact_id(), which assigns it), is the commit sequence of its versionstamps;
@@ -32,7 +39,8 @@
 // Program versions: a write session reads the catalog generation (pg_schema.h) under its
 // locks, in the statement that takes its transaction id (no round trip of its own), and
 // refreshes the bridge and statements of each of its tables whose state is older
-// (refreshStale), before anything is written. A program that stores a newer schema or
+// (refreshStale); a change encoded with a replaced bridge is never committed
+// (applyUnlessChanged reports it as a conflict). A program that stores a newer schema or
 // adds an index bumps the generation; it adds an index to a table in use under the
 // table's lock, so every write to the table either committed before (and the back-fill
 // covers it) or reads the new generation. The writer runs a change encoded with a
@@ -45,8 +53,9 @@
 // does not wait for its flush, in the same round trip. Inside the writing transaction
 // NOTIFY would hold PostgreSQL's database-wide notification lock through the commit's
 // flush and make all committing writers wait for each other. A listener treats the
-// payload as a hint and reads the change log (CommitFeed, pg_change_feed.h); a hint lost because a
-// client died between the two only delays listeners until the next hint or their next read.
+// payload as a hint and reads the change log (CommitFeed, pg_change_feed.h); a hint lost
+// because a client died between the two only delays listeners until the next hint or
+// their next read.
 //
 // Faults: a lost connection fails the session's calls with Unavailable, and PostgreSQL
 // rolls the transaction back: nothing of it is written. When the connection is lost at

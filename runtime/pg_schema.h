@@ -89,7 +89,9 @@ std::string_view pgColumnType(ColumnType type);
 absl::StatusOr<std::string> pgOpenDatabase(PgConnection& conn);
 
 // The statements of one entity table, built once per table from its description and
-// catalog id. Parameters are numbered as each comment says.
+// catalog id. Parameters are numbered as each comment says; `position` is the request's
+// place in its session, from which the row's versionstamp is computed with the writing
+// transaction's id (id << 16 | position, as Versionstamp::packed).
 // The indexes written are the description's, then those of `bridge` (the indexes a
 // newer program added that this one does not declare; version_bridge.h), in the order
 // of EncodedChange::index_values.
