@@ -134,7 +134,7 @@ class PgEngine : public StorageEngine {
   // Other clients' commits: the change feed (pg_change_feed.h).
   absl::StatusOr<std::unique_ptr<CommitFeed>> openCommitFeed() override;
 
-  // For the engine's parts (pg_engine.cc, pg_change_feed.cc).
+  // For the engine's parts (pg_read_view.cc, pg_write_session.cc, pg_change_feed.cc).
   // A connection from the pool, or a new one (with back-off).
   absl::StatusOr<std::unique_ptr<PgConnection>> acquire() ABSL_LOCKS_EXCLUDED(mu_);
   // Gives `conn` back; a broken one, or one left inside a transaction, is dropped.
