@@ -10,6 +10,11 @@
 // Results always arrive in PostgreSQL's binary format, so that a bigint or a bytea is
 // read without parsing or unescaping text; PgResult's typed getters check each column's
 // type and decode it.
+//
+// Round trips are what a client of a server pays for, so a connection can hold
+// statements back to send with its next one (queue), end a transaction without waiting
+// for the reply (rollbackWithoutWaiting), and keeps the statements it has run prepared
+// (pg_pipeline.h).
 #ifndef FLATSTORE_RUNTIME_POSTGRES_H_
 #define FLATSTORE_RUNTIME_POSTGRES_H_
 
