@@ -89,7 +89,7 @@ class PgReadView : public ReadView {
       if (owned_ == nullptr) return ReadMark{};  // in a write session: nothing asks
       FLATSTORE_RETURN_IF_ERROR(conn_->flushQueued());
       std::vector<PgResult> start = conn_->takeQueuedResults();
-      if (start.size() != 2) return absl::InternalError("the snapshot's mark was not read");
+      if (start.size() != 2) return notStarted();
       FLATSTORE_ASSIGN_OR_RETURN(mark_, markOf(start[1]));
     }
     return *mark_;
@@ -259,10 +259,17 @@ class PgReadView : public ReadView {
     queueStart(*conn_);
     std::vector<PgResult> start;
     FLATSTORE_ASSIGN_OR_RETURN(uint64_t below, frontierOf(*conn_, space, &start));
-    if (start.size() != 2) return absl::InternalError("the snapshot's mark was not read");
+    if (start.size() != 2) return notStarted();
     FLATSTORE_ASSIGN_OR_RETURN(mark_, markOf(start[1]));
     frontier_ = below;
     return below;
+  }
+
+  // The snapshot's BEGIN or mark failed with the statement they went out with, which
+  // reported the error; asked again, the view says so.
+  absl::Status notStarted() const {
+    return absl::UnavailableError(absl::StrCat("the snapshot did not start on server ",
+                                               conn_->server(), ": its first read failed"));
   }
 
   PgConnection* conn_;

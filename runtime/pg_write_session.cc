@@ -122,7 +122,11 @@ class PgWriteSession : public WriteSession {
   // committed (PgWriter runs its closure again).
   absl::Status takeStart() {
     std::vector<PgResult> start = conn_->takeQueuedResults();
-    if (start.size() != 3) return absl::InternalError("the write session did not start");
+    if (start.size() != 3) {
+      return absl::UnavailableError(absl::StrCat("the write session did not start on server ",
+                                                 conn_->server(),
+                                                 ": the statement it went out with failed"));
+    }
     FLATSTORE_ASSIGN_OR_RETURN(int64_t id, start[2].getInt64(0, 0));
     FLATSTORE_ASSIGN_OR_RETURN(int64_t generation, start[2].getInt64(0, 1));
     xid_ = static_cast<uint64_t>(id);
