@@ -386,10 +386,13 @@ void ClosureRunner::handOn(Scheduler::Job* job, const PendingTransaction& txn,
   request->pipelining.in_flight = record;
   in_flight_.add(txn.tables, record);
   writer_->submit(std::move(request));
-  // The next closure on these tables runs on this thread now when it may (its caller is
-  // not woken for it); the writer thread commits this request meanwhile. Otherwise this
-  // thread commits what is queued when no group is being committed.
-  if (!scheduler_->release(job, /*take_next=*/true)) writer_->commitQueued();
+  // With a writer thread, the next closure on these tables runs on this thread now when
+  // it may (its caller is not woken for it), and the writer thread commits this request
+  // meanwhile. Otherwise the next closure runs on another thread while this one commits
+  // what is queued.
+  if (!scheduler_->release(job, /*take_next=*/writer_->commitsInBackground())) {
+    writer_->commitQueued();
+  }
 }
 
 void ClosureRunner::submitHolding(std::unique_ptr<CommitRequest> request) {

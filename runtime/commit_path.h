@@ -6,12 +6,15 @@
 //     committed in groups under the file's one write lock; a closure may run inside the
 //     write transaction (after conflicts, or on an idle writer), and may hand its tables
 //     on before its commit (pipeline.h).
-//   PostgreSQL (pg_workspace.h): each request is committed on the thread that finished
-//     its closure, in a write session of the storage engine (storage_engine.h) holding
-//     the locks of the request's tables only, so requests on disjoint tables commit in
-//     parallel, on this client and across clients. A closure that conflicted runs again
-//     on a fresh snapshot, and after two conflicts inside the write session, under its
-//     tables' locks, as on SQLite; nothing queues, so no closure hands its tables on.
+//   PostgreSQL (pg_workspace.h): requests wait in a queue, and the threads that
+//     finished their closures commit them, each group in a write session of the storage
+//     engine (storage_engine.h) holding the locks of the group's tables only, so groups
+//     on disjoint tables commit in parallel, on this client and across clients. A
+//     closure hands its tables on as on SQLite, and the requests that queue for a table
+//     while a session holds it go into its next session together. A closure that
+//     conflicted runs again on a fresh snapshot, or inside the session once it handed
+//     its tables on, and after two conflicts inside the write session, under its
+//     tables' locks, as on SQLite.
 //
 // Thread-safety: all methods are thread-safe.
 #ifndef FLATSTORE_RUNTIME_COMMIT_PATH_H_
@@ -55,6 +58,11 @@ class CommitPath {
   // (pipeline.h): requests queue, and a conflict is settled by running the closure
   // inside the write transaction.
   virtual bool handsOn() const = 0;
+  // Whether a thread of the path's own commits what submit() queued (SQLite's writer
+  // thread). Without one (PostgreSQL), the thread that handed a closure's tables on
+  // commits its request with commitQueued(), and the next closure runs on another
+  // thread meanwhile.
+  virtual bool commitsInBackground() const = 0;
 
   // The dictionary, written in a transaction of its own (or, on SQLite, inside the
   // write transaction of the closure that calls it there).

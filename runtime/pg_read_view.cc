@@ -5,8 +5,10 @@
 #include <optional>
 #include <utility>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "flatstore/status.h"
 #include "runtime/absl_compat.h"
 #include "runtime/pg_change_feed.h"
@@ -279,6 +281,23 @@ class PgReadView : public ReadView {
 };
 
 }  // namespace
+
+bool pgSnapshotSees(const ReadMark& mark, uint64_t xid) {
+  std::vector<absl::string_view> parts = absl::StrSplit(mark.snapshot, ':');
+  uint64_t xmin = 0;
+  uint64_t xmax = 0;
+  if (parts.size() != 3 || !absl::SimpleAtoi(parts[0], &xmin) ||
+      !absl::SimpleAtoi(parts[1], &xmax)) {
+    return false;
+  }
+  if (xid < xmin) return true;
+  if (xid >= xmax) return false;
+  for (absl::string_view running : absl::StrSplit(parts[2], ',', absl::SkipEmpty())) {
+    uint64_t x = 0;
+    if (!absl::SimpleAtoi(running, &x) || x == xid) return false;
+  }
+  return true;
+}
 
 absl::StatusOr<std::unique_ptr<ReadView>> pgOpenSnapshot(PgEngine* engine) {
   FLATSTORE_ASSIGN_OR_RETURN(std::unique_ptr<PgReadView> v, PgReadView::open(engine));

@@ -32,6 +32,11 @@ absl::StatusOr<std::unique_ptr<ReadView>> pgOpenSnapshot(PgEngine* engine);
 // It has no mark: nothing asks what it saw.
 std::unique_ptr<ReadView> pgReadsInTransaction(PgEngine* engine, PgConnection* conn);
 
+// Whether the snapshot of `mark` (a pg_snapshot's text, "xmin:xmax:xip,...") sees the
+// commit of transaction `xid`: true for one that had ended before it was taken, false
+// for one still running then, begun later, or when the mark holds no snapshot.
+bool pgSnapshotSees(const ReadMark& mark, uint64_t xid);
+
 // The statement that finds the first change of `tables` by another origin that
 // `mark`'s snapshot does not see, and how far the log was pruned (pgConflictOf reads its
 // result).

@@ -9,6 +9,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "flatstore/status.h"
+#include "runtime/pg_read_view.h"
+#include "runtime/pipeline.h"
 #include "runtime/writer.h"
 
 namespace flatstore::internal {
@@ -28,15 +30,111 @@ PgWriter::PgWriter(PgEngine* engine, std::function<void(CommitEvent)> publish,
 
 PgWriter::~PgWriter() { stop().IgnoreError(); }
 
-absl::StatusOr<TransactionResult> PgWriter::apply(CommitRequest& request, WriteSession& session) {
+namespace {
+
+// A group takes at most this many requests: each is a savepoint of the session, and
+// PostgreSQL keeps the ids of up to 64 subtransactions per backend where every snapshot
+// finds them cheaply.
+constexpr size_t kMaxGroup = 32;
+// And further requests only while the group holds fewer changes than this.
+constexpr size_t kMaxGroupChanges = 4096;
+
+bool contains(const std::vector<const TableState*>& tables, const TableState* t) {
+  return std::find(tables.begin(), tables.end(), t) != tables.end();
+}
+
+}  // namespace
+
+bool PgWriter::enqueue(std::unique_ptr<CommitRequest> request) {
+  // The session locks the declared tables (the closure's), and the tables it changes.
+  Queued q;
+  q.tables.assign(request->tables.begin(), request->tables.end());
+  for (const TableState* t : request->read_tables) {
+    if (!contains(q.tables, t)) q.tables.push_back(t);
+  }
+  for (const EncodedChange& c : request->changes) {
+    if (!contains(q.tables, c.table)) q.tables.push_back(c.table);
+  }
+  q.request = std::move(request);
+  {
+    absl::MutexLock lock(&mu_);
+    if (!stopped_) {
+      queue_.push_back(std::move(q));
+      return true;
+    }
+  }
+  CommittingScope committing;
+  if (q.request->handedOn()) q.request->pipelining.in_flight->failed = true;
+  q.request->callbacks->complete(*q.request,
+                                 absl::FailedPreconditionError("the workspace is shut down"));
+  return false;
+}
+
+void PgWriter::submit(std::unique_ptr<CommitRequest> request) { enqueue(std::move(request)); }
+
+void PgWriter::submitOrCommit(std::unique_ptr<CommitRequest> request) {
+  if (enqueue(std::move(request))) commitQueued();
+}
+
+PgWriter::Group PgWriter::takeGroup() {
+  Group group;
+  // Tables of requests left in the queue: a later request on one of them waits, so that
+  // each table's requests commit in the order they came.
+  absl::flat_hash_set<const TableState*> passed;
+  size_t changes = 0;
+  for (auto it = queue_.begin(); it != queue_.end() && group.requests.size() < kMaxGroup;) {
+    const std::vector<const TableState*>& tables = it->tables;
+    bool free = true;
+    for (const TableState* t : tables) free = free && !held_.contains(t) && !passed.contains(t);
+    bool fits = group.requests.empty() ||
+                (changes < kMaxGroupChanges &&
+                 std::all_of(tables.begin(), tables.end(),
+                             [&](const TableState* t) { return contains(group.tables, t); }));
+    if (!free || !fits) {
+      passed.insert(tables.begin(), tables.end());
+      ++it;
+      continue;
+    }
+    if (group.requests.empty()) group.tables = tables;
+    changes += it->request->changes.size();
+    group.requests.push_back(std::move(it->request));
+    it = queue_.erase(it);
+  }
+  held_.insert(group.tables.begin(), group.tables.end());
+  return group;
+}
+
+void PgWriter::commitQueued() {
+  // Closures under the locks and completion callbacks run here (see CommittingScope).
+  CommittingScope committing;
+  while (true) {
+    Group group;
+    {
+      absl::MutexLock lock(&mu_);
+      group = takeGroup();
+      if (group.requests.empty()) return;
+      committing_ += 1;
+    }
+    commitGroup(group);
+    absl::MutexLock lock(&mu_);
+    for (const TableState* t : group.tables) held_.erase(t);
+    committing_ -= 1;
+  }
+}
+
+absl::StatusOr<TransactionResult> PgWriter::apply(CommitRequest& request, WriteSession& session,
+                                                  uint16_t position) {
+  const bool handed_on = request.handedOn();
   // Another session made the bridges of these tables current (PgEngine::refreshStale)
   // since the closure ran: a change encoded with a replaced one could drop a newer
   // program's fields or miss its indexes, so the closure runs again with the new one.
   // (This session's own start may replace one too: applyUnlessChanged says so.)
+  bool stale = false;
   for (const EncodedChange& c : request.changes) {
     if (c.op != EncodedChange::Op::kDelete && c.op != EncodedChange::Op::kNone &&
         c.bridge != c.table->bridge()) {
-      return conflictError(*c.table);
+      if (!handed_on) return conflictError(*c.table);
+      stale = true;
     }
   }
   if (request.run_under_lock) {
@@ -45,15 +143,45 @@ absl::StatusOr<TransactionResult> PgWriter::apply(CommitRequest& request, WriteS
     FLATSTORE_RETURN_IF_ERROR(
         request.callbacks->runUnderLock(session.reads(), request, /*again=*/false));
   }
-  // The conflict check (not under the lock), the request's changes and the session's
-  // start (its locks, transaction id and catalog generation) in one round trip; then
-  // the dictionary work, if any.
+  // A request before it in this client that its snapshot lacks (committed after it was
+  // taken, or earlier in this session) wrote what the closure read.
+  const CommitRequest::Pipelining& pipelining = request.pipelining;
+  if (!stale && !request.run_under_lock && !pipelining.predecessors.empty()) {
+    const uint64_t own = session.versionstamp(0).commitSequence();
+    FLATSTORE_ASSIGN_OR_RETURN(
+        stale,
+        overwrittenSince(
+            pipelining.predecessors,
+            [&](uint64_t xid) { return xid != own && pgSnapshotSees(request.snapshot_mark, xid); },
+            pipelining.reads));
+  }
+  // Runs the closure again in the session, where it reads every commit before it.
+  auto run_again = [&]() -> absl::Status {
+    request.changes.clear();
+    request.entries = nullptr;
+    return request.callbacks->runUnderLock(session.reads(), request, /*again=*/true);
+  };
+  if (stale) FLATSTORE_RETURN_IF_ERROR(run_again());
+  // The conflict check (not under the lock), the request's changes and, for the first,
+  // the session's start (its locks, transaction id and catalog generation) in one round
+  // trip; then the dictionary work, if any.
   std::vector<const TableState*> read(request.read_tables.begin(), request.read_tables.end());
-  FLATSTORE_ASSIGN_OR_RETURN(
-      int changed,
-      session.applyUnlessChanged(0, request.changes, read,
-                                 request.run_under_lock ? nullptr : &request.snapshot_mark));
-  if (changed >= 0) return conflictError(*read[static_cast<size_t>(changed)]);
+  const bool check = !request.run_under_lock && !stale;
+  FLATSTORE_ASSIGN_OR_RETURN(int changed,
+                             session.applyUnlessChanged(position, request.changes, read,
+                                                        check ? &request.snapshot_mark : nullptr));
+  if (changed >= 0) {
+    // A request that still holds its tables runs again on a fresh snapshot; one that
+    // gave them to the next closures already runs again here (inside its savepoint:
+    // see commitGroup), so that it stays ahead of them.
+    if (!handed_on) return conflictError(*read[static_cast<size_t>(changed)]);
+    session.endRequest(false);
+    session.beginRequest();
+    FLATSTORE_RETURN_IF_ERROR(run_again());
+    FLATSTORE_ASSIGN_OR_RETURN(
+        changed, session.applyUnlessChanged(position, request.changes, read, nullptr));
+    if (changed >= 0) return conflictError(*read[static_cast<size_t>(changed)]);
+  }
   if (request.entries) FLATSTORE_RETURN_IF_ERROR(request.entries(session));
   TransactionResult result;
   for (const EncodedChange& c : request.changes) {
@@ -61,69 +189,84 @@ absl::StatusOr<TransactionResult> PgWriter::apply(CommitRequest& request, WriteS
     result.updated += c.op == EncodedChange::Op::kUpdate ? 1 : 0;
     result.deleted += c.op == EncodedChange::Op::kDelete ? 1 : 0;
   }
-  if (!request.changes.empty()) result.versionstamp = session.versionstamp(0);
+  if (!request.changes.empty()) result.versionstamp = session.versionstamp(position);
   return result;
 }
 
-void PgWriter::commit(std::unique_ptr<CommitRequest> request) {
-  // Closures under the locks and completion callbacks run here (see CommittingScope).
-  CommittingScope committing;
-  {
-    absl::MutexLock lock(&mu_);
-    if (stopped_) {
-      request->callbacks->complete(*request,
-                                   absl::FailedPreconditionError("the workspace is shut down"));
-      return;
-    }
-    committing_ += 1;
-  }
-  // The session locks the declared tables (the closure's), and the tables it changes.
-  std::vector<const TableState*> tables(request->tables.begin(), request->tables.end());
-  for (const TableState* t : request->read_tables) {
-    if (std::find(tables.begin(), tables.end(), t) == tables.end()) tables.push_back(t);
-  }
-  for (const EncodedChange& c : request->changes) {
-    if (std::find(tables.begin(), tables.end(), c.table) == tables.end()) tables.push_back(c.table);
-  }
+void PgWriter::commitGroup(Group& group) {
+  std::vector<std::unique_ptr<CommitRequest>>& requests = group.requests;
+  std::vector<absl::StatusOr<TransactionResult>> results(requests.size(), TransactionResult{});
+  // Several requests, or one whose closure must be able to run again inside the session
+  // after a conflict (it handed its tables on): each in a savepoint, so that one that
+  // fails or conflicts is undone alone.
+  const bool savepoints = requests.size() > 1 || requests[0]->handedOn();
   const absl::Time begin = absl::Now();
   absl::Time locked = begin;
-  absl::StatusOr<TransactionResult> result = [&]() -> absl::StatusOr<TransactionResult> {
-    FLATSTORE_ASSIGN_OR_RETURN(std::unique_ptr<WriteSession> session, engine_->beginWrite(tables));
+  absl::Status status = [&]() -> absl::Status {
+    FLATSTORE_ASSIGN_OR_RETURN(std::unique_ptr<WriteSession> session,
+                               engine_->beginWrite(group.tables));
     locked = absl::Now();
-    FLATSTORE_ASSIGN_OR_RETURN(TransactionResult r, apply(*request, *session));
-    FLATSTORE_RETURN_IF_ERROR(session->commit());
-    return r;
+    bool any = false;
+    for (size_t i = 0; i < requests.size(); ++i) {
+      CommitRequest& r = *requests[i];
+      if (savepoints) session->beginRequest();
+      results[i] = apply(r, *session, static_cast<uint16_t>(i));
+      if (savepoints) session->endRequest(results[i].ok());
+      if (!results[i].ok()) {
+        if (r.handedOn()) r.pipelining.in_flight->failed = true;
+        // A lost connection fails the whole session; so does any failure of a request
+        // without a savepoint.
+        if (!savepoints || absl::IsUnavailable(results[i].status())) return results[i].status();
+        continue;
+      }
+      any = true;
+      if (r.handedOn()) {
+        r.pipelining.in_flight->sequence = session->versionstamp(0).commitSequence();
+        r.pipelining.in_flight->applied = writesOf(r.changes);
+      }
+    }
+    // Nothing of the group was applied: nothing to commit.
+    if (!any) return absl::OkStatus();
+    return session->commit();
   }();
   const absl::Time end = absl::Now();
-  request->lock_hold_us = absl::ToInt64Microseconds(end - locked);
+  const int64_t hold_us = absl::ToInt64Microseconds(end - locked);
+  if (!status.ok()) {
+    // Nothing of the session is visible: every request fails with its error, or with
+    // the session's.
+    for (size_t i = 0; i < requests.size(); ++i) {
+      if (results[i].ok() || absl::IsUnavailable(status)) results[i] = status;
+      if (requests[i]->handedOn()) requests[i]->pipelining.in_flight->failed = true;
+    }
+  }
+  int64_t transactions = 0;
+  for (size_t i = 0; i < requests.size(); ++i) {
+    transactions += results[i].ok() && !requests[i]->changes.empty() ? 1 : 0;
+  }
   if (metrics_ != nullptr) {
-    if (result.ok()) {
-      metrics_->recordGroup(request->changes.empty() ? 0 : 1, request->lock_hold_us,
-                            absl::ToInt64Microseconds(locked - begin));
+    if (status.ok()) {
+      metrics_->recordGroup(transactions, hold_us, absl::ToInt64Microseconds(locked - begin));
     } else {
       metrics_->recordFailedCommit();
     }
   }
-  if (result.ok() && request->changes.size() >= 16) {
+  for (size_t i = 0; i < requests.size(); ++i) {
+    if (!results[i].ok() || requests[i]->changes.size() < 16) continue;
     // The pace of large requests sizes chunks (performChunked), as on SQLite.
     int64_t per_change =
-        absl::ToInt64Nanoseconds(end - locked) / static_cast<int64_t>(request->changes.size());
+        absl::ToInt64Nanoseconds(end - locked) / static_cast<int64_t>(requests[i]->changes.size());
     int64_t old = nanos_per_change_.load(std::memory_order_relaxed);
     nanos_per_change_.store(std::max<int64_t>(1, (old * 7 + per_change) / 8),
                             std::memory_order_relaxed);
   }
-  if (result.ok() && !request->changes.empty()) {
+  if (transactions > 0 && publish_) {
     // Counted when published, after the commit (see PgSequence).
-    std::vector<std::unique_ptr<CommitRequest>> one;
-    one.push_back(std::move(request));
-    std::vector<absl::StatusOr<TransactionResult>> results{result};
-    CommitEvent event = Writer::observedChanges(one, results, sequence_->next());
-    if (publish_) publish_(std::move(event));
-    request = std::move(one[0]);
+    publish_(Writer::observedChanges(requests, results, sequence_->next()));
   }
-  request->callbacks->complete(*request, std::move(result));
-  absl::MutexLock lock(&mu_);
-  committing_ -= 1;
+  for (size_t i = 0; i < requests.size(); ++i) {
+    requests[i]->lock_hold_us = hold_us;
+    requests[i]->callbacks->complete(*requests[i], std::move(results[i]));
+  }
 }
 
 absl::Status PgWriter::writeEntry(const std::function<absl::Status(EntryWriter&)>& fn) {
@@ -183,7 +326,14 @@ absl::Status PgWriter::stop() {
   {
     absl::MutexLock lock(&mu_);
     stopped_ = true;
-    auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return committing_ == 0; };
+  }
+  // What was queued before commits; requests later fail at once.
+  commitQueued();
+  {
+    absl::MutexLock lock(&mu_);
+    auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return committing_ == 0 && queue_.empty();
+    };
     mu_.Await(absl::Condition(&idle));
   }
   if (backfill_thread_.joinable()) backfill_thread_.join();

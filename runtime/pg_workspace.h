@@ -1,21 +1,32 @@
 // The parts of a workspace on PostgreSQL that sit above the storage engine (pg_engine.h)
 // where the SQLite workspace has its writer and its commit watcher:
 //
-//   PgWriter         the CommitPath (commit_path.h). Each request commits on the thread
-//                    that finished its closure (a scheduler worker, or the caller that
-//                    ran it), in a write session of its own holding the locks of the
-//                    request's declared tables. The per-table queues already keep
-//                    closures on one table in order within this client, and the locks
-//                    across clients; requests on disjoint tables commit in parallel, on
-//                    separate connections. A conflict (another client changed a table
-//                    the closure read since its snapshot) fails the request with the
+//   PgWriter         the CommitPath (commit_path.h). It has no thread of its own for
+//                    commits: requests wait in its queue, and the threads that finished
+//                    closures (scheduler workers, or callers that ran their own) commit
+//                    them, each thread a group of requests in a write session holding
+//                    the locks of the group's tables. Groups on disjoint tables commit
+//                    in parallel, on separate connections; a group's tables are taken
+//                    from the queue in the order its requests came, and no second group
+//                    of this client takes a table while one holds it. A closure whose
+//                    tables wait for other closures hands them on when its request is
+//                    queued (pipeline.h), before its commit: the next closure runs on
+//                    another thread while this thread commits, and what queues
+//                    meanwhile goes into the next session together, one savepoint per
+//                    request (the savepoints travel with the statements, so a group
+//                    costs the round trips of one request).
+//                    A conflict (another client changed a table the closure read since
+//                    its snapshot) fails a request that holds its tables with the
 //                    conflict error, and the closure runs again on a fresh snapshot;
-//                    after two conflicts it runs inside its write session, reading the
+//                    after two conflicts it runs inside a write session, reading the
 //                    session's transaction under its tables' locks, where no other
-//                    client can change them (ClosureRunner's run under the lock).
-//                    A change encoded with a table's bridge that the session replaced
-//                    (another program changed the catalog, pg_engine.h) fails the
-//                    request the same way, and the closure runs again with the new one.
+//                    client can change them (ClosureRunner's run under the lock). A
+//                    request that handed its tables on runs its closure again inside
+//                    its session at once, as on SQLite: after a conflict, or when it
+//                    read what a request before it in this client writes and its
+//                    snapshot lacks. A change encoded with a table's bridge that a
+//                    session replaced (another program changed the catalog,
+//                    pg_engine.h) counts as a conflict.
 //                    Index back-fills run on a thread of their own.
 //   PgCommitWatcher  other clients' commits, from the engine's CommitFeed (LISTEN/NOTIFY
 //                    as a wake-up, the change log as the record), published to the
@@ -43,6 +54,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -101,19 +113,24 @@ class PgWriter : public CommitPath {
            int backfill_batch, PgSequence* sequence);
   ~PgWriter() override;
 
-  void submit(std::unique_ptr<CommitRequest> request) override { commit(std::move(request)); }
-  void submitOrCommit(std::unique_ptr<CommitRequest> request) override {
-    commit(std::move(request));
-  }
+  // Queues `request`; the caller commits it with commitQueued() (ClosureRunner::handOn).
+  void submit(std::unique_ptr<CommitRequest> request) override ABSL_LOCKS_EXCLUDED(mu_);
+  // Queues `request` and commits what this thread may (commitQueued).
+  void submitOrCommit(std::unique_ptr<CommitRequest> request) override ABSL_LOCKS_EXCLUDED(mu_);
   // A closure runs inside a write session only after conflicts: hands the request back.
   std::unique_ptr<CommitRequest> commitIfIdle(std::unique_ptr<CommitRequest> request) override {
     return request;
   }
-  void commitQueued() override {}
+  // Commits groups of queued requests whose tables no session of this client holds,
+  // until none is left. A session that ends leaves what waited for its tables to the
+  // thread that ran it, which takes it next.
+  void commitQueued() override ABSL_LOCKS_EXCLUDED(mu_);
+  // Requests wait only for sessions of their own tables: no hint.
   bool busy() const override { return false; }
   // After conflicts a closure runs inside its write session (under its tables' locks).
   bool runsClosures() const override { return true; }
-  bool handsOn() const override { return false; }
+  bool handsOn() const override { return true; }
+  bool commitsInBackground() const override { return false; }
 
   // Each in a write session of its own that locks no table.
   absl::Status putEntry(std::string_view key, Dictionary::Kind kind, std::string_view type,
@@ -135,9 +152,28 @@ class PgWriter : public CommitPath {
   }
 
  private:
-  // Commits `request` in a session of its own and completes it.
-  void commit(std::unique_ptr<CommitRequest> request) ABSL_LOCKS_EXCLUDED(mu_);
-  absl::StatusOr<TransactionResult> apply(CommitRequest& request, WriteSession& session);
+  // A queued request and the tables its session locks: the declared ones, the ones its
+  // closure read, the ones its changes write.
+  struct Queued {
+    std::unique_ptr<CommitRequest> request;
+    std::vector<const TableState*> tables;
+  };
+  // A group taken from the queue, and the union of its tables (all the first
+  // request's: the others' are among them).
+  struct Group {
+    std::vector<std::unique_ptr<CommitRequest>> requests;
+    std::vector<const TableState*> tables;
+  };
+  // Queues `request`; false when the writer stopped (the request is completed then).
+  bool enqueue(std::unique_ptr<CommitRequest> request) ABSL_LOCKS_EXCLUDED(mu_);
+  // Takes the next group whose tables are free, and marks them held; empty when none.
+  Group takeGroup() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Commits `group` in one session and completes its requests.
+  void commitGroup(Group& group);
+  // One request of a session at `position`: conflict and predecessor checks, a run of
+  // its closure in the session when needed, its changes, its dictionary work.
+  absl::StatusOr<TransactionResult> apply(CommitRequest& request, WriteSession& session,
+                                          uint16_t position);
   absl::Status writeEntry(const std::function<absl::Status(EntryWriter&)>& fn);
   void backfillLoop() ABSL_LOCKS_EXCLUDED(mu_);
 
@@ -150,7 +186,10 @@ class PgWriter : public CommitPath {
 
   absl::Mutex mu_;
   bool stopped_ ABSL_GUARDED_BY(mu_) = false;
-  int committing_ ABSL_GUARDED_BY(mu_) = 0;
+  int committing_ ABSL_GUARDED_BY(mu_) = 0;  // groups being committed
+  std::deque<Queued> queue_ ABSL_GUARDED_BY(mu_);
+  // The tables of the sessions this client runs now.
+  absl::flat_hash_set<const TableState*> held_ ABSL_GUARDED_BY(mu_);
   std::deque<TableState*> backfills_ ABSL_GUARDED_BY(mu_);
   std::thread backfill_thread_;
 };

@@ -80,7 +80,19 @@ class PgWriteSession : public WriteSession {
   absl::StatusOr<int> applyUnlessChanged(uint16_t position, std::span<EncodedChange> changes,
                                          std::span<const TableState* const> read,
                                          const ReadMark* mark) override {
-    return applyChecked(position, changes, read, mark, /*only=*/true);
+    return applyChecked(position, changes, read, mark, /*only=*/!in_request_);
+  }
+
+  // The savepoint and its end go with the next round trip; after a failed statement the
+  // transaction stays aborted until the ROLLBACK TO that endRequest(false) queues.
+  void beginRequest() override {
+    conn_->queue("SAVEPOINT request", {}, "write session");
+    in_request_ = true;
+  }
+  void endRequest(bool keep) override {
+    if (!keep) conn_->queue("ROLLBACK TO SAVEPOINT request", {}, "write session");
+    conn_->queue("RELEASE SAVEPOINT request", {}, "write session");
+    in_request_ = false;
   }
 
   absl::Status putEntry(std::string_view key, Dictionary::Kind kind, std::string_view type,
@@ -121,8 +133,9 @@ class PgWriteSession : public WriteSession {
   // (PgEngine::refreshStale); a change encoded with a replaced bridge is then not
   // committed (PgWriter runs its closure again).
   absl::Status takeStart() {
+    // The start's three statements, and a request's savepoint queued after them.
     std::vector<PgResult> start = conn_->takeQueuedResults();
-    if (start.size() != 3) {
+    if (start.size() < 3) {
       return absl::UnavailableError(absl::StrCat("the write session did not start on server ",
                                                  conn_->server(),
                                                  ": the statement it went out with failed"));
@@ -134,7 +147,8 @@ class PgWriteSession : public WriteSession {
   }
   // apply() and applyUnlessChanged(): with `mark`, the check runs first, in the same
   // round trip. The `only` request of a session needs no savepoint: should it fail,
-  // the session is rolled back as a whole.
+  // the session is rolled back as a whole. Inside beginRequest() the caller's
+  // savepoint holds the request, and endRequest(false) undoes it.
   absl::StatusOr<int> applyChecked(uint16_t position, std::span<EncodedChange> changes,
                                    std::span<const TableState* const> read, const ReadMark* mark,
                                    bool only);
@@ -154,6 +168,7 @@ class PgWriteSession : public WriteSession {
   std::vector<const TableState*> tables_;  // declared
   // A conflicting request's changes stay in the transaction (applyUnlessChanged).
   bool doomed_ = false;
+  bool in_request_ = false;  // between beginRequest() and endRequest()
   std::set<const TableState*> declared_;
   // The change-log records of the applied requests, per table id.
   std::map<int64_t, std::string> log_;
@@ -210,7 +225,9 @@ absl::StatusOr<int> PgWriteSession::applyChecked(uint16_t position,
     pipe.add(check->sql, check->params, "conflict check");
     change_of.push_back(-1);
   }
-  if (!only) {
+  // apply() outside a request brings its own savepoint.
+  const bool own_savepoint = !only && !in_request_;
+  if (own_savepoint) {
     pipe.add("SAVEPOINT request", {}, "write session");
     change_of.push_back(-1);
   }
@@ -256,7 +273,7 @@ absl::StatusOr<int> PgWriteSession::applyChecked(uint16_t position,
     if (insert) inserts.emplace_back(pipe.size(), i);
     add(i, insert ? sql.insert : c.key_changed ? sql.reinsert : sql.update, std::move(params));
   }
-  if (!only) {
+  if (own_savepoint) {
     pipe.add("RELEASE SAVEPOINT request", {}, "write session");
     change_of.push_back(-1);
   }
@@ -271,7 +288,7 @@ absl::StatusOr<int> PgWriteSession::applyChecked(uint16_t position,
   for (const EncodedChange& c : changes) {
     if (c.op == EncodedChange::Op::kInsert || c.op == EncodedChange::Op::kUpdate) {
       if (c.bridge == c.table->bridge()) continue;
-      doomed_ = true;
+      doomed_ = doomed_ || !in_request_;
       auto it = std::find(read.begin(), read.end(), c.table);
       if (it != read.end()) return static_cast<int>(it - read.begin());
       return absl::AbortedError(absl::StrCat("table ", av(c.table->desc.table_name),
@@ -284,6 +301,7 @@ absl::StatusOr<int> PgWriteSession::applyChecked(uint16_t position,
   // rolled back as a whole.
   const size_t savepoint = check.has_value() ? 1 : 0;
   auto undo = [&]() -> absl::Status {
+    if (in_request_) return absl::OkStatus();  // endRequest(false)
     if (out.status.ok() || only) {
       doomed_ = true;
       return absl::OkStatus();

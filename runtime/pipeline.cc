@@ -63,13 +63,20 @@ WriteSet writesOf(const std::vector<EncodedChange>& changes) {
 
 absl::StatusOr<bool> overwrittenSince(const std::vector<std::shared_ptr<InFlight>>& predecessors,
                                       uint64_t snapshot_sequence, const ReadSet& reads) {
+  return overwrittenSince(
+      predecessors, [snapshot_sequence](uint64_t s) { return s <= snapshot_sequence; }, reads);
+}
+
+absl::StatusOr<bool> overwrittenSince(const std::vector<std::shared_ptr<InFlight>>& predecessors,
+                                      absl::FunctionRef<bool(uint64_t)> seen,
+                                      const ReadSet& reads) {
   for (const std::shared_ptr<InFlight>& p : predecessors) {
     if (p->failed) continue;  // the snapshot lacks it, and so does the database
     if (p->sequence == 0) {
       // Same-priority predecessors are queued ahead; others are waited for.
       return absl::InternalError("a pipelined request reached the writer before its predecessor");
     }
-    if (p->sequence <= snapshot_sequence) continue;  // the snapshot has it
+    if (seen(p->sequence)) continue;  // the snapshot has it
     if (p->applied.touches(reads)) return true;
   }
   return false;

@@ -31,6 +31,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/functional/function_ref.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "flatstore/transaction.h"
@@ -85,6 +86,11 @@ struct InFlight {
 // predecessors are queued ahead, others waited for).
 absl::StatusOr<bool> overwrittenSince(const std::vector<std::shared_ptr<InFlight>>& predecessors,
                                       uint64_t snapshot_sequence, const ReadSet& reads);
+// The same, where `seen(sequence)` tells whether the snapshot has the commit of a
+// predecessor applied at `sequence` (on PostgreSQL, whether a transaction id is visible
+// in the closure's pg_snapshot).
+absl::StatusOr<bool> overwrittenSince(const std::vector<std::shared_ptr<InFlight>>& predecessors,
+                                      absl::FunctionRef<bool(uint64_t)> seen, const ReadSet& reads);
 
 // The requests in flight, by table.
 class InFlightRegistry {

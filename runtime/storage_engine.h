@@ -12,7 +12,8 @@
 // fetches, snapshots, changesSince and closures' snapshots take their views from a
 // ReadViews (SQLite's is the reader pool, reader_pool.h; PostgreSQL's the engine).
 // Commits go through CommitPath (commit_path.h) on both: on PostgreSQL, PgWriter
-// commits each request in a WriteSession of this interface; on SQLite the Writer
+// commits groups of requests that share tables in WriteSessions of this interface (a
+// savepoint per request: beginRequest, endRequest); on SQLite the Writer
 // (writer.h) is that commit path and its own write session at once: it groups every
 // queued request into one transaction under the file's one write lock, which is where
 // SQLite's speed comes from and which no session per table set would give it. The
@@ -240,17 +241,25 @@ class WriteSession : public EntryWriter {
   // of `position`, and sets the rowids of inserts. All or nothing: on error none of
   // them stays and the session may go on with the next request.
   virtual absl::Status apply(uint16_t position, std::span<EncodedChange> changes) = 0;
-  // The only request of a session: apply(), unless a commit by an origin other than
-  // this client's changed one of `read` after `mark` (checked in the same round trip;
-  // no check without a mark), or the changes were encoded with a table's bridge that
-  // another program's catalog change replaced: then the index in `read` of the first
-  // such table, and the session can only be rolled back (commit() fails with
-  // FailedPrecondition); -1 once applied. When the log no longer covers `mark`, 0:
-  // assume a change rather than miss one. `read` holds every table the changes write.
+  // apply(), unless a commit by an origin other than this client's changed one of
+  // `read` after `mark` (checked in the same round trip; no check without a mark), or
+  // the changes were encoded with a table's bridge that another program's catalog
+  // change replaced: then the index in `read` of the first such table; -1 once
+  // applied. When the log no longer covers `mark`, 0: assume a change rather than miss
+  // one. `read` holds every table the changes write.
+  // Outside beginRequest()/endRequest(), for the only request of a session: no
+  // savepoint, and after a change or a failure the session can only be rolled back
+  // (commit() fails with FailedPrecondition). Inside them, endRequest(false) undoes it.
   virtual absl::StatusOr<int> applyUnlessChanged(uint16_t position,
                                                  std::span<EncodedChange> changes,
                                                  std::span<const TableState* const> read,
                                                  const ReadMark* mark) = 0;
+  // Brackets one request of a session that holds several: what happens between the two
+  // (applyUnlessChanged, dictionary writes, reads) stays with endRequest(true) and is
+  // undone alone with endRequest(false), after which the session goes on. On
+  // PostgreSQL a savepoint whose statements travel with the next round trip.
+  virtual void beginRequest() = 0;
+  virtual void endRequest(bool keep) = 0;
   // Writes the change log and commits. Unavailable when the connection was lost and
   // the server does not confirm the commit; the session is over either way.
   virtual absl::Status commit() = 0;

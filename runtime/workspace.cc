@@ -26,9 +26,12 @@ namespace flatstore {
 namespace internal {
 namespace {
 
-int defaultWorkers() {
-  unsigned n = std::thread::hardware_concurrency();
-  return static_cast<int>(std::max(2u, n));
+// The closures that may run at a time when WorkspaceOptions::worker_threads is 0. On a
+// file, closures use the CPU: one per core. On a server, each of their reads waits for
+// a round trip, so more run at once: four per core, at least eight.
+int defaultWorkers(bool server) {
+  unsigned n = std::max(2u, std::thread::hardware_concurrency());
+  return static_cast<int>(server ? std::max(8u, 4 * n) : n);
 }
 
 // Clear errors for paths SQLite would only call "unable to open".
@@ -165,8 +168,8 @@ void WorkspaceImpl::wireParts(TableRegistry::Register register_table) {
   reads_ = std::make_unique<Reads>(
       read_views_, tables_.get(), [this] { return committedSequence(); },
       /*marks_are_sequences=*/engine_ == nullptr);
-  scheduler_ = std::make_unique<Scheduler>(options_.worker_threads > 0 ? options_.worker_threads
-                                                                       : defaultWorkers());
+  scheduler_ = std::make_unique<Scheduler>(
+      options_.worker_threads > 0 ? options_.worker_threads : defaultWorkers(engine_ != nullptr));
   runner_ = std::make_unique<ClosureRunner>(
       tables_.get(), scheduler_.get(), writer_.get(), snapshot_views_, &metrics_,
       options_.max_pending_transactions, options_.max_conflict_retries);
@@ -179,7 +182,9 @@ absl::StatusOr<std::unique_ptr<WorkspaceImpl>> WorkspaceImpl::openPostgres(
   eo.uri = uri;
   eo.log_retention = std::max<int64_t>(1, options.change_log_retention);
   eo.reconnect_limit = options.reconnect_limit;
-  eo.max_idle_connections = std::max(1, options.reader_connections) + defaultWorkers();
+  // A running closure holds a snapshot's connection, and its commit a write session's.
+  const int workers = options.worker_threads > 0 ? options.worker_threads : defaultWorkers(true);
+  eo.max_idle_connections = std::max(1, options.reader_connections) + 2 * workers;
   absl::StatusOr<std::unique_ptr<PgEngine>> engine = PgEngine::open(eo);
   if (!engine.ok()) {
     return absl::Status(engine.status().code(), absl::StrCat("cannot open ", shownUri(uri), ": ",

@@ -39,7 +39,9 @@ enum class Synchronous { kNormal, kFull };
 
 struct WorkspaceOptions {
   Synchronous synchronous = Synchronous::kNormal;
-  // Threads that run closures. 0: the number of cores, at least 2.
+  // Threads that run closures (and closures running at a time). 0: on a file, the number
+  // of cores, at least 2; on PostgreSQL, where closures mostly wait for the server's
+  // replies, four per core, at least 8.
   int worker_threads = 0;
   // Read-only connections for fetches, snapshot() and subscriptions (the writer never
   // uses them). Closures read on connections of their own, one per closure running at a

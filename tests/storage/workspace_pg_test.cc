@@ -30,6 +30,7 @@
 #include "game_flatstore.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "runtime/pg_schema.h"
 #include "runtime/postgres.h"
 #include "tests/support/pg_schema.h"
 #include "tests/support/random.h"
@@ -1301,6 +1302,196 @@ TEST_P(SameCodeTest, TwoClientsIncrementOneCounterExactly) {
     expected += 1;
   }
   EXPECT_EQ(history.rbegin()->first, (*counter)->versionstamp());
+}
+
+// ---------------------------------------------------------------------------------------
+// Closures that hand their tables on while earlier ones commit
+
+// A workspace on a schema of its own, and the admin connection of the schema, which can
+// hold a table's lock (as another client's session would) to keep this client's
+// sessions on that table waiting.
+class PostgresHandOnTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (PgTestSchema::serverUri() == nullptr) GTEST_SKIP() << PgTestSchema::kSkipReason;
+    schema_ = std::make_unique<PgTestSchema>("hand_on");
+    ASSERT_TRUE(schema_->ok());
+    ws_ = open();
+    ASSERT_NE(ws_, nullptr);
+    // Both tables registered before any lock is held.
+    auto seeded = ws_->performChangesAndWait<Doc, Monster>([](TransactionContext& txn) {
+      FLATSTORE_RETURN_IF_ERROR(txn.submit(doc("seed", 0)).status());
+      return txn.submit(monster("seed", 0, 1)).status();
+    });
+    ASSERT_OK(seeded);
+  }
+  void TearDown() override {
+    ws_.reset();
+    schema_.reset();
+  }
+
+  std::unique_ptr<Workspace> open() {
+    WorkspaceOptions options;
+    options.worker_threads = 4;
+    auto ws = Workspace::open(schema_->uri(), options);
+    EXPECT_OK(ws);
+    return ws.ok() ? std::move(*ws) : nullptr;
+  }
+
+  static DocChangeRequest doc(std::string_view id, int32_t rank) {
+    auto r = DocChangeRequest::creation();
+    r.setId(id).setRank(rank);
+    return r;
+  }
+
+  // The lock key of the table described by `d` (pg_engine.h, Locks).
+  int32_t keyOf(const TableDescription& d) {
+    return internal::pgLockKey(schema_->name(), absl::StrCat("table ", std::string(d.table_name)));
+  }
+  // Takes or gives up the lock of key `key` on the admin connection.
+  absl::Status lock(int32_t key, bool take) {
+    return schema_->execute(absl::StrCat("SELECT ",
+                                         take ? "pg_advisory_lock(" : "pg_advisory_unlock(",
+                                         internal::pgLockSpace(schema_->name()), ", ", key, ")"));
+  }
+
+  // Waits (bounded) until `count` reaches `n`.
+  static bool reaches(const std::atomic<int>& count, int n) {
+    const absl::Time deadline = absl::Now() + kBoundedWait;
+    while (count.load() < n && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(2));
+    return count.load() >= n;
+  }
+
+  std::unique_ptr<PgTestSchema> schema_;
+  std::unique_ptr<Workspace> ws_;
+};
+
+// Closures on one table queued behind each other: the first hands the table on when its
+// request is queued, so the next ones run while its session waits for the table's lock
+// (held here, as by another client). Once the lock is free, the first commits, and the
+// five that ran meanwhile commit together in the next session, in the order they ran:
+// one transaction id, positions 0 to 4.
+TEST_F(PostgresHandOnTest, ClosuresRunWhileAnEarlierOneWaitsAndCommitTogether) {
+  ASSERT_OK(lock(keyOf(::flatstore::bench::DocEntity::description()), true));
+  std::atomic<int> runs{0};
+  std::vector<TransactionHandle> handles;
+  for (int i = 0; i < 6; ++i) {
+    handles.push_back(ws_->performChanges<Doc>([i, &runs](TransactionContext& txn) {
+      runs.fetch_add(1);
+      return txn.submit(doc(absl::StrCat("d", i), i)).status();
+    }));
+  }
+  EXPECT_TRUE(reaches(runs, 6)) << runs.load() << " closures ran while the first one waited";
+  ASSERT_OK(lock(keyOf(::flatstore::bench::DocEntity::description()), false));
+  std::vector<Versionstamp> stamps;
+  for (const TransactionHandle& h : handles) {
+    auto r = h.wait();
+    ASSERT_OK(r);
+    stamps.push_back(r->versionstamp);
+  }
+  EXPECT_EQ(runs.load(), 6);
+  EXPECT_NE(stamps[1].commitSequence(), stamps[0].commitSequence());
+  for (int i = 1; i < 6; ++i) {
+    EXPECT_EQ(stamps[i].commitSequence(), stamps[1].commitSequence()) << i;
+    EXPECT_EQ(stamps[i].position(), i - 1) << i;
+  }
+  EXPECT_EQ(ws_->metrics().writer.group_size.max, 5);
+  auto all = ws_->fetch<Doc>().all();
+  ASSERT_OK(all);
+  EXPECT_EQ(all->size(), 7u);
+}
+
+// A closure that read what the closure before it writes, while that one still waits to
+// commit, runs again once it committed, and sees its write: increments of one counter,
+// queued behind each other, all count.
+TEST_F(PostgresHandOnTest, AClosureThatReadWhatAnEarlierOneWritesRunsAgain) {
+  ASSERT_OK(lock(keyOf(::flatstore::bench::DocEntity::description()), true));
+  std::vector<TransactionHandle> handles;
+  for (int i = 0; i < 5; ++i) {
+    handles.push_back(ws_->performChanges<Doc>([](TransactionContext& txn) -> absl::Status {
+      auto c = txn.get<Doc>("seed");
+      FLATSTORE_RETURN_IF_ERROR(c.status());
+      auto change = DocChangeRequest::changeOf(**c);
+      change.setRank((*c)->rank() + 1);
+      return txn.submit(change).status();
+    }));
+  }
+  ASSERT_OK(lock(keyOf(::flatstore::bench::DocEntity::description()), false));
+  for (const TransactionHandle& h : handles) ASSERT_OK(h.wait());
+  auto seed = ws_->get<Doc>("seed");
+  ASSERT_OK(seed);
+  EXPECT_EQ((*seed)->rank(), 5);
+}
+
+// A closure that handed its tables on and then meets another client's commit to a table
+// it read runs again inside its session at once, keeping its place: it commits what it
+// computed from the other client's value. Its tables are Doc and Monster; the one whose
+// lock sessions take first is held here, so that its session waits holding no lock, and
+// the other client commits to the other table meanwhile.
+TEST_F(PostgresHandOnTest, AHandedOnClosureThatConflictsRunsAgainInItsSession) {
+  const int32_t doc_key = keyOf(::flatstore::bench::DocEntity::description());
+  const int32_t monster_key = keyOf(MonsterEntity::description());
+  ASSERT_NE(doc_key, monster_key);
+  // The counter lives in the table whose lock comes second.
+  const bool counter_is_monster = doc_key < monster_key;
+  auto read = [counter_is_monster](TransactionContext& txn) -> absl::StatusOr<int> {
+    if (counter_is_monster) {
+      auto m = txn.get<Monster>("seed", 0);
+      FLATSTORE_RETURN_IF_ERROR(m.status());
+      return (*m)->hp();
+    }
+    auto d = txn.get<Doc>("seed");
+    FLATSTORE_RETURN_IF_ERROR(d.status());
+    return (*d)->rank();
+  };
+  auto write = [counter_is_monster](TransactionContext& txn, int value) -> absl::Status {
+    if (counter_is_monster) {
+      auto m = txn.get<Monster>("seed", 0);
+      FLATSTORE_RETURN_IF_ERROR(m.status());
+      auto change = MonsterChangeRequest::changeOf(**m);
+      change.setHp(static_cast<int16_t>(value));
+      return txn.submit(change).status();
+    }
+    auto d = txn.get<Doc>("seed");
+    FLATSTORE_RETURN_IF_ERROR(d.status());
+    auto change = DocChangeRequest::changeOf(**d);
+    change.setRank(value);
+    return txn.submit(change).status();
+  };
+  ASSERT_OK(lock(counter_is_monster ? doc_key : monster_key, true));
+  std::atomic<int> second_runs{0};
+  // The first closure writes elsewhere; the second hands on behind it (the third waits
+  // behind the second) and reads the counter.
+  auto first = ws_->performChanges<Doc, Monster>(
+      [](TransactionContext& txn) { return txn.submit(doc("first", 1)).status(); });
+  auto second =
+      ws_->performChanges<Doc, Monster>([&, read, write](TransactionContext& txn) -> absl::Status {
+        second_runs.fetch_add(1);
+        FLATSTORE_ASSIGN_OR_RETURN(int value, read(txn));
+        return write(txn, value + 1);
+      });
+  auto third = ws_->performChanges<Doc, Monster>(
+      [](TransactionContext& txn) { return txn.submit(doc("third", 3)).status(); });
+  ASSERT_TRUE(reaches(second_runs, 1));
+  // Another client changes the counter after the second closure's snapshot.
+  std::unique_ptr<Workspace> other = open();
+  ASSERT_NE(other, nullptr);
+  if (counter_is_monster) {
+    ASSERT_OK(other->performChangesAndWait<Monster>(
+        [&](TransactionContext& txn) { return write(txn, 40); }));
+  } else {
+    ASSERT_OK(
+        other->performChangesAndWait<Doc>([&](TransactionContext& txn) { return write(txn, 40); }));
+  }
+  ASSERT_OK(lock(counter_is_monster ? doc_key : monster_key, false));
+  ASSERT_OK(first.wait());
+  auto r = second.wait();
+  ASSERT_OK(r);
+  ASSERT_OK(third.wait());
+  EXPECT_EQ(second_runs.load(), 2);
+  int counter =
+      counter_is_monster ? (*ws_->get<Monster>("seed", 0))->hp() : (*ws_->get<Doc>("seed"))->rank();
+  EXPECT_EQ(counter, 41);
 }
 
 // ---------------------------------------------------------------------------------------
