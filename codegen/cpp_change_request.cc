@@ -140,7 +140,10 @@ void CppGenerator::genChangeRequest(const Entity& e) {
     w_.line("  return absl::InvalidArgumentError(\"required field \" {{FNAME}} \" is not set\");");
     w_.line("}");
   }
-  w_.line("::flatbuffers::FlatBufferBuilder builder;");
+  // One builder per thread, kept between calls (its buffer is reused), unless an object
+  // made it large.
+  w_.line("static thread_local ::flatbuffers::FlatBufferBuilder builder;");
+  w_.line("builder.Clear();");
   // A hash equal to the default would not be written; forced, every scalar has its slot.
   if (hashed_scalars) w_.line("builder.ForceDefaults(true);");
   w_.line("builder.Finish({{TABLE}}::Pack(builder, &object));");
@@ -167,10 +170,12 @@ void CppGenerator::genChangeRequest(const Entity& e) {
       w_.line("written->SetField<{{HT}}>({{VT}}, hashes{{BIT}}, {{HT}}({{DEFAULT}}));");
     }
   }
-  w_.line("return ::flatstore::EncodedObject{");
+  w_.line("::flatstore::ObjectBuffer bytes =");
   w_.line(
-      "    ::flatstore::ObjectBuffer::copyOf({builder.GetBufferPointer(), builder.GetSize()}),");
-  w_.line("    true, current != nullptr ? changed_fields : ~uint64_t{0}};");
+      "    ::flatstore::ObjectBuffer::copyOf({builder.GetBufferPointer(), builder.GetSize()});");
+  w_.line("if (builder.GetSize() > ::flatstore::internal::kKeptBuilderBytes) builder.Reset();");
+  w_.line("return ::flatstore::EncodedObject{std::move(bytes), true,");
+  w_.line("                                 current != nullptr ? changed_fields : ~uint64_t{0}};");
   w_.outdent();
   w_.line("}");
   w_.select(kHeader);

@@ -1,6 +1,7 @@
 #include "runtime/transaction_state.h"
 
 #include <algorithm>
+#include <string_view>
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
@@ -47,6 +48,31 @@ absl::Status checkCondition(const TableDescription& d, const std::vector<Value>&
     }
   }
   return absl::OkStatus();
+}
+
+// The top-level field of a field id path ("12.0": 12), as a bit of
+// EncodedObject::changed_fields (ids of 63 and above share bit 63).
+uint64_t fieldBit(std::string_view id_path) {
+  int id = 0;
+  for (char ch : id_path) {
+    if (ch < '0' || ch > '9') break;
+    id = std::min(id * 10 + (ch - '0'), 63);
+  }
+  return uint64_t{1} << id;
+}
+
+// The top-level fields `d`'s primary key is read from (key columns are "k<id path>").
+uint64_t keyFields(const TableDescription& d) {
+  uint64_t mask = 0;
+  for (const KeyColumn& k : d.key_columns) mask |= fieldBit(k.column.substr(1));
+  return mask;
+}
+
+// The top-level fields `d`'s indexes are read from.
+uint64_t indexFields(const TableDescription& d) {
+  uint64_t mask = 0;
+  for (const IndexDescription& x : d.indexes) mask |= fieldBit(x.id_path);
+  return mask;
 }
 
 }  // namespace
@@ -320,13 +346,14 @@ PendingTable::Entry& TransactionState::committedEntry(PendingTable& p, int64_t r
   return p.by_rowid.emplace(rowid, std::move(e)).first->second;
 }
 
-void TransactionState::recordUpdate(TableState& t, const Current& current, EncodedObject encoded,
-                                    std::vector<Value> key, std::vector<Value> index_values) {
+void TransactionState::recordUpdate(TableState& t, Current& current, EncodedObject encoded,
+                                    std::optional<std::vector<Value>> key,
+                                    std::optional<std::vector<Value>> index_values) {
   PendingTable& p = pending_[&t];
-  bool key_changed = !t.desc.hasAutomaticId() && !(key == current.key);
+  bool key_changed = !t.desc.hasAutomaticId() && key.has_value() && !(*key == current.key);
   if (key_changed) {
     std::string old_key = PendingTable::encodeKey(current.key);
-    std::string new_key = PendingTable::encodeKey(key);
+    std::string new_key = PendingTable::encodeKey(*key);
     p.key_to_sort_id.erase(old_key);
     p.removed_keys.insert(old_key);
     p.removed_keys.erase(new_key);
@@ -334,10 +361,14 @@ void TransactionState::recordUpdate(TableState& t, const Current& current, Encod
   }
   bytes_ += static_cast<int64_t>(encoded.bytes.size());
   PendingTable::Entry* entry = nullptr;
+  // Whether this is the first change of a committed object here: its change has no key
+  // and index values yet.
+  bool first = false;
   if (current.pending_insert) {
     entry = &p.inserts.at(current.sort_id);
   } else {
     entry = &committedEntry(p, current.rowid, [&] {
+      first = true;
       EncodedChange c;
       c.op = EncodedChange::Op::kUpdate;
       c.table = &t;
@@ -347,7 +378,7 @@ void TransactionState::recordUpdate(TableState& t, const Current& current, Encod
       c.base_version = current.versionstamp;
       c.changed_fields = 0;
       if (!t.desc.hasAutomaticId() && !key_changed) {
-        p.key_to_sort_id[PendingTable::encodeKey(key)] = current.rowid;
+        p.key_to_sort_id[PendingTable::encodeKey(current.key)] = current.rowid;
       }
       return c;
     });
@@ -358,11 +389,21 @@ void TransactionState::recordUpdate(TableState& t, const Current& current, Encod
     c.key_changed = c.key_changed || key_changed;
     c.changed_fields |= encoded.changed_fields;
   }
-  c.key = std::move(key);
-  c.index_values = std::move(index_values);
+  // A later change of an object keeps what its earlier one recorded where it left the
+  // key or the index values as they were.
+  if (key.has_value()) {
+    c.key = std::move(*key);
+  } else if (first) {
+    c.key = std::move(current.key);
+  }
+  if (index_values.has_value()) {
+    c.index_values = std::move(*index_values);
+  } else if (first) {
+    c.index_values = c.old_index_values;
+  }
 }
 
-void TransactionState::recordDelete(TableState& t, const Current& current) {
+void TransactionState::recordDelete(TableState& t, Current& current) {
   PendingTable& p = pending_[&t];
   if (!t.desc.hasAutomaticId()) {
     std::string encoded = PendingTable::encodeKey(current.key);
@@ -382,7 +423,7 @@ void TransactionState::recordDelete(TableState& t, const Current& current) {
   c.op = EncodedChange::Op::kDelete;
   c.table = &t;
   c.rowid = current.rowid;
-  c.key = current.key;
+  c.key = std::move(current.key);  // the caller is done with it
   c.bytes = ObjectBuffer();
 }
 
@@ -481,19 +522,29 @@ absl::StatusOr<SubmitOutcome> TransactionState::submit(const TableDescription& d
       }
       FLATSTORE_ASSIGN_OR_RETURN(EncodedObject updated, encode(current->bytes.data()));
       if (!updated.changed) return SubmitOutcome::kUnchanged;
-      std::vector<Value> new_key = keyOf(updated);
-      if (!keyComplete(new_key)) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(what(), ": the primary key ", keyText(new_key), " has a missing field"));
-      }
-      if (!d.hasAutomaticId() && !(new_key == current->key)) {
-        FLATSTORE_ASSIGN_OR_RETURN(bool taken, keyTaken(*t, new_key));
-        if (taken) {
-          return absl::AlreadyExistsError(absl::StrCat(what(), ": an object with primary key ",
-                                                       keyText(new_key), " already exists"));
+      // A change that left every field the key is read from as it was keeps the key, and
+      // one that left every indexed field keeps the index values: they are not decoded
+      // again (changed_fields may name more fields than changed, never fewer). Not with a
+      // bridge, whose indexes (a newer program's) need not be this program's.
+      std::optional<std::vector<Value>> new_key;
+      if ((updated.changed_fields & keyFields(d)) != 0) {
+        new_key = keyOf(updated);
+        if (!keyComplete(*new_key)) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              what(), ": the primary key ", keyText(*new_key), " has a missing field"));
+        }
+        if (!d.hasAutomaticId() && !(*new_key == current->key)) {
+          FLATSTORE_ASSIGN_OR_RETURN(bool taken, keyTaken(*t, *new_key));
+          if (taken) {
+            return absl::AlreadyExistsError(absl::StrCat(what(), ": an object with primary key ",
+                                                         keyText(*new_key), " already exists"));
+          }
         }
       }
-      std::vector<Value> values = indexValuesOf(updated);
+      std::optional<std::vector<Value>> values;
+      if (bridge != nullptr || (updated.changed_fields & indexFields(d)) != 0) {
+        values = indexValuesOf(updated);
+      }
       recordUpdate(*t, *current, std::move(updated), std::move(new_key), std::move(values));
       return SubmitOutcome::kUpdated;
     }

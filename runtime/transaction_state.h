@@ -133,9 +133,13 @@ class TransactionState {
                                    std::optional<Current>* current);
   void recordInsert(TableState& t, EncodedObject encoded, std::vector<Value> key,
                     std::vector<Value> index_values);
-  void recordUpdate(TableState& t, const Current& current, EncodedObject encoded,
-                    std::vector<Value> key, std::vector<Value> index_values);
-  void recordDelete(TableState& t, const Current& current);
+  // `key` and `index_values` of the changed object; none for what the change left as
+  // `current` has it (then taken from `current`, which may be moved from).
+  void recordUpdate(TableState& t, Current& current, EncodedObject encoded,
+                    std::optional<std::vector<Value>> key,
+                    std::optional<std::vector<Value>> index_values);
+  // Moves from `current`'s key.
+  void recordDelete(TableState& t, Current& current);
   // The pending entry of committed object `rowid`; on its first change in this
   // transaction a new entry, whose change make_change() makes.
   template <class MakeChange>

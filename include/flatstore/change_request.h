@@ -93,6 +93,10 @@ class ChangeRequestBase {
 
 namespace internal {
 
+// A generated encodeOver() keeps its thread's FlatBufferBuilder, and the buffer in it,
+// for the next call, unless the object it built was larger than this.
+inline constexpr size_t kKeptBuilderBytes = 64 * 1024;
+
 // Deep copies and comparisons over FlatBuffers object-API ("native") values, whose
 // nested tables are held by unique_ptr.
 template <class X>

@@ -646,7 +646,8 @@ absl::StatusOr<::flatstore::EncodedObject> HeroChangeRequest::encodeOver(
   if (current != nullptr && changed_fields == 0) {
     return ::flatstore::EncodedObject{::flatstore::ObjectBuffer(), false, 0};
   }
-  ::flatbuffers::FlatBufferBuilder builder;
+  static thread_local ::flatbuffers::FlatBufferBuilder builder;
+  builder.Clear();
   builder.ForceDefaults(true);
   builder.Finish(::flatstore::test::constructs::Hero::Pack(builder, &object));
   auto* written = ::flatbuffers::GetMutableRoot<::flatbuffers::Table>(
@@ -657,9 +658,11 @@ absl::StatusOr<::flatstore::EncodedObject> HeroChangeRequest::encodeOver(
       v->Mutate(i, hashes10[i]);
     }
   }
-  return ::flatstore::EncodedObject{
-      ::flatstore::ObjectBuffer::copyOf({builder.GetBufferPointer(), builder.GetSize()}),
-      true, current != nullptr ? changed_fields : ~uint64_t{0}};
+  ::flatstore::ObjectBuffer bytes =
+      ::flatstore::ObjectBuffer::copyOf({builder.GetBufferPointer(), builder.GetSize()});
+  if (builder.GetSize() > ::flatstore::internal::kKeptBuilderBytes) builder.Reset();
+  return ::flatstore::EncodedObject{std::move(bytes), true,
+                                   current != nullptr ? changed_fields : ~uint64_t{0}};
 }
 
 }  // namespace flatstore::test::constructs

@@ -593,11 +593,14 @@ absl::StatusOr<::flatstore::EncodedObject> MonsterChangeRequest::encodeOver(
   if (current != nullptr && changed_fields == 0) {
     return ::flatstore::EncodedObject{::flatstore::ObjectBuffer(), false, 0};
   }
-  ::flatbuffers::FlatBufferBuilder builder;
+  static thread_local ::flatbuffers::FlatBufferBuilder builder;
+  builder.Clear();
   builder.Finish(::flatstore::test::game::Monster::Pack(builder, &object));
-  return ::flatstore::EncodedObject{
-      ::flatstore::ObjectBuffer::copyOf({builder.GetBufferPointer(), builder.GetSize()}),
-      true, current != nullptr ? changed_fields : ~uint64_t{0}};
+  ::flatstore::ObjectBuffer bytes =
+      ::flatstore::ObjectBuffer::copyOf({builder.GetBufferPointer(), builder.GetSize()});
+  if (builder.GetSize() > ::flatstore::internal::kKeptBuilderBytes) builder.Reset();
+  return ::flatstore::EncodedObject{std::move(bytes), true,
+                                   current != nullptr ? changed_fields : ~uint64_t{0}};
 }
 
 }  // namespace flatstore::test::game
@@ -698,11 +701,14 @@ absl::StatusOr<::flatstore::EncodedObject> EventChangeRequest::encodeOver(
   if (current != nullptr && changed_fields == 0) {
     return ::flatstore::EncodedObject{::flatstore::ObjectBuffer(), false, 0};
   }
-  ::flatbuffers::FlatBufferBuilder builder;
+  static thread_local ::flatbuffers::FlatBufferBuilder builder;
+  builder.Clear();
   builder.Finish(::flatstore::test::game::Event::Pack(builder, &object));
-  return ::flatstore::EncodedObject{
-      ::flatstore::ObjectBuffer::copyOf({builder.GetBufferPointer(), builder.GetSize()}),
-      true, current != nullptr ? changed_fields : ~uint64_t{0}};
+  ::flatstore::ObjectBuffer bytes =
+      ::flatstore::ObjectBuffer::copyOf({builder.GetBufferPointer(), builder.GetSize()});
+  if (builder.GetSize() > ::flatstore::internal::kKeptBuilderBytes) builder.Reset();
+  return ::flatstore::EncodedObject{std::move(bytes), true,
+                                   current != nullptr ? changed_fields : ~uint64_t{0}};
 }
 
 }  // namespace flatstore::test::game
