@@ -1368,9 +1368,10 @@ class PostgresHandOnTest : public ::testing::Test {
 
 // Closures on one table queued behind each other: the first hands the table on when its
 // request is queued, so the next ones run while its session waits for the table's lock
-// (held here, as by another client). Once the lock is free, the first commits, and the
-// five that ran meanwhile commit together in the next session, in the order they ran:
-// one transaction id, positions 0 to 4.
+// (held here, as by another client). The first session took what was queued when it
+// began (the first request, and any that came before it was taken); the rest, which
+// ran meanwhile, commit together in the next session. So six requests commit in at
+// most two sessions, in the order they ran: within a session at positions 0, 1, ...
 TEST_F(PostgresHandOnTest, ClosuresRunWhileAnEarlierOneWaitsAndCommitTogether) {
   ASSERT_OK(lock(keyOf(::flatstore::bench::DocEntity::description()), true));
   std::atomic<int> runs{0};
@@ -1390,12 +1391,18 @@ TEST_F(PostgresHandOnTest, ClosuresRunWhileAnEarlierOneWaitsAndCommitTogether) {
     stamps.push_back(r->versionstamp);
   }
   EXPECT_EQ(runs.load(), 6);
-  EXPECT_NE(stamps[1].commitSequence(), stamps[0].commitSequence());
-  for (int i = 1; i < 6; ++i) {
-    EXPECT_EQ(stamps[i].commitSequence(), stamps[1].commitSequence()) << i;
-    EXPECT_EQ(stamps[i].position(), i - 1) << i;
+  std::set<uint64_t> sessions;
+  for (int i = 0; i < 6; ++i) {
+    sessions.insert(stamps[i].commitSequence());
+    if (i == 0 || stamps[i].commitSequence() != stamps[i - 1].commitSequence()) {
+      EXPECT_EQ(stamps[i].position(), 0) << i;
+      if (i > 0) EXPECT_GT(stamps[i].commitSequence(), stamps[i - 1].commitSequence()) << i;
+    } else {
+      EXPECT_EQ(stamps[i].position(), stamps[i - 1].position() + 1) << i;
+    }
   }
-  EXPECT_EQ(ws_->metrics().writer.group_size.max, 5);
+  EXPECT_LE(sessions.size(), 2u);
+  EXPECT_GE(ws_->metrics().writer.group_size.max, 3);
   auto all = ws_->fetch<Doc>().all();
   ASSERT_OK(all);
   EXPECT_EQ(all->size(), 7u);
