@@ -17,22 +17,25 @@ struct ClosureRun {
   std::vector<EncodedChange> changes;
   std::function<absl::Status(EntryWriter&)> commit_hook;
   int64_t bytes = 0;
+  bool keys_unchecked = false;  // see CommitRequest::keys_unchecked
 };
 
 // Runs `closure` over `view`: a reader's snapshot, or the writer's own write
 // transaction for a run under the write lock. Records what the closure reads in `reads`
-// when given.
+// when given. `keys_at_apply`: creations take their keys as free, and the commit path
+// refuses a taken one (TransactionState::leaveKeyChecksToApply).
 ClosureRun runOn(ReadView& view, const std::vector<TableState*>& tables, const Closure& closure,
-                 ReadSet* reads = nullptr) {
+                 bool keys_at_apply, ReadSet* reads = nullptr) {
   ClosureRun run;
   // Creations may take their keys as free and have them checked in one batch at the end
-  // (TransactionState::deferKeyChecks); if one was taken, the run is done again, on the
-  // same snapshot, asking key by key.
+  // (TransactionState::deferKeyChecks) or when applied; if one checked at the end was
+  // taken, the run is done again, on the same snapshot, asking key by key.
   for (bool defer : {true, false}) {
-    if (!defer && !view.batchesKeyLookups()) break;
+    if (!defer && !view.batchesKeyLookups() && !keys_at_apply) break;
     TransactionState state(&view, tables);
     state.recordReads(reads);
     if (defer) state.deferKeyChecks();
+    if (defer && keys_at_apply) state.leaveKeyChecksToApply();
     TransactionContext context = TransactionAccess::context(&state);
     try {
       run.status = closure(context);
@@ -42,6 +45,7 @@ ClosureRun runOn(ReadView& view, const std::vector<TableState*>& tables, const C
       run.status = absl::AbortedError("the closure threw a non-standard exception");
     }
     if (defer) {
+      if (keys_at_apply && (!run.status.ok() || state.aborted())) state.changesWillNotApply();
       absl::StatusOr<bool> free = state.keysWereFree();
       if (!free.ok()) {
         run.status = free.status();
@@ -59,6 +63,7 @@ ClosureRun runOn(ReadView& view, const std::vector<TableState*>& tables, const C
       run.changes = state.takeChanges();
       run.bytes = state.pendingBytes();
       run.commit_hook = state.takeCommitHook();
+      run.keys_unchecked = state.keysUnchecked();
     }
     return run;
   }
@@ -136,11 +141,13 @@ class ClosureRunner::Commit : public CommitCallbacks {
   absl::Status runUnderLock(ReadView& view, CommitRequest& r, bool again) override {
     if (again) txn_->attempts += 1;
     absl::Time run_start = absl::Now();
-    ClosureRun run = runOn(view, txn_->tables, closure_);
+    ClosureRun run =
+        runOn(view, txn_->tables, closure_, runner_->writer_->refusesTakenKeys() && !r.check_keys);
     txn_->run_us += absl::ToInt64Microseconds(absl::Now() - run_start);
     FLATSTORE_RETURN_IF_ERROR(run.status);
     r.changes = std::move(run.changes);
     r.entries = std::move(run.commit_hook);
+    r.keys_unchecked = run.keys_unchecked;
     return absl::OkStatus();
   }
 
@@ -323,7 +330,8 @@ void ClosureRunner::runOnSnapshot(Scheduler::Job* job,
     request->pipelining.reads = ReadSet();
     absl::Status read = [&]() -> absl::Status {
       FLATSTORE_ASSIGN_OR_RETURN(std::unique_ptr<ReadView> snapshot, snapshots_->snapshot());
-      run = runOn(*snapshot, txn->tables, closure, &request->pipelining.reads);
+      run = runOn(*snapshot, txn->tables, closure, writer_->refusesTakenKeys(),
+                  &request->pipelining.reads);
       if (!run.status.ok() || (run.changes.empty() && !run.commit_hook)) return absl::OkStatus();
       // What this snapshot saw: the writer checks under the write lock that no other
       // process changed these tables since. Asked after the run, in the same snapshot:
@@ -363,6 +371,7 @@ void ClosureRunner::runOnSnapshot(Scheduler::Job* job,
   request->changes = std::move(run.changes);
   request->entries = std::move(run.commit_hook);
   request->bytes = run.bytes;
+  request->keys_unchecked = run.keys_unchecked;
   request->pipelining.predecessors = std::move(predecessors);
   // Handed on, a conflict makes the writer run the closure again at once: only while
   // the retry bound allows another run.

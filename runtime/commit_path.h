@@ -63,6 +63,11 @@ class CommitPath {
   // commits its request with commitQueued(), and the next closure runs on another
   // thread meanwhile.
   virtual bool commitsInBackground() const = 0;
+  // Whether a closure's creations may take their primary keys as free without looking
+  // them up (request.keys_unchecked): the path's apply refuses a taken key, and then
+  // runs the closure again inside the write transaction with every key looked up, in
+  // the request's place, so that the closure sees the AlreadyExists it would have seen.
+  virtual bool refusesTakenKeys() const { return false; }
 
   // The dictionary, written in a transaction of its own (or, on SQLite, inside the
   // write transaction of the closure that calls it there).

@@ -38,6 +38,9 @@ struct EncodedChange {
   // and whether the primary key changed.
   std::vector<Value> old_index_values;
   bool key_changed = false;
+  // For inserts: the creation took its key as free without looking it up
+  // (TransactionState::leaveKeyChecksToApply).
+  bool key_unchecked = false;
   // For updates: the version the change was made over, and which top-level fields
   // differ from it (EncodedObject::changed_fields, accumulated), for observers.
   Versionstamp base_version;
@@ -95,6 +98,14 @@ struct CommitRequest {
   // The writer produces `changes` and `apply` by calling runUnderLock() inside the write
   // transaction before applying them (a closure run under the write lock).
   bool run_under_lock = false;
+  // Creations of the closure took their primary keys as free without looking them up
+  // (CommitPath::refusesTakenKeys). When the apply fails with AlreadyExists, a key may
+  // have been taken, and the closure would have seen that at submit: the writer rolls
+  // the request back and runs its closure again under the lock with `check_keys` set,
+  // every key looked up, in the request's place in its group. Not a conflict: the run
+  // counts against no retry bound.
+  bool keys_unchecked = false;
+  bool check_keys = false;
 
   // The transaction's declared tables: what a PostgreSQL write session locks (with the
   // tables of `changes`).

@@ -8,8 +8,12 @@
 // are written; the group's change-log row follows them. A group of several requests is
 // applied without savepoints when none brings work to run under the lock; when one of
 // them fails, the transaction is rolled back and the group applied again with a
-// savepoint per request, so that the failing one rolls back alone. The results complete
-// the requests, and the group's changes reach the observers (observedChanges).
+// savepoint per request, so that the failing one rolls back alone. A request whose
+// creations took their keys as free (CommitRequest::keys_unchecked) and that fails with
+// AlreadyExists is rolled back and its closure run again here with every key looked up,
+// in its place: in its savepoint, or after the rollback of a group without savepoints.
+// The results complete the requests, and the group's changes reach the observers
+// (observedChanges).
 //
 // The writer thread, the mailbox, batching and syncing are writer.cc's.
 #include <algorithm>
@@ -38,6 +42,13 @@ namespace flatstore::internal {
 namespace {
 
 constexpr char kConflictPayload[] = "flatstore.dev/conflict";
+constexpr char kKeyTakenPayload[] = "flatstore.dev/unchecked-key-taken";
+
+// Whether applyRequest() failed with `status` because a key a creation took as free may
+// have been taken: the request is then ready to run its closure again with checked keys.
+bool uncheckedKeyTaken(const absl::Status& status) {
+  return !status.ok() && status.GetPayload(kKeyTakenPayload).has_value();
+}
 
 }  // namespace
 
@@ -114,28 +125,49 @@ absl::Status Writer::applyRequest(CommitRequest& request, Versionstamp vs,
     SqliteReadView view(db_.get(), options_.origin);
     FLATSTORE_RETURN_IF_ERROR(request.callbacks->runUnderLock(view, request, /*again=*/true));
   }
-  if (request.apply) FLATSTORE_RETURN_IF_ERROR(request.apply(*db_));
-  if (request.entries) {
-    SqliteEntryWriter entries(*db_);
-    FLATSTORE_RETURN_IF_ERROR(request.entries(entries));
-  }
-  for (const EncodedChange& c : request.changes) FLATSTORE_RETURN_IF_ERROR(applyRemovals(*db_, c));
-  for (EncodedChange& c : request.changes) {
-    FLATSTORE_RETURN_IF_ERROR(applyWrites(*db_, c, vs.packed()));
-    switch (c.op) {
-      case EncodedChange::Op::kInsert:
-        result->inserted += 1;
-        break;
-      case EncodedChange::Op::kUpdate:
-        result->updated += 1;
-        break;
-      case EncodedChange::Op::kDelete:
-        result->deleted += 1;
-        break;
-      case EncodedChange::Op::kNone:
-        break;
+  absl::Status written = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(role_) -> absl::Status {
+    if (request.apply) FLATSTORE_RETURN_IF_ERROR(request.apply(*db_));
+    if (request.entries) {
+      SqliteEntryWriter entries(*db_);
+      FLATSTORE_RETURN_IF_ERROR(request.entries(entries));
     }
+    for (const EncodedChange& c : request.changes) {
+      FLATSTORE_RETURN_IF_ERROR(applyRemovals(*db_, c));
+    }
+    for (EncodedChange& c : request.changes) {
+      FLATSTORE_RETURN_IF_ERROR(applyWrites(*db_, c, vs.packed()));
+      switch (c.op) {
+        case EncodedChange::Op::kInsert:
+          result->inserted += 1;
+          break;
+        case EncodedChange::Op::kUpdate:
+          result->updated += 1;
+          break;
+        case EncodedChange::Op::kDelete:
+          result->deleted += 1;
+          break;
+        case EncodedChange::Op::kNone:
+          break;
+      }
+    }
+    return absl::OkStatus();
+  }();
+  if (request.keys_unchecked && absl::IsAlreadyExists(written)) {
+    // A key a creation took as free may have been taken (or a unique value met
+    // another): with that key looked up, its submit would have failed, and the closure
+    // decided what to do then. The caller rolls the request back; its closure runs
+    // again under the lock, where nothing read before matters, with every key checked.
+    request.keys_unchecked = false;
+    request.check_keys = true;
+    request.run_under_lock = true;
+    request.read_tables.clear();
+    request.pipelining.predecessors.clear();
+    request.changes.clear();
+    request.entries = nullptr;
+    written.SetPayload(kKeyTakenPayload, absl::Cord("1"));
+    return written;
   }
+  FLATSTORE_RETURN_IF_ERROR(written);
   if (!request.changes.empty()) result->versionstamp = vs;
   return absl::OkStatus();
 }
@@ -266,8 +298,9 @@ void Writer::commitGroup(std::vector<std::unique_ptr<CommitRequest>>& group) {
   // apply, and how many changes the group applied in all.
   std::vector<std::pair<size_t, absl::Duration>> timed_applies;
   size_t group_changes = 0;
-  // One pass over the group. False when an optimistic pass met a failing request: the
-  // pass stopped there, and the transaction holds what it applied before.
+  // One pass over the group. False when an optimistic pass met a failing request, or a
+  // pass without savepoints a request whose unchecked key was taken: the pass stopped
+  // there, and the transaction holds what it applied before.
   auto apply_group = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(role_) {
     for (size_t i = 0; i < group.size(); ++i) {
       // Each request in its own savepoint when several share the group; a lone
@@ -279,6 +312,15 @@ void Writer::commitGroup(std::vector<std::unique_ptr<CommitRequest>>& group) {
       absl::Time applying = timed ? absl::Now() : absl::Time();
       absl::Status s =
           applyRequest(*group[i], Versionstamp(seq, static_cast<uint16_t>(i)), &result);
+      if (uncheckedKeyTaken(s)) {
+        // Its closure runs again with checked keys, in its place: in its savepoint at
+        // once, or in the pass after the rollback of a group applied without them.
+        if (!use_savepoints) return false;
+        group_status = db_->exec("ROLLBACK TO request", "group commit");
+        if (!group_status.ok()) break;
+        result = TransactionResult();
+        s = applyRequest(*group[i], Versionstamp(seq, static_cast<uint16_t>(i)), &result);
+      }
       if (s.ok()) {
         if (timed) timed_applies.emplace_back(i, absl::Now() - applying);
         group_changes += group[i]->changes.size();
@@ -302,10 +344,11 @@ void Writer::commitGroup(std::vector<std::unique_ptr<CommitRequest>>& group) {
     return true;
   };
   if (group_status.ok() && !apply_group()) {
-    // Nothing of the optimistic pass stays; the requests it applied before the failing
-    // one are applied again (a handed-on request's record is rewritten then).
+    // Nothing of the first pass stays; the requests it applied before the failing one
+    // are applied again (a handed-on request's record is rewritten then), a lone one
+    // still without a savepoint.
     optimistic = false;
-    use_savepoints = true;
+    use_savepoints = group.size() > 1;
     results.assign(group.size(), TransactionResult{});
     timed_applies.clear();
     group_changes = 0;

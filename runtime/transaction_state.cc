@@ -279,7 +279,8 @@ absl::StatusOr<std::optional<TransactionState::Current>> TransactionState::find(
 }
 
 absl::StatusOr<bool> TransactionState::findPending(TableState& t, const std::vector<Value>& key,
-                                                   std::optional<Current>* current) {
+                                                   std::optional<Current>* current,
+                                                   std::string* encoded_key) {
   PendingTable& p = pending_[&t];
   std::string encoded = PendingTable::encodeKey(key);
   auto k = p.key_to_sort_id.find(encoded);
@@ -289,8 +290,9 @@ absl::StatusOr<bool> TransactionState::findPending(TableState& t, const std::vec
     return false;
   }
   current->reset();
-  if (p.removed_keys.count(encoded) != 0) return false;  // freed here
+  if (!p.removed_keys.empty() && p.removed_keys.count(encoded) != 0) return false;  // freed here
   if (reads_ != nullptr) reads_->keys.insert(keyOf(t.id, key));
+  *encoded_key = std::move(encoded);
   return true;
 }
 
@@ -303,13 +305,28 @@ absl::StatusOr<bool> TransactionState::keysWereFree() {
   return true;
 }
 
+void TransactionState::dropInsertKey(TableState& t, EncodedChange& insert) {
+  if (!insert.key_unchecked) return;
+  // The key will not reach the table, whose primary key would have refused it if it
+  // was taken: a creation that should have failed would go unnoticed.
+  unchecked_keys_[&t].push_back(insert.key);
+  insert.key_unchecked = false;
+}
+
+void TransactionState::changesWillNotApply() {
+  if (!keys_unchecked_) return;
+  for (EncodedChange& c : changes_) {
+    if (c.key_unchecked) dropInsertKey(*c.table, c);
+  }
+}
+
 absl::StatusOr<bool> TransactionState::keyTaken(TableState& t, const std::vector<Value>& key) {
   FLATSTORE_ASSIGN_OR_RETURN(auto current, find(t, 0, &key));
   return current.has_value();
 }
 
 void TransactionState::recordInsert(TableState& t, EncodedObject encoded, std::vector<Value> key,
-                                    std::vector<Value> index_values) {
+                                    std::vector<Value> index_values, std::string encoded_key) {
   PendingTable& p = pending_[&t];
   PendingTable::Entry e;
   e.sort_id = p.next_insert_id++;
@@ -318,7 +335,8 @@ void TransactionState::recordInsert(TableState& t, EncodedObject encoded, std::v
   // The bytes stay with the entry (read-your-writes) until takeChanges() hands them on.
   e.bytes = std::move(encoded.bytes);
   if (!t.desc.hasAutomaticId()) {
-    std::string encoded = PendingTable::encodeKey(key);
+    std::string encoded =
+        encoded_key.empty() ? PendingTable::encodeKey(key) : std::move(encoded_key);
     if (!p.removed_keys.empty()) p.removed_keys.erase(encoded);
     p.key_to_sort_id.insert_or_assign(std::move(encoded), e.sort_id);
   }
@@ -366,6 +384,7 @@ void TransactionState::recordUpdate(TableState& t, Current& current, EncodedObje
   bool first = false;
   if (current.pending_insert) {
     entry = &p.inserts.at(current.sort_id);
+    if (key_changed) dropInsertKey(t, changes_[entry->change]);
   } else {
     entry = &committedEntry(p, current.rowid, [&] {
       first = true;
@@ -413,6 +432,7 @@ void TransactionState::recordDelete(TableState& t, Current& current) {
   if (current.pending_insert) {
     // Created and deleted in one transaction: nothing to write.
     auto it = p.inserts.find(current.sort_id);
+    dropInsertKey(t, changes_[it->second.change]);
     changes_[it->second.change].op = EncodedChange::Op::kNone;
     p.inserts.erase(it);
     return;
@@ -474,14 +494,20 @@ absl::StatusOr<SubmitOutcome> TransactionState::submit(const TableDescription& d
         return absl::InvalidArgumentError(
             absl::StrCat(what(), ": the primary key ", keyText(key), " has a missing field"));
       }
+      bool key_unchecked = false;
+      std::string encoded_key;  // of a key taken as free: findPending encoded it
       if (!d.hasAutomaticId()) {
         std::optional<Current> current;
-        if (change.kind == ChangeKind::kCreation && defer_key_checks_ &&
+        if (change.kind == ChangeKind::kCreation && (defer_key_checks_ || keys_at_apply_) &&
             checkCondition(d, key, nullptr, change).ok()) {
-          // Taken as free, unless this transaction has it; checked with the others
-          // when the closure is done (keysWereFree).
-          FLATSTORE_ASSIGN_OR_RETURN(bool unchecked, findPending(*t, key, &current));
-          if (unchecked) unchecked_keys_[t].push_back(key);
+          // Taken as free, unless this transaction has it; checked when the change is
+          // applied (leaveKeyChecksToApply), or with the others when the closure is
+          // done (keysWereFree).
+          FLATSTORE_ASSIGN_OR_RETURN(key_unchecked, findPending(*t, key, &current, &encoded_key));
+          if (key_unchecked && !keys_at_apply_) {
+            unchecked_keys_[t].push_back(key);
+            key_unchecked = false;
+          }
         } else {
           FLATSTORE_ASSIGN_OR_RETURN(current, find(*t, 0, &key));
         }
@@ -501,7 +527,11 @@ absl::StatusOr<SubmitOutcome> TransactionState::submit(const TableDescription& d
         }
       }
       std::vector<Value> values = indexValuesOf(fresh);
-      recordInsert(*t, std::move(fresh), std::move(key), std::move(values));
+      recordInsert(*t, std::move(fresh), std::move(key), std::move(values), std::move(encoded_key));
+      if (key_unchecked) {
+        changes_.back().key_unchecked = true;
+        keys_unchecked_ = true;
+      }
       return SubmitOutcome::kInserted;
     }
     case ChangeKind::kChange:

@@ -16,6 +16,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -105,10 +106,23 @@ class TransactionState {
   // counts only if keysWereFree() says so. For PostgreSQL, where each lookup is a round
   // trip: a closure creating 2,000 objects asks once, not 2,000 times.
   void deferKeyChecks() { defer_key_checks_ = snapshot_->batchesKeyLookups(); }
-  // Whether every key a creation took as free is free in the snapshot (one batch).
-  // False means the run must be done again without deferKeyChecks(): a creation
-  // should have failed with AlreadyExists, and what the closure did after it rests on
-  // a wrong answer.
+  // Lets creations take their keys as free without asking the snapshot at all, when
+  // the commit path refuses a taken key where it applies the change and then runs the
+  // closure again with every key checked (SQLite: the table's primary key refuses it;
+  // see CommitRequest::keys_unchecked). A key taken so whose creation is deleted or
+  // given another key before the commit never reaches the table: keysWereFree() looks
+  // those up. Overrides deferKeyChecks().
+  void leaveKeyChecksToApply() { keys_at_apply_ = true; }
+  // Whether a creation took its key as free under leaveKeyChecksToApply().
+  bool keysUnchecked() const { return keys_unchecked_; }
+  // The closure failed: its changes are not applied, so no table refuses the keys its
+  // creations took as free, and keysWereFree() looks them up instead (what the closure
+  // did after such a creation, its error included, may rest on a wrong answer).
+  void changesWillNotApply();
+  // Whether every key a creation took as free (and, under leaveKeyChecksToApply(),
+  // dropped again) is free in the snapshot (one batch). False means the run must be
+  // done again checking each key: a creation should have failed with AlreadyExists,
+  // and what the closure did after it rests on a wrong answer.
   absl::StatusOr<bool> keysWereFree();
 
  private:
@@ -128,11 +142,12 @@ class TransactionState {
   absl::StatusOr<bool> keyTaken(TableState& t, const std::vector<Value>& key);
   // find() by key as far as this transaction's own changes know: sets `current` and
   // returns false when they decide, true when only the snapshot can (the key is then
-  // recorded as read).
+  // recorded as read, and `encoded_key` set to PendingTable::encodeKey(key)).
   absl::StatusOr<bool> findPending(TableState& t, const std::vector<Value>& key,
-                                   std::optional<Current>* current);
+                                   std::optional<Current>* current, std::string* encoded_key);
+  // `encoded_key`: PendingTable::encodeKey(key) when the caller has it, else empty.
   void recordInsert(TableState& t, EncodedObject encoded, std::vector<Value> key,
-                    std::vector<Value> index_values);
+                    std::vector<Value> index_values, std::string encoded_key = std::string());
   // `key` and `index_values` of the changed object; none for what the change left as
   // `current` has it (then taken from `current`, which may be moved from).
   void recordUpdate(TableState& t, Current& current, EncodedObject encoded,
@@ -148,9 +163,17 @@ class TransactionState {
   // The bridge of `t` (a declared table) as this transaction uses it throughout.
   const VersionBridge* bridgeOf(const TableState* t) const;
 
+  // The key of a pending insert that is deleted or given another key: under
+  // leaveKeyChecksToApply(), when the creation took it unchecked, it is checked with
+  // keysWereFree().
+  void dropInsertKey(TableState& t, EncodedChange& insert);
+
   ReadView* snapshot_;
   bool defer_key_checks_ = false;
-  // Keys creations took as free without asking (deferKeyChecks), per table.
+  bool keys_at_apply_ = false;
+  bool keys_unchecked_ = false;
+  // Keys creations took as free without asking (deferKeyChecks; under
+  // leaveKeyChecksToApply, those dropped again), per table.
   std::map<const TableState*, std::vector<std::vector<Value>>> unchecked_keys_;
   std::vector<TableState*> tables_;
   // Per declared table, its bridge when the transaction started: every change of the

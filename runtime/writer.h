@@ -159,6 +159,8 @@ class Writer : public CommitPath {
   bool runsClosures() const override { return true; }
   bool handsOn() const override { return true; }
   bool commitsInBackground() const override { return true; }
+  // The tables' primary keys refuse a taken key (group_apply.cc).
+  bool refusesTakenKeys() const override { return true; }
   // Through runSync, joining a closure's write transaction when called inside it.
   absl::Status putEntry(std::string_view key, Dictionary::Kind kind, std::string_view type,
                         std::span<const uint8_t> value) override;

@@ -76,7 +76,10 @@ class TransactionContext {
   // AlreadyExists when a creation's primary key is taken; NotFound when a change or
   // deletion finds no object; InvalidArgument for a missing primary key;
   // FailedPrecondition when a compare-and-set condition does not hold. A failed
-  // submit records nothing; the closure decides whether to go on.
+  // submit records nothing; the closure decides whether to go on. A creation's key is
+  // not looked up at once (SQLite: the table refuses a taken key when the changes are
+  // written; PostgreSQL: all keys are looked up when the closure is done): when one was
+  // taken, the closure runs again, looking each key up, and sees AlreadyExists then.
   template <class R>
   absl::StatusOr<SubmitOutcome> submit(const R& request) {
     internal::ErasedChange change{request.kind(),

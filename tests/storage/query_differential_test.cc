@@ -45,6 +45,7 @@
 #include "flatstore/workspace.h"
 #include "game_flatstore.h"
 #include "gmock/gmock.h"
+#include "gtest/gtest-spi.h"
 #include "gtest/gtest.h"
 #include "tests/support/random.h"
 #include "tests/support/status_macros.h"
@@ -1600,6 +1601,32 @@ void checkContents(const Context& ctx, const std::vector<EntityPtr>& all, const 
   }
 }
 
+// The failures of a closure's last run. A closure may run more than once (on SQLite a
+// creation takes its key as free, and when the key was taken the closure runs again
+// looking each key up), and only its last run stands: each run records its failures
+// here instead of reporting them, and report() reports those of the last run.
+class LastRun {
+ public:
+  // At the start of each run, on the closure's thread; the run's failures go to the
+  // returned reporter's array until it is destroyed.
+  std::unique_ptr<::testing::ScopedFakeTestPartResultReporter> start() {
+    results_ = std::make_unique<::testing::TestPartResultArray>();
+    return std::make_unique<::testing::ScopedFakeTestPartResultReporter>(
+        ::testing::ScopedFakeTestPartResultReporter::INTERCEPT_ONLY_CURRENT_THREAD, results_.get());
+  }
+  void report() const {
+    if (results_ == nullptr) return;
+    for (int i = 0; i < results_->size(); ++i) {
+      const ::testing::TestPartResult& r = results_->GetTestPartResult(i);
+      ADD_FAILURE_AT(r.file_name() != nullptr ? r.file_name() : "unknown", r.line_number())
+          << r.message();
+    }
+  }
+
+ private:
+  std::unique_ptr<::testing::TestPartResultArray> results_;
+};
+
 void runSeed(uint64_t seed, const Budget& budget = {}) {
   Context ctx{seed, "setup"};
   Rng rng(seed);
@@ -1636,11 +1663,19 @@ void runSeed(uint64_t seed, const Budget& budget = {}) {
     ASSERT_OK(inserted);
   }
   ctx.phase = "committed changes";
+  LastRun committed_run;
+  ModelMap changed_model;
   auto changed = ws->performChangesAndWait<Monster>([&](TransactionContext& txn) {
-    for (int i = 0; i < budget.committed_mutations; ++i) mutate(ctx, txn, model, gen, rng, nullptr);
+    auto intercepted = committed_run.start();
+    changed_model = model;
+    for (int i = 0; i < budget.committed_mutations; ++i) {
+      mutate(ctx, txn, changed_model, gen, rng, nullptr);
+    }
     return absl::OkStatus();
   });
+  committed_run.report();
   ASSERT_OK(changed);
+  model = std::move(changed_model);
   ASSERT_FALSE(::testing::Test::HasFailure());
 
   // Read the rowids back once; check the stored objects against the model.
@@ -1667,7 +1702,11 @@ void runSeed(uint64_t seed, const Budget& budget = {}) {
   // Queries inside transactions, after the closure's own changes; then abort.
   for (int t = 0; t < budget.transactions; ++t) {
     Context tctx{seed, absl::StrCat("transaction ", t)};
+    LastRun last_run;
+    Stats run_stats;
     auto done = ws->performChangesAndWait<Monster>([&](TransactionContext& txn) {
+      auto intercepted = last_run.start();
+      run_stats = stats;
       ModelMap pending = model;
       int64_t next_sort_id = kPendingSortBase;
       for (int i = 0; i < budget.transaction_mutations; ++i) {
@@ -1682,11 +1721,13 @@ void runSeed(uint64_t seed, const Budget& budget = {}) {
       checkContents(tctx, txn_all, pending);
       Env env{tctx, [&] { return txn.fetch<Monster>(); }, &txn_all, &pending};
       for (int i = 0; i < budget.transaction_queries; ++i) {
-        ++stats.in_transactions;
-        check(env, queries.next(), stats);
+        ++run_stats.in_transactions;
+        check(env, queries.next(), run_stats);
       }
       return txn.abort("the differential test leaves the data unchanged");
     });
+    last_run.report();
+    stats = run_stats;
     EXPECT_EQ(done.status().code(), absl::StatusCode::kAborted) << tctx.where();
   }
 

@@ -788,10 +788,13 @@ TEST_P(SameCodeTest, ManyCreationsInOneClosureAndATakenKeyAmongThem) {
   auto done = ws_->performChangesAndWait<Monster>(create(0, 600, &runs));
   ASSERT_OK(done);
   EXPECT_EQ(done->inserted, 599);
-  ASSERT_EQ(runs.size(), postgres ? 2u : 1u);
+  // Both engines take the keys as free in the first run (PostgreSQL checks them in one
+  // batch at its end, SQLite's object table refuses the taken one at commit), and ask
+  // key by key in the second.
+  ASSERT_EQ(runs.size(), 2u);
+  EXPECT_EQ(runs[0].taken, 0);
   if (postgres) {
     EXPECT_EQ(runs[0].round_trips, 0) << "the first run takes the keys as free";
-    EXPECT_EQ(runs[0].taken, 0);
     EXPECT_GE(runs[1].round_trips, 600) << "the second asks key by key";
   }
   EXPECT_EQ(runs.back().taken, 1);
