@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <iterator>
+#include <limits>
 #include <map>
 #include <utility>
 #include <vector>
@@ -26,6 +27,7 @@ PgWriter::PgWriter(PgEngine* engine, std::function<void(CommitEvent)> publish,
       backfill_batch_(std::max(1, backfill_batch)),
       sequence_(sequence) {
   backfill_thread_ = std::thread([this] { backfillLoop(); });
+  relief_thread_ = std::thread([this] { reliefLoop(); });
 }
 
 PgWriter::~PgWriter() { stop().IgnoreError(); }
@@ -104,13 +106,17 @@ PgWriter::Group PgWriter::takeGroup() {
   return group;
 }
 
-void PgWriter::commitQueued() {
+void PgWriter::commitGroups(int max_groups) {
   // Closures under the locks and completion callbacks run here (see CommittingScope).
   CommittingScope committing;
-  while (true) {
+  for (int n = 0;; ++n) {
     Group group;
     {
       absl::MutexLock lock(&mu_);
+      if (n == max_groups) {
+        relief_wanted_ = relief_wanted_ || !queue_.empty();
+        return;
+      }
       group = takeGroup();
       if (group.requests.empty()) return;
       committing_ += 1;
@@ -119,6 +125,21 @@ void PgWriter::commitQueued() {
     absl::MutexLock lock(&mu_);
     for (const TableState* t : group.tables) held_.erase(t);
     committing_ -= 1;
+  }
+}
+
+void PgWriter::reliefLoop() {
+  while (true) {
+    {
+      absl::MutexLock lock(&mu_);
+      auto wanted = [this]()
+                        ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return relief_wanted_ || stopped_; };
+      mu_.Await(absl::Condition(&wanted));
+      // stop() commits what is left itself.
+      if (!relief_wanted_) return;
+      relief_wanted_ = false;
+    }
+    commitGroups(std::numeric_limits<int>::max());
   }
 }
 
@@ -328,7 +349,7 @@ absl::Status PgWriter::stop() {
     stopped_ = true;
   }
   // What was queued before commits; requests later fail at once.
-  commitQueued();
+  commitGroups(std::numeric_limits<int>::max());
   {
     absl::MutexLock lock(&mu_);
     auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -337,6 +358,7 @@ absl::Status PgWriter::stop() {
     mu_.Await(absl::Condition(&idle));
   }
   if (backfill_thread_.joinable()) backfill_thread_.join();
+  if (relief_thread_.joinable()) relief_thread_.join();
   return absl::OkStatus();
 }
 

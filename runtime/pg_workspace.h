@@ -1,12 +1,13 @@
 // The parts of a workspace on PostgreSQL that sit above the storage engine (pg_engine.h)
 // where the SQLite workspace has its writer and its commit watcher:
 //
-//   PgWriter         the CommitPath (commit_path.h). It has no thread of its own for
-//                    commits: requests wait in its queue, and the threads that finished
-//                    closures (scheduler workers, or callers that ran their own) commit
-//                    them, each thread a group of requests in a write session holding
-//                    the locks of the group's tables. Groups on disjoint tables commit
-//                    in parallel, on separate connections; a group's tables are taken
+//   PgWriter         the CommitPath (commit_path.h). Requests wait in its queue, and
+//                    the threads that finished closures (scheduler workers, or callers
+//                    that ran their own) commit them, each thread a group of requests in
+//                    a write session holding the locks of the group's tables; a thread
+//                    that committed a few groups leaves the rest to the writer's relief
+//                    thread, so that no caller commits for others for long. Groups on disjoint
+//                    tables commit in parallel, on separate connections; a group's tables are taken
 //                    from the queue in the order its requests came, and no second group
 //                    of this client takes a table while one holds it. A closure whose
 //                    tables wait for other closures hands them on when its request is
@@ -123,8 +124,9 @@ class PgWriter : public CommitPath {
   }
   // Commits groups of queued requests whose tables no session of this client holds,
   // until none is left. A session that ends leaves what waited for its tables to the
-  // thread that ran it, which takes it next.
-  void commitQueued() override ABSL_LOCKS_EXCLUDED(mu_);
+  // thread that ran it, which takes it next, for a few groups: then the writer's relief
+  // thread goes on, so that a caller returns while others keep one table busy.
+  void commitQueued() override ABSL_LOCKS_EXCLUDED(mu_) { commitGroups(kGroupsPerCall); }
   // Requests wait only for sessions of their own tables: no hint.
   bool busy() const override { return false; }
   // After conflicts a closure runs inside its write session (under its tables' locks).
@@ -164,8 +166,16 @@ class PgWriter : public CommitPath {
     std::vector<std::unique_ptr<CommitRequest>> requests;
     std::vector<const TableState*> tables;
   };
+  // Groups one call of commitQueued() commits at most.
+  static constexpr int kGroupsPerCall = 4;
+
   // Queues `request`; false when the writer stopped (the request is completed then).
   bool enqueue(std::unique_ptr<CommitRequest> request) ABSL_LOCKS_EXCLUDED(mu_);
+  // commitQueued(), for at most `max_groups` groups; when more is queued then, wakes the
+  // relief thread.
+  void commitGroups(int max_groups) ABSL_LOCKS_EXCLUDED(mu_);
+  // The relief thread: commits what a caller left at its limit.
+  void reliefLoop() ABSL_LOCKS_EXCLUDED(mu_);
   // Takes the next group whose tables are free, and marks them held; empty when none.
   Group takeGroup() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Commits `group` in one session and completes its requests.
@@ -192,6 +202,8 @@ class PgWriter : public CommitPath {
   absl::flat_hash_set<const TableState*> held_ ABSL_GUARDED_BY(mu_);
   std::deque<TableState*> backfills_ ABSL_GUARDED_BY(mu_);
   std::thread backfill_thread_;
+  bool relief_wanted_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread relief_thread_;
 };
 
 class PgCommitWatcher : public ForeignCommitWatcher {
