@@ -48,39 +48,47 @@ std::unique_ptr<PgConnection> connectTo(const std::string& uri, const std::strin
   return c;
 }
 
+// The application's lock a peer's write transactions take first.
+enum class AppLock { kNone, kGlobal, kTable };
+
 class PgWriter final : public WriteClient {
  public:
-  PgWriter(const std::string& uri, const std::string& schema, bool global_lock, int64_t client)
-      : conn_(connectTo(uri, schema)),
-        global_lock_(global_lock),
-        next_key_(client << kClientKeyBits) {
+  PgWriter(const std::string& uri, const std::string& schema, AppLock lock, int64_t client)
+      : conn_(connectTo(uri, schema)), lock_(lock), next_key_(client << kClientKeyBits) {
     for (int k = 0; k < kTables; ++k) {
       inserts_.push_back("INSERT INTO " + tableName(k) + " (id, payload) VALUES ($1, $2)");
     }
   }
 
   void insert(int table, const DocData& d) override {
-    transaction([&] { add(table, d); });
+    transaction(table, [&] { add(table, d); });
   }
 
   int64_t import(int table, const std::vector<DocData>& docs, int chunk,
                  Clock::time_point stop) override {
     return importInChunks(docs, chunk, stop, [&](size_t begin, size_t end) {
-      transaction([&] {
+      transaction(table, [&] {
         for (size_t i = begin; i < end; ++i) add(table, docs[i]);
       });
     });
   }
 
  private:
-  // BEGIN, the global lock for pg-global-lock, the body, COMMIT.
+  // BEGIN, the global lock for pg-global-lock or the table's for pg-table-lock, the
+  // body, COMMIT.
   template <class Body>
-  void transaction(Body body) {
+  void transaction(int table, Body body) {
     auto txn = conn_->begin();
     check(txn.status(), "pg begin");
-    if (global_lock_) {
+    if (lock_ == AppLock::kGlobal) {
       check(conn_->query("SELECT id FROM global_lock WHERE id = 1 FOR UPDATE").status(),
             "pg global lock");
+    } else if (lock_ == AppLock::kTable) {
+      check(conn_
+                ->query("SELECT id FROM table_locks WHERE id = $1 FOR UPDATE",
+                        {PgParam::int32(table)})
+                .status(),
+            "pg table lock");
     }
     body();
     check(txn->commit(), "pg commit");
@@ -96,7 +104,7 @@ class PgWriter final : public WriteClient {
   }
 
   std::unique_ptr<PgConnection> conn_;
-  const bool global_lock_;
+  const AppLock lock_;
   int64_t next_key_;
   std::vector<std::string> inserts_;
   flatbuffers::FlatBufferBuilder builder_;
@@ -104,8 +112,7 @@ class PgWriter final : public WriteClient {
 
 class PgStore final : public Store {
  public:
-  explicit PgStore(bool global_lock)
-      : uri_(pgBenchUri()), schema_(schemaName()), global_lock_(global_lock) {
+  explicit PgStore(AppLock lock) : uri_(pgBenchUri()), schema_(schemaName()), lock_(lock) {
     if (uri_.empty()) die("set FLATSTORE_BENCH_PG to a PostgreSQL URI");
     setup_ = connectOrDie(uri_);
     std::string ddl = "DROP SCHEMA IF EXISTS " + schema_ + " CASCADE; CREATE SCHEMA " + schema_ +
@@ -114,8 +121,11 @@ class PgStore final : public Store {
       ddl += "CREATE TABLE " + tableName(k) + " (id bigint PRIMARY KEY, payload bytea NOT NULL);";
     }
     ddl += "CREATE TABLE global_lock (id integer PRIMARY KEY); INSERT INTO global_lock VALUES (1);";
+    ddl += "CREATE TABLE table_locks (id integer PRIMARY KEY);";
+    for (int k = 0; k < kTables; ++k)
+      ddl += "INSERT INTO table_locks VALUES (" + std::to_string(k) + ");";
     check(setup_->execute(ddl, "pg setup"), "pg setup");
-    preloader_ = std::make_unique<PgWriter>(uri_, schema_, false, next_client_++);
+    preloader_ = std::make_unique<PgWriter>(uri_, schema_, AppLock::kNone, next_client_++);
   }
   ~PgStore() override {
     preloader_.reset();
@@ -123,7 +133,7 @@ class PgStore final : public Store {
   }
 
   std::unique_ptr<WriteClient> writer(Priority) override {
-    return std::make_unique<PgWriter>(uri_, schema_, global_lock_, next_client_++);
+    return std::make_unique<PgWriter>(uri_, schema_, lock_, next_client_++);
   }
   std::unique_ptr<ReadClient> reader() override { die("the PostgreSQL peers have no reader yet"); }
   void preload(int table, const std::vector<DocData>& docs) override {
@@ -135,7 +145,7 @@ class PgStore final : public Store {
  private:
   const std::string uri_;
   const std::string schema_;
-  const bool global_lock_;
+  const AppLock lock_;
   std::unique_ptr<PgConnection> setup_;
   std::unique_ptr<PgWriter> preloader_;
   std::atomic<int64_t> next_client_{1};
@@ -319,11 +329,15 @@ std::string pgBenchUri() {
 }
 
 std::unique_ptr<Store> openPgGlobalLock(const std::string&, Synchronous) {
-  return std::make_unique<PgStore>(true);
+  return std::make_unique<PgStore>(AppLock::kGlobal);
 }
 
 std::unique_ptr<Store> openPgNaive(const std::string&, Synchronous) {
-  return std::make_unique<PgStore>(false);
+  return std::make_unique<PgStore>(AppLock::kNone);
+}
+
+std::unique_ptr<Store> openPgTableLock(const std::string&, Synchronous) {
+  return std::make_unique<PgStore>(AppLock::kTable);
 }
 
 std::unique_ptr<Store> openPgEngine(const std::string&, Synchronous) {

@@ -7,9 +7,13 @@
 //                   wait for each other as they would behind SQLite's write lock.
 //   pg-naive        a connection per thread and plain transactions (BEGIN, INSERTs,
 //                   COMMIT) with no lock of the application's.
+//   pg-table-lock   pg-naive with the order flatstore keeps: every write transaction
+//                   first locks its table's row in a table of locks (SELECT ... FOR
+//                   UPDATE), so writers of one table are serial and of disjoint tables
+//                   parallel, by hand.
 //   flatstore-pg    the workspace on the server (Workspace::open with its URI): closures,
-//                   per-table queues and the commit path of pg_workspace.h, each closure
-//                   committing in a write session of its tables.
+//                   per-table queues and the commit path of pg_workspace.h, the requests
+//                   that queue for a table committing together in its next session.
 //   pg-engine       flatstore's PostgreSQL storage engine (runtime/pg_engine.h) at its
 //                   interface: one write session per transaction, holding its table's
 //                   advisory lock, writing the object, its index columns and the change
@@ -20,10 +24,9 @@
 //                   while one of its sessions runs going into the next session together,
 //                   each at its own position (one lock, one COMMIT for all of them): what
 //                   the workspace's writer does with closures that share a table set.
-//                   The grouping here is the benchmark's own: the workspace's commit
-//                   path on PostgreSQL commits each closure in a session of its own.
+//                   The grouping here is the benchmark's own, without closures.
 //
-// For the first two, a table is a bigint key and a bytea payload; the payload is the object's
+// For the first three, a table is a bigint key and a bytea payload; the payload is the object's
 // FlatBuffers encoding, the bytes the SQLite peers store. Each store works in a schema of its own
 // (flatstore_bench_<pid>), created fresh when the store opens and dropped when it
 // closes. The server's settings are its own (fsync and synchronous_commit on by
@@ -47,6 +50,7 @@ std::string pgBenchUri();
 // The `path` of a run is not used: the store's tables live on the server.
 std::unique_ptr<Store> openPgGlobalLock(const std::string& path, Synchronous synchronous);
 std::unique_ptr<Store> openPgNaive(const std::string& path, Synchronous synchronous);
+std::unique_ptr<Store> openPgTableLock(const std::string& path, Synchronous synchronous);
 std::unique_ptr<Store> openFlatstorePg(const std::string& path, Synchronous synchronous);
 std::unique_ptr<Store> openPgEngine(const std::string& path, Synchronous synchronous);
 std::unique_ptr<Store> openPgEngineGrouped(const std::string& path, Synchronous synchronous);
