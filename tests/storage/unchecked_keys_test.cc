@@ -240,6 +240,8 @@ TEST_F(UncheckedKeysTest, KeyCreatedByAnotherWorkspaceAfterTheSnapshot) {
   absl::Status interference;
   auto done = waitOrDie(ws->performChanges<Monster>([&](TransactionContext& txn) -> absl::Status {
     runs.start();
+    // The snapshot is taken at the first read: a lookup of another key.
+    FLATSTORE_RETURN_IF_ERROR(txn.get<Monster>("troll", 1).status());
     if (runs.runs().size() == 1) interference = create(*other, "orc", 1);
     absl::Status s = txn.submit(creation("orc", 2)).status();
     runs.saw(s);
