@@ -1,8 +1,8 @@
 #include "runtime/pipeline.h"
 
 #include <algorithm>
+#include <functional>
 
-#include "absl/strings/str_cat.h"
 #include "runtime/commit_request.h"
 #include "runtime/query_exec.h"
 
@@ -25,8 +25,12 @@ constexpr int kPauseHandOffs = 16;
 
 }  // namespace
 
-std::string keyOf(int64_t table_id, const std::vector<Value>& key) {
-  return absl::StrCat(table_id, ":", PendingTable::encodeKey(key));
+KeyMark keyOfEncoded(int64_t table_id, std::string_view encoded) {
+  return {table_id, std::hash<std::string_view>()(encoded)};
+}
+
+KeyMark keyOf(int64_t table_id, const std::vector<Value>& key) {
+  return keyOfEncoded(table_id, PendingTable::encodeKey(key));
 }
 
 bool WriteSet::touches(const ReadSet& reads) const {
@@ -35,9 +39,8 @@ bool WriteSet::touches(const ReadSet& reads) const {
     for (const auto& [t, rowid] : reads.rowids) {
       if (t == table) return true;
     }
-    std::string prefix = absl::StrCat(table, ":");
-    for (const std::string& k : reads.keys) {
-      if (k.starts_with(prefix)) return true;
+    for (const KeyMark& k : reads.keys) {
+      if (k.first == table) return true;
     }
   }
   return intersect(reads.scanned, tables) || intersect(reads.rowids, rowids) ||

@@ -24,7 +24,7 @@
 
 #include <cstdint>
 #include <memory>
-#include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -42,21 +42,28 @@ namespace flatstore::internal {
 
 struct EncodedChange;
 
+// A primary key of a table as ReadSet and WriteSet hold it: the table's id and a hash
+// of the key's encoding (PendingTable::encodeKey). Two keys of one table with the same
+// hash count as one: a closure may then run again when it need not, never the other way
+// round.
+using KeyMark = std::pair<int64_t, uint64_t>;
+KeyMark keyOf(int64_t table_id, const std::vector<Value>& key);
+// The same, from the key's encoding.
+KeyMark keyOfEncoded(int64_t table_id, std::string_view encoded);
+
 // What a closure read through its snapshot: objects by (table id, rowid) and by table
 // id and primary key (keyOf), and the tables its queries scanned.
 struct ReadSet {
   absl::flat_hash_set<std::pair<int64_t, int64_t>> rowids;
-  absl::flat_hash_set<std::string> keys;
+  absl::flat_hash_set<KeyMark> keys;
   absl::flat_hash_set<int64_t> scanned;
 };
-// The ReadSet and WriteSet form of a primary key of table `table_id`.
-std::string keyOf(int64_t table_id, const std::vector<Value>& key);
 
 // What a request writes, in ReadSet's terms. A table where it changes a primary key,
 // or (before it is applied) creates objects with automatic ids, counts as written whole.
 struct WriteSet {
   absl::flat_hash_set<std::pair<int64_t, int64_t>> rowids;
-  absl::flat_hash_set<std::string> keys;
+  absl::flat_hash_set<KeyMark> keys;
   absl::flat_hash_set<int64_t> wide;
   absl::flat_hash_set<int64_t> tables;  // every table written
   // Whether the writes touch what `reads` read.

@@ -269,7 +269,7 @@ absl::StatusOr<std::optional<TransactionState::Current>> TransactionState::find(
     if (up != p.by_rowid.end()) return fromEntry(up->second, false);
   }
   if (p.removed_keys.count(encoded) != 0) return std::optional<Current>();
-  if (reads_ != nullptr) reads_->keys.insert(keyOf(t.id, *key));
+  if (reads_ != nullptr) reads_->keys.insert(keyOfEncoded(t.id, encoded));
   FLATSTORE_ASSIGN_OR_RETURN(auto row, snapshot_->rowByKey(t, *key));
   if (!row.has_value()) return std::optional<Current>();
   auto up = p.by_rowid.find(row->rowid);
@@ -291,7 +291,7 @@ absl::StatusOr<bool> TransactionState::findPending(TableState& t, const std::vec
   }
   current->reset();
   if (!p.removed_keys.empty() && p.removed_keys.count(encoded) != 0) return false;  // freed here
-  if (reads_ != nullptr) reads_->keys.insert(keyOf(t.id, key));
+  if (reads_ != nullptr) reads_->keys.insert(keyOfEncoded(t.id, encoded));
   *encoded_key = std::move(encoded);
   return true;
 }
