@@ -1488,6 +1488,38 @@ TEST_F(PostgresHandOnTest, ClosuresRunWhileAnEarlierOneWaitsAndCommitTogether) {
   EXPECT_EQ(all->size(), 7u);
 }
 
+// A thread commits at most four groups per call: when more are queued and no closure
+// comes to commit them, the writer's relief thread commits the rest. Here 200 requests
+// queue on one table while its lock is held, and form more groups (at most 32 requests
+// each) than the thread that commits the first may take; all of them commit, in order.
+TEST_F(PostgresHandOnTest, GroupsLeftByTheCommittingThreadAreCommittedByTheReliefThread) {
+  constexpr int kClosures = 200;
+  ASSERT_OK(lock(keyOf(::flatstore::bench::DocEntity::description()), true));
+  std::atomic<int> runs{0};
+  std::vector<TransactionHandle> handles;
+  for (int i = 0; i < kClosures; ++i) {
+    handles.push_back(ws_->performChanges<Doc>([i, &runs](TransactionContext& txn) {
+      runs.fetch_add(1);
+      return txn.submit(doc(absl::StrCat("r", i), i)).status();
+    }));
+  }
+  // Every closure has run, so none comes later to commit what is queued.
+  EXPECT_TRUE(reaches(runs, kClosures)) << runs.load() << " closures ran while the first waited";
+  ASSERT_OK(lock(keyOf(::flatstore::bench::DocEntity::description()), false));
+  ASSERT_TRUE(::flatstore::testing::waitAll(handles)) << "queued groups were left uncommitted";
+  std::set<uint64_t> sessions;
+  Versionstamp last;
+  for (const TransactionHandle& h : handles) {
+    auto r = h.wait();
+    ASSERT_OK(r);
+    EXPECT_LT(last, r->versionstamp);
+    last = r->versionstamp;
+    sessions.insert(r->versionstamp.commitSequence());
+  }
+  EXPECT_GT(sessions.size(), 4u) << "too few groups to leave any to the relief thread";
+  EXPECT_EQ(ws_->fetch<Doc>().count().value_or(-1), kClosures + 1);
+}
+
 // A closure that read what the closure before it writes, while that one still waits to
 // commit, runs again once it committed, and sees its write: increments of one counter,
 // queued behind each other, all count.
