@@ -13,6 +13,102 @@ namespace flatstore::codegen {
 
 using flatbuffers::FieldDef;
 
+namespace {
+
+// The C++ type a scalar field is stored as (a bool as a byte); null for a union's type
+// and for anything but a scalar.
+const char* storedScalarType(flatbuffers::BaseType t) {
+  if (t == flatbuffers::BASE_TYPE_UTYPE) return nullptr;
+  return t == flatbuffers::BASE_TYPE_BOOL ? "uint8_t" : cppScalarType(t);
+}
+
+}  // namespace
+
+std::vector<size_t> CppGenerator::inPlaceFields(const std::vector<const FieldDef*>& fields) {
+  std::vector<size_t> out;
+  for (size_t i = 0; i < fields.size(); ++i) {
+    const FieldDef& f = *fields[i];
+    // A stored scalar keeps its slot and size whatever its value; an optional one and a
+    // hash (written after Pack) are left to the full encoding.
+    if (storedScalarType(f.value.type.base_type) == nullptr || f.IsScalarOptional() ||
+        isHashedReference(f)) {
+      continue;
+    }
+    out.push_back(i);
+  }
+  return out;
+}
+
+void CppGenerator::genEncodeInPlace(const Entity& e, const std::vector<const FieldDef*>& fields,
+                                    const std::vector<size_t>& in_place) {
+  w_.line("");
+  w_.line("absl::StatusOr<::flatstore::EncodedObject> {{REQUEST}}::encodeOver(");
+  w_.line("    std::span<const uint8_t> current) const {");
+  w_.indent();
+  w_.line("if (current.empty()) return encodeOver(nullptr);");
+  // Any other field touched: the full encoding. Four tests a line.
+  std::vector<std::string> others;
+  for (size_t i = 0, next = 0; i < fields.size(); ++i) {
+    if (next < in_place.size() && in_place[next] == i) {
+      ++next;
+      continue;
+    }
+    others.push_back("touched_.test(" + std::to_string(i) + ")");
+  }
+  if (!others.empty()) {
+    std::string line = "if (";
+    for (size_t i = 0; i < others.size(); ++i) {
+      bool last = i + 1 == others.size();
+      line += others[i] + (last ? ") {" : " ||");
+      if (last || i % 4 == 3) {
+        w_.line(line);
+        line = "    ";
+      } else {
+        line += " ";
+      }
+    }
+    w_.line("  return encodeOver(current.data());");
+    w_.line("}");
+  }
+  w_.line("const auto* object = ::flatbuffers::GetRoot<{{TABLE}}>(current.data());");
+  w_.line("const auto* table = reinterpret_cast<const ::flatbuffers::Table*>(object);");
+  w_.line("uint64_t changed_fields = 0;");
+  // Sets the variables of field `i` and returns it.
+  auto select = [&](size_t i) -> const FieldDef& {
+    const FieldDef& f = *fields[i];
+    w_.set("BIT", std::to_string(i));
+    w_.set("M", flatcName(f.name));
+    w_.set("VT", std::to_string(f.value.offset));
+    return f;
+  };
+  // A field the object does not store (it had its default) has no slot to write.
+  for (size_t i : in_place) {
+    const FieldDef& f = select(i);
+    w_.set("ID", std::to_string(std::min(fieldId(*e.table, f), 63)));
+    w_.line("if (touched_.test({{BIT}}) && object->{{M}}() != value_.{{M}}) {");
+    w_.line("  if (table->GetOptionalFieldOffset({{VT}}) == 0) return encodeOver(current.data());");
+    w_.line("  changed_fields |= uint64_t{1} << {{ID}};");
+    w_.line("}");
+  }
+  w_.line("if (changed_fields == 0) {");
+  w_.line("  return ::flatstore::EncodedObject{::flatstore::ObjectBuffer(), false, 0};");
+  w_.line("}");
+  w_.line("::flatstore::ObjectBuffer bytes = ::flatstore::ObjectBuffer::copyOf(current);");
+  w_.line("uint8_t* start = bytes.mutableData() + (reinterpret_cast<const uint8_t*>(table) -");
+  w_.line("                                        current.data());");
+  for (size_t i : in_place) {
+    w_.set("ST", storedScalarType(select(i).value.type.base_type));
+    w_.line("if (touched_.test({{BIT}})) {");
+    w_.line("  if (::flatbuffers::voffset_t at = table->GetOptionalFieldOffset({{VT}})) {");
+    w_.line("    ::flatbuffers::WriteScalar(start + at, static_cast<{{ST}}>(value_.{{M}}));");
+    w_.line("  }");
+    w_.line("}");
+  }
+  w_.line("return ::flatstore::EncodedObject{std::move(bytes), true, changed_fields, true};");
+  w_.outdent();
+  w_.line("}");
+}
+
 void CppGenerator::genChangeRequest(const Entity& e) {
   std::vector<const FieldDef*> fields = settableFields(*e.table);
   w_.set("NBITS", std::to_string(fields.empty() ? 1 : fields.size()));
@@ -76,6 +172,14 @@ void CppGenerator::genChangeRequest(const Entity& e) {
   w_.line("// object with the schema's defaults) and encodes the result. `changed` is false");
   w_.line("// when the object would stay exactly as it is.");
   w_.line("absl::StatusOr<::flatstore::EncodedObject> encodeOver(const uint8_t* current) const;");
+  std::vector<size_t> in_place = inPlaceFields(fields);
+  if (!in_place.empty()) {
+    w_.line("// The same, with the size of `current`: a change that sets only scalar fields the");
+    w_.line("// object stores is written into a copy of it instead of encoding it again.");
+    w_.line(
+        "absl::StatusOr<::flatstore::EncodedObject> encodeOver(std::span<const uint8_t> current) "
+        "const;");
+  }
   w_.select(kSource);
   w_.line("");
   w_.line("absl::StatusOr<::flatstore::EncodedObject> {{REQUEST}}::encodeOver(");
@@ -178,6 +282,7 @@ void CppGenerator::genChangeRequest(const Entity& e) {
   w_.line("                                 current != nullptr ? changed_fields : ~uint64_t{0}};");
   w_.outdent();
   w_.line("}");
+  if (!in_place.empty()) genEncodeInPlace(e, fields, in_place);
   w_.select(kHeader);
   w_.outdent();
   w_.line("");

@@ -44,6 +44,11 @@ class CppGenerator {
   void genEntityClass(const Entity& e);
   void genFieldsStruct(const Entity& e);
   void genChangeRequest(const Entity& e);
+  // The positions in `fields` (a change request's settable fields) of the scalars that
+  // encodeOver() may write into a copy of the current object.
+  static std::vector<size_t> inPlaceFields(const std::vector<const flatbuffers::FieldDef*>& fields);
+  void genEncodeInPlace(const Entity& e, const std::vector<const flatbuffers::FieldDef*>& fields,
+                        const std::vector<size_t>& in_place);
   void genSetter(const Entity& e, const flatbuffers::FieldDef& f, size_t bit);
   void genTraits(const Entity& e);
   // The C++ types of the primary key's fields, as deletion(key...) takes them.

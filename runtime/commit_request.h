@@ -35,8 +35,11 @@ struct EncodedChange {
   std::vector<Value> key;
   std::vector<Value> index_values;
   // For updates: the index values before the change, so unchanged ones are skipped,
-  // and whether the primary key changed.
+  // and whether the primary key changed. While the change leaves every indexed field
+  // as it was, `same_index_values` is set and the old values are `index_values`
+  // (old_index_values stays empty: no copy per change). indexChanged() reads both.
   std::vector<Value> old_index_values;
+  bool same_index_values = false;
   bool key_changed = false;
   // For inserts: the creation took its key as free without looking it up
   // (TransactionState::leaveKeyChecksToApply).
@@ -49,6 +52,14 @@ struct EncodedChange {
   // TableState::bridge()).
   const VersionBridge* bridge = nullptr;
 };
+
+// Whether index value `x` of `c` is new: always for an insert; for an update, when
+// it differs from the value before the change.
+inline bool indexChanged(const EncodedChange& c, size_t x) {
+  if (c.op == EncodedChange::Op::kInsert) return true;
+  if (c.same_index_values) return false;
+  return x >= c.old_index_values.size() || !(c.old_index_values[x] == c.index_values[x]);
+}
 
 // A primary key as error messages print it: "(a, b)".
 std::string keyText(const std::vector<Value>& key);

@@ -245,9 +245,9 @@ absl::StatusOr<int> PgWriteSession::applyChecked(uint16_t position,
       add(i, sql.remove, {PgParam::int64(c.rowid)});
     } else if (c.op == EncodedChange::Op::kUpdate) {
       for (size_t x = 0; x < sql.index_columns.size(); ++x) {
-        bool changed =
-            x >= c.old_index_values.size() || !(c.old_index_values[x] == c.index_values[x]);
-        if (sql.index_unique[x] && changed) add(i, sql.clear_index[x], {PgParam::int64(c.rowid)});
+        if (sql.index_unique[x] && indexChanged(c, x)) {
+          add(i, sql.clear_index[x], {PgParam::int64(c.rowid)});
+        }
       }
     }
   }

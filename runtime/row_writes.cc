@@ -16,15 +16,6 @@ std::string keyText(const std::vector<Value>& key) {
   }
   return out + ")";
 }
-namespace {
-
-bool indexChanged(const EncodedChange& c, size_t x) {
-  return c.op == EncodedChange::Op::kInsert || x >= c.old_index_values.size() ||
-         !(c.old_index_values[x] == c.index_values[x]);
-}
-
-}  // namespace
-
 // The first pass of a request: removes what its deletions and key or unique-value
 // changes free, so that the second pass can take over freed keys and values in any
 // order (a closure may delete b and give a b's key, or swap two keys).

@@ -393,7 +393,10 @@ void TransactionState::recordUpdate(TableState& t, Current& current, EncodedObje
       c.table = &t;
       c.bridge = bridgeOf(&t);
       c.rowid = current.rowid;
-      t.indexValuesOf(current.bytes.data(), bridgeOf(&t), &c.old_index_values);
+      // Decoded once: into index_values as well when the change leaves them.
+      c.same_index_values = !index_values.has_value();
+      t.indexValuesOf(current.bytes.data(), bridgeOf(&t),
+                      c.same_index_values ? &c.index_values : &c.old_index_values);
       c.base_version = current.versionstamp;
       c.changed_fields = 0;
       if (!t.desc.hasAutomaticId() && !key_changed) {
@@ -416,9 +419,12 @@ void TransactionState::recordUpdate(TableState& t, Current& current, EncodedObje
     c.key = std::move(current.key);
   }
   if (index_values.has_value()) {
+    if (c.same_index_values) {
+      // An earlier change left them: what it kept are the values before the changes.
+      c.old_index_values = std::move(c.index_values);
+      c.same_index_values = false;
+    }
     c.index_values = std::move(*index_values);
-  } else if (first) {
-    c.index_values = c.old_index_values;
   }
 }
 
@@ -461,19 +467,19 @@ absl::StatusOr<SubmitOutcome> TransactionState::submit(const TableDescription& d
 
   const VersionBridge* bridge = bridgeOf(t);
   // What is recorded has passed the verifier, so reads never meet it as DataLoss.
-  auto encode = [&](const uint8_t* current) -> absl::StatusOr<EncodedObject> {
+  auto encode = [&](std::span<const uint8_t> current) -> absl::StatusOr<EncodedObject> {
     FLATSTORE_ASSIGN_OR_RETURN(EncodedObject e, change.encode(change.request, current));
     if (!e.changed) return e;
-    FLATSTORE_RETURN_IF_ERROR(checkEncodedObject(d, e.bytes.span()));
-    if (bridge != nullptr && current != nullptr && bridge->mustRecompose(current)) {
+    if (!e.in_place) FLATSTORE_RETURN_IF_ERROR(checkEncodedObject(d, e.bytes.span()));
+    if (bridge != nullptr && !current.empty() && bridge->mustRecompose(current.data())) {
       // The program's encoding dropped fields it does not write: keep them.
-      FLATSTORE_ASSIGN_OR_RETURN(e.bytes,
-                                 bridge->recompose(current, e.bytes.data(), e.changed_fields));
+      FLATSTORE_ASSIGN_OR_RETURN(
+          e.bytes, bridge->recompose(current.data(), e.bytes.data(), e.changed_fields));
       FLATSTORE_RETURN_IF_ERROR(checkEncodedObject(d, e.bytes.span(), bridge));
     }
     return e;
   };
-  auto encodeNew = [&]() { return encode(nullptr); };
+  auto encodeNew = [&]() { return encode({}); };
   auto keyOf = [&](const EncodedObject& e) {
     std::vector<Value> key;
     d.key_of(e.bytes.data(), &key);
@@ -518,7 +524,7 @@ absl::StatusOr<SubmitOutcome> TransactionState::submit(const TableDescription& d
             return absl::AlreadyExistsError(absl::StrCat(what(), ": an object with primary key ",
                                                          keyText(key), " already exists"));
           }
-          FLATSTORE_ASSIGN_OR_RETURN(EncodedObject updated, encode(current->bytes.data()));
+          FLATSTORE_ASSIGN_OR_RETURN(EncodedObject updated, encode(current->bytes.span()));
           if (!updated.changed) return SubmitOutcome::kUnchanged;
           std::vector<Value> new_key = keyOf(updated);
           std::vector<Value> values = indexValuesOf(updated);
@@ -550,7 +556,7 @@ absl::StatusOr<SubmitOutcome> TransactionState::submit(const TableDescription& d
         recordDelete(*t, *current);
         return SubmitOutcome::kDeleted;
       }
-      FLATSTORE_ASSIGN_OR_RETURN(EncodedObject updated, encode(current->bytes.data()));
+      FLATSTORE_ASSIGN_OR_RETURN(EncodedObject updated, encode(current->bytes.span()));
       if (!updated.changed) return SubmitOutcome::kUnchanged;
       // A change that left every field the key is read from as it was keeps the key, and
       // one that left every indexed field keeps the index values: they are not decoded

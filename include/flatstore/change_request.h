@@ -51,6 +51,9 @@ struct EncodedObject {
   // differ, bit i for FlatBuffers field id i (ids of 63 and above share bit 63). All
   // bits set when not known. Observers use it to skip fields nothing changed.
   uint64_t changed_fields = ~uint64_t{0};
+  // True when `bytes` are the verified current object's with scalars rewritten in the
+  // slots it has: they verify as it did, and are not verified again.
+  bool in_place = false;
 };
 
 // The part of every generated ChangeRequest that is not about fields: its kind, its

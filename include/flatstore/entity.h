@@ -69,6 +69,10 @@ class ObjectBuffer {
   // A copy of `bytes`.
   static ObjectBuffer copyOf(std::span<const uint8_t> bytes);
   const uint8_t* data() const { return data_.get(); }
+  // For the code that fills a buffer nothing else holds yet (a generated encodeOver()
+  // writing a changed scalar into its copy of an object); never for a buffer an entity
+  // or a transaction has.
+  uint8_t* mutableData() { return data_.get(); }
   size_t size() const { return size_; }
   // Defined out of line, like copyOf() and EntityBase::bytes(): constructing a std::span
   // checks the contiguous_iterator concept, which would cost every file that includes a

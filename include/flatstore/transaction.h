@@ -29,6 +29,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -88,8 +89,8 @@ class TransactionContext {
                                   request.requiredVersionstamp(),
                                   request.requiresAbsent(),
                                   &request,
-                                  [](const void* r, const uint8_t* current) {
-                                    return static_cast<const R*>(r)->encodeOver(current);
+                                  [](const void* r, std::span<const uint8_t> current) {
+                                    return encodeRequest(*static_cast<const R*>(r), current);
                                   }};
     return submitErased(R::Entity::description(), change);
   }
@@ -133,6 +134,17 @@ class TransactionContext {
   friend class internal::TransactionAccess;
   explicit TransactionContext(internal::TransactionState* state) : state_(state) {}
 
+  // A generated request takes the current object with its size (it may copy it and
+  // change it in place); another takes its start only.
+  template <class R>
+  static absl::StatusOr<EncodedObject> encodeRequest(const R& request,
+                                                     std::span<const uint8_t> current) {
+    if constexpr (requires { request.encodeOver(current); }) {
+      return request.encodeOver(current);
+    } else {
+      return request.encodeOver(current.empty() ? nullptr : current.data());
+    }
+  }
   absl::StatusOr<SubmitOutcome> submitErased(const TableDescription& table,
                                              const internal::ErasedChange& change);
   // The query source for `table`; a source that fails every query when the table was

@@ -186,6 +186,63 @@ TEST(GeneratedChangeRequest, ChangedFieldsAreTheTopLevelFieldsThatDiffer) {
   EXPECT_EQ(orc().encodeOver(nullptr)->changed_fields, ~uint64_t{0});
 }
 
+TEST(GeneratedChangeRequest, StoredScalarsAreWrittenIntoACopyOfTheObject) {
+  auto base = build(orc().setMana(12).setSpeed(2.5));
+  auto decode = [](const EncodedObject& e) {
+    auto entity = MonsterEntity::fromBytes(e.bytes.span(), 7, Versionstamp(3, 1));
+    EXPECT_TRUE(entity.ok()) << entity.status();
+    return *entity;
+  };
+
+  auto change = MonsterChangeRequest::changeOf(*base);
+  change.setHp(31).setColor(Color::Green).setSpeed(0.5).setMana(12);  // mana as it was
+  auto encoded = change.encodeOver(base->bytes());
+  ASSERT_TRUE(encoded.ok()) << encoded.status();
+  EXPECT_TRUE(encoded->changed);
+  EXPECT_TRUE(encoded->in_place);
+  EXPECT_EQ(encoded->bytes.size(), base->bytes().size());
+  EXPECT_EQ(
+      encoded->changed_fields & ((uint64_t{1} << 2) | (uint64_t{1} << 3) | (uint64_t{1} << 4)),
+      (uint64_t{1} << 2) | (uint64_t{1} << 4));
+  // The same object as the full encoding makes, and as verified.
+  auto full = change.encodeOver(base->data());
+  ASSERT_TRUE(full.ok());
+  EXPECT_FALSE(full->in_place);
+  EXPECT_EQ(encoded->changed_fields, full->changed_fields);
+  auto m = decode(*encoded);
+  EXPECT_EQ(m->hp(), 31);
+  EXPECT_EQ(m->color(), Color::Green);
+  EXPECT_DOUBLE_EQ(m->speed(), 0.5);
+  EXPECT_EQ(m->mana(), 12);
+  EXPECT_EQ(m->name(), "orc");
+  EXPECT_EQ(m->realm(), 3);
+  EXPECT_TRUE(m->unpack() == decode(*full)->unpack());
+  // The base object is left as it was.
+  EXPECT_EQ(base->hp(), 30);
+
+  // A scalar the object does not store (it has its default) has no slot: encoded again.
+  auto revive = MonsterChangeRequest::changeOf(*base);
+  revive.setAlive(false);
+  auto revived = revive.encodeOver(base->bytes());
+  ASSERT_TRUE(revived.ok());
+  EXPECT_FALSE(revived->in_place);
+  EXPECT_FALSE(decode(*revived)->alive());
+
+  // A field other than a scalar: encoded again.
+  auto renamed = MonsterChangeRequest::changeOf(*base);
+  renamed.setHp(5).setEmail("a@b");
+  auto with_email = renamed.encodeOver(base->bytes());
+  ASSERT_TRUE(with_email.ok());
+  EXPECT_FALSE(with_email->in_place);
+  EXPECT_EQ(decode(*with_email)->hp(), 5);
+  EXPECT_EQ(decode(*with_email)->email(), "a@b");
+
+  // Nothing differs: nothing to write.
+  auto same = MonsterChangeRequest::changeOf(*base);
+  same.setHp(30).setSpeed(2.5);
+  EXPECT_FALSE(same.encodeOver(base->bytes())->changed);
+}
+
 TEST(GeneratedChangeRequest, ClearersRemoveOptionalParts) {
   auto base = build(orc().setPos(Vec3(1, 2, 3)).setScore(4).setEquipped(ShieldT()));
   auto cleared = build(

@@ -186,6 +186,30 @@ TEST_F(UpdateIndexTest, ALaterChangeKeepsWhatAnEarlierChangeOfTheTransactionSet)
   EXPECT_EQ(create("b2", "b2@x").code(), absl::StatusCode::kAlreadyExists);
 }
 
+// A change that left every indexed field, then one that changes indexed fields, in one
+// transaction: the first records the index values once, as old and new; the second's
+// new values are written and the unique value given up is free.
+TEST_F(UpdateIndexTest, AnIndexedChangeAfterAChangeThatKeptTheIndexes) {
+  createTwo();
+  const int64_t a = a_->rowid(), b = b_->rowid();
+  ASSERT_OK(ws_->performChangesAndWait<Account>([&](TransactionContext& txn) -> absl::Status {
+    FLATSTORE_RETURN_IF_ERROR(
+        txn.submit(AccountChangeRequest::changeOf(*a_).setNote("x")).status());
+    FLATSTORE_ASSIGN_OR_RETURN(auto a1, txn.get<Account>("a"));
+    if (a1 == nullptr) return absl::InternalError("a not found in the transaction");
+    auto second = AccountChangeRequest::changeOf(*a1);
+    second.setLevel(60).setEmail("a60@x");
+    return txn.submit(second).status();
+  }));
+  EXPECT_EQ(get("a")->note(), "x");
+  EXPECT_EQ(get("a")->level(), 60);
+  EXPECT_EQ(indexRows(kLevelIndex), (Rows{{a, "60"}, {b, "20"}}));
+  EXPECT_EQ(indexRows(kEmailIndex), (Rows{{a, "a60@x"}, {b, "b@x"}}));
+  EXPECT_EQ(indexRows(kRegionIndex), (Rows{{a, "north"}, {b, "south"}}));
+  ASSERT_OK(create("c", "a@x"));
+  EXPECT_EQ(create("e", "a60@x").code(), absl::StatusCode::kAlreadyExists);
+}
+
 // A change that kept the key, then one that changes it, in one transaction: the
 // transaction's lookups find the object by its new key only, and the old key is free.
 TEST_F(UpdateIndexTest, AKeyChangeAfterAChangeThatKeptTheKey) {

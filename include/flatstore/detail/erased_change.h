@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -22,7 +23,7 @@ class TransactionAccess;
 class HandleState;
 
 // A change request seen through its kind, its target and a function that encodes it
-// over the target's current bytes (null for none).
+// over the target's current bytes (empty for none).
 struct ErasedChange {
   ChangeKind kind;
   int64_t target_rowid;
@@ -30,7 +31,7 @@ struct ErasedChange {
   std::optional<Versionstamp> required_versionstamp;
   bool require_absent;
   const void* request;
-  absl::StatusOr<EncodedObject> (*encode)(const void* request, const uint8_t* current);
+  absl::StatusOr<EncodedObject> (*encode)(const void* request, std::span<const uint8_t> current);
 };
 
 }  // namespace internal

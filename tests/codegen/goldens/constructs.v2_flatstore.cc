@@ -665,4 +665,60 @@ absl::StatusOr<::flatstore::EncodedObject> HeroChangeRequest::encodeOver(
                                    current != nullptr ? changed_fields : ~uint64_t{0}};
 }
 
+absl::StatusOr<::flatstore::EncodedObject> HeroChangeRequest::encodeOver(
+    std::span<const uint8_t> current) const {
+  if (current.empty()) return encodeOver(nullptr);
+  if (touched_.test(1) || touched_.test(3) || touched_.test(4) || touched_.test(5) ||
+      touched_.test(6) || touched_.test(8) || touched_.test(9) || touched_.test(10) ||
+      touched_.test(12)) {
+    return encodeOver(current.data());
+  }
+  const auto* object = ::flatbuffers::GetRoot<::flatstore::test::constructs::Hero>(current.data());
+  const auto* table = reinterpret_cast<const ::flatbuffers::Table*>(object);
+  uint64_t changed_fields = 0;
+  if (touched_.test(0) && object->r() != value_.r) {
+    if (table->GetOptionalFieldOffset(4) == 0) return encodeOver(current.data());
+    changed_fields |= uint64_t{1} << 0;
+  }
+  if (touched_.test(2) && object->import_() != value_.import_) {
+    if (table->GetOptionalFieldOffset(8) == 0) return encodeOver(current.data());
+    changed_fields |= uint64_t{1} << 2;
+  }
+  if (touched_.test(7) && object->hp() != value_.hp) {
+    if (table->GetOptionalFieldOffset(22) == 0) return encodeOver(current.data());
+    changed_fields |= uint64_t{1} << 9;
+  }
+  if (touched_.test(11) && object->badge() != value_.badge) {
+    if (table->GetOptionalFieldOffset(30) == 0) return encodeOver(current.data());
+    changed_fields |= uint64_t{1} << 13;
+  }
+  if (changed_fields == 0) {
+    return ::flatstore::EncodedObject{::flatstore::ObjectBuffer(), false, 0};
+  }
+  ::flatstore::ObjectBuffer bytes = ::flatstore::ObjectBuffer::copyOf(current);
+  uint8_t* start = bytes.mutableData() + (reinterpret_cast<const uint8_t*>(table) -
+                                          current.data());
+  if (touched_.test(0)) {
+    if (::flatbuffers::voffset_t at = table->GetOptionalFieldOffset(4)) {
+      ::flatbuffers::WriteScalar(start + at, static_cast<int64_t>(value_.r));
+    }
+  }
+  if (touched_.test(2)) {
+    if (::flatbuffers::voffset_t at = table->GetOptionalFieldOffset(8)) {
+      ::flatbuffers::WriteScalar(start + at, static_cast<int32_t>(value_.import_));
+    }
+  }
+  if (touched_.test(7)) {
+    if (::flatbuffers::voffset_t at = table->GetOptionalFieldOffset(22)) {
+      ::flatbuffers::WriteScalar(start + at, static_cast<int16_t>(value_.hp));
+    }
+  }
+  if (touched_.test(11)) {
+    if (::flatbuffers::voffset_t at = table->GetOptionalFieldOffset(30)) {
+      ::flatbuffers::WriteScalar(start + at, static_cast<int32_t>(value_.badge));
+    }
+  }
+  return ::flatstore::EncodedObject{std::move(bytes), true, changed_fields, true};
+}
+
 }  // namespace flatstore::test::constructs

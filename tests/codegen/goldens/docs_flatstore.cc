@@ -196,4 +196,58 @@ absl::StatusOr<::flatstore::EncodedObject> DocChangeRequest::encodeOver(
                                    current != nullptr ? changed_fields : ~uint64_t{0}};
 }
 
+absl::StatusOr<::flatstore::EncodedObject> DocChangeRequest::encodeOver(
+    std::span<const uint8_t> current) const {
+  if (current.empty()) return encodeOver(nullptr);
+  if (touched_.test(0) || touched_.test(5)) {
+    return encodeOver(current.data());
+  }
+  const auto* object = ::flatbuffers::GetRoot<::flatstore::bench::Doc>(current.data());
+  const auto* table = reinterpret_cast<const ::flatbuffers::Table*>(object);
+  uint64_t changed_fields = 0;
+  if (touched_.test(1) && object->score() != value_.score) {
+    if (table->GetOptionalFieldOffset(6) == 0) return encodeOver(current.data());
+    changed_fields |= uint64_t{1} << 1;
+  }
+  if (touched_.test(2) && object->rank() != value_.rank) {
+    if (table->GetOptionalFieldOffset(8) == 0) return encodeOver(current.data());
+    changed_fields |= uint64_t{1} << 2;
+  }
+  if (touched_.test(3) && object->size() != value_.size) {
+    if (table->GetOptionalFieldOffset(10) == 0) return encodeOver(current.data());
+    changed_fields |= uint64_t{1} << 3;
+  }
+  if (touched_.test(4) && object->ratio() != value_.ratio) {
+    if (table->GetOptionalFieldOffset(12) == 0) return encodeOver(current.data());
+    changed_fields |= uint64_t{1} << 4;
+  }
+  if (changed_fields == 0) {
+    return ::flatstore::EncodedObject{::flatstore::ObjectBuffer(), false, 0};
+  }
+  ::flatstore::ObjectBuffer bytes = ::flatstore::ObjectBuffer::copyOf(current);
+  uint8_t* start = bytes.mutableData() + (reinterpret_cast<const uint8_t*>(table) -
+                                          current.data());
+  if (touched_.test(1)) {
+    if (::flatbuffers::voffset_t at = table->GetOptionalFieldOffset(6)) {
+      ::flatbuffers::WriteScalar(start + at, static_cast<int32_t>(value_.score));
+    }
+  }
+  if (touched_.test(2)) {
+    if (::flatbuffers::voffset_t at = table->GetOptionalFieldOffset(8)) {
+      ::flatbuffers::WriteScalar(start + at, static_cast<int32_t>(value_.rank));
+    }
+  }
+  if (touched_.test(3)) {
+    if (::flatbuffers::voffset_t at = table->GetOptionalFieldOffset(10)) {
+      ::flatbuffers::WriteScalar(start + at, static_cast<int64_t>(value_.size));
+    }
+  }
+  if (touched_.test(4)) {
+    if (::flatbuffers::voffset_t at = table->GetOptionalFieldOffset(12)) {
+      ::flatbuffers::WriteScalar(start + at, static_cast<double>(value_.ratio));
+    }
+  }
+  return ::flatstore::EncodedObject{std::move(bytes), true, changed_fields, true};
+}
+
 }  // namespace flatstore::bench

@@ -187,6 +187,9 @@ class DocChangeRequest : public ::flatstore::ChangeRequestBase<DocChangeRequest>
   // object with the schema's defaults) and encodes the result. `changed` is false
   // when the object would stay exactly as it is.
   absl::StatusOr<::flatstore::EncodedObject> encodeOver(const uint8_t* current) const;
+  // The same, with the size of `current`: a change that sets only scalar fields the
+  // object stores is written into a copy of it instead of encoding it again.
+  absl::StatusOr<::flatstore::EncodedObject> encodeOver(std::span<const uint8_t> current) const;
 
  private:
   explicit DocChangeRequest(::flatstore::ChangeKind kind) : ChangeRequestBase(kind) {}

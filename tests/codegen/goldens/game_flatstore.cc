@@ -603,6 +603,89 @@ absl::StatusOr<::flatstore::EncodedObject> MonsterChangeRequest::encodeOver(
                                    current != nullptr ? changed_fields : ~uint64_t{0}};
 }
 
+absl::StatusOr<::flatstore::EncodedObject> MonsterChangeRequest::encodeOver(
+    std::span<const uint8_t> current) const {
+  if (current.empty()) return encodeOver(nullptr);
+  if (touched_.test(0) || touched_.test(5) || touched_.test(6) || touched_.test(7) ||
+      touched_.test(8) || touched_.test(9) || touched_.test(10) || touched_.test(11) ||
+      touched_.test(12) || touched_.test(13) || touched_.test(14) || touched_.test(18)) {
+    return encodeOver(current.data());
+  }
+  const auto* object = ::flatbuffers::GetRoot<::flatstore::test::game::Monster>(current.data());
+  const auto* table = reinterpret_cast<const ::flatbuffers::Table*>(object);
+  uint64_t changed_fields = 0;
+  if (touched_.test(1) && object->realm() != value_.realm) {
+    if (table->GetOptionalFieldOffset(6) == 0) return encodeOver(current.data());
+    changed_fields |= uint64_t{1} << 1;
+  }
+  if (touched_.test(2) && object->hp() != value_.hp) {
+    if (table->GetOptionalFieldOffset(8) == 0) return encodeOver(current.data());
+    changed_fields |= uint64_t{1} << 2;
+  }
+  if (touched_.test(3) && object->mana() != value_.mana) {
+    if (table->GetOptionalFieldOffset(10) == 0) return encodeOver(current.data());
+    changed_fields |= uint64_t{1} << 3;
+  }
+  if (touched_.test(4) && object->color() != value_.color) {
+    if (table->GetOptionalFieldOffset(12) == 0) return encodeOver(current.data());
+    changed_fields |= uint64_t{1} << 4;
+  }
+  if (touched_.test(15) && object->alive() != value_.alive) {
+    if (table->GetOptionalFieldOffset(40) == 0) return encodeOver(current.data());
+    changed_fields |= uint64_t{1} << 18;
+  }
+  if (touched_.test(16) && object->speed() != value_.speed) {
+    if (table->GetOptionalFieldOffset(42) == 0) return encodeOver(current.data());
+    changed_fields |= uint64_t{1} << 19;
+  }
+  if (touched_.test(17) && object->big() != value_.big) {
+    if (table->GetOptionalFieldOffset(44) == 0) return encodeOver(current.data());
+    changed_fields |= uint64_t{1} << 20;
+  }
+  if (changed_fields == 0) {
+    return ::flatstore::EncodedObject{::flatstore::ObjectBuffer(), false, 0};
+  }
+  ::flatstore::ObjectBuffer bytes = ::flatstore::ObjectBuffer::copyOf(current);
+  uint8_t* start = bytes.mutableData() + (reinterpret_cast<const uint8_t*>(table) -
+                                          current.data());
+  if (touched_.test(1)) {
+    if (::flatbuffers::voffset_t at = table->GetOptionalFieldOffset(6)) {
+      ::flatbuffers::WriteScalar(start + at, static_cast<int32_t>(value_.realm));
+    }
+  }
+  if (touched_.test(2)) {
+    if (::flatbuffers::voffset_t at = table->GetOptionalFieldOffset(8)) {
+      ::flatbuffers::WriteScalar(start + at, static_cast<int16_t>(value_.hp));
+    }
+  }
+  if (touched_.test(3)) {
+    if (::flatbuffers::voffset_t at = table->GetOptionalFieldOffset(10)) {
+      ::flatbuffers::WriteScalar(start + at, static_cast<int16_t>(value_.mana));
+    }
+  }
+  if (touched_.test(4)) {
+    if (::flatbuffers::voffset_t at = table->GetOptionalFieldOffset(12)) {
+      ::flatbuffers::WriteScalar(start + at, static_cast<int8_t>(value_.color));
+    }
+  }
+  if (touched_.test(15)) {
+    if (::flatbuffers::voffset_t at = table->GetOptionalFieldOffset(40)) {
+      ::flatbuffers::WriteScalar(start + at, static_cast<uint8_t>(value_.alive));
+    }
+  }
+  if (touched_.test(16)) {
+    if (::flatbuffers::voffset_t at = table->GetOptionalFieldOffset(42)) {
+      ::flatbuffers::WriteScalar(start + at, static_cast<double>(value_.speed));
+    }
+  }
+  if (touched_.test(17)) {
+    if (::flatbuffers::voffset_t at = table->GetOptionalFieldOffset(44)) {
+      ::flatbuffers::WriteScalar(start + at, static_cast<uint64_t>(value_.big));
+    }
+  }
+  return ::flatstore::EncodedObject{std::move(bytes), true, changed_fields, true};
+}
+
 }  // namespace flatstore::test::game
 
 namespace flatstore::test::game {
@@ -709,6 +792,33 @@ absl::StatusOr<::flatstore::EncodedObject> EventChangeRequest::encodeOver(
   if (builder.GetSize() > ::flatstore::internal::kKeptBuilderBytes) builder.Reset();
   return ::flatstore::EncodedObject{std::move(bytes), true,
                                    current != nullptr ? changed_fields : ~uint64_t{0}};
+}
+
+absl::StatusOr<::flatstore::EncodedObject> EventChangeRequest::encodeOver(
+    std::span<const uint8_t> current) const {
+  if (current.empty()) return encodeOver(nullptr);
+  if (touched_.test(0) || touched_.test(2)) {
+    return encodeOver(current.data());
+  }
+  const auto* object = ::flatbuffers::GetRoot<::flatstore::test::game::Event>(current.data());
+  const auto* table = reinterpret_cast<const ::flatbuffers::Table*>(object);
+  uint64_t changed_fields = 0;
+  if (touched_.test(1) && object->at() != value_.at) {
+    if (table->GetOptionalFieldOffset(6) == 0) return encodeOver(current.data());
+    changed_fields |= uint64_t{1} << 1;
+  }
+  if (changed_fields == 0) {
+    return ::flatstore::EncodedObject{::flatstore::ObjectBuffer(), false, 0};
+  }
+  ::flatstore::ObjectBuffer bytes = ::flatstore::ObjectBuffer::copyOf(current);
+  uint8_t* start = bytes.mutableData() + (reinterpret_cast<const uint8_t*>(table) -
+                                          current.data());
+  if (touched_.test(1)) {
+    if (::flatbuffers::voffset_t at = table->GetOptionalFieldOffset(6)) {
+      ::flatbuffers::WriteScalar(start + at, static_cast<int64_t>(value_.at));
+    }
+  }
+  return ::flatstore::EncodedObject{std::move(bytes), true, changed_fields, true};
 }
 
 }  // namespace flatstore::test::game

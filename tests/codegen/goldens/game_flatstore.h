@@ -422,6 +422,9 @@ class MonsterChangeRequest : public ::flatstore::ChangeRequestBase<MonsterChange
   // object with the schema's defaults) and encodes the result. `changed` is false
   // when the object would stay exactly as it is.
   absl::StatusOr<::flatstore::EncodedObject> encodeOver(const uint8_t* current) const;
+  // The same, with the size of `current`: a change that sets only scalar fields the
+  // object stores is written into a copy of it instead of encoding it again.
+  absl::StatusOr<::flatstore::EncodedObject> encodeOver(std::span<const uint8_t> current) const;
 
  private:
   explicit MonsterChangeRequest(::flatstore::ChangeKind kind) : ChangeRequestBase(kind) {}
@@ -577,6 +580,9 @@ class EventChangeRequest : public ::flatstore::ChangeRequestBase<EventChangeRequ
   // object with the schema's defaults) and encodes the result. `changed` is false
   // when the object would stay exactly as it is.
   absl::StatusOr<::flatstore::EncodedObject> encodeOver(const uint8_t* current) const;
+  // The same, with the size of `current`: a change that sets only scalar fields the
+  // object stores is written into a copy of it instead of encoding it again.
+  absl::StatusOr<::flatstore::EncodedObject> encodeOver(std::span<const uint8_t> current) const;
 
  private:
   explicit EventChangeRequest(::flatstore::ChangeKind kind) : ChangeRequestBase(kind) {}
