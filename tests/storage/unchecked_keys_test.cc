@@ -23,6 +23,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "runtime/pg_schema.h"
+#include "runtime/postgres.h"
 #include "tests/support/pg_schema.h"
 #include "tests/support/status_macros.h"
 #include "tests/support/wait.h"
@@ -343,6 +344,29 @@ TEST_P(UncheckedKeysTest, KeyCreatedByAnotherWorkspaceAfterTheSnapshot) {
   EXPECT_OK(seen[1][0]);
   EXPECT_TRUE(absl::IsAlreadyExists(seen[2][0])) << seen[2][0];
   EXPECT_EQ(hpOf(*ws, "orc"), 1);
+}
+
+// On PostgreSQL, the round trips of a closure that creates one object with a free key,
+// run and committed by the caller's thread (it commits what it submitted when no other
+// session holds the table): nothing is looked up, so the closure waits for none while it
+// runs, and then come its snapshot's mark, its changes and its commit.
+TEST_P(UncheckedKeysTest, ACreationLooksNothingUp) {
+  if (!postgres()) GTEST_SKIP() << "round trips to a server";
+  Workspace* ws = open();
+  ASSERT_NE(ws, nullptr);
+  ASSERT_OK(create(*ws, "orc", 1));
+  int64_t in_closure = -1;
+  const int64_t before = internal::PgConnection::roundTripsOnThisThread();
+  auto done = ws->performChangesAndWait<Monster>([&](TransactionContext& txn) {
+    const int64_t start = internal::PgConnection::roundTripsOnThisThread();
+    absl::Status s = txn.submit(creation("imp", 2)).status();
+    in_closure = internal::PgConnection::roundTripsOnThisThread() - start;
+    return s;
+  });
+  const int64_t trips = internal::PgConnection::roundTripsOnThisThread() - before;
+  ASSERT_OK(done);
+  EXPECT_EQ(in_closure, 0);
+  EXPECT_EQ(trips, 3);
 }
 
 // Holds the SQLite writer: the completion callback of a transaction on Event runs under
