@@ -20,6 +20,85 @@ struct ClosureRun {
   bool keys_unchecked = false;  // see CommitRequest::keys_unchecked
 };
 
+// A closure's snapshot, opened at the closure's first read. A closure that reads
+// nothing (one that only creates objects whose keys the commit checks) opens no read
+// transaction and has nothing another commit could invalidate. Should the opening fail,
+// every read returns that error, and so does the run (`failure()`), whatever the
+// closure made of it.
+class LazySnapshot final : public ReadView {
+ public:
+  explicit LazySnapshot(ReadViews* views) : views_(views) {}
+
+  bool opened() const { return view_ != nullptr; }
+  const absl::Status& failure() const { return failure_; }
+  ReadView* view() { return view_.get(); }
+
+  absl::StatusOr<ReadMark> mark() override {
+    FLATSTORE_RETURN_IF_ERROR(open());
+    return view_->mark();
+  }
+  absl::StatusOr<int> changedSince(std::span<const TableState* const> tables,
+                                   const ReadMark& since) override {
+    FLATSTORE_RETURN_IF_ERROR(open());
+    return view_->changedSince(tables, since);
+  }
+  absl::StatusOr<std::optional<RawRow>> rowByRowid(const TableState& table,
+                                                   int64_t rowid) override {
+    FLATSTORE_RETURN_IF_ERROR(open());
+    return view_->rowByRowid(table, rowid);
+  }
+  absl::StatusOr<std::optional<RawRow>> rowByKey(const TableState& table,
+                                                 const std::vector<Value>& key) override {
+    FLATSTORE_RETURN_IF_ERROR(open());
+    return view_->rowByKey(table, key);
+  }
+  bool batchesKeyLookups() const override { return views_->snapshotsBatchKeyLookups(); }
+  absl::StatusOr<bool> anyKeyExists(const TableState& table,
+                                    std::span<const std::vector<Value>> keys) override {
+    FLATSTORE_RETURN_IF_ERROR(open());
+    return view_->anyKeyExists(table, keys);
+  }
+  absl::StatusOr<std::vector<RawRow>> query(const TableState& table, const QuerySpec& spec,
+                                            const PendingTable* pending) override {
+    FLATSTORE_RETURN_IF_ERROR(open());
+    return view_->query(table, spec, pending);
+  }
+  absl::StatusOr<int64_t> count(const TableState& table, const QuerySpec& spec,
+                                const PendingTable* pending) override {
+    FLATSTORE_RETURN_IF_ERROR(open());
+    return view_->count(table, spec, pending);
+  }
+  absl::StatusOr<LogChanges> changesSince(const TableState& table, Versionstamp since) override {
+    FLATSTORE_RETURN_IF_ERROR(open());
+    return view_->changesSince(table, since);
+  }
+  absl::StatusOr<Versionstamp> latestVersionstamp() override {
+    FLATSTORE_RETURN_IF_ERROR(open());
+    return view_->latestVersionstamp();
+  }
+  absl::StatusOr<std::optional<Dictionary::Record>> entry(std::string_view key) override {
+    FLATSTORE_RETURN_IF_ERROR(open());
+    return view_->entry(key);
+  }
+
+ private:
+  absl::Status open() {
+    if (view_ == nullptr && failure_.ok()) {
+      absl::StatusOr<std::unique_ptr<ReadView>> view = views_->snapshot();
+      if (view.ok()) {
+        view_ = *std::move(view);
+      } else {
+        failure_ = view.status();
+      }
+    }
+    return failure_;
+  }
+
+  ReadViews* const views_;
+  std::unique_ptr<ReadView> view_;
+  absl::Status failure_;
+};
+
 // Runs `closure` over `view`: a reader's snapshot, or the writer's own write
 // transaction for a run under the write lock. Records what the closure reads in `reads`
 // when given. `keys_at_apply`: creations take their keys as free, and the commit path
@@ -329,14 +408,20 @@ void ClosureRunner::runOnSnapshot(Scheduler::Job* job,
     absl::Time run_start = absl::Now();
     request->pipelining.reads = ReadSet();
     absl::Status read = [&]() -> absl::Status {
-      FLATSTORE_ASSIGN_OR_RETURN(std::unique_ptr<ReadView> snapshot, snapshots_->snapshot());
-      run = runOn(*snapshot, txn->tables, closure, writer_->refusesTakenKeys(),
+      LazySnapshot snapshot(snapshots_);
+      run = runOn(snapshot, txn->tables, closure, writer_->refusesTakenKeys(),
                   &request->pipelining.reads);
+      FLATSTORE_RETURN_IF_ERROR(snapshot.failure());
+      request->snapshot_sequence = 0;
+      request->snapshot_mark = ReadMark();
+      request->read_tables.clear();
       if (!run.status.ok() || (run.changes.empty() && !run.commit_hook)) return absl::OkStatus();
+      // A closure that read nothing depends on no snapshot: no conflict to check.
+      if (!snapshot.opened()) return absl::OkStatus();
       // What this snapshot saw: the writer checks under the write lock that no other
       // process changed these tables since. Asked after the run, in the same snapshot:
       // on PostgreSQL the mark travels with the closure's first read.
-      FLATSTORE_ASSIGN_OR_RETURN(ReadMark mark, snapshot->mark());
+      FLATSTORE_ASSIGN_OR_RETURN(ReadMark mark, snapshot.view()->mark());
       request->snapshot_sequence = mark.sequence;
       request->snapshot_mark = std::move(mark);
       request->read_tables = txn->tables;

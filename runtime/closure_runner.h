@@ -9,7 +9,8 @@
 //     the write transaction, where it cannot conflict (runUnderLock);
 //   - on the caller, alone: a caller waiting for its own transaction while the writer is
 //     idle runs the closure inside a write transaction of its own (runOnIdleWriter);
-//   - on a snapshot: the closure reads a snapshot of its own, outside the lock, and
+//   - on a snapshot: the closure reads a snapshot of its own, outside the lock (taken at
+//     its first read; a closure that reads nothing takes none and cannot conflict), and
 //     hands its changes to the writer (runOnSnapshot), which then either holds its
 //     tables until the commit (submitHolding) or hands them on to the next closure as
 //     soon as the request has its place in the mailbox (handOn; see pipeline.h).

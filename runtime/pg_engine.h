@@ -131,6 +131,7 @@ class PgEngine : public StorageEngine {
   // The same as snapshot(): its BEGIN travels with the first statement.
   absl::StatusOr<std::unique_ptr<ReadView>> read() override { return snapshot(); }
   absl::StatusOr<std::unique_ptr<ReadView>> snapshot() override;
+  bool snapshotsBatchKeyLookups() const override { return true; }
   // Other clients' commits: the change feed (pg_change_feed.h).
   absl::StatusOr<std::unique_ptr<CommitFeed>> openCommitFeed() override;
 

@@ -191,6 +191,13 @@ absl::StatusOr<TransactionResult> PgWriter::apply(CommitRequest& request, WriteS
   };
   if (stale) FLATSTORE_RETURN_IF_ERROR(run_again());
   std::vector<const TableState*> read(request.read_tables.begin(), request.read_tables.end());
+  // A closure that read nothing opened no snapshot: there is nothing to check. Its
+  // tables still go to the session, which names the one whose bridge its start replaced
+  // (so that the closure runs again with the new one, as after a conflict).
+  const bool snapshot = !read.empty();
+  for (const EncodedChange& c : request.changes) {
+    if (!contains(read, c.table)) read.push_back(c.table);
+  }
   // Applies the request's changes, after the conflict check given `mark`. A creation
   // that took its key as free (request.keys_unchecked) meets a taken key, or a unique
   // value another object has, as the server's unique violation, which fails only this
@@ -213,7 +220,7 @@ absl::StatusOr<TransactionResult> PgWriter::apply(CommitRequest& request, WriteS
   // The conflict check (not under the lock), the request's changes and, for the first,
   // the session's start (its locks, transaction id and catalog generation) in one round
   // trip; then the dictionary work, if any.
-  const bool check = !request.run_under_lock && !stale;
+  const bool check = !request.run_under_lock && !stale && snapshot;
   FLATSTORE_ASSIGN_OR_RETURN(int changed, apply_changes(check ? &request.snapshot_mark : nullptr));
   if (changed >= 0) {
     // A request that still holds its tables runs again on a fresh snapshot; one that

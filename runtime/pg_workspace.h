@@ -100,6 +100,7 @@ class ClosableViews : public ReadViews {
     FLATSTORE_RETURN_IF_ERROR(check());
     return views_->snapshot();
   }
+  bool snapshotsBatchKeyLookups() const override { return views_->snapshotsBatchKeyLookups(); }
   void close() { closed_.store(true, std::memory_order_release); }
 
  private:

@@ -61,6 +61,7 @@ class ReaderPool : public ReadViews {
   // in one of its own (snapshot()). FailedPrecondition after close().
   absl::StatusOr<std::unique_ptr<ReadView>> read() override;
   absl::StatusOr<std::unique_ptr<ReadView>> snapshot() override;
+  bool snapshotsBatchKeyLookups() const override { return false; }
   // Refuses every later read(): the workspace is shut down. Reads under way finish.
   void close() ABSL_LOCKS_EXCLUDED(mu_);
   // Connections open now, leased or free.

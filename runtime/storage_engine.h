@@ -291,6 +291,9 @@ class ReadViews {
   virtual absl::StatusOr<std::unique_ptr<ReadView>> read() = 0;
   // One snapshot for several statements, held until the view is destroyed.
   virtual absl::StatusOr<std::unique_ptr<ReadView>> snapshot() = 0;
+  // What ReadView::batchesKeyLookups answers for the views snapshot() gives, asked
+  // before one is opened (a closure's snapshot is opened at its first read).
+  virtual bool snapshotsBatchKeyLookups() const = 0;
 };
 
 class StorageEngine : public ReadViews {

@@ -104,6 +104,9 @@ TEST_F(RerunTest, PipelinedClosureThatConflictsRunsAgainUnderTheWriteLockAndKeep
     return txn.submit(r).status();
   };
   auto first = ws->performChanges<Monster>([&](TransactionContext& txn) -> absl::Status {
+    // The snapshot is taken at the first read: read before the other workspace commits.
+    auto before = txn.get<Monster>("orc", 1);
+    if (!before.ok()) return before.status();
     if (first_seen.empty()) interference = setHp(*other, 100);
     return bump(txn, &first_seen);
   });
@@ -163,6 +166,8 @@ TEST_F(RerunTest, PrunedLogCountsAsConflict) {
   int runs = 0;
   auto done = ws->performChanges<Monster>([&](TransactionContext& txn) -> absl::Status {
                   runs += 1;
+                  // The snapshot is taken at the first read.
+                  FLATSTORE_RETURN_IF_ERROR(txn.get<Monster>("orc", 1).status());
                   if (runs == 1) {
                     // The log is pruned every 256 commits.
                     for (int i = 0; i < 300; ++i)
@@ -185,6 +190,8 @@ TEST_F(RerunTest, RetryBoundFailsWithAbortedNamingTheTable) {
   int runs = 0;
   auto done = ws->performChanges<Monster>([&](TransactionContext& txn) -> absl::Status {
                   runs += 1;
+                  // The snapshot is taken at the first read.
+                  FLATSTORE_RETURN_IF_ERROR(txn.get<Monster>("orc", 1).status());
                   FLATSTORE_RETURN_IF_ERROR(setHp(*other, static_cast<int16_t>(10 * runs)));
                   auto r = MonsterChangeRequest::upsert();
                   r.setName("orc").setRealm(1).setHp(-1);

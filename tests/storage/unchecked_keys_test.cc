@@ -116,8 +116,29 @@ auto loggedCreateOr(RunLog* log, std::string name, std::string alternative,
 // queue meanwhile, and their closures hand the table on to the next ones.
 class CommitHold {
  public:
-  virtual ~CommitHold() = default;
+  virtual ~CommitHold() { letClosuresRun(); }
+  // Queues a closure on Monster that waits until letClosuresRun(): the closures
+  // submitted meanwhile queue behind it, so that each one finds the next waiting when it
+  // is done and hands the table on (on PostgreSQL, a closure without followers would
+  // commit its request itself, holding the table until the hold is released).
+  void gate(Workspace& ws) {
+    gate_ = ws.performChanges<Monster>([this](TransactionContext&) -> absl::Status {
+      if (!open_.WaitForNotificationWithTimeout(kBoundedWait)) {
+        return absl::DeadlineExceededError("the gate never opened");
+      }
+      return absl::OkStatus();
+    });
+  }
+  void letClosuresRun() {
+    if (!open_.HasBeenNotified()) open_.Notify();
+    if (gate_.has_value()) EXPECT_OK(waitOrDie(*gate_, "the gate"));
+    gate_.reset();
+  }
   virtual absl::Status release() = 0;
+
+ private:
+  absl::Notification open_;
+  std::optional<TransactionHandle> gate_;
 };
 
 class UncheckedKeysTest : public ::testing::TestWithParam<Engine> {
@@ -314,7 +335,7 @@ TEST_P(UncheckedKeysTest, RunWithKeysLookedUpIsNoConflictRetry) {
 }
 
 // Another workspace on the database (standing in for another process) creates the key
-// after the closure's snapshot (taken by its first read at the latest): a conflict, run
+// after the closure's snapshot: a conflict, run
 // again on a fresh snapshot, which has the key; that run's creation takes it as free,
 // the apply refuses it, and the closure runs once more with the key looked up. With one
 // conflict retry allowed, that last run is not refused.
@@ -329,7 +350,8 @@ TEST_P(UncheckedKeysTest, KeyCreatedByAnotherWorkspaceAfterTheSnapshot) {
   absl::Status interference;
   auto done = waitOrDie(ws->performChanges<Monster>([&](TransactionContext& txn) -> absl::Status {
     runs.start();
-    FLATSTORE_RETURN_IF_ERROR(txn.get<Monster>(std::string("imp"), 1).status());
+    // The snapshot is taken at the first read: a lookup of another key.
+    FLATSTORE_RETURN_IF_ERROR(txn.get<Monster>("troll", 1).status());
     if (runs.runs().size() == 1) interference = create(*other, "orc", 1);
     absl::Status s = txn.submit(creation("orc", 2)).status();
     runs.saw(s);
@@ -348,8 +370,9 @@ TEST_P(UncheckedKeysTest, KeyCreatedByAnotherWorkspaceAfterTheSnapshot) {
 
 // On PostgreSQL, the round trips of a closure that creates one object with a free key,
 // run and committed by the caller's thread (it commits what it submitted when no other
-// session holds the table): nothing is looked up, so the closure waits for none while it
-// runs, and then come its snapshot's mark, its changes and its commit.
+// session holds the table): nothing is looked up, so the closure reads nothing, opens
+// no snapshot and sends nothing before its commit, which costs two round trips: its
+// changes and its COMMIT.
 TEST_P(UncheckedKeysTest, ACreationLooksNothingUp) {
   if (!postgres()) GTEST_SKIP() << "round trips to a server";
   Workspace* ws = open();
@@ -366,7 +389,7 @@ TEST_P(UncheckedKeysTest, ACreationLooksNothingUp) {
   const int64_t trips = internal::PgConnection::roundTripsOnThisThread() - before;
   ASSERT_OK(done);
   EXPECT_EQ(in_closure, 0);
-  EXPECT_EQ(trips, 3);
+  EXPECT_EQ(trips, 2);
 }
 
 // Holds the SQLite writer: the completion callback of a transaction on Event runs under
@@ -424,13 +447,20 @@ class PgTableHold : public CommitHold {
 };
 
 std::unique_ptr<CommitHold> UncheckedKeysTest::hold(Workspace& ws) {
-  if (postgres()) return std::make_unique<PgTableHold>(*db_->schema());
-  return std::make_unique<WriterHold>(ws);
+  std::unique_ptr<CommitHold> held;
+  if (postgres()) {
+    held = std::make_unique<PgTableHold>(*db_->schema());
+  } else {
+    held = std::make_unique<WriterHold>(ws);
+  }
+  held->gate(ws);
+  return held;
 }
 
-// Runs a closure on Monster that logs "marker" in `log`: it runs once the closures
-// submitted before it handed the table on, which they do right after their requests
-// were queued. Then releases `held`.
+// Runs a closure on Monster that logs "marker" in `log`, and lets the closures behind
+// `held`'s gate run: the marker runs once the closures submitted before it handed the
+// table on, which they do right after their requests were queued. Then releases
+// `held`.
 absl::Status releaseOnceQueued(Workspace& ws, RunLog& log, CommitHold& held) {
   absl::Notification queued;
   auto marker = ws.performChanges<Monster>([&](TransactionContext&) {
@@ -438,6 +468,7 @@ absl::Status releaseOnceQueued(Workspace& ws, RunLog& log, CommitHold& held) {
     queued.Notify();
     return absl::OkStatus();
   });
+  held.letClosuresRun();
   const bool ran = queued.WaitForNotificationWithTimeout(kBoundedWait);
   FLATSTORE_RETURN_IF_ERROR(held.release());
   FLATSTORE_RETURN_IF_ERROR(waitOrDie(marker, "marker").status());
@@ -448,8 +479,8 @@ absl::Status releaseOnceQueued(Workspace& ws, RunLog& log, CommitHold& held) {
 // are held, each closure hands its table on to the next and its request waits, so the
 // requests commit together: on SQLite as one group (the first failure rolls the group
 // back and applies it again request by request, each in a savepoint); on PostgreSQL
-// the first may have been taken alone into the session that waits for the table's
-// lock, and the others queue for the next session, each in a savepoint. The taken keys'
+// the session that waits for the table's lock took the first (and what was queued by
+// then), and the others queue for the next session, each in a savepoint. The taken keys'
 // closures run again at commit, after the later closures ran, in their places, and
 // their alternatives commit with the third request.
 TEST_P(UncheckedKeysTest, TakenKeysInAGroupRunAgainInTheirPlacesAndTheOthersCommit) {
@@ -469,11 +500,17 @@ TEST_P(UncheckedKeysTest, TakenKeysInAGroupRunAgainInTheirPlacesAndTheOthersComm
   ASSERT_OK(orc_done);
   ASSERT_OK(troll_done);
   ASSERT_OK(goblin_done);
-  // Committed together, in submission order.
-  if (!postgres()) {
-    EXPECT_EQ(orc_done->versionstamp.commitSequence(), goblin_done->versionstamp.commitSequence());
+  // Committed together (on PostgreSQL, the taken troll with the request before or
+  // after it), in submission order.
+  const uint64_t orc_seq = orc_done->versionstamp.commitSequence();
+  const uint64_t troll_seq = troll_done->versionstamp.commitSequence();
+  const uint64_t goblin_seq = goblin_done->versionstamp.commitSequence();
+  if (postgres()) {
+    EXPECT_TRUE(troll_seq == orc_seq || troll_seq == goblin_seq);
+  } else {
+    EXPECT_EQ(orc_seq, goblin_seq);
+    EXPECT_EQ(troll_seq, goblin_seq);
   }
-  EXPECT_EQ(troll_done->versionstamp.commitSequence(), goblin_done->versionstamp.commitSequence());
   EXPECT_LT(orc_done->versionstamp, troll_done->versionstamp);
   EXPECT_LT(troll_done->versionstamp, goblin_done->versionstamp);
   EXPECT_EQ(hpOf(*ws, "orc"), 1);
@@ -577,6 +614,7 @@ TEST_P(UncheckedKeysTest, CreationOfKeyThatAPipelinedPredecessorCreatesFailsAtSu
     if (!second_ran.HasBeenNotified()) second_ran.Notify();
     return s;
   });
+  held->letClosuresRun();
   ASSERT_TRUE(second_ran.WaitForNotificationWithTimeout(kBoundedWait));
   ASSERT_OK(held->release());
   ASSERT_OK(waitOrDie(first, "first"));

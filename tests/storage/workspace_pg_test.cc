@@ -751,6 +751,83 @@ TEST_P(SameCodeTest, CompareAndSetSeesOtherClientsCommits) {
   EXPECT_EQ((*now)->versionstamp(), won->versionstamp);
 }
 
+// A closure's snapshot is taken at its first read: another client's commit before that
+// read is in what the closure sees, and is no conflict. (Run by a worker: a caller that
+// waits may run its closure inside the write transaction, where the other client could
+// not commit.)
+TEST_P(SameCodeTest, AClosuresSnapshotIsTakenAtItsFirstRead) {
+  ASSERT_OK(ws_->performChangesAndWait<Monster>(submitAll({monster("orc", 1, 30)})));
+  std::unique_ptr<Workspace> other = open();
+  ASSERT_NE(other, nullptr);
+  int runs = 0;
+  absl::Status theirs;
+  auto done = ws_->performChanges<Monster>([&](TransactionContext& txn) -> absl::Status {
+                   runs += 1;
+                   if (runs == 1) {
+                     theirs = other
+                                  ->performChangesAndWait<Monster>([](TransactionContext& t) {
+                                    auto u = MonsterChangeRequest::upsert();
+                                    u.setName("orc").setRealm(1).setHp(31);
+                                    return t.submit(u).status();
+                                  })
+                                  .status();
+                   }
+                   auto orc = txn.get<Monster>("orc", 1);
+                   if (!orc.ok()) return orc.status();
+                   auto c = MonsterChangeRequest::changeOf(**orc);
+                   c.setHp(static_cast<int16_t>((*orc)->hp() + 1));
+                   return txn.submit(c).status();
+                 })
+                  .wait();
+  ASSERT_OK(done);
+  ASSERT_OK(theirs);
+  EXPECT_EQ(runs, 1);
+  auto orc = other->get<Monster>("orc", 1);
+  ASSERT_OK(orc);
+  EXPECT_EQ((*orc)->hp(), 32);
+}
+
+// A closure that reads nothing (it creates an object whose key the commit checks)
+// depends on no snapshot: another client's commit to its table while it runs is no
+// conflict, and it runs once. One that creates a key the other client took meanwhile
+// still fails with AlreadyExists.
+TEST_P(SameCodeTest, AClosureThatReadsNothingRunsOnceBesideOtherClientsCommits) {
+  std::unique_ptr<Workspace> other = open();
+  ASSERT_NE(other, nullptr);
+  ASSERT_OK(other->performChangesAndWait<Monster>(submitAll({monster("warg", 1, 3)})));
+  int runs = 0;
+  absl::Status theirs;
+  auto done = ws_->performChanges<Monster>([&](TransactionContext& txn) -> absl::Status {
+                   runs += 1;
+                   FLATSTORE_RETURN_IF_ERROR(txn.submit(monster("goblin", 1, 5)).status());
+                   if (runs == 1) {
+                     theirs =
+                         other->performChangesAndWait<Monster>(submitAll({monster("troll", 1, 9)}))
+                             .status();
+                   }
+                   return absl::OkStatus();
+                 })
+                  .wait();
+  ASSERT_OK(done);
+  ASSERT_OK(theirs);
+  EXPECT_EQ(runs, 1);
+  EXPECT_EQ(monsters(*other).size(), 3u);
+
+  auto taken =
+      ws_->performChanges<Monster>([&](TransactionContext& txn) -> absl::Status {
+           FLATSTORE_RETURN_IF_ERROR(txn.submit(monster("ogre", 1, 5)).status());
+           theirs.Update(
+               other->performChangesAndWait<Monster>(submitAll({monster("ogre", 1, 6)})).status());
+           return absl::OkStatus();
+         })
+          .wait();
+  ASSERT_OK(theirs);
+  EXPECT_TRUE(absl::IsAlreadyExists(taken.status())) << taken.status();
+  auto ogre = ws_->get<Monster>("ogre", 1);
+  ASSERT_OK(ogre);
+  EXPECT_EQ((*ogre)->hp(), 6);
+}
+
 // A taken primary key or unique value fails that transaction alone with AlreadyExists
 // naming the table, the field and the value; transactions committed beside it are not
 // affected.
@@ -1377,6 +1454,13 @@ class PostgresHandOnTest : public ::testing::Test {
 TEST_F(PostgresHandOnTest, ClosuresRunWhileAnEarlierOneWaitsAndCommitTogether) {
   ASSERT_OK(lock(keyOf(::flatstore::bench::DocEntity::description()), true));
   std::atomic<int> runs{0};
+  // The closures queue behind this one until all are submitted, so that each finds the
+  // next waiting when it is done (a closure that reads nothing is done at once).
+  absl::Notification submitted;
+  auto gate = ws_->performChanges<Doc>([&](TransactionContext&) -> absl::Status {
+    if (submitted.WaitForNotificationWithTimeout(kBoundedWait)) return absl::OkStatus();
+    return absl::DeadlineExceededError("the closures were never submitted");
+  });
   std::vector<TransactionHandle> handles;
   for (int i = 0; i < 6; ++i) {
     handles.push_back(ws_->performChanges<Doc>([i, &runs](TransactionContext& txn) {
@@ -1384,6 +1468,8 @@ TEST_F(PostgresHandOnTest, ClosuresRunWhileAnEarlierOneWaitsAndCommitTogether) {
       return txn.submit(doc(absl::StrCat("d", i), i)).status();
     }));
   }
+  submitted.Notify();
+  ASSERT_OK(gate.wait());
   EXPECT_TRUE(reaches(runs, 6)) << runs.load() << " closures ran while the first one waited";
   ASSERT_OK(lock(keyOf(::flatstore::bench::DocEntity::description()), false));
   std::vector<Versionstamp> stamps;
