@@ -143,6 +143,13 @@ void PgWriter::reliefLoop() {
   }
 }
 
+bool PgWriter::mayRunAgainInSession(const CommitRequest& request) {
+  // A closure that runs in the session (under the locks, or because it is stale) may
+  // take its keys as free there too.
+  return request.handedOn() || request.keys_unchecked || request.run_under_lock ||
+         !request.pipelining.predecessors.empty();
+}
+
 absl::StatusOr<TransactionResult> PgWriter::apply(CommitRequest& request, WriteSession& session,
                                                   uint16_t position) {
   const bool handed_on = request.handedOn();
@@ -183,14 +190,38 @@ absl::StatusOr<TransactionResult> PgWriter::apply(CommitRequest& request, WriteS
     return request.callbacks->runUnderLock(session.reads(), request, /*again=*/true);
   };
   if (stale) FLATSTORE_RETURN_IF_ERROR(run_again());
+  std::vector<const TableState*> read(request.read_tables.begin(), request.read_tables.end());
+  // A closure that read nothing opened no snapshot: there is nothing to check. Its
+  // tables still go to the session, which names the one whose bridge its start replaced
+  // (so that the closure runs again with the new one, as after a conflict).
+  const bool snapshot = !read.empty();
+  for (const EncodedChange& c : request.changes) {
+    if (!contains(read, c.table)) read.push_back(c.table);
+  }
+  // Applies the request's changes, after the conflict check given `mark`. A creation
+  // that took its key as free (request.keys_unchecked) meets a taken key, or a unique
+  // value another object has, as the server's unique violation, which fails only this
+  // request's statements: its savepoint (see commitGroup) is rolled back, after the
+  // round trip's sync, and its closure runs again here, under the locks, with every
+  // key looked up, so that it sees the AlreadyExists it would have seen at submit and
+  // decides what to do. Not a conflict: the run counts against no retry bound.
+  auto apply_changes = [&](const ReadMark* mark) -> absl::StatusOr<int> {
+    absl::StatusOr<int> changed = session.applyUnlessChanged(position, request.changes, read, mark);
+    if (!request.keys_unchecked || !absl::IsAlreadyExists(changed.status())) return changed;
+    session.endRequest(false);
+    session.beginRequest();
+    request.check_keys = true;
+    request.changes.clear();
+    request.entries = nullptr;
+    FLATSTORE_RETURN_IF_ERROR(
+        request.callbacks->runUnderLock(session.reads(), request, /*again=*/false));
+    return session.applyUnlessChanged(position, request.changes, read, nullptr);
+  };
   // The conflict check (not under the lock), the request's changes and, for the first,
   // the session's start (its locks, transaction id and catalog generation) in one round
   // trip; then the dictionary work, if any.
-  std::vector<const TableState*> read(request.read_tables.begin(), request.read_tables.end());
-  const bool check = !request.run_under_lock && !stale;
-  FLATSTORE_ASSIGN_OR_RETURN(int changed,
-                             session.applyUnlessChanged(position, request.changes, read,
-                                                        check ? &request.snapshot_mark : nullptr));
+  const bool check = !request.run_under_lock && !stale && snapshot;
+  FLATSTORE_ASSIGN_OR_RETURN(int changed, apply_changes(check ? &request.snapshot_mark : nullptr));
   if (changed >= 0) {
     // A request that still holds its tables runs again on a fresh snapshot; one that
     // gave them to the next closures already runs again here (inside its savepoint:
@@ -199,8 +230,7 @@ absl::StatusOr<TransactionResult> PgWriter::apply(CommitRequest& request, WriteS
     session.endRequest(false);
     session.beginRequest();
     FLATSTORE_RETURN_IF_ERROR(run_again());
-    FLATSTORE_ASSIGN_OR_RETURN(
-        changed, session.applyUnlessChanged(position, request.changes, read, nullptr));
+    FLATSTORE_ASSIGN_OR_RETURN(changed, apply_changes(nullptr));
     if (changed >= 0) return conflictError(*read[static_cast<size_t>(changed)]);
   }
   if (request.entries) FLATSTORE_RETURN_IF_ERROR(request.entries(session));
@@ -217,10 +247,11 @@ absl::StatusOr<TransactionResult> PgWriter::apply(CommitRequest& request, WriteS
 void PgWriter::commitGroup(Group& group) {
   std::vector<std::unique_ptr<CommitRequest>>& requests = group.requests;
   std::vector<absl::StatusOr<TransactionResult>> results(requests.size(), TransactionResult{});
-  // Several requests, or one whose closure must be able to run again inside the session
-  // after a conflict (it handed its tables on): each in a savepoint, so that one that
-  // fails or conflicts is undone alone.
-  const bool savepoints = requests.size() > 1 || requests[0]->handedOn();
+  // Several requests, or one whose closure may run again inside the session (after a
+  // conflict or a taken key: see apply): each in a savepoint, so that one that fails or
+  // conflicts is undone alone. The savepoints go out with the requests' statements, in
+  // their round trips.
+  const bool savepoints = requests.size() > 1 || mayRunAgainInSession(*requests[0]);
   const absl::Time begin = absl::Now();
   absl::Time locked = begin;
   absl::Status status = [&]() -> absl::Status {

@@ -28,6 +28,12 @@
 //                    snapshot lacks. A change encoded with a table's bridge that a
 //                    session replaced (another program changed the catalog,
 //                    pg_engine.h) counts as a conflict.
+//                    Creations take their keys as free (refusesTakenKeys): a unique
+//                    violation of a request (a taken key, or a unique value another
+//                    object has) rolls it back to its savepoint once the round trip's
+//                    sync ended the statements the server skipped, and its closure
+//                    runs again inside the session with every key looked up, in its
+//                    place; the other requests of the session go on.
 //                    Index back-fills run on a thread of their own.
 //   PgCommitWatcher  other clients' commits, from the engine's CommitFeed (LISTEN/NOTIFY
 //                    as a wake-up, the change log as the record), published to the
@@ -134,6 +140,10 @@ class PgWriter : public CommitPath {
   bool runsClosures() const override { return true; }
   bool handsOn() const override { return true; }
   bool commitsInBackground() const override { return false; }
+  // A creation's key is left to the table's primary key (and its unique values to the
+  // unique indexes): a unique violation rolls the request back to its savepoint, and
+  // its closure runs again in the session with every key looked up (apply).
+  bool refusesTakenKeys() const override { return true; }
 
   // Each in a write session of its own that locks no table.
   absl::Status putEntry(std::string_view key, Dictionary::Kind kind, std::string_view type,
@@ -181,6 +191,9 @@ class PgWriter : public CommitPath {
   Group takeGroup() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Commits `group` in one session and completes its requests.
   void commitGroup(Group& group);
+  // Whether `request`'s closure may run again inside its session, where a conflict or a
+  // taken key then rolls it back to its savepoint (apply): it needs one even alone.
+  static bool mayRunAgainInSession(const CommitRequest& request);
   // One request of a session at `position`: conflict and predecessor checks, a run of
   // its closure in the session when needed, its changes, its dictionary work.
   absl::StatusOr<TransactionResult> apply(CommitRequest& request, WriteSession& session,

@@ -103,13 +103,13 @@ class TransactionState {
   void recordReads(ReadSet* reads) { reads_ = reads; }
   // Lets creations take their keys as free without asking the snapshot, when it prefers
   // to answer such questions in one batch (ReadView::batchesKeyLookups); the run then
-  // counts only if keysWereFree() says so. For PostgreSQL, where each lookup is a round
-  // trip: a closure creating 2,000 objects asks once, not 2,000 times.
+  // counts only if keysWereFree() says so. For PostgreSQL's snapshots, where each lookup
+  // is a round trip: a closure creating 2,000 objects asks once, not 2,000 times.
   void deferKeyChecks() { defer_key_checks_ = snapshot_->batchesKeyLookups(); }
   // Lets creations take their keys as free without asking the snapshot at all, when
   // the commit path refuses a taken key where it applies the change and then runs the
-  // closure again with every key checked (SQLite: the table's primary key refuses it;
-  // see CommitRequest::keys_unchecked). A key taken so whose creation is deleted or
+  // closure again with every key checked (the table's primary key refuses it, on SQLite
+  // and PostgreSQL; see CommitRequest::keys_unchecked). A key taken so whose creation is deleted or
   // given another key before the commit never reaches the table: keysWereFree() looks
   // those up. Overrides deferKeyChecks().
   void leaveKeyChecksToApply() { keys_at_apply_ = true; }

@@ -831,10 +831,10 @@ TEST_P(SameCodeTest, AClosureThatReadsNothingRunsOnceBesideOtherClientsCommits) 
 // A taken primary key or unique value fails that transaction alone with AlreadyExists
 // naming the table, the field and the value; transactions committed beside it are not
 // affected.
-// Many creations in one closure. On PostgreSQL their keys are checked in one batch when
-// the closure is done, so the closure itself waits for no round trip; a key that was
-// taken still fails its creation with AlreadyExists, which the closure sees and may
-// handle: the batch finds it, and the closure runs again asking key by key.
+// Many creations in one closure. Their keys are taken as free, so the closure waits for
+// no round trip; a key that was taken still fails its creation with AlreadyExists,
+// which the closure sees and may handle: the table refuses it when the changes are
+// written, and the closure runs again asking key by key.
 TEST_P(SameCodeTest, ManyCreationsInOneClosureAndATakenKeyAmongThem) {
   const bool postgres = GetParam() == Engine::kPostgres;
   ASSERT_OK(ws_->performChangesAndWait<Monster>(submitAll({monster("m250", 1, 7)})));
@@ -865,9 +865,8 @@ TEST_P(SameCodeTest, ManyCreationsInOneClosureAndATakenKeyAmongThem) {
   auto done = ws_->performChangesAndWait<Monster>(create(0, 600, &runs));
   ASSERT_OK(done);
   EXPECT_EQ(done->inserted, 599);
-  // Both engines take the keys as free in the first run (PostgreSQL checks them in one
-  // batch at its end, SQLite's object table refuses the taken one at commit), and ask
-  // key by key in the second.
+  // Both engines take the keys as free in the first run (the table refuses the taken
+  // one at commit), and ask key by key in the second, inside the write transaction.
   ASSERT_EQ(runs.size(), 2u);
   EXPECT_EQ(runs[0].taken, 0);
   if (postgres) {
@@ -1455,6 +1454,13 @@ class PostgresHandOnTest : public ::testing::Test {
 TEST_F(PostgresHandOnTest, ClosuresRunWhileAnEarlierOneWaitsAndCommitTogether) {
   ASSERT_OK(lock(keyOf(::flatstore::bench::DocEntity::description()), true));
   std::atomic<int> runs{0};
+  // The closures queue behind this one until all are submitted, so that each finds the
+  // next waiting when it is done (a closure that reads nothing is done at once).
+  absl::Notification submitted;
+  auto gate = ws_->performChanges<Doc>([&](TransactionContext&) -> absl::Status {
+    if (submitted.WaitForNotificationWithTimeout(kBoundedWait)) return absl::OkStatus();
+    return absl::DeadlineExceededError("the closures were never submitted");
+  });
   std::vector<TransactionHandle> handles;
   for (int i = 0; i < 6; ++i) {
     handles.push_back(ws_->performChanges<Doc>([i, &runs](TransactionContext& txn) {
@@ -1462,6 +1468,8 @@ TEST_F(PostgresHandOnTest, ClosuresRunWhileAnEarlierOneWaitsAndCommitTogether) {
       return txn.submit(doc(absl::StrCat("d", i), i)).status();
     }));
   }
+  submitted.Notify();
+  ASSERT_OK(gate.wait());
   EXPECT_TRUE(reaches(runs, 6)) << runs.load() << " closures ran while the first one waited";
   ASSERT_OK(lock(keyOf(::flatstore::bench::DocEntity::description()), false));
   std::vector<Versionstamp> stamps;
