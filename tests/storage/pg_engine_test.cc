@@ -18,6 +18,7 @@
 #include <limits>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -226,9 +227,18 @@ class PgEngineTest : public ::testing::Test {
   }
 
   // Whether a backend other than `self` waits for an advisory lock now.
-  bool someoneWaitsForLock() {
-    auto r =
-        admin_->query("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted");
+  // Whether a session waits for an advisory lock of this test's schema (a table's, in
+  // its lock space) or, given `key`, for the one-key lock `key`. Other tests' locks on
+  // the same server do not count.
+  bool someoneWaitsForLock(std::optional<int64_t> key = std::nullopt) {
+    const std::string which =
+        key.has_value()
+            ? absl::StrCat("classid = ", static_cast<uint32_t>(*key >> 32),
+                           " AND objid = ", static_cast<uint32_t>(*key), " AND objsubid = 1")
+            : absl::StrCat("classid = ", static_cast<uint32_t>(pgLockSpace(schema_)),
+                           " AND objsubid = 2");
+    auto r = admin_->query(absl::StrCat(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND ", which));
     EXPECT_OK(r);
     return r.ok() && *r->getInt64(0, 0) > 0;
   }
@@ -796,7 +806,9 @@ TEST_F(PgEngineTest, TheFrontierPassesOverForeignTransactionsThatEndAfterTheSnap
   std::vector<PgResult> queued;
   std::thread read([&] { both = frontierOf(r, space, &queued); });
   const absl::Time deadline = absl::Now() + kBoundedWait;
-  while (!someoneWaitsForLock() && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(1));
+  while (!someoneWaitsForLock(kGate) && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(1));
+  }
   EXPECT_OK(aborting->execute("ROLLBACK"));
   EXPECT_OK(committing->execute("COMMIT"));
   EXPECT_OK((*writer)->commit());

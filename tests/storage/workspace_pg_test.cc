@@ -1434,6 +1434,16 @@ class PostgresHandOnTest : public ::testing::Test {
                                          internal::pgLockSpace(schema_->name()), ", ", key, ")"));
   }
 
+  // A closure on Doc that lasts until `submitted` is notified. The closures submitted
+  // meanwhile queue behind it, so that each finds the next one waiting when it is done
+  // (a closure that reads nothing is done at once) and hands the table on.
+  TransactionHandle gateUntil(absl::Notification* submitted) {
+    return ws_->performChanges<Doc>([submitted](TransactionContext&) -> absl::Status {
+      if (submitted->WaitForNotificationWithTimeout(kBoundedWait)) return absl::OkStatus();
+      return absl::DeadlineExceededError("the closures were never submitted");
+    });
+  }
+
   // Waits (bounded) until `count` reaches `n`.
   static bool reaches(const std::atomic<int>& count, int n) {
     const absl::Time deadline = absl::Now() + kBoundedWait;
@@ -1454,13 +1464,8 @@ class PostgresHandOnTest : public ::testing::Test {
 TEST_F(PostgresHandOnTest, ClosuresRunWhileAnEarlierOneWaitsAndCommitTogether) {
   ASSERT_OK(lock(keyOf(::flatstore::bench::DocEntity::description()), true));
   std::atomic<int> runs{0};
-  // The closures queue behind this one until all are submitted, so that each finds the
-  // next waiting when it is done (a closure that reads nothing is done at once).
   absl::Notification submitted;
-  auto gate = ws_->performChanges<Doc>([&](TransactionContext&) -> absl::Status {
-    if (submitted.WaitForNotificationWithTimeout(kBoundedWait)) return absl::OkStatus();
-    return absl::DeadlineExceededError("the closures were never submitted");
-  });
+  TransactionHandle gate = gateUntil(&submitted);
   std::vector<TransactionHandle> handles;
   for (int i = 0; i < 6; ++i) {
     handles.push_back(ws_->performChanges<Doc>([i, &runs](TransactionContext& txn) {
@@ -1504,6 +1509,8 @@ TEST_F(PostgresHandOnTest, GroupsLeftByTheCommittingThreadAreCommittedByTheRelie
   constexpr int kClosures = 200;
   ASSERT_OK(lock(keyOf(::flatstore::bench::DocEntity::description()), true));
   std::atomic<int> runs{0};
+  absl::Notification submitted;
+  TransactionHandle gate = gateUntil(&submitted);
   std::vector<TransactionHandle> handles;
   for (int i = 0; i < kClosures; ++i) {
     handles.push_back(ws_->performChanges<Doc>([i, &runs](TransactionContext& txn) {
@@ -1511,6 +1518,8 @@ TEST_F(PostgresHandOnTest, GroupsLeftByTheCommittingThreadAreCommittedByTheRelie
       return txn.submit(doc(absl::StrCat("r", i), i)).status();
     }));
   }
+  submitted.Notify();
+  ASSERT_OK(gate.wait());
   // Every closure has run, so none comes later to commit what is queued.
   EXPECT_TRUE(reaches(runs, kClosures)) << runs.load() << " closures ran while the first waited";
   ASSERT_OK(lock(keyOf(::flatstore::bench::DocEntity::description()), false));
@@ -1589,6 +1598,8 @@ TEST_F(PostgresHandOnTest, AHandedOnClosureThatConflictsRunsAgainInItsSession) {
   std::atomic<int> second_runs{0};
   // The first closure writes elsewhere; the second hands on behind it (the third waits
   // behind the second) and reads the counter.
+  absl::Notification submitted;
+  TransactionHandle gate = gateUntil(&submitted);
   auto first = ws_->performChanges<Doc, Monster>(
       [](TransactionContext& txn) { return txn.submit(doc("first", 1)).status(); });
   auto second =
@@ -1599,6 +1610,8 @@ TEST_F(PostgresHandOnTest, AHandedOnClosureThatConflictsRunsAgainInItsSession) {
       });
   auto third = ws_->performChanges<Doc, Monster>(
       [](TransactionContext& txn) { return txn.submit(doc("third", 3)).status(); });
+  submitted.Notify();
+  ASSERT_OK(gate.wait());
   ASSERT_TRUE(reaches(second_runs, 1));
   // Another client changes the counter after the second closure's snapshot.
   std::unique_ptr<Workspace> other = open();
