@@ -10,13 +10,14 @@
 // The closure runs on a worker thread once every table it declared is free (or on the
 // thread of a caller waiting for it, or on the thread that ran the closure before it on
 // its tables: which thread is not part of the contract). It reads one snapshot for its
-// whole run plus its own submitted changes, and its changes are committed by the
-// workspace's single writer, together with other closures' changes, in one SQLite
-// transaction. The next closure on a table sees this one's writes: it starts after this
-// commit, or (when closures queue up on the table, or the writer is busy) as soon as
-// this closure's changes reach the writer, and then runs again if it read anything this
-// one writes before that was committed. Closures on one table commit in submission
-// order.
+// whole run, taken at its first read (a closure that reads nothing takes none, and no
+// other commit can make it run again), plus its own submitted changes, and its changes
+// are committed by the workspace's single writer, together with other closures'
+// changes, in one SQLite transaction. The next closure on a table sees this one's
+// writes: it starts after this commit, or (when closures queue up on the table, or the
+// writer is busy) as soon as this closure's changes reach the writer, and then runs
+// again if it read anything this one writes before that was committed. Closures on one
+// table commit in submission order.
 //
 // A closure must not touch tables it did not declare (FailedPrecondition), must not keep
 // the context after it returns, and should be re-runnable (it may be run again when
