@@ -32,6 +32,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "flatstore/table_description.h"
+#include "runtime/plan_cache.h"
 #include "runtime/sqlite.h"
 
 namespace flatstore::internal {
@@ -102,6 +103,9 @@ class TableState {
   // while this is above 0; each such hand-off counts it down. A closure that read what
   // a pipelined predecessor was writing sets it (see pipeline.h).
   std::atomic<int> pipeline_pause{0};
+
+  // The SQL of the query shapes this table was queried with (query_exec.cc).
+  mutable PlanCache plans;
 
   bool indexReady(int i) const {
     return ready_[static_cast<size_t>(i)].load(std::memory_order_acquire);

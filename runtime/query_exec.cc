@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "absl/cleanup/cleanup.h"
+#include "absl/container/inlined_vector.h"
 #include "absl/strings/str_cat.h"
 #include "flatstore/status.h"
 #include "runtime/absl_compat.h"
@@ -80,14 +81,14 @@ class SqlBuilder {
     return aliases_.back().second;
   }
 
-  // Appends the SQL of `n` to `out` (one string for the whole query: no temporaries).
+  // Appends the SQL of `n` to `out` (one string for the whole query: no temporaries). Its
+  // parameters are `n`'s values in the order appendBinds() gives.
   void compile(const ExprNode& n, std::string* out) {
     switch (n.kind) {
       case Kind::kTrue:
         out->append("1");
         return;
       case Kind::kCompare:
-        binds_.push_back(n.values.front());
         out->append("(");
         column(*n.field, out);
         absl::StrAppend(out, sqlCompareOperator(n.op), "?)");
@@ -101,10 +102,7 @@ class SqlBuilder {
         out->append("(");
         column(*n.field, out);
         out->append(n.negated ? " NOT IN (" : " IN (");
-        for (size_t i = 0; i < n.values.size(); ++i) {
-          out->append(i == 0 ? "?" : ", ?");
-          binds_.push_back(n.values[i]);
-        }
+        for (size_t i = 0; i < n.values.size(); ++i) out->append(i == 0 ? "?" : ", ?");
         out->append("))");
         return;
       }
@@ -143,15 +141,86 @@ class SqlBuilder {
   }
 
   const std::string& joins() const { return joins_; }
-  std::vector<Value>& binds() { return binds_; }
 
  private:
   const TableState& t_;
   std::string joins_;
   // Few (one per indexed field the query names): a vector beats a map.
   std::vector<std::pair<int, std::string>> aliases_;
-  std::vector<Value> binds_;
 };
+
+// Appends the values compile() makes parameters of, in the order of their '?'.
+void appendBinds(const ExprNode& n, absl::InlinedVector<const Value*, 8>* out) {
+  switch (n.kind) {
+    case Kind::kCompare:
+      out->push_back(&n.values.front());
+      return;
+    case Kind::kIn:
+      for (const Value& v : n.values) out->push_back(&v);
+      return;
+    case Kind::kAnd:
+    case Kind::kOr:
+      appendBinds(*n.lhs, out);
+      appendBinds(*n.rhs, out);
+      return;
+    case Kind::kNot:
+      appendBinds(*n.lhs, out);
+      return;
+    case Kind::kTrue:
+    case Kind::kIsNull:
+      return;
+  }
+}
+
+// The key of a query shape, built on the stack.
+using ShapeKey = absl::InlinedVector<char, 96>;
+
+template <class V>
+void appendBytes(ShapeKey* key, const V& v) {
+  const char* b = reinterpret_cast<const char*>(&v);
+  key->insert(key->end(), b, b + sizeof v);
+}
+
+// Appends to `key` what the SQL of a field depends on: where it is stored (the key
+// columns, or an index table) and which one.
+void appendFieldShape(const FieldInfo& f, ShapeKey* key) {
+  key->push_back(static_cast<char>('A' + static_cast<int>(f.storage)));
+  appendBytes(key, f.slot);
+}
+
+// Appends to `key` what the SQL of `n` depends on: its structure, operators, fields and
+// the number of values of an IN list, never the values themselves.
+void appendShape(const ExprNode& n, ShapeKey* key) {
+  auto field = [key](const FieldInfo* f) { appendFieldShape(*f, key); };
+  key->push_back(static_cast<char>('a' + static_cast<int>(n.kind)));
+  switch (n.kind) {
+    case Kind::kCompare:
+      key->push_back(static_cast<char>('0' + static_cast<int>(n.op)));
+      field(n.field);
+      return;
+    case Kind::kIn: {
+      key->push_back(n.negated ? '!' : '=');
+      field(n.field);
+      uint64_t count = n.values.size();
+      appendBytes(key, count);
+      return;
+    }
+    case Kind::kIsNull:
+      key->push_back(n.negated ? '!' : '=');
+      field(n.field);
+      return;
+    case Kind::kAnd:
+    case Kind::kOr:
+      appendShape(*n.lhs, key);
+      appendShape(*n.rhs, key);
+      return;
+    case Kind::kNot:
+      appendShape(*n.lhs, key);
+      return;
+    case Kind::kTrue:
+      return;
+  }
+}
 
 // One candidate row with its sort keys.
 struct Candidate {
@@ -160,44 +229,57 @@ struct Candidate {
   std::vector<Value> order_values;
 };
 
-bool matches(const std::vector<std::shared_ptr<const ExprNode>>& terms, const uint8_t* buffer) {
-  for (const auto& t : terms) {
+// A few of each per query: kept inline, no allocation.
+using Terms = absl::InlinedVector<const ExprNode*, 8>;
+
+bool matches(const Terms& terms, const uint8_t* buffer) {
+  for (const ExprNode* t : terms) {
     if (evaluate(*t, buffer) != Truth::kTrue) return false;
   }
   return true;
 }
 
-// A plan: the SQL to run and what is left for memory.
+// What a query's SQL selects.
+enum class Select { kRows, kCount };
+
+// A plan: the SQL to run (its shape's), its parameters, and what is left for memory.
+// Points into the spec it was made of, which must outlive it.
 struct Plan {
-  std::string sql;
-  std::vector<Value> binds;
-  std::vector<std::shared_ptr<const ExprNode>> residual;
-  bool order_in_sql = false;
-  bool limit_in_sql = false;
-  // The order is the rowid alone and every row is wanted: the SQL has no ORDER BY and
-  // the rows are put in rowid order in memory, which costs less than SQLite's sorter
-  // when the rows come by an index (a plain scan already yields them in rowid order).
-  bool rowid_order_in_memory = false;
+  std::shared_ptr<const CachedPlan> shape;
+  absl::InlinedVector<const Value*, 8> binds;
+  Terms residual;
+  Value limit, offset;  // bound last when the SQL has LIMIT and OFFSET
+
+  const std::string& sql() const { return shape->sql; }
 };
 
-Plan plan(const TableState& t, const QuerySpec& spec, bool has_pending, const char* select) {
-  Plan p;
-  SqlBuilder b(t);
-  std::vector<std::shared_ptr<const ExprNode>> terms;
-  andTerms(spec.where, &terms);
-  std::string where;
-  for (const auto& term : terms) {
-    if (b.compilable(*term)) {
-      where.append(where.empty() ? " WHERE " : " AND ");
-      b.compile(*term, &where);
-    } else {
-      p.residual.push_back(term);
-    }
+// Appends the top-level conjuncts of `node` (none for null or true).
+void conjuncts(const ExprNode* node, Terms* out) {
+  if (node == nullptr) return;
+  if (node->kind == Kind::kAnd) {
+    conjuncts(node->lhs.get(), out);
+    conjuncts(node->rhs.get(), out);
+  } else if (node->kind != Kind::kTrue) {
+    out->push_back(node);
   }
-  bool order_ok = std::all_of(spec.order.begin(), spec.order.end(),
-                              [&](const auto& o) { return b.fieldInSql(*o.first); });
+}
+
+// The SQL of a query of `spec`'s shape, built anew. `terms` are spec.where's top-level
+// conjuncts and `in_sql` tells which of them SQLite evaluates.
+CachedPlan compileShape(const TableState& t, const QuerySpec& spec, bool has_pending, Select select,
+                        const Terms& terms, const absl::InlinedVector<bool, 8>& in_sql,
+                        bool order_ok) {
+  CachedPlan p;
+  SqlBuilder b(t);
+  std::string where;
+  for (size_t i = 0; i < terms.size(); ++i) {
+    if (!in_sql[i]) continue;
+    where.append(where.empty() ? " WHERE " : " AND ");
+    b.compile(*terms[i], &where);
+  }
+  const bool no_residual = std::find(in_sql.begin(), in_sql.end(), false) == in_sql.end();
   p.order_in_sql = order_ok && !has_pending;
-  p.limit_in_sql = p.order_in_sql && p.residual.empty();
+  p.limit_in_sql = p.order_in_sql && no_residual;
   std::string order;
   p.rowid_order_in_memory =
       p.order_in_sql && spec.order.empty() && !spec.limit.has_value() && spec.offset == 0;
@@ -213,14 +295,60 @@ Plan plan(const TableState& t, const QuerySpec& spec, bool has_pending, const ch
       order.append("t.rowid");
     }
   }
-  p.sql = absl::StrCat(select, " FROM ", t.quoted, " t", b.joins(), where, order);
-  p.binds = std::move(b.binds());
+  const char* columns = select == Select::kRows ? "SELECT t.rowid, t.p, t.vs" : "SELECT 1";
+  p.sql = absl::StrCat(columns, " FROM ", t.quoted, " t", b.joins(), where, order);
   // Bound, not spelled out: the SQL of a query shape stays one cached statement
   // whatever page it asks for.
   if (p.limit_in_sql && (spec.limit.has_value() || spec.offset > 0)) {
     absl::StrAppend(&p.sql, " LIMIT ? OFFSET ?");
-    p.binds.push_back(Value::integer(spec.limit.value_or(-1)));
-    p.binds.push_back(Value::integer(spec.offset));
+  }
+  if (select == Select::kCount) p.sql = absl::StrCat("SELECT count(*) FROM (", p.sql, ")");
+  return p;
+}
+
+Plan plan(const TableState& t, const QuerySpec& spec, bool has_pending, Select select) {
+  Plan p;
+  Terms terms;
+  conjuncts(spec.where.get(), &terms);
+  // The shape's key: everything compileShape() reads but the values.
+  absl::InlinedVector<bool, 8> in_sql(terms.size());
+  ShapeKey key;
+  key.push_back(select == Select::kRows ? 'r' : 'c');
+  key.push_back(has_pending ? 'p' : '-');
+  key.push_back(spec.limit.has_value() ? 'l' : '-');
+  key.push_back(spec.offset > 0 ? 'o' : '-');
+  for (size_t i = 0; i < terms.size(); ++i) {
+    // Whether SQLite can evaluate a term changes when an index's back-fill completes.
+    in_sql[i] = compilableInSql(t, *terms[i]);
+    key.push_back(in_sql[i] ? 'S' : 'M');
+    appendShape(*terms[i], &key);
+  }
+  bool order_ok = true;
+  key.push_back('|');
+  for (const auto& [field, desc] : spec.order) {
+    const bool ok = fieldInSql(t, *field);
+    order_ok = order_ok && ok;
+    appendFieldShape(*field, &key);
+    key.push_back(static_cast<char>((desc ? 2 : 0) | (ok ? 1 : 0)));
+  }
+  p.shape = t.plans.find(std::string_view(key.data(), key.size()));
+  if (p.shape == nullptr) {
+    p.shape = std::make_shared<const CachedPlan>(
+        compileShape(t, spec, has_pending, select, terms, in_sql, order_ok));
+    t.plans.add(std::string(key.data(), key.size()), p.shape);
+  }
+  for (size_t i = 0; i < terms.size(); ++i) {
+    if (in_sql[i]) {
+      appendBinds(*terms[i], &p.binds);
+    } else {
+      p.residual.push_back(terms[i]);
+    }
+  }
+  if (p.shape->limit_in_sql && (spec.limit.has_value() || spec.offset > 0)) {
+    p.limit = Value::integer(spec.limit.value_or(-1));
+    p.offset = Value::integer(spec.offset);
+    p.binds.push_back(&p.limit);
+    p.binds.push_back(&p.offset);
   }
   return p;
 }
@@ -343,17 +471,17 @@ absl::StatusOr<std::vector<RawRow>> executeQueryIn(Connection& c, const TableSta
     return out;
   }
 
-  Plan p = plan(t, spec, pending != nullptr, "SELECT t.rowid, t.p, t.vs");
-  FLATSTORE_ASSIGN_OR_RETURN(Statement * stmt, c.cachedQuery(p.sql, what(t)));
+  Plan p = plan(t, spec, pending != nullptr, Select::kRows);
+  FLATSTORE_ASSIGN_OR_RETURN(Statement * stmt, c.cachedQuery(p.sql(), what(t)));
   Statement& s = *stmt;
   // Declared after `p`, so the statement is reset before the binds it points into go.
   absl::Cleanup reset = [stmt] { stmt->reset(); };
-  for (size_t i = 0; i < p.binds.size(); ++i) s.bindStatic(static_cast<int>(i + 1), p.binds[i]);
+  for (size_t i = 0; i < p.binds.size(); ++i) s.bindStatic(static_cast<int>(i + 1), *p.binds[i]);
 
   // With SQL ordering but a residual filter, rows stream in order: stop once the
   // requested window is full.
   std::optional<int64_t> stop_after;
-  if (p.order_in_sql && !p.limit_in_sql && spec.limit.has_value()) {
+  if (p.shape->order_in_sql && !p.shape->limit_in_sql && spec.limit.has_value()) {
     stop_after = spec.offset + *spec.limit;
   }
   std::vector<Candidate> rows;
@@ -396,13 +524,13 @@ absl::StatusOr<std::vector<RawRow>> executeQueryIn(Connection& c, const TableSta
     for (const auto& [rowid, e] : pending->by_rowid) add(e);
     for (const auto& [id, e] : pending->inserts) add(e);
   }
-  if (p.rowid_order_in_memory) {
+  if (p.shape->rowid_order_in_memory) {
     auto by_rowid = [](const Candidate& a, const Candidate& b) { return a.sort_id < b.sort_id; };
     if (!std::is_sorted(rows.begin(), rows.end(), by_rowid)) {
       std::sort(rows.begin(), rows.end(), by_rowid);
     }
   }
-  if (!p.order_in_sql) {
+  if (!p.shape->order_in_sql) {
     for (Candidate& cand : rows) {
       for (const auto& o : spec.order)
         cand.order_values.push_back(o.first->read(cand.row.bytes.data()));
@@ -416,7 +544,7 @@ absl::StatusOr<std::vector<RawRow>> executeQueryIn(Connection& c, const TableSta
     });
   }
   std::vector<RawRow> out;
-  if (p.limit_in_sql) {
+  if (p.shape->limit_in_sql) {
     out.reserve(rows.size());
     for (Candidate& cand : rows) out.push_back(std::move(cand.row));
     return out;
@@ -444,13 +572,11 @@ absl::StatusOr<int64_t> executeCountIn(Connection& c, const TableState& t, const
   if (pending == nullptr && !spec.key.has_value()) {
     QuerySpec unordered = spec;
     unordered.order.clear();
-    Plan p = plan(t, unordered, false, "SELECT 1");
+    Plan p = plan(t, unordered, false, Select::kCount);
     if (p.residual.empty()) {
-      FLATSTORE_ASSIGN_OR_RETURN(
-          Statement * s,
-          c.cachedQuery(absl::StrCat("SELECT count(*) FROM (", p.sql, ")"), what(t)));
+      FLATSTORE_ASSIGN_OR_RETURN(Statement * s, c.cachedQuery(p.sql(), what(t)));
       absl::Cleanup reset = [s] { s->reset(); };
-      for (size_t i = 0; i < p.binds.size(); ++i) s->bind(static_cast<int>(i + 1), p.binds[i]);
+      for (size_t i = 0; i < p.binds.size(); ++i) s->bind(static_cast<int>(i + 1), *p.binds[i]);
       FLATSTORE_ASSIGN_OR_RETURN(bool row, s->step(what(t)));
       return row ? s->columnInt(0) : 0;
     }

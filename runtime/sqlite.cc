@@ -198,8 +198,11 @@ absl::StatusOr<Statement> Connection::prepare(std::string_view sql, std::string_
 }
 
 absl::StatusOr<Statement*> Connection::cached(std::string_view sql, std::string_view what) {
-  RecentStatement& recent =
-      recent_[(reinterpret_cast<uintptr_t>(sql.data()) >> 3) % recent_.size()];
+  // Fibonacci hashing of the address: heap-allocated texts are 16-byte aligned, so its
+  // low bits alone would leave most slots unused.
+  static_assert(std::tuple_size_v<decltype(recent_)> == 32);
+  const uint64_t slot = (reinterpret_cast<uintptr_t>(sql.data()) * 0x9E3779B97F4A7C15ull) >> 59;
+  RecentStatement& recent = recent_[slot];
   if (recent.entry != nullptr && recent.sql == sql.data() && recent.size == sql.size() &&
       std::memcmp(recent.entry->first.data(), sql.data(), sql.size()) == 0) {
     return &recent.entry->second;

@@ -4,6 +4,7 @@
 #include <sqlite3.h>
 
 #include <algorithm>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -232,6 +233,98 @@ TEST_F(OneReaderTest, PagesOfOneQueryShapeAreEachExact) {
           expected);
     }
   }
+}
+
+// Queries of one shape share their SQL (it is planned once and its values bound): each
+// of many values, nested in AND, OR, NOT and IN lists of several lengths, with terms
+// SQLite evaluates (hp, indexed) and terms filtered in memory (mana) in either order,
+// gives what a filter over every object gives, outside a transaction and inside one
+// with pending changes.
+TEST_F(OneReaderTest, QueriesOfOneShapeWithOtherValuesAreEachExact) {
+  for (int i = 0; i < 40; ++i) ASSERT_OK(create(absl::StrCat("m", i), 10 + i % 20, i % 7));
+  using Check = std::function<bool(const MonsterEntity&)>;
+  struct Shape {
+    std::function<Predicate<Monster>(int)> where;
+    std::function<Check(int)> check;
+  };
+  std::vector<int16_t> list;
+  const std::vector<Shape> shapes = {
+      {[](int v) { return F::hp >= v && F::hp < v + 5; },
+       [](int v) -> Check {
+         return [v](const MonsterEntity& m) { return m.hp() >= v && m.hp() < v + 5; };
+       }},
+      {[](int v) { return F::mana == v % 7 && F::hp > v; },
+       [](int v) -> Check {
+         return [v](const MonsterEntity& m) { return m.mana() == v % 7 && m.hp() > v; };
+       }},
+      {[](int v) { return F::hp > v && F::mana == v % 7; },
+       [](int v) -> Check {
+         return [v](const MonsterEntity& m) { return m.hp() > v && m.mana() == v % 7; };
+       }},
+      {[](int v) { return (F::hp == v || !(F::hp <= v + 3)) && F::mana != 2; },
+       [](int v) -> Check {
+         return [v](const MonsterEntity& m) {
+           return (m.hp() == v || !(m.hp() <= v + 3)) && m.mana() != 2;
+         };
+       }},
+      {[&list](int v) {
+         list.clear();
+         for (int k = 0; k < v % 4; ++k) list.push_back(static_cast<int16_t>(v + 2 * k));
+         return F::hp.in(list) || F::hp.notIn({v, v + 1, v + 2});
+       },
+       [](int v) -> Check {
+         return [v](const MonsterEntity& m) {
+           bool in = false;
+           for (int k = 0; k < v % 4; ++k) in = in || m.hp() == v + 2 * k;
+           return in || (m.hp() != v && m.hp() != v + 1 && m.hp() != v + 2);
+         };
+       }},
+  };
+  auto all = ws_->fetch<Monster>().all();
+  ASSERT_OK(all);
+  auto expected = [&](const Check& check) {
+    std::vector<std::string> names;
+    for (const auto& m : *all) {
+      if (check(*m)) names.push_back(std::string(m->name()));
+    }
+    return names;
+  };
+  auto names = [](const auto& rows) {
+    std::vector<std::string> out;
+    for (const auto& m : rows) out.push_back(std::string(m->name()));
+    return out;
+  };
+  for (size_t s = 0; s < shapes.size(); ++s) {
+    for (int v = 5; v < 35; ++v) {
+      std::vector<std::string> want = expected(shapes[s].check(v));
+      auto got = ws_->fetch<Monster>().where(shapes[s].where(v)).all();
+      ASSERT_OK(got);
+      EXPECT_EQ(names(*got), want) << "shape " << s << " value " << v;
+      EXPECT_EQ(*ws_->fetch<Monster>().where(shapes[s].where(v)).count(),
+                static_cast<int64_t>(want.size()))
+          << "shape " << s << " value " << v;
+    }
+  }
+  // Inside a transaction that has changed an object: every hp of m0 moves to 33.
+  auto done = ws_->performChangesAndWait<Monster>([&](TransactionContext& txn) -> absl::Status {
+    auto m0 = txn.get<Monster>("m0", 1);
+    if (!m0.ok()) return m0.status();
+    auto r = MonsterChangeRequest::changeOf(**m0);
+    r.setHp(33);
+    FLATSTORE_RETURN_IF_ERROR(txn.submit(r).status());
+    for (int v = 28; v < 34; ++v) {
+      auto got = txn.fetch<Monster>().where(shapes[0].where(v)).all();
+      if (!got.ok()) return got.status();
+      std::vector<std::string> want;
+      for (const auto& m : *all) {
+        int hp = m->name() == "m0" ? 33 : m->hp();
+        if (hp >= v && hp < v + 5) want.push_back(std::string(m->name()));
+      }
+      EXPECT_EQ(names(*got), want) << "in the transaction, value " << v;
+    }
+    return absl::OkStatus();
+  });
+  ASSERT_OK(done);
 }
 
 }  // namespace
