@@ -111,8 +111,9 @@ void InFlightRegistry::remove(const std::vector<TableState*>& tables,
   for (const TableState* t : tables) {
     auto it = by_table_.find(t);
     if (it == by_table_.end()) continue;
+    // An emptied list is kept (there is one per table in use): the next record on the
+    // table reuses its storage instead of allocating it again.
     std::erase(it->second, record);
-    if (it->second.empty()) by_table_.erase(it);
   }
 }
 

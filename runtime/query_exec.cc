@@ -19,7 +19,15 @@ absl::StatusOr<int64_t> executeCountIn(Connection& c, const TableState& t, const
                                        const PendingTable* pending);
 
 std::string PendingTable::encodeKey(const std::vector<Value>& key) {
+  // Sized first: one allocation at most, instead of one per growth step.
+  size_t size = 0;
+  for (const Value& v : key) {
+    size += 1 + (v.kind() == Value::Kind::kText   ? sizeof(uint32_t) + v.asText().size()
+                 : v.kind() == Value::Kind::kNull ? 0
+                                                  : sizeof(int64_t));
+  }
   std::string out;
+  out.reserve(size);
   for (const Value& v : key) {
     out.push_back(static_cast<char>(v.kind()));
     switch (v.kind()) {
