@@ -256,9 +256,23 @@ struct Plan {
   std::shared_ptr<const CachedPlan> shape;
   absl::InlinedVector<const Value*, 8> binds;
   Terms residual;
-  Value limit, offset;  // bound last when the SQL has LIMIT and OFFSET
+  // Bound after `binds` when the SQL has LIMIT and OFFSET.
+  bool window = false;
+  int64_t limit = -1;
+  int64_t offset = 0;
 
   const std::string& sql() const { return shape->sql; }
+
+  // Binds the parameters to `s`, which is reset before the spec the plan was made of
+  // goes (the text of its values is not copied).
+  void bindTo(Statement& s) const {
+    int i = 1;
+    for (const Value* v : binds) s.bindStatic(i++, *v);
+    if (window) {
+      s.bindInt(i++, limit);
+      s.bindInt(i++, offset);
+    }
+  }
 };
 
 // Appends the top-level conjuncts of `node` (none for null or true).
@@ -353,10 +367,9 @@ Plan plan(const TableState& t, const QuerySpec& spec, bool has_pending, Select s
     }
   }
   if (p.shape->limit_in_sql && (spec.limit.has_value() || spec.offset > 0)) {
-    p.limit = Value::integer(spec.limit.value_or(-1));
-    p.offset = Value::integer(spec.offset);
-    p.binds.push_back(&p.limit);
-    p.binds.push_back(&p.offset);
+    p.window = true;
+    p.limit = spec.limit.value_or(-1);
+    p.offset = spec.offset;
   }
   return p;
 }
@@ -484,7 +497,7 @@ absl::StatusOr<std::vector<RawRow>> executeQueryIn(Connection& c, const TableSta
   Statement& s = *stmt;
   // Declared after `p`, so the statement is reset before the binds it points into go.
   absl::Cleanup reset = [stmt] { stmt->reset(); };
-  for (size_t i = 0; i < p.binds.size(); ++i) s.bindStatic(static_cast<int>(i + 1), *p.binds[i]);
+  p.bindTo(s);
 
   // With SQL ordering but a residual filter, rows stream in order: stop once the
   // requested window is full.
@@ -584,7 +597,7 @@ absl::StatusOr<int64_t> executeCountIn(Connection& c, const TableState& t, const
     if (p.residual.empty()) {
       FLATSTORE_ASSIGN_OR_RETURN(Statement * s, c.cachedQuery(p.sql(), what(t)));
       absl::Cleanup reset = [s] { s->reset(); };
-      for (size_t i = 0; i < p.binds.size(); ++i) s->bind(static_cast<int>(i + 1), *p.binds[i]);
+      p.bindTo(*s);
       FLATSTORE_ASSIGN_OR_RETURN(bool row, s->step(what(t)));
       return row ? s->columnInt(0) : 0;
     }
