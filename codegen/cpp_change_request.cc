@@ -93,18 +93,12 @@ void CppGenerator::genEncodeInPlace(const Entity& e, const std::vector<const Fie
   w_.line("if (changed_fields == 0) {");
   w_.line("  return ::flatstore::EncodedObject{::flatstore::ObjectBuffer(), false, 0};");
   w_.line("}");
-  w_.line("::flatstore::ObjectBuffer bytes = ::flatstore::ObjectBuffer::copyOf(current);");
-  w_.line("uint8_t* start = bytes.mutableData() + (reinterpret_cast<const uint8_t*>(table) -");
-  w_.line("                                        current.data());");
+  w_.line("::flatstore::detail::ScalarRewrite rewrite(current, table);");
   for (size_t i : in_place) {
     w_.set("ST", storedScalarType(select(i).value.type.base_type));
-    w_.line("if (touched_.test({{BIT}})) {");
-    w_.line("  if (::flatbuffers::voffset_t at = table->GetOptionalFieldOffset({{VT}})) {");
-    w_.line("    ::flatbuffers::WriteScalar(start + at, static_cast<{{ST}}>(value_.{{M}}));");
-    w_.line("  }");
-    w_.line("}");
+    w_.line("if (touched_.test({{BIT}})) rewrite.write<{{ST}}>({{VT}}, value_.{{M}});");
   }
-  w_.line("return ::flatstore::EncodedObject{std::move(bytes), true, changed_fields, true};");
+  w_.line("return std::move(rewrite).done(changed_fields);");
   w_.outdent();
   w_.line("}");
 }

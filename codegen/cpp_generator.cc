@@ -72,6 +72,7 @@ GeneratedFiles CppGenerator::generate() {
   w_.line("");
   w_.line("#include \"absl/status/status.h\"");
   w_.line("#include \"absl/status/statusor.h\"");
+  w_.line("#include \"flatstore/detail/scalar_rewrite.h\"");
   w_.line("#include \"flatstore/status.h\"");
   w_.line("");
   w_.line("namespace {");

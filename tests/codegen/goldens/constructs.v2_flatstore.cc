@@ -5,6 +5,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "flatstore/detail/scalar_rewrite.h"
 #include "flatstore/status.h"
 
 namespace {
@@ -695,30 +696,12 @@ absl::StatusOr<::flatstore::EncodedObject> HeroChangeRequest::encodeOver(
   if (changed_fields == 0) {
     return ::flatstore::EncodedObject{::flatstore::ObjectBuffer(), false, 0};
   }
-  ::flatstore::ObjectBuffer bytes = ::flatstore::ObjectBuffer::copyOf(current);
-  uint8_t* start = bytes.mutableData() + (reinterpret_cast<const uint8_t*>(table) -
-                                          current.data());
-  if (touched_.test(0)) {
-    if (::flatbuffers::voffset_t at = table->GetOptionalFieldOffset(4)) {
-      ::flatbuffers::WriteScalar(start + at, static_cast<int64_t>(value_.r));
-    }
-  }
-  if (touched_.test(2)) {
-    if (::flatbuffers::voffset_t at = table->GetOptionalFieldOffset(8)) {
-      ::flatbuffers::WriteScalar(start + at, static_cast<int32_t>(value_.import_));
-    }
-  }
-  if (touched_.test(7)) {
-    if (::flatbuffers::voffset_t at = table->GetOptionalFieldOffset(22)) {
-      ::flatbuffers::WriteScalar(start + at, static_cast<int16_t>(value_.hp));
-    }
-  }
-  if (touched_.test(11)) {
-    if (::flatbuffers::voffset_t at = table->GetOptionalFieldOffset(30)) {
-      ::flatbuffers::WriteScalar(start + at, static_cast<int32_t>(value_.badge));
-    }
-  }
-  return ::flatstore::EncodedObject{std::move(bytes), true, changed_fields, true};
+  ::flatstore::detail::ScalarRewrite rewrite(current, table);
+  if (touched_.test(0)) rewrite.write<int64_t>(4, value_.r);
+  if (touched_.test(2)) rewrite.write<int32_t>(8, value_.import_);
+  if (touched_.test(7)) rewrite.write<int16_t>(22, value_.hp);
+  if (touched_.test(11)) rewrite.write<int32_t>(30, value_.badge);
+  return std::move(rewrite).done(changed_fields);
 }
 
 }  // namespace flatstore::test::constructs

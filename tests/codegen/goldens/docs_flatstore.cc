@@ -5,6 +5,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "flatstore/detail/scalar_rewrite.h"
 #include "flatstore/status.h"
 
 namespace {
@@ -224,30 +225,12 @@ absl::StatusOr<::flatstore::EncodedObject> DocChangeRequest::encodeOver(
   if (changed_fields == 0) {
     return ::flatstore::EncodedObject{::flatstore::ObjectBuffer(), false, 0};
   }
-  ::flatstore::ObjectBuffer bytes = ::flatstore::ObjectBuffer::copyOf(current);
-  uint8_t* start = bytes.mutableData() + (reinterpret_cast<const uint8_t*>(table) -
-                                          current.data());
-  if (touched_.test(1)) {
-    if (::flatbuffers::voffset_t at = table->GetOptionalFieldOffset(6)) {
-      ::flatbuffers::WriteScalar(start + at, static_cast<int32_t>(value_.score));
-    }
-  }
-  if (touched_.test(2)) {
-    if (::flatbuffers::voffset_t at = table->GetOptionalFieldOffset(8)) {
-      ::flatbuffers::WriteScalar(start + at, static_cast<int32_t>(value_.rank));
-    }
-  }
-  if (touched_.test(3)) {
-    if (::flatbuffers::voffset_t at = table->GetOptionalFieldOffset(10)) {
-      ::flatbuffers::WriteScalar(start + at, static_cast<int64_t>(value_.size));
-    }
-  }
-  if (touched_.test(4)) {
-    if (::flatbuffers::voffset_t at = table->GetOptionalFieldOffset(12)) {
-      ::flatbuffers::WriteScalar(start + at, static_cast<double>(value_.ratio));
-    }
-  }
-  return ::flatstore::EncodedObject{std::move(bytes), true, changed_fields, true};
+  ::flatstore::detail::ScalarRewrite rewrite(current, table);
+  if (touched_.test(1)) rewrite.write<int32_t>(6, value_.score);
+  if (touched_.test(2)) rewrite.write<int32_t>(8, value_.rank);
+  if (touched_.test(3)) rewrite.write<int64_t>(10, value_.size);
+  if (touched_.test(4)) rewrite.write<double>(12, value_.ratio);
+  return std::move(rewrite).done(changed_fields);
 }
 
 }  // namespace flatstore::bench

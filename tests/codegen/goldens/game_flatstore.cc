@@ -5,6 +5,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "flatstore/detail/scalar_rewrite.h"
 #include "flatstore/status.h"
 
 namespace {
@@ -645,45 +646,15 @@ absl::StatusOr<::flatstore::EncodedObject> MonsterChangeRequest::encodeOver(
   if (changed_fields == 0) {
     return ::flatstore::EncodedObject{::flatstore::ObjectBuffer(), false, 0};
   }
-  ::flatstore::ObjectBuffer bytes = ::flatstore::ObjectBuffer::copyOf(current);
-  uint8_t* start = bytes.mutableData() + (reinterpret_cast<const uint8_t*>(table) -
-                                          current.data());
-  if (touched_.test(1)) {
-    if (::flatbuffers::voffset_t at = table->GetOptionalFieldOffset(6)) {
-      ::flatbuffers::WriteScalar(start + at, static_cast<int32_t>(value_.realm));
-    }
-  }
-  if (touched_.test(2)) {
-    if (::flatbuffers::voffset_t at = table->GetOptionalFieldOffset(8)) {
-      ::flatbuffers::WriteScalar(start + at, static_cast<int16_t>(value_.hp));
-    }
-  }
-  if (touched_.test(3)) {
-    if (::flatbuffers::voffset_t at = table->GetOptionalFieldOffset(10)) {
-      ::flatbuffers::WriteScalar(start + at, static_cast<int16_t>(value_.mana));
-    }
-  }
-  if (touched_.test(4)) {
-    if (::flatbuffers::voffset_t at = table->GetOptionalFieldOffset(12)) {
-      ::flatbuffers::WriteScalar(start + at, static_cast<int8_t>(value_.color));
-    }
-  }
-  if (touched_.test(15)) {
-    if (::flatbuffers::voffset_t at = table->GetOptionalFieldOffset(40)) {
-      ::flatbuffers::WriteScalar(start + at, static_cast<uint8_t>(value_.alive));
-    }
-  }
-  if (touched_.test(16)) {
-    if (::flatbuffers::voffset_t at = table->GetOptionalFieldOffset(42)) {
-      ::flatbuffers::WriteScalar(start + at, static_cast<double>(value_.speed));
-    }
-  }
-  if (touched_.test(17)) {
-    if (::flatbuffers::voffset_t at = table->GetOptionalFieldOffset(44)) {
-      ::flatbuffers::WriteScalar(start + at, static_cast<uint64_t>(value_.big));
-    }
-  }
-  return ::flatstore::EncodedObject{std::move(bytes), true, changed_fields, true};
+  ::flatstore::detail::ScalarRewrite rewrite(current, table);
+  if (touched_.test(1)) rewrite.write<int32_t>(6, value_.realm);
+  if (touched_.test(2)) rewrite.write<int16_t>(8, value_.hp);
+  if (touched_.test(3)) rewrite.write<int16_t>(10, value_.mana);
+  if (touched_.test(4)) rewrite.write<int8_t>(12, value_.color);
+  if (touched_.test(15)) rewrite.write<uint8_t>(40, value_.alive);
+  if (touched_.test(16)) rewrite.write<double>(42, value_.speed);
+  if (touched_.test(17)) rewrite.write<uint64_t>(44, value_.big);
+  return std::move(rewrite).done(changed_fields);
 }
 
 }  // namespace flatstore::test::game
@@ -810,15 +781,9 @@ absl::StatusOr<::flatstore::EncodedObject> EventChangeRequest::encodeOver(
   if (changed_fields == 0) {
     return ::flatstore::EncodedObject{::flatstore::ObjectBuffer(), false, 0};
   }
-  ::flatstore::ObjectBuffer bytes = ::flatstore::ObjectBuffer::copyOf(current);
-  uint8_t* start = bytes.mutableData() + (reinterpret_cast<const uint8_t*>(table) -
-                                          current.data());
-  if (touched_.test(1)) {
-    if (::flatbuffers::voffset_t at = table->GetOptionalFieldOffset(6)) {
-      ::flatbuffers::WriteScalar(start + at, static_cast<int64_t>(value_.at));
-    }
-  }
-  return ::flatstore::EncodedObject{std::move(bytes), true, changed_fields, true};
+  ::flatstore::detail::ScalarRewrite rewrite(current, table);
+  if (touched_.test(1)) rewrite.write<int64_t>(6, value_.at);
+  return std::move(rewrite).done(changed_fields);
 }
 
 }  // namespace flatstore::test::game
