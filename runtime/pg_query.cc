@@ -212,10 +212,10 @@ PgPlan pgPlan(const TableState& t, const PgTableSql& sql, const QuerySpec& spec,
               std::string_view select) {
   PgPlan p;
   PgExprCompiler b(t, sql);
-  std::vector<std::shared_ptr<const ExprNode>> terms;
-  andTerms(spec.where, &terms);
+  std::vector<const ExprNode*> terms;
+  andTerms(spec.where.get(), &terms);
   std::string where;
-  for (const auto& term : terms) {
+  for (const ExprNode* term : terms) {
     if (!b.compilable(*term)) {
       p.residual.push_back(term);
       continue;

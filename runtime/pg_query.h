@@ -41,7 +41,8 @@ namespace flatstore::internal {
 struct PgPlan {
   std::string sql;
   std::vector<Value> binds;
-  std::vector<std::shared_ptr<const ExprNode>> residual;
+  // Points into the spec the plan was made of, which must outlive it.
+  std::vector<const ExprNode*> residual;
   bool order_in_sql = false;
   bool limit_in_sql = false;
 };

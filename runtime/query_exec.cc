@@ -275,17 +275,6 @@ struct Plan {
   }
 };
 
-// Appends the top-level conjuncts of `node` (none for null or true).
-void conjuncts(const ExprNode* node, Terms* out) {
-  if (node == nullptr) return;
-  if (node->kind == Kind::kAnd) {
-    conjuncts(node->lhs.get(), out);
-    conjuncts(node->rhs.get(), out);
-  } else if (node->kind != Kind::kTrue) {
-    out->push_back(node);
-  }
-}
-
 // The SQL of a query of `spec`'s shape, built anew. `terms` are spec.where's top-level
 // conjuncts and `in_sql` tells which of them SQLite evaluates.
 CachedPlan compileShape(const TableState& t, const QuerySpec& spec, bool has_pending, Select select,
@@ -331,7 +320,7 @@ CachedPlan compileShape(const TableState& t, const QuerySpec& spec, bool has_pen
 Plan plan(const TableState& t, const QuerySpec& spec, bool has_pending, Select select) {
   Plan p;
   Terms terms;
-  conjuncts(spec.where.get(), &terms);
+  andTerms(spec.where.get(), &terms);
   // The shape's key: everything compileShape() reads but the values.
   absl::InlinedVector<bool, 8> in_sql(terms.size());
   ShapeKey key;

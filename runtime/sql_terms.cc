@@ -25,17 +25,6 @@ bool compilableInSql(const TableState& table, const ExprNode& n) {
   return false;
 }
 
-void andTerms(const std::shared_ptr<const ExprNode>& node,
-              std::vector<std::shared_ptr<const ExprNode>>* out) {
-  if (node == nullptr) return;
-  if (node->kind == ExprNode::Kind::kAnd) {
-    andTerms(node->lhs, out);
-    andTerms(node->rhs, out);
-  } else if (node->kind != ExprNode::Kind::kTrue) {
-    out->push_back(node);
-  }
-}
-
 const char* sqlCompareOperator(CompareOp op) {
   // By CompareOp's order: kEq, kNe, kLt, kLe, kGt, kGe.
   static constexpr const char* kOperators[] = {" = ", " <> ", " < ", " <= ", " > ", " >= "};

@@ -21,9 +21,18 @@ namespace flatstore::internal {
 bool fieldInSql(const TableState& table, const FieldInfo& field);
 // Whether every field `node` reads is in SQL.
 bool compilableInSql(const TableState& table, const ExprNode& node);
-// Appends the terms of `node`'s top-level AND chain (none for null or kTrue).
-void andTerms(const std::shared_ptr<const ExprNode>& node,
-              std::vector<std::shared_ptr<const ExprNode>>* out);
+// Appends the terms of `node`'s top-level AND chain to `out` (none for null or kTrue), as
+// pointers into `node`, which must outlive them. `Out` is a vector of const ExprNode*.
+template <class Out>
+void andTerms(const ExprNode* node, Out* out) {
+  if (node == nullptr) return;
+  if (node->kind == ExprNode::Kind::kAnd) {
+    andTerms(node->lhs.get(), out);
+    andTerms(node->rhs.get(), out);
+  } else if (node->kind != ExprNode::Kind::kTrue) {
+    out->push_back(node);
+  }
+}
 // " = ", " <> ", " < ", ... with the spaces around it.
 const char* sqlCompareOperator(CompareOp op);
 

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "runtime/sql_terms.h"
+
 namespace flatstore::internal {
 
 // ---------------------------------------------------------------------------------------
@@ -83,16 +85,6 @@ bool narrowBy(const ExprNode& n, FieldRange* r) {
   return false;
 }
 
-void conjuncts(const ExprNode* n, std::vector<const ExprNode*>* out) {
-  if (n == nullptr) return;
-  if (n->kind == ExprNode::Kind::kAnd) {
-    conjuncts(n->lhs.get(), out);
-    conjuncts(n->rhs.get(), out);
-  } else {
-    out->push_back(n);
-  }
-}
-
 }  // namespace
 
 namespace {
@@ -123,7 +115,7 @@ uint64_t queryFields(const QuerySpec& spec) {
 
 FieldRange filterRange(const ExprNode* where) {
   std::vector<const ExprNode*> terms;
-  conjuncts(where, &terms);
+  andTerms(where, &terms);
   // A conjunction is true only when every conjunct is: the ranges of one field intersect.
   std::vector<FieldRange> ranges;
   for (const ExprNode* t : terms) {
